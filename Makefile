@@ -1,0 +1,42 @@
+# keybroker: `make dev` runs everything locally, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STACK  ?= dev
+PULUMI_BACKEND_URL ?= file://$(CURDIR)/.pulumi-state
+export PULUMI_BACKEND_URL
+
+.PHONY: dev test lint fmt bench preview up destroy clean
+
+# The venv is (re)installed whenever pyproject.toml changes.
+$(BIN)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $@
+
+dev: $(BIN)/.installed
+	$(BIN)/keybroker dev
+
+test: $(BIN)/.installed
+	$(BIN)/ruff check broker infra policies tests bench
+	$(BIN)/python -m pytest -q
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check broker infra policies tests bench
+	$(BIN)/ruff format --check broker infra policies tests bench
+
+fmt: $(BIN)/.installed
+	$(BIN)/ruff check --fix broker infra policies tests bench
+	$(BIN)/ruff format broker infra policies tests bench
+
+bench: $(BIN)/.installed
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+preview up destroy: $(BIN)/.installed
+	@mkdir -p .pulumi-state
+	PATH=$(CURDIR)/$(BIN):$$PATH pulumi stack select --create $(STACK)
+	PATH=$(CURDIR)/$(BIN):$$PATH pulumi $@ --stack $(STACK) $(if $(filter up destroy,$@),--yes,)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .keybroker

@@ -1,0 +1,187 @@
+"""`keybroker` command line (CONTRACTS.md §5).
+
+This module only declares the commands and their options; each command's work lives
+in the module that owns it and is imported when the command runs, so that
+`keybroker --help` and cold start stay fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    name="keybroker",
+    help="Checks crypto-exchange API keys with the exchange and keeps them in HashiCorp Vault.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+policy_app = typer.Typer(help="Vault ACL policies: evaluate, check invariants, show who can reach what.",
+                         no_args_is_help=True)
+vault_app = typer.Typer(help="Operate on an existing Vault.", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
+app.add_typer(vault_app, name="vault")
+
+
+class Role(StrEnum):
+    site = "site"
+    robot = "robot"
+
+
+class CheckFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+class CheckReportFormat(StrEnum):
+    text = "text"
+    json = "json"
+    sarif = "sarif"
+
+
+class MatrixFormat(StrEnum):
+    text = "text"
+    json = "json"
+    html = "html"
+
+
+class VaultMode(StrEnum):
+    devvault = "devvault"
+    binary = "binary"
+
+
+@app.command()
+def serve() -> None:
+    """Run the broker from configuration (KEYBROKER_* environment, CONTRACTS.md §7)."""
+    from broker.api.server import serve as run
+
+    raise typer.Exit(run())
+
+
+@app.command()
+def dev(
+    state_file: Annotated[Path, typer.Option(help="Where to write connection details (mode 0600).")] = Path(
+        ".keybroker/dev.json"
+    ),
+    vault: Annotated[VaultMode, typer.Option(help="devvault (in-memory) or a `vault server -dev` binary.")] = (
+        VaultMode.devvault
+    ),
+) -> None:
+    """Run Vault, the exchange sandbox and the broker locally, all on loopback."""
+    from broker.devmode import run
+
+    raise typer.Exit(run(state_file=state_file, vault_mode=vault.value))
+
+
+@app.command("check-key")
+def check_key(
+    exchange: Annotated[str, typer.Option(help="ccxt exchange id, e.g. binance.")],
+    role: Annotated[Role, typer.Option(help="site (read-only) or robot (read+trade).")],
+    api_key: Annotated[str | None, typer.Option(envvar="KEYBROKER_API_KEY", show_envvar=True)] = None,
+    secret: Annotated[str | None, typer.Option(envvar="KEYBROKER_API_SECRET", show_envvar=True)] = None,
+    passphrase: Annotated[
+        str | None, typer.Option(envvar="KEYBROKER_API_PASSPHRASE", show_envvar=True)
+    ] = None,
+    format: Annotated[CheckFormat, typer.Option("--format")] = CheckFormat.text,
+) -> None:
+    """Inspect a key at its exchange and apply the acceptance rules; stores nothing.
+
+    Exit 0 accepted, 1 rejected, 3 retryable (exchange unavailable or rate limited), 2 usage error.
+    """
+    from broker.exchanges.cli import check_key as run
+
+    raise typer.Exit(
+        run(
+            exchange=exchange,
+            role=role.value,
+            api_key=api_key,
+            secret=secret,
+            passphrase=passphrase,
+            output_format=format.value,
+        )
+    )
+
+
+@policy_app.command("eval")
+def policy_eval(
+    policy: Annotated[list[Path] | None, typer.Option(help="HCL policy file (repeatable).")] = None,
+    path: Annotated[str | None, typer.Option(help="Request path, e.g. secret/data/foo.")] = None,
+    op: Annotated[str | None, typer.Option(help="read, list, create, update, patch, delete, recover, help.")] = None,
+    param: Annotated[list[str] | None, typer.Option(help="Request parameter KEY=JSON (repeatable).")] = None,
+    wrap_ttl: Annotated[int | None, typer.Option(help="Requested response-wrapping TTL in seconds.")] = None,
+    batch: Annotated[str | None, typer.Option(help="JSON lines file, or - for standard input.")] = None,
+) -> None:
+    """Decide one request as Vault would: prints allow or deny (exit 0 allow, 1 deny, 2 error)."""
+    from policies.eval_cli import run_batch, run_single
+
+    if batch is not None:
+        raise typer.Exit(run_batch(batch))
+    raise typer.Exit(run_single(policy or [], path, op, param or [], wrap_ttl))
+
+
+@policy_app.command("check")
+def policy_check(
+    policies: Annotated[Path | None, typer.Option(help="Directory of *.hcl policies (default: shipped).")] = None,
+    invariants: Annotated[Path | None, typer.Option(help="Invariants YAML (default: shipped).")] = None,
+    format: Annotated[CheckReportFormat, typer.Option("--format")] = CheckReportFormat.text,
+) -> None:
+    """Check the invariants and the built-in lint rules (exit 0 pass, 1 violation, 2 error)."""
+    from policies.check import run_check
+
+    raise typer.Exit(run_check(policies_dir=policies, invariants_file=invariants, output_format=format.value))
+
+
+@policy_app.command("matrix")
+def policy_matrix(
+    policies: Annotated[Path | None, typer.Option(help="Directory of *.hcl policies (default: shipped).")] = None,
+    invariants: Annotated[Path | None, typer.Option(help="Invariants YAML naming the principals.")] = None,
+    format: Annotated[MatrixFormat, typer.Option("--format")] = MatrixFormat.text,
+) -> None:
+    """Who can do what where: principals x path classes x capabilities."""
+    from policies.matrix import run_matrix
+
+    raise typer.Exit(run_matrix(policies_dir=policies, invariants_file=invariants, output_format=format.value))
+
+
+@vault_app.command("bootstrap")
+def vault_bootstrap(
+    addr: Annotated[str, typer.Option(envvar="VAULT_ADDR", help="Vault address, e.g. https://vault:8200.")],
+) -> None:
+    """Apply keybroker's Vault layout to an existing Vault (token from VAULT_TOKEN). Idempotent."""
+    from broker.bootstrap import run_bootstrap
+
+    raise typer.Exit(run_bootstrap(addr=addr))
+
+
+@app.command()
+def devvault(
+    host: str = "127.0.0.1",
+    port: int = 8200,
+    root_token: Annotated[str | None, typer.Option(help="Root token (random and printed when not given).")] = None,
+) -> None:
+    """Run only the in-memory Vault-API-compatible server, unsealed, until interrupted."""
+    from broker.devvault.server import run_forever
+
+    raise typer.Exit(run_forever(host=host, port=port, root_token=root_token))
+
+
+@app.command()
+def sandbox(
+    host: str = "127.0.0.1",
+    port: int = 8300,
+    keys: Annotated[Path | None, typer.Option(help="JSON file of sandbox keys (default: built-in set).")] = None,
+) -> None:
+    """Run only the exchange sandbox; prints its base URL, exchange URLs and keys as JSON."""
+    from broker.sandbox.server import run_forever
+
+    raise typer.Exit(run_forever(host=host, port=port, keys_file=keys))
+
+
+def main() -> None:
+    # Typer/click already exit 2 on usage errors, as CONTRACTS.md §5 asks.
+    sys.exit(app())

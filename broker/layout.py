@@ -1,0 +1,175 @@
+"""The one declarative Vault layout (CONTRACTS.md §2).
+
+Dev mode, `keybroker vault bootstrap` and the Pulumi stacks all apply this same
+description; nothing else spells out mount names, policy texts, roles or paths.
+The policy texts live in `policies/vault/*.hcl` and are read from there.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Literal
+
+from broker.config import format_duration
+
+DEFAULT_MOUNT = "exchange-keys"
+ROLES: tuple[str, ...] = ("site", "robot")
+Role = Literal["site", "robot"]
+
+SITE_READ_POLICY = "keybroker-site-read"
+ROBOT_READ_POLICY = "keybroker-robot-read"
+BROKER_POLICY = "keybroker-broker"
+INTAKE_POLICY = "keybroker-intake"
+SITE_BACKEND_POLICY = "keybroker-site-backend"
+POLICY_NAMES: tuple[str, ...] = (
+    SITE_READ_POLICY, ROBOT_READ_POLICY, BROKER_POLICY, INTAKE_POLICY, SITE_BACKEND_POLICY,
+)
+
+
+def policy_text(name: str, mount: str = DEFAULT_MOUNT) -> str:
+    """The shipped HCL of policy `name`, its paths moved to `mount` when not the default."""
+    text = resources.files("policies").joinpath("vault", f"{name}.hcl").read_text()
+    if mount != DEFAULT_MOUNT:
+        text = re.sub(rf'(path\s+"){re.escape(DEFAULT_MOUNT)}/', rf"\g<1>{mount}/", text)
+    return text
+
+
+@dataclass(frozen=True)
+class KeyPaths:
+    """Where one key lives in the KV v2 mount. Identifiers must be validated first."""
+
+    mount: str
+    role: Role
+    account: str
+    exchange: str
+
+    @property
+    def relative(self) -> str:  # the hvac `path=` argument
+        return f"{self.role}/{self.account}/{self.exchange}"
+
+    @property
+    def data(self) -> str:
+        return f"{self.mount}/data/{self.relative}"
+
+    @property
+    def metadata(self) -> str:
+        return f"{self.mount}/metadata/{self.relative}"
+
+
+@dataclass(frozen=True)
+class TokenRole:
+    name: str
+    allowed_policies: tuple[str, ...]
+    token_type: Literal["batch", "service"]
+    orphan: bool
+    renewable: bool
+    default_ttl: float  # seconds; applied by the broker on each create
+    explicit_max_ttl: float
+    bound_cidrs: tuple[str, ...]
+
+    def vault_payload(self) -> dict[str, object]:
+        """Body of `POST auth/token/roles/<name>`."""
+        return {
+            "allowed_policies": list(self.allowed_policies),
+            "orphan": self.orphan,
+            "renewable": self.renewable,
+            "token_type": self.token_type,
+            "token_explicit_max_ttl": format_duration(self.explicit_max_ttl),
+            "token_bound_cidrs": list(self.bound_cidrs),
+        }
+
+
+@dataclass(frozen=True)
+class AppRole:
+    name: str
+    token_policies: tuple[str, ...]
+    token_ttl: float
+    token_max_ttl: float
+    secret_id_ttl: float
+    secret_id_num_uses: int = 0
+    token_bound_cidrs: tuple[str, ...] = ()
+    secret_id_bound_cidrs: tuple[str, ...] = ()
+
+    def vault_payload(self) -> dict[str, object]:
+        """Body of `POST auth/approle/role/<name>`."""
+        return {
+            "token_policies": list(self.token_policies),
+            "token_ttl": format_duration(self.token_ttl),
+            "token_max_ttl": format_duration(self.token_max_ttl),
+            "secret_id_ttl": format_duration(self.secret_id_ttl),
+            "secret_id_num_uses": self.secret_id_num_uses,
+            "token_bound_cidrs": list(self.token_bound_cidrs),
+            "secret_id_bound_cidrs": list(self.secret_id_bound_cidrs),
+            "token_no_default_policy": True,
+        }
+
+
+@dataclass(frozen=True)
+class AuditDevice:
+    path: str
+    type: str
+    options: dict[str, str]
+
+
+@dataclass(frozen=True)
+class VaultLayout:
+    mount: str
+    max_versions: int
+    policies: dict[str, str]  # name -> HCL text
+    site_token_role: TokenRole
+    approles: tuple[AppRole, ...]
+    audit_devices: tuple[AuditDevice, ...] = field(default=())
+
+    def key_paths(self, role: Role, account: str, exchange: str) -> KeyPaths:
+        return KeyPaths(self.mount, role, account, exchange)
+
+
+def build_layout(
+    *,
+    mount: str = DEFAULT_MOUNT,
+    site_token_ttl: float = 300,
+    site_token_max_ttl: float = 900,
+    site_token_cidrs: tuple[str, ...] = (),
+    robot_cidrs: tuple[str, ...] = (),
+    audit_devices: tuple[AuditDevice, ...] = (),
+    site_token_role_name: str = "keybroker-site",
+) -> VaultLayout:
+    """The layout for one deployment; every argument comes from configuration."""
+    return VaultLayout(
+        mount=mount,
+        # Replacements destroy older versions right away; a few slots cover the race
+        # between the write and the destroy.
+        max_versions=5,
+        policies={name: policy_text(name, mount) for name in POLICY_NAMES},
+        site_token_role=TokenRole(
+            name=site_token_role_name,
+            allowed_policies=(SITE_READ_POLICY,),
+            token_type="batch",
+            orphan=True,
+            renewable=False,
+            default_ttl=site_token_ttl,
+            explicit_max_ttl=site_token_max_ttl,
+            bound_cidrs=tuple(site_token_cidrs),
+        ),
+        approles=(
+            AppRole(
+                name="keybroker-broker",
+                token_policies=(BROKER_POLICY,),
+                token_ttl=3600,
+                token_max_ttl=4 * 3600,
+                secret_id_ttl=24 * 3600,
+            ),
+            AppRole(
+                name="keybroker-robot",
+                token_policies=(ROBOT_READ_POLICY,),
+                token_ttl=3600,
+                token_max_ttl=24 * 3600,
+                secret_id_ttl=0,
+                token_bound_cidrs=tuple(robot_cidrs),
+                secret_id_bound_cidrs=tuple(robot_cidrs),
+            ),
+        ),
+        audit_devices=audit_devices,
+    )

@@ -1,0 +1,116 @@
+"""The vocabulary of a key check: reason codes (CONTRACTS.md §4), permissions, results.
+
+Shared by the exchange adapters, the acceptance rules, the HTTP API and `check-key`.
+Nothing here may ever hold a secret: these objects end up in responses and audit lines.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Severity(StrEnum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+class ReasonCode(StrEnum):
+    # Errors: the key is not accepted.
+    INVALID_CREDENTIALS = "invalid_credentials"
+    IP_NOT_ALLOWED = "ip_not_allowed"
+    WITHDRAW_ENABLED = "withdraw_enabled"
+    TRANSFER_ENABLED = "transfer_enabled"
+    READ_DISABLED = "read_disabled"
+    TRADE_ENABLED = "trade_enabled"
+    TRADE_DISABLED = "trade_disabled"
+    FUTURES_ENABLED = "futures_enabled"
+    IP_UNRESTRICTED = "ip_unrestricted"  # error for robot keys; warning for site keys by default
+    IP_WHITELIST_MISMATCH = "ip_whitelist_mismatch"
+    KEY_EXPIRED = "key_expired"
+    UNVERIFIABLE = "unverifiable"
+    UNSUPPORTED_EXCHANGE = "unsupported_exchange"
+    NON_HMAC_KEY = "non_hmac_key"
+    # Warnings.
+    KEY_EXPIRING = "key_expiring"
+    IP_WHITELIST_EXTRA = "ip_whitelist_extra"
+    IP_WHITELIST_UNVERIFIABLE = "ip_whitelist_unverifiable"
+    # Retryable: answered 503 (exit 3), nothing stored.
+    EXCHANGE_UNAVAILABLE = "exchange_unavailable"
+    RATE_LIMITED = "rate_limited"
+
+
+RETRYABLE_CODES = frozenset({ReasonCode.EXCHANGE_UNAVAILABLE, ReasonCode.RATE_LIMITED})
+
+Role = Literal["site", "robot"]
+
+
+class Reason(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    code: ReasonCode
+    severity: Severity
+    message: str
+
+    @classmethod
+    def error(cls, code: ReasonCode, message: str) -> Reason:
+        return cls(code=code, severity=Severity.ERROR, message=message)
+
+    @classmethod
+    def warning(cls, code: ReasonCode, message: str) -> Reason:
+        return cls(code=code, severity=Severity.WARNING, message=message)
+
+
+class Permissions(BaseModel):
+    """What the key may do, normalized across exchanges."""
+
+    model_config = ConfigDict(frozen=True)
+
+    read: bool = False
+    spot_trade: bool = False
+    margin: bool = False
+    futures: bool = False
+    withdraw: bool = False
+    transfer: bool = False
+
+
+class Inspection(BaseModel):
+    """One exchange's answer about a key, normalized by its adapter.
+
+    `ip_restricted` None: the exchange does not say. `ip_whitelist` None: the exchange
+    does not disclose the list (Binance says only "restricted"). Entries may be masked
+    by the exchange (KuCoin: `203.**.154`) and are kept as reported.
+    `ip_whitelist_verified`: the adapter proved the broker's own egress is listed
+    (e.g. the signed call itself succeeded from a whitelisted address).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    exchange: str
+    permissions: Permissions
+    ip_restricted: bool | None = None
+    ip_whitelist: list[str] | None = None
+    ip_whitelist_verified: bool = False
+    expires_at: datetime | None = None
+    # Set by adapters that cannot read rights (mexc) or cannot take the key (coinbase CDP).
+    blocking: list[Reason] = Field(default_factory=list)
+
+
+class CheckResult(BaseModel):
+    """CONTRACTS.md §3 CheckResult."""
+
+    accepted: bool
+    exchange: str
+    role: Role
+    permissions: Permissions
+    ip_restricted: bool | None
+    ip_whitelist: list[str] | None
+    expires_at: datetime | None
+    reasons: list[Reason]
+
+    @property
+    def retryable(self) -> bool:
+        return any(r.code in RETRYABLE_CODES for r in self.reasons)

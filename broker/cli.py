@@ -21,8 +21,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-policy_app = typer.Typer(help="Vault ACL policies: evaluate, check invariants, show who can reach what.",
-                         no_args_is_help=True)
+policy_app = typer.Typer(
+    help="Vault ACL policies: evaluate, check invariants, show who can reach what.",
+    no_args_is_help=True,
+)
 vault_app = typer.Typer(help="Operate on an existing Vault.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
 app.add_typer(vault_app, name="vault")
@@ -65,12 +67,12 @@ def serve() -> None:
 
 @app.command()
 def dev(
-    state_file: Annotated[Path, typer.Option(help="Where to write connection details (mode 0600).")] = Path(
-        ".keybroker/dev.json"
-    ),
-    vault: Annotated[VaultMode, typer.Option(help="devvault (in-memory) or a `vault server -dev` binary.")] = (
-        VaultMode.devvault
-    ),
+    state_file: Annotated[
+        Path, typer.Option(help="Where to write connection details (mode 0600).")
+    ] = Path(".keybroker/dev.json"),
+    vault: Annotated[
+        VaultMode, typer.Option(help="devvault (in-memory) or a `vault server -dev` binary.")
+    ] = (VaultMode.devvault),
 ) -> None:
     """Run Vault, the exchange sandbox and the broker locally, all on loopback."""
     from broker.devmode import run
@@ -82,8 +84,12 @@ def dev(
 def check_key(
     exchange: Annotated[str, typer.Option(help="ccxt exchange id, e.g. binance.")],
     role: Annotated[Role, typer.Option(help="site (read-only) or robot (read+trade).")],
-    api_key: Annotated[str | None, typer.Option(envvar="KEYBROKER_API_KEY", show_envvar=True)] = None,
-    secret: Annotated[str | None, typer.Option(envvar="KEYBROKER_API_SECRET", show_envvar=True)] = None,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="KEYBROKER_API_KEY", show_envvar=True)
+    ] = None,
+    secret: Annotated[
+        str | None, typer.Option(envvar="KEYBROKER_API_SECRET", show_envvar=True)
+    ] = None,
     passphrase: Annotated[
         str | None, typer.Option(envvar="KEYBROKER_API_PASSPHRASE", show_envvar=True)
     ] = None,
@@ -111,10 +117,18 @@ def check_key(
 def policy_eval(
     policy: Annotated[list[Path] | None, typer.Option(help="HCL policy file (repeatable).")] = None,
     path: Annotated[str | None, typer.Option(help="Request path, e.g. secret/data/foo.")] = None,
-    op: Annotated[str | None, typer.Option(help="read, list, create, update, patch, delete, recover, help.")] = None,
-    param: Annotated[list[str] | None, typer.Option(help="Request parameter KEY=JSON (repeatable).")] = None,
-    wrap_ttl: Annotated[int | None, typer.Option(help="Requested response-wrapping TTL in seconds.")] = None,
-    batch: Annotated[str | None, typer.Option(help="JSON lines file, or - for standard input.")] = None,
+    op: Annotated[
+        str | None, typer.Option(help="read, list, create, update, patch, delete, recover, help.")
+    ] = None,
+    param: Annotated[
+        list[str] | None, typer.Option(help="Request parameter KEY=JSON (repeatable).")
+    ] = None,
+    wrap_ttl: Annotated[
+        int | None, typer.Option(help="Requested response-wrapping TTL in seconds.")
+    ] = None,
+    batch: Annotated[
+        str | None, typer.Option(help="JSON lines file, or - for standard input.")
+    ] = None,
 ) -> None:
     """Decide one request as Vault would: prints allow or deny (exit 0 allow, 1 deny, 2 error)."""
     from policies.eval_cli import run_batch, run_single
@@ -126,31 +140,45 @@ def policy_eval(
 
 @policy_app.command("check")
 def policy_check(
-    policies: Annotated[Path | None, typer.Option(help="Directory of *.hcl policies (default: shipped).")] = None,
-    invariants: Annotated[Path | None, typer.Option(help="Invariants YAML (default: shipped).")] = None,
+    policies: Annotated[
+        Path | None, typer.Option(help="Directory of *.hcl policies (default: shipped).")
+    ] = None,
+    invariants: Annotated[
+        Path | None, typer.Option(help="Invariants YAML (default: shipped).")
+    ] = None,
     format: Annotated[CheckReportFormat, typer.Option("--format")] = CheckReportFormat.text,
 ) -> None:
     """Check the invariants and the built-in lint rules (exit 0 pass, 1 violation, 2 error)."""
     from policies.check import run_check
 
-    raise typer.Exit(run_check(policies_dir=policies, invariants_file=invariants, output_format=format.value))
+    raise typer.Exit(
+        run_check(policies_dir=policies, invariants_file=invariants, output_format=format.value)
+    )
 
 
 @policy_app.command("matrix")
 def policy_matrix(
-    policies: Annotated[Path | None, typer.Option(help="Directory of *.hcl policies (default: shipped).")] = None,
-    invariants: Annotated[Path | None, typer.Option(help="Invariants YAML naming the principals.")] = None,
+    policies: Annotated[
+        Path | None, typer.Option(help="Directory of *.hcl policies (default: shipped).")
+    ] = None,
+    invariants: Annotated[
+        Path | None, typer.Option(help="Invariants YAML naming the principals.")
+    ] = None,
     format: Annotated[MatrixFormat, typer.Option("--format")] = MatrixFormat.text,
 ) -> None:
     """Who can do what where: principals x path classes x capabilities."""
     from policies.matrix import run_matrix
 
-    raise typer.Exit(run_matrix(policies_dir=policies, invariants_file=invariants, output_format=format.value))
+    raise typer.Exit(
+        run_matrix(policies_dir=policies, invariants_file=invariants, output_format=format.value)
+    )
 
 
 @vault_app.command("bootstrap")
 def vault_bootstrap(
-    addr: Annotated[str, typer.Option(envvar="VAULT_ADDR", help="Vault address, e.g. https://vault:8200.")],
+    addr: Annotated[
+        str, typer.Option(envvar="VAULT_ADDR", help="Vault address, e.g. https://vault:8200.")
+    ],
 ) -> None:
     """Apply keybroker's Vault layout to an existing Vault (token from VAULT_TOKEN). Idempotent."""
     from broker.bootstrap import run_bootstrap
@@ -162,7 +190,9 @@ def vault_bootstrap(
 def devvault(
     host: str = "127.0.0.1",
     port: int = 8200,
-    root_token: Annotated[str | None, typer.Option(help="Root token (random and printed when not given).")] = None,
+    root_token: Annotated[
+        str | None, typer.Option(help="Root token (random and printed when not given).")
+    ] = None,
 ) -> None:
     """Run only the in-memory Vault-API-compatible server, unsealed, until interrupted."""
     from broker.devvault.server import run_forever
@@ -174,7 +204,9 @@ def devvault(
 def sandbox(
     host: str = "127.0.0.1",
     port: int = 8300,
-    keys: Annotated[Path | None, typer.Option(help="JSON file of sandbox keys (default: built-in set).")] = None,
+    keys: Annotated[
+        Path | None, typer.Option(help="JSON file of sandbox keys (default: built-in set).")
+    ] = None,
 ) -> None:
     """Run only the exchange sandbox; prints its base URL, exchange URLs and keys as JSON."""
     from broker.sandbox.server import run_forever

@@ -18,8 +18,18 @@ from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_EXCHANGES = (
-    "binance", "okx", "bybit", "kucoin", "gate", "bitget", "htx", "bingx", "kraken",
-    "mexc", "coinbase", "deribit",
+    "binance",
+    "okx",
+    "bybit",
+    "kucoin",
+    "gate",
+    "bitget",
+    "htx",
+    "bingx",
+    "kraken",
+    "mexc",
+    "coinbase",
+    "deribit",
 )
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -95,7 +105,9 @@ class Settings(BaseSettings):
 
     # Extensions (not in CONTRACTS.md §7, compatible additions).
     audit_log: Path | None = None  # JSON lines; stderr when unset
-    audit_hmac_key: SecretStr | None = None  # identifies keys in audit lines; random per process when unset
+    audit_hmac_key: SecretStr | None = (
+        None  # identifies keys in audit lines; random per process when unset
+    )
     site_token_role: str = "keybroker-site"
     caller_cache_ttl: Seconds = 5.0
 
@@ -145,9 +157,7 @@ def load_settings(**overrides: Any) -> Settings:
     config_file = os.environ.get("KEYBROKER_CONFIG_FILE")
     if config_file:
         file_values = _read_config_file(Path(config_file))
-    env_keys = {
-        name for name in Settings.model_fields if f"KEYBROKER_{name.upper()}" in os.environ
-    }
+    env_keys = {name for name in Settings.model_fields if f"KEYBROKER_{name.upper()}" in os.environ}
     merged = {k: v for k, v in file_values.items() if k not in env_keys} | overrides
     try:
         return Settings(**merged)

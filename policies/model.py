@@ -11,12 +11,27 @@ from typing import Any
 
 # Vault's capability names, in the order `sys/capabilities` reports them (§1.9).
 CAPABILITIES: tuple[str, ...] = (
-    "sudo", "read", "list", "update", "delete", "create", "patch", "subscribe", "recover",
+    "sudo",
+    "read",
+    "list",
+    "update",
+    "delete",
+    "create",
+    "patch",
+    "subscribe",
+    "recover",
 )
 DENY = "deny"
 # Operations `ACL.allow_operation` decides (CONTRACTS.md §5 `policy eval --op`).
 OPERATIONS: tuple[str, ...] = (
-    "read", "list", "create", "update", "patch", "delete", "recover", "help",
+    "read",
+    "list",
+    "create",
+    "update",
+    "patch",
+    "delete",
+    "recover",
+    "help",
 )
 
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from broker.config import format_duration
+
+if TYPE_CHECKING:
+    from broker.config import Settings
 
 DEFAULT_MOUNT = "exchange-keys"
 ROLES: tuple[str, ...] = ("site", "robot")
@@ -176,4 +179,22 @@ def build_layout(
             ),
         ),
         audit_devices=audit_devices,
+    )
+
+
+def layout_from_settings(
+    settings: Settings, *, audit_devices: tuple[AuditDevice, ...] = ()
+) -> VaultLayout:
+    """The layout that `keybroker vault bootstrap` applies for this configuration.
+
+    SITE_EGRESS_IPS bind the site tokens, ROBOT_EGRESS_IPS the robot's AppRole login.
+    """
+    return build_layout(
+        mount=settings.kv_mount,
+        site_token_ttl=settings.site_token_ttl,
+        site_token_max_ttl=settings.site_token_max_ttl,
+        site_token_cidrs=tuple(settings.site_egress_ips),
+        robot_cidrs=tuple(settings.robot_egress_ips),
+        audit_devices=audit_devices,
+        site_token_role_name=settings.site_token_role,
     )

@@ -1,0 +1,432 @@
+"""Runtime client for the services that use exchange keys (docs/client.md).
+
+The web site reads site keys with short-lived tokens it gets from the broker::
+
+    from broker.client import SiteKeyClient
+
+    site = SiteKeyClient("http://127.0.0.1:8080", caller_token, "https://vault:8200")
+    key = site.get_key("alice", "binance")       # ExchangeKey; repr hides the secrets
+    exchange = ccxt.binance({"apiKey": key.api_key, "secret": key.secret})
+
+The trading robot logs in with its own AppRole and reads robot keys::
+
+    from broker.client import RobotKeyClient
+
+    robot = RobotKeyClient("https://vault:8200", role_id, secret_id)
+    key = robot.get_key("alice", "binance")
+    ...
+    if robot.has_new_version(key):                # the user replaced the key
+        key = robot.get_key("alice", "binance")
+    # the user deleted the key: keep running, wait (bounded) for a new one
+    key = robot.wait_for_key("alice", "binance", timeout=3600)
+
+Both renew their Vault token before it expires. Errors are typed (KeyNotFound,
+AccessDenied, VaultUnavailable, BrokerUnavailable) and their messages, like the
+key objects' repr and the log lines, never hold a secret or a token.
+
+Vault API facts relied on: reference/vault.md §3 (KV v2 data/metadata reads, 404 on
+deleted keys), §4.2 (error statuses), §5 (AppRole login); the broker's site-token
+endpoint: CONTRACTS.md §3.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import hvac
+import hvac.exceptions
+import requests
+
+from broker.config import parse_duration
+from broker.layout import DEFAULT_MOUNT
+
+log = logging.getLogger("keybroker.client")
+
+_ACCOUNT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_EXCHANGE = re.compile(r"^[a-z0-9][a-z0-9_]{0,31}$")
+
+
+class KeyBrokerClientError(Exception):
+    """Base of every error this module raises; messages never hold a secret or token."""
+
+
+class InvalidIdentifier(KeyBrokerClientError, ValueError):
+    """An account or exchange id that could not be a key path (CONTRACTS.md §2)."""
+
+
+class KeyNotFound(KeyBrokerClientError):
+    """No readable key at that path: never written, deleted, or every version destroyed."""
+
+
+class AccessDenied(KeyBrokerClientError):
+    """Vault or the broker refused the credentials (wrong policy, expired or revoked)."""
+
+
+class ServiceUnavailable(KeyBrokerClientError):
+    """Retryable: the service could not be reached or answered 5xx/429."""
+
+
+class VaultUnavailable(ServiceUnavailable):
+    """Vault could not be reached, is sealed, or answered 5xx/429."""
+
+
+class BrokerUnavailable(ServiceUnavailable):
+    """The broker could not be reached or answered 5xx."""
+
+
+@dataclass(frozen=True, repr=False)
+class ExchangeKey:
+    """One exchange API key as read from Vault. repr/str show no secret."""
+
+    account: str
+    exchange: str
+    role: str
+    api_key: str
+    secret: str
+    passphrase: str | None
+    version: int
+    metadata: Mapping[str, str] = field(default_factory=dict)  # non-secret facts only
+
+    def __repr__(self) -> str:
+        return (
+            f"ExchangeKey(account={self.account!r}, exchange={self.exchange!r}, "
+            f"role={self.role!r}, version={self.version}, api_key={_mask(self.api_key)!r}, "
+            "secret=***, passphrase=" + ("***" if self.passphrase else "None") + ")"
+        )
+
+    __str__ = __repr__
+
+    def ccxt_config(self) -> dict[str, str]:
+        """The credential part of a ccxt exchange config: apiKey, secret, password."""
+        config = {"apiKey": self.api_key, "secret": self.secret}
+        if self.passphrase:
+            config["password"] = self.passphrase
+        return config
+
+
+def _mask(api_key: str) -> str:
+    # CONTRACTS.md §3: at most the first 4 and last 4 characters.
+    return f"{api_key[:4]}...{api_key[-4:]}" if len(api_key) > 12 else "***"
+
+
+def _check_account(account: str) -> None:
+    if not isinstance(account, str) or not _ACCOUNT.fullmatch(account):
+        raise InvalidIdentifier("account must match ^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+def _check_ids(account: str, exchange: str) -> None:
+    _check_account(account)
+    if not isinstance(exchange, str) or not _EXCHANGE.fullmatch(exchange):
+        raise InvalidIdentifier("exchange must be a ccxt id such as binance")
+
+
+@contextmanager
+def _vault_errors(what: str) -> Iterator[None]:
+    """Translate hvac/requests failures into this module's typed errors.
+
+    `from None`: the typed error says what failed; the transport's text is not needed
+    and is kept out of logs that print chained tracebacks.
+    """
+    try:
+        yield
+    except hvac.exceptions.InvalidPath:
+        raise KeyNotFound(f"{what}: not found") from None
+    except (hvac.exceptions.Forbidden, hvac.exceptions.Unauthorized):
+        raise AccessDenied(f"{what}: permission denied by Vault") from None
+    except (
+        hvac.exceptions.VaultDown,
+        hvac.exceptions.InternalServerError,
+        hvac.exceptions.BadGateway,
+        hvac.exceptions.RateLimitExceeded,
+        hvac.exceptions.VaultNotInitialized,
+    ) as exc:
+        raise VaultUnavailable(f"{what}: Vault unavailable ({type(exc).__name__})") from None
+    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+        raise VaultUnavailable(f"{what}: cannot reach Vault ({type(exc).__name__})") from None
+    except hvac.exceptions.VaultError as exc:
+        raise KeyBrokerClientError(f"{what}: Vault error ({type(exc).__name__})") from None
+
+
+class _KeyReader:
+    """Reads `<mount>/data/<role>/<account>/<exchange>` with a token someone else keeps fresh."""
+
+    role: str
+
+    def __init__(
+        self,
+        vault_addr: str,
+        *,
+        mount: str,
+        verify: bool | str,
+        timeout: float,
+        clock: Callable[[], float],
+        renew_margin: float,
+    ) -> None:
+        self._vault = hvac.Client(url=vault_addr, verify=verify, timeout=timeout)
+        self._mount = mount
+        self._clock = clock
+        self._renew_margin = renew_margin
+        self._expires_at = 0.0  # monotonic time; 0 = no token yet
+        self._token_ttl = 0.0
+        self._lock = threading.Lock()
+
+    # Subclasses obtain a token and say for how many seconds it is valid.
+    def _fetch_token(self) -> tuple[str, float]:
+        raise NotImplementedError
+
+    def _ensure_token(self, *, force: bool = False) -> None:
+        with self._lock:
+            now = self._clock()
+            if not force and self._expires_at and now < self._expires_at - self._margin():
+                return
+            token, ttl = self._fetch_token()
+            self._vault.token = token
+            self._expires_at = now + ttl
+            log.debug("vault token refreshed for %s keys, valid %.0fs", self.role, ttl)
+
+    def _margin(self) -> float:
+        # Never more than a third of the token's life, so short TTLs still get used.
+        return min(self._renew_margin, self._token_ttl / 3)
+
+    def _with_token(self, what: str, call: Callable[[], Any]) -> Any:
+        """Run `call` with a fresh token; on 403 get a new token once and retry (the
+        token may have been revoked or expired early), then give up with AccessDenied."""
+        self._ensure_token()
+        try:
+            with _vault_errors(what):
+                return call()
+        except AccessDenied:
+            self._ensure_token(force=True)
+            with _vault_errors(what):
+                return call()
+
+    def get_key(self, account: str, exchange: str) -> ExchangeKey:
+        """The current version of the key; KeyNotFound when there is none to read."""
+        _check_ids(account, exchange)
+        path = f"{self.role}/{account}/{exchange}"
+        answer = self._with_token(
+            f"read {self.role} key {account}/{exchange}",
+            lambda: self._vault.secrets.kv.v2.read_secret_version(
+                path=path, mount_point=self._mount, raise_on_deleted_version=True
+            ),
+        )
+        body = answer.get("data") or {}
+        data = body.get("data") or {}
+        meta = body.get("metadata") or {}
+        if "api_key" not in data or "secret" not in data:
+            raise KeyNotFound(f"read {self.role} key {account}/{exchange}: no key data")
+        log.info("read %s key %s/%s version %s", self.role, account, exchange, meta.get("version"))
+        return ExchangeKey(
+            account=account,
+            exchange=exchange,
+            role=self.role,
+            api_key=str(data["api_key"]),
+            secret=str(data["secret"]),
+            passphrase=str(data["passphrase"]) if data.get("passphrase") else None,
+            version=int(meta.get("version") or 0),
+            metadata={str(k): str(v) for k, v in (meta.get("custom_metadata") or {}).items()},
+        )
+
+    def list_exchanges(self, account: str) -> list[str]:
+        """Exchanges the account has keys of this role for (names only)."""
+        _check_account(account)
+        try:
+            answer = self._with_token(
+                f"list {self.role} keys of {account}",
+                lambda: self._vault.secrets.kv.v2.list_secrets(
+                    path=f"{self.role}/{account}", mount_point=self._mount
+                ),
+            )
+        except KeyNotFound:
+            return []
+        return sorted(str(k) for k in (answer.get("data") or {}).get("keys", []) if "/" not in k)
+
+
+class SiteKeyClient(_KeyReader):
+    """For the web site: site keys, read with site tokens minted by the broker.
+
+    The site token is a batch token (not renewable), so "renewing" means asking the
+    broker for a new one before the old one expires.
+    """
+
+    role = "site"
+
+    def __init__(
+        self,
+        broker_url: str,
+        caller_token: str,
+        vault_addr: str,
+        *,
+        ttl: str | None = None,
+        mount: str = DEFAULT_MOUNT,
+        verify: bool | str = True,
+        timeout: float = 10.0,
+        renew_margin: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(
+            vault_addr,
+            mount=mount,
+            verify=verify,
+            timeout=timeout,
+            clock=clock,
+            renew_margin=renew_margin,
+        )
+        self._broker_url = broker_url.rstrip("/")
+        self._caller_token = caller_token
+        self._ttl = ttl
+        self._verify = verify
+        self._timeout = timeout
+        self._http = requests.Session()
+
+    def __repr__(self) -> str:
+        return f"SiteKeyClient(broker_url={self._broker_url!r})"
+
+    def _fetch_token(self) -> tuple[str, float]:
+        body = {"ttl": self._ttl} if self._ttl else {}
+        try:
+            answer = self._http.post(
+                f"{self._broker_url}/v1/site-tokens",
+                json=body,
+                headers={"Authorization": f"Bearer {self._caller_token}"},
+                timeout=self._timeout,
+                verify=self._verify,
+            )
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+            raise BrokerUnavailable(f"cannot reach the broker ({type(exc).__name__})") from None
+        if answer.status_code in (401, 403):
+            raise AccessDenied(f"the broker refused the caller token ({answer.status_code})")
+        if answer.status_code >= 500 or answer.status_code == 429:
+            raise BrokerUnavailable(f"the broker answered {answer.status_code}")
+        if answer.status_code != 201:
+            raise KeyBrokerClientError(f"site token request failed ({answer.status_code})")
+        try:
+            payload = answer.json()
+            token = str(payload["token"])
+            ttl = parse_duration(payload["ttl"])
+        except (ValueError, KeyError, TypeError):
+            raise KeyBrokerClientError("the broker's site token answer is malformed") from None
+        self._token_ttl = ttl
+        return token, ttl
+
+    def close(self) -> None:
+        self._http.close()
+
+
+class RobotKeyClient(_KeyReader):
+    """For the trading robot: AppRole login, robot keys, new versions, deleted keys."""
+
+    role = "robot"
+
+    def __init__(
+        self,
+        vault_addr: str,
+        role_id: str,
+        secret_id: str,
+        *,
+        mount: str = DEFAULT_MOUNT,
+        approle_mount: str = "approle",
+        verify: bool | str = True,
+        timeout: float = 10.0,
+        renew_margin: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        super().__init__(
+            vault_addr,
+            mount=mount,
+            verify=verify,
+            timeout=timeout,
+            clock=clock,
+            renew_margin=renew_margin,
+        )
+        self._role_id = role_id
+        self._secret_id = secret_id
+        self._approle_mount = approle_mount
+        self._sleep = sleep
+
+    def __repr__(self) -> str:
+        return f"RobotKeyClient(role_id={self._role_id!r})"
+
+    def _fetch_token(self) -> tuple[str, float]:
+        # A fresh login rather than renew-self: it also works after the token hit its
+        # max TTL or was revoked, and the robot's secret_id is reusable.
+        try:
+            with _vault_errors("AppRole login"):
+                answer = self._vault.auth.approle.login(
+                    role_id=self._role_id,
+                    secret_id=self._secret_id,
+                    use_token=False,
+                    mount_point=self._approle_mount,
+                )
+        except KeyBrokerClientError as exc:
+            if type(exc) is KeyBrokerClientError:  # Vault answers 400 to a bad secret_id
+                raise AccessDenied("AppRole login: role_id or secret_id refused") from None
+            raise
+        auth = answer.get("auth") or {}
+        ttl = float(auth.get("lease_duration") or 0)
+        # lease_duration 0 means no expiry (root-like); re-check hourly anyway.
+        self._token_ttl = ttl or 3600.0
+        return str(auth["client_token"]), self._token_ttl
+
+    def current_version(self, account: str, exchange: str) -> int | None:
+        """The key's current version from its metadata; None when the key is gone."""
+        _check_ids(account, exchange)
+        try:
+            answer = self._with_token(
+                f"read robot key metadata {account}/{exchange}",
+                lambda: self._vault.secrets.kv.v2.read_secret_metadata(
+                    path=f"robot/{account}/{exchange}", mount_point=self._mount
+                ),
+            )
+        except KeyNotFound:
+            return None
+        data = answer.get("data") or {}
+        current = int(data.get("current_version") or 0)
+        version = (data.get("versions") or {}).get(str(current)) or {}
+        if not current or version.get("destroyed") or version.get("deletion_time"):
+            return None
+        return current
+
+    def has_new_version(self, key: ExchangeKey) -> bool:
+        """True when the key was replaced (or deleted) since `key` was read."""
+        return self.current_version(key.account, key.exchange) != key.version
+
+    def wait_for_key(
+        self,
+        account: str,
+        exchange: str,
+        timeout: float,
+        *,
+        newer_than: int | None = None,
+        initial_delay: float = 0.5,
+        max_delay: float = 30.0,
+    ) -> ExchangeKey:
+        """Poll (exponential backoff with jitter, capped at `max_delay`) until a key is
+        readable, and newer than version `newer_than` when given. Vault outages while
+        waiting are ridden out. Raises KeyNotFound when `timeout` seconds pass."""
+        _check_ids(account, exchange)
+        deadline = self._clock() + timeout
+        delay = initial_delay
+        while True:
+            try:
+                key = self.get_key(account, exchange)
+                if newer_than is None or key.version > newer_than:
+                    return key
+            except (KeyNotFound, ServiceUnavailable) as exc:
+                log.info("waiting for robot key %s/%s (%s)", account, exchange, type(exc).__name__)
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                raise KeyNotFound(
+                    f"no robot key {account}/{exchange} appeared within {timeout:.0f}s"
+                )
+            self._sleep(min(delay * random.uniform(0.8, 1.2), remaining))
+            delay = min(delay * 2, max_delay)

@@ -50,6 +50,7 @@ class PathRule:
     line: int = 0  # 1-based line of the `path` keyword
     policy: str = ""  # name of the policy that holds it
     file: str | None = None
+    subscribe_event_types: tuple[str, ...] = ()
 
     @property
     def has_segment_wildcards(self) -> bool:
@@ -63,6 +64,26 @@ class PathRule:
     @property
     def is_deny(self) -> bool:
         return DENY in self.capabilities
+
+    @property
+    def acl_kind(self) -> str:
+        """Which of Vault's three rule tables holds this stanza (acl.go `NewACL`).
+
+        "segment" when the path has `+` segments (a trailing `*` then stays in the key),
+        "prefix" when it ends in `*` otherwise, "exact" for the rest.
+        """
+        if self.has_segment_wildcards:
+            return "segment"
+        if self.is_prefix:
+            return "prefix"
+        return "exact"
+
+    @property
+    def acl_key(self) -> str:
+        """The key under which Vault stores this stanza: prefix rules lose their `*`."""
+        if self.acl_kind == "prefix":
+            return self.path[:-1]
+        return self.path
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,142 @@
+"""The adapter interface: one module per exchange turns its self-inspection answer into
+one normalized `Inspection` (broker/reasons.py).
+
+An adapter knows three things about its exchange, and nothing else:
+- which ccxt implicit method(s) read the calling key's own rights (reference/exchanges.md),
+- how that answer maps onto read / spot_trade / margin / futures / withdraw / transfer,
+  IP whitelist and expiry,
+- which of the exchange's error codes ccxt files under a misleading exception class.
+
+Transport (URLs, sessions, timeouts) lives in client.py, orchestration in checker.py.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from broker.exchanges import errors
+from broker.reasons import Inspection, Reason, ReasonCode
+
+if TYPE_CHECKING:
+    from ccxt.async_support.base.exchange import Exchange
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A key as the user hands it over. repr()/str() never show any part of a secret."""
+
+    api_key: str = field(repr=False)
+    secret: str = field(repr=False)
+    passphrase: str | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        has_passphrase = self.passphrase is not None
+        return f"Credentials(api_key={mask(self.api_key)!r}, passphrase={has_passphrase})"
+
+    __str__ = __repr__
+
+
+def mask(api_key: str) -> str:
+    """At most the first 4 and last 4 characters (CONTRACTS.md §3 api_key_masked)."""
+    if len(api_key) <= 8:
+        return "*" * len(api_key)
+    return f"{api_key[:4]}...{api_key[-4:]}"
+
+
+class InspectionFailed(Exception):
+    """An adapter recognised an error answer that ccxt let through as data.
+
+    Carries only our own fixed Reason text, never exchange text (which may echo key ids).
+    """
+
+    def __init__(self, reason: Reason) -> None:
+        super().__init__(reason.code.value)
+        self.reason = reason
+
+
+class Adapter(ABC):
+    """One exchange. Subclasses set the class attributes and implement `inspect`."""
+
+    id: ClassVar[str]
+    requires_passphrase: ClassVar[bool] = False
+    # Signed requests one check sends (the sandbox counts them; tests assert it).
+    requests_per_check: ClassVar[int] = 1
+    # Exchange error code (as found by `error_code`) -> the contract's reason code.
+    error_codes: ClassVar[dict[str, ReasonCode]] = {}
+    # Human words for the codes above where the exchange's own meaning is worth telling.
+    error_messages: ClassVar[dict[str, str]] = {}
+
+    def precheck(self, credentials: Credentials) -> Reason | None:
+        """Refusals decided without talking to the exchange (key format, missing parts)."""
+        if self.requires_passphrase and not credentials.passphrase:
+            return Reason.error(
+                ReasonCode.INVALID_CREDENTIALS, f"{self.id} keys need their passphrase"
+            )
+        if "PRIVATE KEY" in credentials.secret:
+            # Binance RSA/Ed25519 and Bybit RSA keys: ccxt would sign asymmetrically.
+            return Reason.error(
+                ReasonCode.NON_HMAC_KEY,
+                f"{self.id}: the secret is a private key (RSA/EC/Ed25519); only HMAC keys "
+                "are accepted",
+            )
+        return None
+
+    @abstractmethod
+    async def inspect(self, exchange: Exchange, credentials: Credentials) -> Inspection:
+        """Send the self-inspection request(s) and normalize the answer."""
+
+    def map_error(self, exc: BaseException) -> Reason:
+        """The contract reason for an exception raised while inspecting."""
+        if isinstance(exc, InspectionFailed):
+            return exc.reason
+        code = self.error_code(error_body(exc))
+        if code is not None and code in self.error_codes:
+            reason_code = self.error_codes[code]
+            detail = self.error_messages.get(code)
+            return errors.reason(reason_code, self.id, detail)
+        return errors.reason_for_exception(exc, self.id)
+
+    def error_code(self, body: Any) -> str | None:
+        """The exchange's error code in an error body (most use a top-level `code`)."""
+        if isinstance(body, dict) and body.get("code") is not None:
+            return str(body["code"])
+        return None
+
+
+def error_body(exc: BaseException) -> Any:
+    """The JSON body ccxt put in its exception message (`"<id> <body>"`), if any."""
+    text = str(exc)
+    start = text.find("{")
+    if start < 0:
+        return None
+    try:
+        value, _ = json.JSONDecoder().raw_decode(text[start:])
+    except ValueError:
+        return None
+    return value
+
+
+def split_list(value: Any) -> list[str]:
+    """`"a, b,,c"` -> `["a", "b", "c"]`; lists pass through; None/"" -> []."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, list | tuple):
+        return [str(part).strip() for part in value if str(part).strip()]
+    raise InspectionFailed(errors.unexpected_shape("ip/permission list"))
+
+
+def whitelist(entries: list[str]) -> tuple[bool, list[str]]:
+    """(ip_restricted, ip_whitelist) from a reported list; `*` alone means "any IP"."""
+    entries = [entry for entry in entries if entry != "*"]
+    return bool(entries), entries
+
+
+def require_dict(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InspectionFailed(errors.unexpected_shape(what))
+    return value

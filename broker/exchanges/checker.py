@@ -1,0 +1,116 @@
+"""KeyChecker: one key check = precheck, self-inspection at the exchange, rules.
+
+Never raises for key or exchange problems: every outcome is a CheckResult whose
+reasons say why (retryable ones: exchange_unavailable, rate_limited). Bounded by
+`check_timeout`; sends each signed request once (no retries: a signed request that
+timed out may have been executed, and its nonce/timestamp is spent anyway).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+
+from broker import rules
+from broker.config import Settings
+from broker.exchanges.base import Credentials
+from broker.exchanges.client import ClientFactory
+from broker.exchanges.errors import reason
+from broker.exchanges.registry import get_adapter
+from broker.reasons import CheckResult, Inspection, Permissions, Reason, ReasonCode
+
+log = logging.getLogger(__name__)
+
+
+class KeyChecker:
+    """`await KeyChecker(settings).check(exchange, role, credentials)`; `await aclose()`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._enabled = frozenset(settings.exchanges)
+        self._clients = ClientFactory(settings.exchange_urls, settings.check_timeout)
+
+    @property
+    def enabled_exchanges(self) -> frozenset[str]:
+        return frozenset(e for e in self._enabled if get_adapter(e) is not None)
+
+    def requires_passphrase(self, exchange: str) -> bool:
+        adapter = get_adapter(exchange)
+        return adapter is not None and adapter.requires_passphrase
+
+    async def inspect(self, exchange: str, credentials: Credentials) -> Inspection | Reason:
+        """The normalized inspection, or the one reason it could not be had."""
+        adapter = get_adapter(exchange)
+        if adapter is None or exchange not in self._enabled:
+            return Reason.error(
+                ReasonCode.UNSUPPORTED_EXCHANGE, f"{exchange!r} is not an enabled exchange"
+            )
+        refused = adapter.precheck(credentials)
+        if refused is not None:
+            return refused
+        client = self._clients.client(exchange, credentials)
+        try:
+            async with asyncio.timeout(self._settings.check_timeout):
+                return await adapter.inspect(client, credentials)
+        except TimeoutError:
+            return reason(
+                ReasonCode.EXCHANGE_UNAVAILABLE,
+                exchange,
+                f"no answer within {self._settings.check_timeout:g} s; try again later",
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # every other failure becomes a reason, never a crash
+            mapped = adapter.map_error(exc)
+            # Class name and our code only: ccxt's message may carry the URL (HTX puts
+            # the api key in the query string) and response bodies.
+            log.info(
+                "exchange check failed",
+                extra={"exchange": exchange, "error": type(exc).__name__, "reason": mapped.code},
+            )
+            return mapped
+        finally:
+            self._clients.release(client)
+
+    async def check(
+        self,
+        exchange: str,
+        role: str,
+        credentials: Credentials,
+        now: datetime | None = None,
+    ) -> CheckResult:
+        if role not in ("site", "robot"):
+            raise ValueError(f"role must be site or robot, not {role!r}")
+        outcome = await self.inspect(exchange, credentials)
+        if isinstance(outcome, Reason):
+            return CheckResult(
+                accepted=False,
+                exchange=exchange,
+                role=role,  # type: ignore[arg-type]
+                permissions=Permissions(),
+                ip_restricted=None,
+                ip_whitelist=None,
+                expires_at=None,
+                reasons=[outcome],
+            )
+        reasons = rules.evaluate(outcome, role, self._settings, now=now)
+        return CheckResult(
+            accepted=rules.accepted(reasons),
+            exchange=exchange,
+            role=role,  # type: ignore[arg-type]
+            permissions=outcome.permissions,
+            ip_restricted=outcome.ip_restricted,
+            ip_whitelist=outcome.ip_whitelist,
+            expires_at=outcome.expires_at,
+            reasons=reasons,
+        )
+
+    async def aclose(self) -> None:
+        await self._clients.aclose()
+
+    async def __aenter__(self) -> KeyChecker:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

@@ -1,0 +1,131 @@
+"""ccxt.async_support clients aimed at the configured base URLs, sharing one HTTP session.
+
+`KEYBROKER_EXCHANGE_URLS` (CONTRACTS.md §7): the base URL's scheme, host and port replace
+those of every REST endpoint of that exchange, and the base URL's path is put in front of
+each endpoint's path. Exchanges whose URLs are templated on `{hostname}` (okx, bybit,
+bitget, htx, bingx) also get `hostname` set to the base's host:port, because HTX signs
+the host it believes it talks to (reference/exchanges.md, HTX signing).
+
+Building a ccxt exchange costs 3-20 ms (its describe() tree is deep-merged), too slow
+for hundreds of concurrent checks, so one template per exchange is built once and each
+check works on a shallow copy carrying that check's credentials. Nothing a check writes
+(credentials, last response, options) is shared: the copy gets its own `options` dict.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import ccxt.async_support as ccxt_async
+from ccxt.async_support.base.exchange import Exchange
+
+from broker.exchanges.base import Credentials
+
+# ccxt logs request headers (api keys, OKX/Bitget plain passphrases) at DEBUG on this
+# logger; never let an application-wide DEBUG setting print them.
+# A NullHandler keeps its warnings off the last-resort stderr handler too.
+_ccxt_logger = logging.getLogger("ccxt")
+_ccxt_logger.setLevel(logging.ERROR)
+_ccxt_logger.propagate = False
+_ccxt_logger.addHandler(logging.NullHandler())
+
+
+def redirect_urls(api_urls: Any, base_url: str, hostname: str | None) -> Any:
+    """`urls['api']` with every http(s) endpoint moved under `base_url` (ws left alone)."""
+    base = urlsplit(base_url)
+    prefix = base.path.rstrip("/")
+
+    def move(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {key: move(item) for key, item in value.items()}
+        if not isinstance(value, str):
+            return value
+        url = value.replace("{hostname}", hostname) if hostname else value
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            return value
+        query = f"?{parts.query}" if parts.query else ""
+        return f"{base.scheme}://{base.netloc}{prefix}{parts.path}{query}"
+
+    return move(api_urls)
+
+
+class ClientFactory:
+    """Templates per exchange + one aiohttp session; `client()` hands out per-check copies."""
+
+    def __init__(
+        self,
+        exchange_urls: Mapping[str, str],
+        timeout_seconds: float,
+        connection_limit: int = 1024,
+    ) -> None:
+        self._urls = dict(exchange_urls)
+        self._timeout_ms = max(1, int(timeout_seconds * 1000))
+        self._connection_limit = connection_limit
+        self._session: aiohttp.ClientSession | None = None
+        self._templates: dict[str, Exchange] = {}
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            # One pool for all checks; ccxt's default per-exchange session would cap a
+            # wave of checks at aiohttp's default of 100 connections and leak sockets.
+            connector = aiohttp.TCPConnector(limit=self._connection_limit, ttl_dns_cache=300)
+            self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
+        return self._session
+
+    def template(self, exchange_id: str) -> Exchange:
+        template = self._templates.get(exchange_id)
+        if template is None:
+            template = self._build(exchange_id)
+            self._templates[exchange_id] = template
+        return template
+
+    def _build(self, exchange_id: str) -> Exchange:
+        cls = getattr(ccxt_async, exchange_id)
+        exchange: Exchange = cls(
+            {
+                "enableRateLimit": False,  # one request per check; ccxt's throttle only delays
+                "timeout": self._timeout_ms,
+                "verbose": False,
+                "session": self._get_session(),
+            }
+        )
+        # No time sync: a check is exactly its self-inspection request(s).
+        exchange.options["adjustForTimeDifference"] = False
+        exchange.options["maxRetriesOnFailure"] = 0  # never re-send a signed request
+        base_url = self._urls.get(exchange_id)
+        if base_url:
+            hostname = getattr(exchange, "hostname", None)
+            exchange.urls = dict(exchange.urls)
+            exchange.urls["api"] = redirect_urls(exchange.urls["api"], base_url, hostname)
+            if hostname:
+                exchange.hostname = urlsplit(base_url).netloc
+        return exchange
+
+    def client(self, exchange_id: str, credentials: Credentials) -> Exchange:
+        """A per-check copy of the template holding these credentials."""
+        template = self.template(exchange_id)
+        exchange = copy.copy(template)
+        exchange.options = dict(template.options)
+        exchange.session = self._get_session()
+        exchange.apiKey = credentials.api_key
+        exchange.secret = credentials.secret
+        exchange.password = credentials.passphrase or ""
+        return exchange
+
+    @staticmethod
+    def release(exchange: Exchange) -> None:
+        """Detach a per-check copy from the shared session (the factory closes that)."""
+        exchange.session = None
+        exchange.apiKey = exchange.secret = exchange.password = ""
+
+    async def aclose(self) -> None:
+        self._templates.clear()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

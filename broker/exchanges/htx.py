@@ -1,0 +1,102 @@
+"""HTX (Huobi): GET /v2/user/uid, then GET /v2/user/api-key?uid=..&accessKey=..
+(reference/exchanges.md, HTX): the only exchange that needs two signed requests.
+
+Quirks: v2 errors such as `{"code": 1002, "message": "unauthorized"}` come back from
+ccxt as data, not exceptions, so each answer's `code` is checked here; v1-style errors
+carry `err-code`. `validDays` -1 is "permanent"; keys without bound IPs expire after
+90 days; `trade` covers orders and transfers between own accounts.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from broker.exchanges.base import (
+    Adapter,
+    Credentials,
+    InspectionFailed,
+    require_dict,
+    split_list,
+    whitelist,
+)
+from broker.exchanges.errors import reason, unexpected_shape
+from broker.reasons import Inspection, Permissions, ReasonCode
+
+
+class HtxAdapter(Adapter):
+    id = "htx"
+    requests_per_check = 2
+    error_codes = {
+        "1002": ReasonCode.INVALID_CREDENTIALS,
+        "1003": ReasonCode.INVALID_CREDENTIALS,
+        "403": ReasonCode.INVALID_CREDENTIALS,
+        "api-signature-not-valid": ReasonCode.INVALID_CREDENTIALS,
+        "login-required": ReasonCode.INVALID_CREDENTIALS,
+        "api-not-support-temp-addr": ReasonCode.IP_NOT_ALLOWED,
+        "base-request-exceed-frequency-limit": ReasonCode.RATE_LIMITED,
+        "rate-too-many-requests": ReasonCode.RATE_LIMITED,
+        "base-system-error": ReasonCode.EXCHANGE_UNAVAILABLE,
+    }
+
+    def error_code(self, body: Any) -> str | None:
+        if not isinstance(body, dict):
+            return None
+        for field in ("err-code", "err_code", "code"):
+            if body.get(field) is not None:
+                return str(body[field])
+        return None
+
+    def _checked(self, answer: Any, what: str) -> dict[str, Any]:
+        body = require_dict(answer, what)
+        if body.get("status") == "error" or (
+            body.get("code") is not None and str(body.get("code")) != "200"
+        ):
+            code = self.error_code(body)
+            if code in self.error_codes:
+                raise InspectionFailed(reason(self.error_codes[code], self.id))
+            raise InspectionFailed(unexpected_shape(f"{what} code"))
+        return body
+
+    async def inspect(self, exchange: Any, credentials: Credentials) -> Inspection:
+        uid_answer = self._checked(await exchange.v2private_get_user_uid(), "user/uid")
+        uid = uid_answer.get("data")
+        if not isinstance(uid, int) or isinstance(uid, bool):
+            raise InspectionFailed(unexpected_shape("user/uid data"))
+        answer = await exchange.v2private_get_user_api_key(
+            {"uid": uid, "accessKey": credentials.api_key}
+        )
+        return parse(self._checked(answer, "user/api-key"), credentials.api_key)
+
+
+def parse(body: dict[str, Any], api_key: str, now: datetime | None = None) -> Inspection:
+    data = body.get("data")
+    if not isinstance(data, list):
+        raise InspectionFailed(unexpected_shape("user/api-key data"))
+    own = [entry for entry in data if isinstance(entry, dict) and entry.get("accessKey") == api_key]
+    if len(own) != 1:
+        raise InspectionFailed(
+            reason(ReasonCode.UNVERIFIABLE, "htx", "the key is missing from its own key list")
+        )
+    entry = own[0]
+    perms = set(split_list(entry.get("permission")))
+    restricted, ips = whitelist(split_list(entry.get("ipAddresses")))
+    now = now or datetime.now(UTC)
+    expires_at = None
+    if entry.get("status") == "expired":
+        expires_at = now
+    else:
+        days = entry.get("validDays")
+        if isinstance(days, int) and not isinstance(days, bool) and days >= 0:
+            expires_at = now + timedelta(days=days)
+    return Inspection(
+        exchange="htx",
+        permissions=Permissions(
+            read="readOnly" in perms,
+            spot_trade="trade" in perms,
+            withdraw="withdraw" in perms,
+        ),
+        ip_restricted=restricted,
+        ip_whitelist=ips,
+        expires_at=expires_at,
+    )

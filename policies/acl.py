@@ -83,6 +83,8 @@ class MergedRule:
     max_wrapping_ttl: float = 0.0
     sources: tuple[PathRule, ...] = ()
     granting: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    mfa_methods: tuple[str, ...] = ()
+    subscribe_event_types: tuple[str, ...] = ()
     # Segment-rule matching data, precomputed once.
     is_prefix: bool = False
     wc_path: str = ""
@@ -156,6 +158,7 @@ class ACLResult:
     granting_policies: list[str] = field(default_factory=list)
     rule: MergedRule | None = None
     is_root: bool = False
+    mfa_methods: tuple[str, ...] = ()
 
 
 def _new_merged(rule: PathRule) -> MergedRule:
@@ -172,6 +175,8 @@ def _new_merged(rule: PathRule) -> MergedRule:
         max_wrapping_ttl=rule.max_wrapping_ttl,
         sources=(rule,),
         granting=_granting({}, rule),
+        mfa_methods=tuple(rule.mfa_methods),
+        subscribe_event_types=tuple(rule.subscribe_event_types),
     )
     if kind == "segment":
         merged.first_wildcard = key.find("+")
@@ -240,6 +245,18 @@ def _merge(existing: MergedRule, rule: PathRule) -> None:
         required = list(existing.required_parameters)
         required += [p for p in rule.required_parameters if p not in required]
         existing.required_parameters = tuple(required)
+    if rule.mfa_methods:
+        existing.mfa_methods = _remove_duplicates([*existing.mfa_methods, *rule.mfa_methods])
+    # Vault only merges event types into a rule that already has some (acl.go quirk).
+    if rule.subscribe_event_types and existing.subscribe_event_types:
+        existing.subscribe_event_types = _remove_duplicates(
+            [*existing.subscribe_event_types, *rule.subscribe_event_types]
+        )
+
+
+def _remove_duplicates(items: Iterable[str]) -> tuple[str, ...]:
+    """strutil.RemoveDuplicates(items, false): trimmed, no empties, unique, sorted."""
+    return tuple(sorted({item.strip() for item in items if item.strip()}))
 
 
 class ACL:
@@ -364,7 +381,7 @@ class ACL:
         if rule is None:
             return ACLResult(False, False)
         caps = rule.capabilities
-        result = ACLResult(False, "sudo" in caps, rule=rule)
+        result = ACLResult(False, "sudo" in caps, rule=rule, mfa_methods=rule.mfa_methods)
         needed = _OP_CAPABILITY.get(operation)
         if needed is None or needed not in caps:
             return result
@@ -383,6 +400,36 @@ class ACL:
             return result
         result.allowed = True
         return result
+
+    def check_bare_mount(self, path: str) -> MergedRule | None:
+        """acl.go `CheckAllowedFromNonExactPaths(path, bareMount=true)`: for a mount
+        path with a trailing `/`, a non-deny segment rule that grants something on the
+        mount or below it, else None. Reproduces Vault, including that a prefix rule
+        only counts when the ACL has no segment rules at all."""
+        longest = self.longest_prefix(path)
+        if not self.segment:
+            return longest
+        path_parts = path.split("/")
+        for key, rule in self.segment.items():
+            if key == "":
+                continue
+            segments: list[str] = []
+            parts = rule.parts
+            last = len(parts) - 1
+            for i, part in enumerate(parts):
+                if i >= len(path_parts):
+                    break
+                if part == "+" or part == path_parts[i]:
+                    segments.append(path_parts[i])
+                elif rule.is_prefix and i == last and path_parts[i].startswith(part):
+                    segments.extend(path_parts[i:])
+                # a mismatch is not fatal in bare-mount mode (Vault skips `continue`)
+                if i == len(path_parts) - 2:
+                    joined = "/".join(segments) + "/"
+                    if joined.startswith(path) and not rule.is_deny and rule.capabilities:
+                        return rule
+                    break
+        return None
 
     def capabilities(self, path: str) -> list[str]:
         """`sys/capabilities` for `path`: a LIST-style lookup, Vault's ordering (§1.9);

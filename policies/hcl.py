@@ -808,7 +808,7 @@ def _parse_path(item: Item, policy_name: str, file: str | None) -> PathRule:
             f"{field_name}.subscribe_event_types", _values(fields, "subscribe_event_types")
         )
     )
-    prefixed(
+    mfa_methods = prefixed(
         lambda: _decode_string_list(f"{field_name}.mfa_methods", _values(fields, "mfa_methods"))
     )
     prefixed(lambda: _last_string(fields, "comment", f"{field_name}.comment"))
@@ -865,6 +865,7 @@ def _parse_path(item: Item, policy_name: str, file: str | None) -> PathRule:
         policy=policy_name,
         file=file,
         subscribe_event_types=tuple(subscribe),
+        mfa_methods=tuple(mfa_methods),
     )
 
 

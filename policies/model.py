@@ -51,6 +51,7 @@ class PathRule:
     policy: str = ""  # name of the policy that holds it
     file: str | None = None
     subscribe_event_types: tuple[str, ...] = ()
+    mfa_methods: tuple[str, ...] = ()  # Enterprise; kept so ACL results can report them
 
     @property
     def has_segment_wildcards(self) -> bool:

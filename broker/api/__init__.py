@@ -1,0 +1,5 @@
+"""The broker's HTTP edge (CONTRACTS.md §3): thin routes over broker/intake.py."""
+
+from broker.api.app import create_app
+
+__all__ = ["create_app"]

@@ -1,0 +1,81 @@
+"""`create_app(settings)`: the broker's FastAPI application, wired to its services."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any, TextIO
+
+from fastapi import FastAPI
+
+from broker.api.errors import CatchAll, install_error_handlers
+from broker.api.limits import RequestGuard
+from broker.api.routes import open_router, router
+from broker.api.state import BrokerState
+from broker.audit import AuditLog
+from broker.callers import CallerDirectory
+from broker.config import Settings
+from broker.intake import Checker, Intake
+from broker.keystore import KeyStore
+from broker.metrics import BrokerMetrics
+from broker.site_tokens import SiteTokenMinter
+from broker.vault_session import VaultSession
+
+
+def _default_checker(settings: Settings) -> Any:
+    from broker.exchanges import KeyChecker  # imported late: loads ccxt
+
+    return KeyChecker(settings)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    checker: Checker | None = None,
+    audit_stream: TextIO | None = None,
+    vault_concurrency: int = 128,
+) -> FastAPI:
+    """The broker app. `checker` defaults to broker.exchanges.KeyChecker(settings);
+    `audit_stream` overrides settings.audit_log (tests capture it)."""
+    metrics = BrokerMetrics()
+    session = VaultSession(
+        settings, max_concurrency=vault_concurrency, observe=metrics.observe_vault
+    )
+    audit = AuditLog(settings, stream=audit_stream)
+    the_checker = checker if checker is not None else _default_checker(settings)
+    state = BrokerState(
+        settings=settings,
+        session=session,
+        callers=CallerDirectory(session, ttl=settings.caller_cache_ttl),
+        intake=Intake(settings, the_checker, KeyStore(session, settings.kv_mount), audit, metrics),
+        minter=SiteTokenMinter(settings, session),
+        audit=audit,
+        metrics=metrics,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            close = getattr(the_checker, "aclose", None)
+            if close is not None:
+                await close()
+            session.close()
+            audit.close()
+
+    app = FastAPI(
+        title="keybroker",
+        version="1",
+        summary="Checks crypto-exchange API keys and keeps them in HashiCorp Vault.",
+        docs_url=None,  # only /healthz, /readyz and /openapi.json are open
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.broker = state
+    install_error_handlers(app)
+    app.include_router(router)
+    app.include_router(open_router)
+    app.add_middleware(CatchAll)
+    app.add_middleware(RequestGuard)  # added last = outermost: runs before everything else
+    return app

@@ -1,0 +1,59 @@
+"""Caller authentication (CONTRACTS.md §3): `Authorization: Bearer <Vault token>`.
+
+401 when the token is missing or unknown to Vault, 403 when it lacks the endpoint's
+policy. Both are audited with an HMAC of the token, never the token itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from broker.api.errors import ApiError
+from broker.api.state import BrokerState, state_of
+from broker.callers import Caller, UnknownCaller
+
+bearer = HTTPBearer(auto_error=False, description="A Vault token.")
+
+
+class AuthenticatedCaller:
+    def __init__(self, caller: Caller, audit_id: str) -> None:
+        self.caller = caller
+        self.audit_id = audit_id  # HMAC of the token: correlates audit lines
+
+
+def require(policy: str | None) -> Callable[..., Awaitable[AuthenticatedCaller]]:
+    """Dependency: a caller whose token holds `policy` (any valid token when None)."""
+
+    async def dependency(
+        request: Request,
+        credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
+    ) -> AuthenticatedCaller:
+        state: BrokerState = state_of(request)
+        token = credentials.credentials if credentials else ""
+        audit_id = state.audit.fingerprint(token) if token else ""
+        try:
+            caller = await state.callers.resolve(token)
+        except UnknownCaller:
+            _refuse(state, request, 401, audit_id, "unknown or missing token")
+            raise
+        if policy is not None and not caller.has(policy):
+            _refuse(state, request, 403, audit_id, f"token lacks policy {policy}")
+            raise ApiError(403, "forbidden", f"this endpoint needs a token with policy {policy}")
+        return AuthenticatedCaller(caller, audit_id)
+
+    return dependency
+
+
+def _refuse(state: BrokerState, request: Request, status: int, caller: str, why: str) -> None:
+    state.metrics.auth_failures.labels(status=str(status)).inc()
+    state.audit.emit(
+        "auth.failed",
+        status=status,
+        caller=caller or None,
+        method=request.method,
+        path=request.url.path,
+        reason=why,
+    )

@@ -1,0 +1,116 @@
+"""Request and response bodies of the HTTP API (CONTRACTS.md §3).
+
+Credentials are `SecretStr`, so a request model's repr, str or validation error never
+shows them. Unknown fields are refused: a mistyped `passphase` must not be dropped
+silently.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from broker.intake import KeyRecord
+from broker.reasons import Permissions, Reason, ReasonCode
+
+_STRICT = ConfigDict(extra="forbid")
+
+
+class KeySubmission(BaseModel):
+    model_config = _STRICT
+
+    name: str
+    api_key: SecretStr
+    secret: SecretStr
+    passphrase: SecretStr | None = None
+
+
+class CheckRequest(BaseModel):
+    model_config = _STRICT
+
+    exchange: str
+    role: str
+    api_key: SecretStr
+    secret: SecretStr
+    passphrase: SecretStr | None = None
+
+
+class SiteTokenRequest(BaseModel):
+    model_config = _STRICT
+
+    ttl: str | int | None = Field(default=None, examples=["5m"])
+    wrap_ttl: str | int | None = Field(default=None, examples=["60s"])
+
+
+class ErrorBody(BaseModel):
+    error: str
+    message: str
+    reasons: list[Reason] = Field(default_factory=list)
+
+
+class KeyView(BaseModel):
+    account: str
+    exchange: str
+    role: str
+    name: str
+    api_key_masked: str
+    status: str
+    permissions: Permissions
+    ip_restricted: bool | None
+    ip_whitelist: list[str] | None
+    expires_at: datetime | None
+    warnings: list[Reason]
+    version: int
+    created_at: str
+    updated_at: str
+
+
+class KeyList(BaseModel):
+    keys: list[KeyView]
+
+
+class SiteTokenView(BaseModel):
+    token: str
+    ttl: int
+    expires_at: datetime
+    policies: list[str]
+
+
+class WrappedSiteTokenView(BaseModel):
+    wrap_token: str
+    wrap_ttl: int
+
+
+# Fixed texts for warnings read back from metadata (only their codes are stored there).
+_WARNING_TEXT = {
+    ReasonCode.KEY_EXPIRING: "the key expires within 14 days",
+    ReasonCode.IP_WHITELIST_EXTRA: "the IP whitelist holds addresses beyond the egress set",
+    ReasonCode.IP_WHITELIST_UNVERIFIABLE: "the exchange reports only that the key is IP-restricted",
+    ReasonCode.IP_UNRESTRICTED: "the key has no IP whitelist",
+}
+
+
+def key_view(record: KeyRecord, warnings: list[Reason] | None = None) -> KeyView:
+    stored, facts = record.stored, record.stored.facts
+    if warnings is None:
+        warnings = [
+            Reason.warning(code, _WARNING_TEXT.get(code, code.value.replace("_", " ")))
+            for code in (facts.warnings if facts else ())
+        ]
+    return KeyView(
+        account=record.account,
+        exchange=record.exchange,
+        role=record.role,
+        name=facts.name if facts else "",
+        api_key_masked=facts.api_key_masked if facts else "",
+        status=facts.status if facts else "unknown",
+        permissions=facts.permissions if facts else Permissions(),
+        ip_restricted=facts.ip_restricted if facts else None,
+        ip_whitelist=facts.ip_whitelist if facts else None,
+        expires_at=facts.expires_at if facts else None,
+        warnings=warnings,
+        version=stored.version,
+        created_at=stored.created_at,
+        updated_at=stored.updated_at,
+    )

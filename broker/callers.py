@@ -1,0 +1,105 @@
+"""Who is calling: the caller's Vault token resolved to its policies.
+
+`Authorization: Bearer <token>` is looked up with `POST auth/token/lookup` using the
+broker's own token (CONTRACTS.md §3). Answers are cached briefly (`caller_cache_ttl`,
+never beyond the token's own expiry) in a bounded map keyed by a hash of the token, so
+a burst of requests costs one lookup, and a revoked token stops working within the TTL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import hvac
+import hvac.exceptions as hvac_errors
+
+from broker.vault_session import VaultSession
+
+
+class UnknownCaller(Exception):
+    """The token is missing, malformed, expired or unknown to Vault (401)."""
+
+
+@dataclass(frozen=True)
+class Caller:
+    policies: frozenset[str]
+    display_name: str
+    token_hash: str  # sha256 of the token: a cache key, never logged (audit uses an HMAC)
+
+    def has(self, policy: str) -> bool:
+        return policy in self.policies
+
+
+class CallerDirectory:
+    def __init__(self, session: VaultSession, *, ttl: float, max_size: int = 10_000) -> None:
+        self._session = session
+        self._ttl = ttl
+        self._max_size = max_size
+        self._cache: OrderedDict[str, tuple[float, Caller]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    async def resolve(self, token: str) -> Caller:
+        if not token or len(token) > 512 or not token.isascii() or not token.isprintable():
+            raise UnknownCaller("malformed token")
+        key = hashlib.sha256(token.encode()).hexdigest()
+        cached = self._get(key)
+        if cached is not None:
+            return cached
+
+        def op(client: hvac.Client) -> dict | None:
+            try:
+                return client.adapter.post("/v1/auth/token/lookup", json={"token": token})["data"]
+            except (hvac_errors.InvalidRequest, hvac_errors.InvalidPath):
+                return None
+            except hvac_errors.Forbidden as exc:
+                # Vault answers 403 "bad token" for an unknown token; a bare
+                # "permission denied" would be about the broker's own token.
+                if "bad token" in str(exc) or "invalid token" in str(exc):
+                    return None
+                raise
+
+        data = await self._session.call("lookup_caller", op)
+        if data is None:
+            raise UnknownCaller("unknown token")
+        policies = frozenset(
+            [*(data.get("policies") or []), *(data.get("identity_policies") or [])]
+        )
+        caller = Caller(
+            policies=policies,
+            display_name=str(data.get("display_name") or ""),
+            token_hash=key,
+        )
+        ttl = self._ttl
+        token_ttl = int(data.get("ttl") or 0)
+        if token_ttl > 0:
+            ttl = min(ttl, float(token_ttl))
+        self._put(key, caller, ttl)
+        return caller
+
+    def _get(self, key: str) -> Caller | None:
+        with self._lock:
+            entry = self._cache.get(key)
+            if entry is None:
+                return None
+            expires, caller = entry
+            if time.monotonic() >= expires:
+                del self._cache[key]
+                return None
+            self._cache.move_to_end(key)
+            return caller
+
+    def _put(self, key: str, caller: Caller, ttl: float) -> None:
+        if ttl <= 0:
+            return
+        with self._lock:
+            self._cache[key] = (time.monotonic() + ttl, caller)
+            self._cache.move_to_end(key)
+            while len(self._cache) > self._max_size:
+                self._cache.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._cache)

@@ -1,0 +1,336 @@
+"""Keys in the KV v2 mount, written so that a failure at any step leaves Vault as it was.
+
+The broker's policy can write key data but never read it (CONTRACTS.md §2), so every
+fact the API reports comes from the key's metadata: `version`, `created_at` and
+`updated_at` from KV's own metadata, the rest from `custom_metadata`, which holds only
+non-secret facts (name, masked key, status, checked_at, permissions summary, IP facts,
+expiry, warning codes).
+
+KV v2 keeps one custom_metadata map per key, not per version, and the data write and
+the metadata write are two requests. To keep them consistent under failures, the facts
+are stored in slots named after the version they describe (`v3.name`, `v3.status`, ...)
+and a reader only believes the slot of the current version. A write is:
+
+1. read metadata: current version N (0 for a new key) and the slot `vN.*` (the intake
+   runs this read while the exchange inspects the key);
+2. stage: write custom_metadata = slot `vN.*` + new slot `v(N+1).*`. Readers still see
+   version N and its facts; a failure here changed nothing;
+3. commit: write the data with `cas=N`. A mismatch means another writer got there
+   first: go back to 1. Any other failure: undo step 2 (or, if Vault did apply the
+   write before failing, carry on as committed);
+4. destroy every version up to N, so a replaced key cannot be read back.
+
+Step 4 runs after the commit point: its failure does not undo the new key; it is
+reported (`WriteResult.cleanup_pending`) and the next write destroys what is left. The
+slot `vN.*` of a destroyed version stays until the next write replaces it; readers
+ignore it. Writers in one process are serialized by the intake's per-key lock; cas
+orders writers of different processes, and a slot tagged with another attempt's `txn`
+is never carried forward as the facts of a version it did not write.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import hvac
+import hvac.exceptions as hvac_errors
+
+from broker.layout import KeyPaths
+from broker.reasons import Permissions, ReasonCode
+from broker.vault_session import VaultRefused, VaultSession, VaultUnavailable
+
+_CAS_MISMATCH = "check-and-set parameter did not match"
+_PERMISSIONS = ("read", "spot_trade", "margin", "futures", "withdraw", "transfer")
+_VALUE_MAX = 512  # KV v2 custom_metadata value limit (reference/vault.md §3)
+CAS_ATTEMPTS = 4
+
+
+class WriteConflict(Exception):
+    """Other writers kept replacing the key while this write retried; try again later."""
+
+
+@dataclass(frozen=True)
+class KeyFacts:
+    """What the broker learned about a key; safe to store and to show."""
+
+    name: str
+    api_key_masked: str
+    status: str
+    checked_at: datetime
+    permissions: Permissions
+    ip_restricted: bool | None
+    ip_whitelist: list[str] | None
+    expires_at: datetime | None
+    warnings: tuple[ReasonCode, ...] = ()
+
+    def to_slot(self, version: int, txn: str | None = None) -> dict[str, str]:
+        values: dict[str, str] = {
+            "name": self.name,
+            "api_key_masked": self.api_key_masked,
+            "status": self.status,
+            "checked_at": self.checked_at.isoformat(),
+            "permissions": ",".join(p for p in _PERMISSIONS if getattr(self.permissions, p))
+            or "none",
+            "ip_restricted": "unknown" if self.ip_restricted is None else str(self.ip_restricted),
+        }
+        if self.ip_whitelist is not None:
+            values["ip_whitelist"] = _bounded_json_list(self.ip_whitelist)
+        if self.expires_at is not None:
+            values["expires_at"] = self.expires_at.isoformat()
+        if self.warnings:
+            values["warnings"] = ",".join(code.value for code in self.warnings)
+        if txn:
+            values["txn"] = txn
+        return {f"v{version}.{key}": value for key, value in values.items()}
+
+    @classmethod
+    def from_slot(cls, custom: dict[str, str], version: int) -> KeyFacts | None:
+        prefix = f"v{version}."
+        slot = {k[len(prefix) :]: v for k, v in custom.items() if k.startswith(prefix)}
+        if "name" not in slot:
+            return None
+        granted = set(slot.get("permissions", "").split(","))
+        whitelist = slot.get("ip_whitelist")
+        return cls(
+            name=slot["name"],
+            api_key_masked=slot.get("api_key_masked", ""),
+            status=slot.get("status", "unknown"),
+            checked_at=datetime.fromisoformat(slot["checked_at"]),
+            permissions=Permissions(**{p: p in granted for p in _PERMISSIONS}),
+            ip_restricted={"True": True, "False": False}.get(slot.get("ip_restricted", "")),
+            ip_whitelist=json.loads(whitelist) if whitelist else None,
+            expires_at=datetime.fromisoformat(slot["expires_at"]) if "expires_at" in slot else None,
+            warnings=tuple(
+                ReasonCode(code)
+                for code in slot.get("warnings", "").split(",")
+                if code in ReasonCode._value2member_map_
+            ),
+        )
+
+
+def _bounded_json_list(items: list[str]) -> str:
+    """JSON list within the 512-byte value limit; a too-long list is cut, marked by "..."."""
+    kept: list[str] = []
+    for item in items:
+        if len(json.dumps([*kept, item, "..."])) > _VALUE_MAX:
+            return json.dumps([*kept, "..."])
+        kept.append(item)
+    return json.dumps(kept)
+
+
+@dataclass(frozen=True)
+class StoredKey:
+    """A key as its metadata describes it (never its data)."""
+
+    version: int
+    created_at: str
+    updated_at: str
+    facts: KeyFacts | None
+    live_versions: tuple[int, ...]  # versions not destroyed yet
+    custom_metadata: dict[str, str] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    stored: StoredKey
+    created: bool
+    cleanup_pending: bool  # destroying older versions failed; the next write retries it
+
+    @property
+    def version(self) -> int:
+        return self.stored.version
+
+
+class _Unread:
+    """Marker: the caller has not read the key's metadata yet."""
+
+
+_UNREAD = _Unread()
+
+
+class KeyStore:
+    def __init__(self, session: VaultSession, mount: str) -> None:
+        self._session = session
+        self._mount = mount
+
+    # ------------------------------------------------------------------ reads
+    async def read(self, paths: KeyPaths) -> StoredKey | None:
+        """The key's metadata, or None when there is no committed version."""
+        stored = await self.read_metadata(paths)
+        if stored is None or stored.version == 0 or stored.version not in stored.live_versions:
+            return None
+        return stored
+
+    async def list_exchanges(self, role: str, account: str) -> list[str]:
+        def op(client: hvac.Client) -> list[str]:
+            try:
+                # The trailing slash matters: the broker's policy grants list on `+/`.
+                response = client.adapter.request(
+                    "LIST", f"/v1/{self._mount}/metadata/{role}/{account}/"
+                )
+            except hvac_errors.InvalidPath:
+                return []
+            return list(response["data"]["keys"])
+
+        return await self._session.call("list", op)
+
+    async def read_metadata(self, paths: KeyPaths) -> StoredKey | None:
+        """Raw metadata, including a key with only a staged (uncommitted) slot."""
+        def op(client: hvac.Client) -> dict[str, Any] | None:
+            try:
+                return client.adapter.get(f"/v1/{paths.metadata}")["data"]
+            except hvac_errors.InvalidPath:
+                return None
+
+        data = await self._session.call("read_metadata", op)
+        if data is None:
+            return None
+        custom = dict(data.get("custom_metadata") or {})
+        version = int(data.get("current_version") or 0)
+        versions = data.get("versions") or {}
+        return StoredKey(
+            version=version,
+            created_at=str(data.get("created_time", "")),
+            updated_at=str(data.get("updated_time", "")),
+            facts=KeyFacts.from_slot(custom, version) if version else None,
+            live_versions=tuple(
+                sorted(int(n) for n, v in versions.items() if not v.get("destroyed"))
+            ),
+            custom_metadata=custom,
+        )
+
+    # ------------------------------------------------------------------ write
+    async def write(
+        self,
+        paths: KeyPaths,
+        facts: KeyFacts,
+        data: dict[str, str],
+        *,
+        before: StoredKey | _Unread | None = _UNREAD,
+    ) -> WriteResult:
+        """Write `data` as the key's new version with `facts` (see the module docstring).
+
+        `before` is this key's metadata if the caller already read it (under its lock).
+        Raises VaultUnavailable / VaultRefused (nothing changed) or WriteConflict.
+        """
+        own_txns: set[str] = set()
+        for _ in range(CAS_ATTEMPTS):
+            if isinstance(before, _Unread):
+                before = await self.read_metadata(paths)
+            base = before.version if before else 0
+            txn = secrets.token_hex(8)
+            own_txns.add(txn)
+            committed = _slot(before.custom_metadata, base) if before else {}
+            if committed.get(f"v{base}.txn") in own_txns:
+                committed = {}  # our own staged slot from a lost race: not this data's facts
+            await self._post_metadata(paths, {**committed, **facts.to_slot(base + 1, txn)})
+            try:
+                created_time = await self._write_data(paths, data, cas=base)
+            except _CasMismatch:
+                before = _UNREAD
+                continue
+            except VaultUnavailable:
+                if not await self._applied_anyway(paths, before, base):
+                    raise
+                created_time = ""
+            return await self._finish(paths, facts, before, base, created_time)
+        raise WriteConflict("the key kept changing while it was being replaced; retry")
+
+    async def _finish(
+        self,
+        paths: KeyPaths,
+        facts: KeyFacts,
+        before: StoredKey | None,
+        base: int,
+        created_time: str,
+    ) -> WriteResult:
+        version = base + 1
+        stale = [v for v in (before.live_versions if before else ()) if v <= base]
+        pending = False
+        if stale:
+            try:
+                await self._destroy(paths, stale)
+            except VaultUnavailable:
+                pending = True
+        stored = StoredKey(
+            version=version,
+            created_at=before.created_at if before else created_time,
+            updated_at=created_time,
+            facts=facts,
+            live_versions=(*stale, version) if pending else (version,),
+            custom_metadata=facts.to_slot(version),
+        )
+        return WriteResult(stored=stored, created=base == 0, cleanup_pending=pending)
+
+    async def _applied_anyway(self, paths: KeyPaths, before: StoredKey | None, base: int) -> bool:
+        """After a failed data write: did Vault apply it? If not, undo the staging."""
+        try:
+            now = await self.read_metadata(paths)
+            if now is not None and now.version == base + 1:
+                return True  # the write landed before the connection failed
+            if before is None:
+                if now is not None and now.version == 0:
+                    await self._delete_metadata(paths)  # the stage created it; remove it
+            elif now is not None and now.version == base:
+                await self._post_metadata(paths, before.custom_metadata)
+        except (VaultUnavailable, VaultRefused):
+            # Left as staged: the slot v(N+1) describes no version, readers ignore it.
+            pass
+        return False
+
+    # ----------------------------------------------------------------- delete
+    async def delete(self, paths: KeyPaths) -> bool:
+        """Destroy every version and the metadata. False when there was no key."""
+        stored = await self.read_metadata(paths)
+        if stored is None:
+            return False
+        await self._delete_metadata(paths)
+        return stored.version > 0 and stored.version in stored.live_versions
+
+    # ------------------------------------------------------------ Vault calls
+    async def _post_metadata(self, paths: KeyPaths, custom: dict[str, str]) -> None:
+        # Only custom_metadata is sent, so max_versions and other settings stay as they are.
+        await self._session.call(
+            "write_metadata",
+            lambda c: c.adapter.post(f"/v1/{paths.metadata}", json={"custom_metadata": custom}),
+        )
+
+    async def _write_data(self, paths: KeyPaths, data: dict[str, str], *, cas: int) -> str:
+        """Returns the new version's created_time."""
+
+        def op(client: hvac.Client) -> str:
+            try:
+                response = client.adapter.post(
+                    f"/v1/{paths.data}", json={"options": {"cas": cas}, "data": data}
+                )
+                return str(response["data"].get("created_time", ""))
+            except hvac_errors.InvalidRequest as exc:
+                if _CAS_MISMATCH in str(exc):
+                    raise _CasMismatch from None
+                raise
+
+        return await self._session.call("write_data", op)
+
+    async def _destroy(self, paths: KeyPaths, versions: list[int]) -> None:
+        await self._session.call(
+            "destroy",
+            lambda c: c.adapter.post(
+                f"/v1/{self._mount}/destroy/{paths.relative}", json={"versions": versions}
+            ),
+        )
+
+    async def _delete_metadata(self, paths: KeyPaths) -> None:
+        await self._session.call("delete", lambda c: c.adapter.delete(f"/v1/{paths.metadata}"))
+
+
+class _CasMismatch(Exception):
+    pass
+
+
+def _slot(custom: dict[str, str], version: int) -> dict[str, str]:
+    prefix = f"v{version}."
+    return {k: v for k, v in custom.items() if k.startswith(prefix)}

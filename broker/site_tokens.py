@@ -1,0 +1,100 @@
+"""Short-lived site tokens minted through the `keybroker-site` token role.
+
+The role (broker/layout.py) makes them batch, orphan, non-renewable, CIDR-bound and
+limited to `keybroker-site-read`; the broker only picks the TTL, which it checks against
+the role's maximum first so that an over-long request gets a clear 400 rather than a
+silently shortened token. With a wrap TTL the token is response-wrapped by Vault and
+only the single-use wrapping token leaves the broker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import hvac
+
+from broker.config import Settings, format_duration, parse_duration
+from broker.vault_session import VaultSession
+
+MAX_WRAP_TTL = 3600.0
+
+
+class InvalidTTL(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class SiteToken:
+    token: str
+    ttl: int
+    expires_at: datetime
+    policies: list[str]
+
+    def __repr__(self) -> str:  # the token is a credential
+        return f"SiteToken(ttl={self.ttl}, policies={self.policies})"
+
+
+@dataclass(frozen=True)
+class WrappedSiteToken:
+    wrap_token: str
+    wrap_ttl: int
+
+    def __repr__(self) -> str:
+        return f"WrappedSiteToken(wrap_ttl={self.wrap_ttl})"
+
+
+def parse_ttl(value: str | int | None, *, default: float, maximum: float, what: str) -> float:
+    if value is None:
+        return default
+    try:
+        seconds = parse_duration(value)
+    except (TypeError, ValueError):
+        raise InvalidTTL(f"{what} must be a duration such as 90s, 5m or 300") from None
+    if seconds < 1:
+        raise InvalidTTL(f"{what} must be at least 1s")
+    if seconds > maximum:
+        raise InvalidTTL(
+            f"{what} {format_duration(seconds)} exceeds the maximum of {format_duration(maximum)}"
+        )
+    return seconds
+
+
+class SiteTokenMinter:
+    def __init__(self, settings: Settings, session: VaultSession) -> None:
+        self._settings = settings
+        self._session = session
+
+    def ttl(self, requested: str | int | None) -> float:
+        return parse_ttl(
+            requested,
+            default=self._settings.site_token_ttl,
+            maximum=self._settings.site_token_max_ttl,
+            what="ttl",
+        )
+
+    def wrap_ttl(self, requested: str | int | None) -> float | None:
+        if requested is None:
+            return None
+        return parse_ttl(requested, default=0, maximum=MAX_WRAP_TTL, what="wrap_ttl")
+
+    async def mint(self, ttl: float, wrap_ttl: float | None) -> SiteToken | WrappedSiteToken:
+        path = f"/v1/auth/token/create/{self._settings.site_token_role}"
+        body = {"ttl": format_duration(ttl)}
+        wrap = format_duration(wrap_ttl) if wrap_ttl else None
+
+        def op(client: hvac.Client) -> dict:
+            return client.adapter.post(path, json=body, wrap_ttl=wrap)
+
+        response = await self._session.call("create_site_token", op)
+        if wrap:
+            info = response["wrap_info"]
+            return WrappedSiteToken(wrap_token=info["token"], wrap_ttl=int(info["ttl"]))
+        auth = response["auth"]
+        lease = int(auth.get("lease_duration") or ttl)
+        return SiteToken(
+            token=auth["client_token"],
+            ttl=lease,
+            expires_at=datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=lease),
+            policies=list(auth.get("policies") or []),
+        )

@@ -1,0 +1,1 @@
+"""ComponentResource classes with typed args; the entry program only wires them."""

@@ -1,0 +1,108 @@
+"""The broker's AppRole secret-id, issued response-wrapped (reference/vault.md §4.4, §5).
+
+`broker.bootstrap.issue_approle_credentials` asks Vault for a fresh secret-id with a
+wrap TTL, so neither this provider nor Pulumi ever sees the secret-id itself: only a
+single-use wrapping token, marked secret in state, which the broker's launcher unwraps
+at start. Any input change (notably `rotation`) replaces the resource, which issues a
+new secret-id. Deleting an unused one unwraps it and destroys the secret-id.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import hvac.exceptions
+import pulumi
+from pulumi import dynamic
+
+from broker.bootstrap import issue_approle_credentials
+from infra.providers.clients import AwsTarget, read_root_token, vault_client
+
+WRAPPED_OUTPUT = "wrapped_secret_id"
+
+
+class BrokerSecretIdProvider(dynamic.ResourceProvider):
+    def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
+        token = read_root_token(AwsTarget.from_props(props), props["token_secret_arn"])
+        with vault_client(props["address"], props.get("ca_cert_pem"), token) as client:
+            creds = issue_approle_credentials(
+                client, props["role_name"], wrap_ttl=int(float(props["wrap_ttl_s"]))
+            )
+            lookup = client.sys.read_wrapping_properties(creds.secret_id) or {}
+        info = lookup.get("data") or {}
+        outs = {
+            **props,
+            "role_id": creds.role_id,
+            WRAPPED_OUTPUT: creds.secret_id,
+            "wrap_creation_time": info.get("creation_time"),
+        }
+        return dynamic.CreateResult(f"{props['role_name']}@{info.get('creation_time')}", outs)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
+        keys = ("address", "role_name", "rotation", "wrap_ttl_s", "token_secret_arn")
+        replaces = [k for k in keys if olds.get(k) != news.get(k)]
+        # A CA change alone (same Vault, new certificates) needs no new secret-id.
+        changed = bool(replaces) or olds.get("ca_cert_pem") != news.get("ca_cert_pem")
+        return dynamic.DiffResult(changes=changed, replaces=replaces, delete_before_replace=False)
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
+        kept = {k: olds.get(k) for k in ("role_id", WRAPPED_OUTPUT, "wrap_creation_time")}
+        return dynamic.UpdateResult({**news, **kept})
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        """Destroy the secret-id if it was never unwrapped; a used one expires by its TTL."""
+        wrapped = props.get(WRAPPED_OUTPUT)
+        if not wrapped:
+            return
+        with vault_client(props["address"], props.get("ca_cert_pem"), wrapped) as client:
+            try:
+                answer = client.sys.unwrap()
+            except (hvac.exceptions.Forbidden, hvac.exceptions.InvalidRequest):
+                return  # already unwrapped by the broker, or expired
+        accessor = (answer.get("data") or {}).get("secret_id_accessor")
+        if not accessor:
+            return
+        try:
+            token = read_root_token(AwsTarget.from_props(props), props["token_secret_arn"])
+        except Exception as exc:
+            pulumi.log.warn(f"unused broker secret-id left to expire: {exc}")
+            return
+        with vault_client(props["address"], props.get("ca_cert_pem"), token) as client:
+            client.auth.approle.destroy_secret_id_accessor(props["role_name"], accessor)
+
+
+class BrokerSecretId(dynamic.Resource, module="keybroker", name="BrokerSecretId"):
+    role_id: pulumi.Output[str]
+    wrapped_secret_id: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        address: pulumi.Input[str],
+        ca_cert_pem: pulumi.Input[str],
+        token_secret_arn: pulumi.Input[str],
+        region: str,
+        role_name: str,
+        wrap_ttl_s: float,
+        rotation: str,
+        endpoint_url: str | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        props = {
+            "address": address,
+            "ca_cert_pem": ca_cert_pem,
+            "token_secret_arn": token_secret_arn,
+            "region": region,
+            "endpoint_url": endpoint_url,
+            "role_name": role_name,
+            "wrap_ttl_s": wrap_ttl_s,
+            "rotation": rotation,
+            "role_id": None,
+            WRAPPED_OUTPUT: None,
+            "wrap_creation_time": None,
+        }
+        secret_opts = pulumi.ResourceOptions(additional_secret_outputs=[WRAPPED_OUTPUT])
+        super().__init__(
+            BrokerSecretIdProvider(), name, props, pulumi.ResourceOptions.merge(secret_opts, opts)
+        )

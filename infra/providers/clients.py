@@ -1,0 +1,94 @@
+"""Client factories and the Secrets Manager records the providers share.
+
+AWS credentials come from boto3's default chain (environment, profile, instance role);
+the Vault token comes from Secrets Manager at run time. Neither is ever a resource
+input or output, so neither reaches Pulumi state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import hvac
+
+VAULT_TIMEOUT_S = 15
+
+
+class ProviderError(Exception):
+    """A provider step failed; the message says what to do and never holds a secret."""
+
+
+@dataclass(frozen=True)
+class AwsTarget:
+    region: str
+    endpoint_url: str | None = None
+
+    @classmethod
+    def from_props(cls, props: dict[str, Any]) -> AwsTarget:
+        return cls(region=str(props["region"]), endpoint_url=props.get("endpoint_url") or None)
+
+    def client(self, service: str) -> Any:
+        import boto3  # imported here: the provider is pickled, clients never are
+
+        return boto3.client(service, region_name=self.region, endpoint_url=self.endpoint_url)
+
+
+@contextmanager
+def vault_client(
+    address: str, ca_cert_pem: str | None, token: str | None = None
+) -> Iterator[hvac.Client]:
+    """An hvac client for `address` that trusts only the stack's CA (when given)."""
+    ca_path: str | None = None
+    try:
+        verify: bool | str = True
+        if ca_cert_pem:
+            with tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False) as handle:
+                handle.write(ca_cert_pem)
+                ca_path = handle.name
+            verify = ca_path
+        client = hvac.Client(url=address, token=token, verify=verify, timeout=VAULT_TIMEOUT_S)
+        try:
+            yield client
+        finally:
+            client.adapter.close()
+    finally:
+        if ca_path is not None:
+            os.unlink(ca_path)
+
+
+# --- the root-token record in Secrets Manager --------------------------------------------
+# Stored as JSON so that revocation can be recorded in place of the token.
+
+
+def root_token_record(token: str) -> str:
+    return json.dumps({"root_token": token, "revoked_at": None})
+
+
+def revoked_record() -> str:
+    return json.dumps({"root_token": None, "revoked_at": datetime.now(UTC).isoformat()})
+
+
+def read_root_token(aws: AwsTarget, secret_arn: str) -> str:
+    """The initial root token from Secrets Manager; a clear error once it is revoked."""
+    value = aws.client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"]
+    try:
+        record = json.loads(value)
+    except json.JSONDecodeError:
+        raise ProviderError(
+            f"secret {secret_arn} does not hold a keybroker root-token record"
+        ) from None
+    token = record.get("root_token") if isinstance(record, dict) else None
+    if not token:
+        raise ProviderError(
+            f"the initial root token in {secret_arn} was revoked; to change Vault's"
+            " configuration, generate a new root token with the recovery keys"
+            ' (vault operator generate-root) and store it there as {"root_token": "<token>"}'
+        )
+    return str(token)

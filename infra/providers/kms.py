@@ -1,0 +1,127 @@
+"""KMS key for Vault's `awskms` auto-unseal (reference/vault.md §6), via boto3.
+
+Either the stack creates a symmetric key with an alias (and owns it: deleting the
+resource schedules the key's deletion), or config names an existing key ARN, which is
+checked (enabled, symmetric, encrypt/decrypt) and never deleted. A second `create`
+for an alias that already points at an enabled key adopts that key instead of making
+a new one, so re-running after a lost state changes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import pulumi
+from pulumi import dynamic
+
+from infra.providers.clients import AwsTarget, ProviderError
+
+_REPLACE_ON = ("region", "endpoint_url", "alias", "existing_key_arn")
+
+
+class KmsKeyProvider(dynamic.ResourceProvider):
+    def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
+        aws = AwsTarget.from_props(props)
+        kms = aws.client("kms")
+        existing = props.get("existing_key_arn")
+        if existing:
+            meta = _check_usable(kms, existing)
+            return dynamic.CreateResult(meta["KeyId"], _outs(props, meta, managed=False))
+        alias = props["alias"]
+        meta = _alias_target(kms, alias)
+        if meta is None:
+            meta = kms.create_key(
+                Description=props["description"],
+                KeyUsage="ENCRYPT_DECRYPT",
+                KeySpec="SYMMETRIC_DEFAULT",
+                Tags=[{"TagKey": "managed-by", "TagValue": "keybroker-pulumi"}],
+            )["KeyMetadata"]
+            kms.enable_key_rotation(KeyId=meta["KeyId"])
+            kms.create_alias(AliasName=alias, TargetKeyId=meta["KeyId"])
+        else:
+            meta = _check_usable(kms, meta["Arn"])
+        return dynamic.CreateResult(meta["KeyId"], _outs(props, meta, managed=True))
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
+        replaces = [k for k in _REPLACE_ON if (olds.get(k) or None) != (news.get(k) or None)]
+        changes = replaces or olds.get("description") != news.get("description")
+        return dynamic.DiffResult(
+            changes=bool(changes), replaces=replaces, delete_before_replace=False
+        )
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
+        if olds.get("managed"):
+            AwsTarget.from_props(news).client("kms").update_key_description(
+                KeyId=_id, Description=news["description"]
+            )
+        outs = {**news, **{k: olds[k] for k in ("arn", "key_id", "managed") if k in olds}}
+        return dynamic.UpdateResult(outs)
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        if not props.get("managed"):
+            return  # an existing key named in config is not ours to delete
+        kms = AwsTarget.from_props(props).client("kms")
+        with contextlib.suppress(kms.exceptions.NotFoundException):
+            kms.delete_alias(AliasName=props["alias"])
+        kms.schedule_key_deletion(
+            KeyId=_id, PendingWindowInDays=int(props.get("deletion_window_days") or 30)
+        )
+
+
+def _outs(props: dict[str, Any], meta: dict[str, Any], *, managed: bool) -> dict[str, Any]:
+    return {**props, "arn": meta["Arn"], "key_id": meta["KeyId"], "managed": managed}
+
+
+def _alias_target(kms: Any, alias: str) -> dict[str, Any] | None:
+    try:
+        return kms.describe_key(KeyId=alias)["KeyMetadata"]
+    except kms.exceptions.NotFoundException:
+        return None
+
+
+def _check_usable(kms: Any, key: str) -> dict[str, Any]:
+    try:
+        meta = kms.describe_key(KeyId=key)["KeyMetadata"]
+    except kms.exceptions.NotFoundException:
+        raise ProviderError(f"KMS key {key} does not exist (config keybroker:kmsKeyArn)") from None
+    if meta.get("KeyState") != "Enabled":
+        raise ProviderError(f"KMS key {key} is {meta.get('KeyState')}, not Enabled")
+    if meta.get("KeyUsage") != "ENCRYPT_DECRYPT" or meta.get("KeySpec", "SYMMETRIC_DEFAULT") != (
+        "SYMMETRIC_DEFAULT"
+    ):
+        raise ProviderError(f"KMS key {key} must be a symmetric ENCRYPT_DECRYPT key for awskms")
+    return meta
+
+
+class KmsKey(dynamic.Resource, module="keybroker", name="KmsKey"):
+    """The auto-unseal key; `arn` is what Vault's seal stanza and Secrets Manager use."""
+
+    arn: pulumi.Output[str]
+    key_id: pulumi.Output[str]
+    managed: pulumi.Output[bool]
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        region: str,
+        alias: str,
+        description: str,
+        endpoint_url: str | None = None,
+        existing_key_arn: str | None = None,
+        deletion_window_days: int = 30,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        props = {
+            "region": region,
+            "endpoint_url": endpoint_url,
+            "alias": alias,
+            "description": description,
+            "existing_key_arn": existing_key_arn,
+            "deletion_window_days": deletion_window_days,
+            "arn": None,
+            "key_id": None,
+            "managed": None,
+        }
+        super().__init__(KmsKeyProvider(), name, props, opts)

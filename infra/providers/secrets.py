@@ -1,0 +1,44 @@
+"""Secrets Manager records for Vault's init material, encrypted with the unseal KMS key.
+
+Only ARNs leave this module; secret values are written and read here and nowhere in
+Pulumi state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+
+def find_secret(sm: Any, name: str) -> str | None:
+    """ARN of the live (not pending deletion) secret `name`, or None."""
+    try:
+        described = sm.describe_secret(SecretId=name)
+    except sm.exceptions.ResourceNotFoundException:
+        return None
+    if described.get("DeletedDate"):
+        return None
+    return str(described["ARN"])
+
+
+def create_secret(sm: Any, name: str, value: str, kms_key_id: str, description: str) -> str:
+    """Create `name` holding `value`; an existing live secret of that name is an error."""
+    answer = sm.create_secret(
+        Name=name,
+        SecretString=value,
+        KmsKeyId=kms_key_id,
+        Description=description,
+        Tags=[{"Key": "managed-by", "Value": "keybroker-pulumi"}],
+    )
+    return str(answer["ARN"])
+
+
+def delete_secret(sm: Any, arn: str, recovery_window_days: int) -> None:
+    """Delete `arn`: after `recovery_window_days` (7-30), or at once when 0."""
+    kwargs: dict[str, Any] = (
+        {"ForceDeleteWithoutRecovery": True}
+        if recovery_window_days == 0
+        else {"RecoveryWindowInDays": max(7, min(30, recovery_window_days))}
+    )
+    with contextlib.suppress(sm.exceptions.ResourceNotFoundException):
+        sm.delete_secret(SecretId=arn, **kwargs)

@@ -1,0 +1,113 @@
+"""Vault configuration: the one declarative layout, applied by broker.bootstrap.
+
+The provider has no Vault logic of its own: it rebuilds the VaultLayout from its
+properties and calls `broker.bootstrap.apply_layout` (idempotent, conflict-checked),
+the same function `keybroker vault bootstrap` and dev mode use. The token is the
+initial root token, read from Secrets Manager at run time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import hvac.exceptions
+import pulumi
+from pulumi import dynamic
+
+from broker.bootstrap import apply_layout
+from broker.layout import ROBOT_READ_POLICY
+from infra.layout_props import layout_from_props
+from infra.providers.clients import AwsTarget, read_root_token, vault_client
+
+_REPLACE_ON = ("address_id",)
+
+
+def robot_role_name(layout_props: dict[str, Any]) -> str:
+    """The AppRole whose tokens carry the robot-read policy (declared in broker/layout.py)."""
+    for role in layout_props["approles"]:
+        if ROBOT_READ_POLICY in role["token_policies"]:
+            return str(role["name"])
+    raise ValueError("the layout has no AppRole holding the robot-read policy")
+
+
+class VaultConfigProvider(dynamic.ResourceProvider):
+    def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
+        return dynamic.CreateResult(f"{props['address']}#{props['layout']['mount']}", _apply(props))
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
+        keys = ("address", "ca_cert_pem", "token_secret_arn", "layout")
+        changed = any(olds.get(k) != news.get(k) for k in keys)
+        return dynamic.DiffResult(changes=changed, replaces=[], delete_before_replace=False)
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
+        return dynamic.UpdateResult(_apply(news))
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        """Remove the roles and policies the layout created.
+
+        The KV mount (the keys themselves) and the audit devices are left in place on
+        purpose: Pulumi never destroys stored keys nor switches auditing off.
+        """
+        layout = layout_from_props(props["layout"])
+        aws = AwsTarget.from_props(props)
+        try:
+            token = read_root_token(aws, props["token_secret_arn"])
+        except Exception as exc:  # revoked (prod) or the record is gone: nothing we may do
+            pulumi.log.warn(f"Vault layout left in place: {exc}")
+            return
+        with vault_client(props["address"], props.get("ca_cert_pem"), token) as client:
+            for role in layout.approles:
+                client.delete(f"auth/approle/role/{role.name}")
+            client.delete(f"auth/token/roles/{layout.site_token_role.name}")
+            for name in layout.policies:
+                client.sys.delete_acl_policy(name)
+
+
+def _apply(props: dict[str, Any]) -> dict[str, Any]:
+    layout = layout_from_props(props["layout"])
+    token = read_root_token(AwsTarget.from_props(props), props["token_secret_arn"])
+    with vault_client(props["address"], props.get("ca_cert_pem"), token) as client:
+        report = apply_layout(client, layout)
+        try:
+            answer = client.auth.approle.read_role_id(robot_role_name(props["layout"]))
+        except hvac.exceptions.InvalidPath:
+            answer = {"data": {"role_id": None}}
+    return {
+        **props,
+        "site_token_role": layout.site_token_role.name,
+        "robot_role_id": answer["data"]["role_id"],
+        "changed_steps": [str(step) for step in report.changed_steps],
+    }
+
+
+class VaultConfig(dynamic.Resource, module="keybroker", name="VaultConfig"):
+    """Vault holding the keybroker layout; outputs are names and the robot's role-id."""
+
+    site_token_role: pulumi.Output[str]
+    robot_role_id: pulumi.Output[str]
+    changed_steps: pulumi.Output[list[str]]
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        address: pulumi.Input[str],
+        ca_cert_pem: pulumi.Input[str],
+        token_secret_arn: pulumi.Input[str],
+        region: str,
+        layout: dict[str, Any],
+        endpoint_url: str | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        props = {
+            "address": address,
+            "ca_cert_pem": ca_cert_pem,
+            "token_secret_arn": token_secret_arn,
+            "region": region,
+            "endpoint_url": endpoint_url,
+            "layout": layout,
+            "site_token_role": None,
+            "robot_role_id": None,
+            "changed_steps": None,
+        }
+        super().__init__(VaultConfigProvider(), name, props, opts)

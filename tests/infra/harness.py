@@ -1,0 +1,187 @@
+"""Runs the keybroker Pulumi program in-process under `pulumi.runtime.set_mocks`.
+
+Test double for the Pulumi engine, following reference/pulumi.md §1: the mock sees each
+registration's type token, name and engine (camelCase) inputs, with secrets as wrapped
+dicts; preview is OFF so that every output resolves and no `.apply` is skipped;
+config is injected with `set_all_config` under the real project name. Dynamic
+providers' CRUD never runs here (§2): the mock answers with plausible outputs, and
+the providers themselves are tested for real against devvault and moto.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks
+
+REPO = Path(__file__).resolve().parents[2]
+PROJECT = "keybroker"
+# Marker key of a secret value in mocked inputs (pulumi/runtime/rpc.py _special_sig_key).
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+SECRET_MARK = "1b47061264138c4ac30d75fd1eb44270"
+
+DYN = "pulumi-python:dynamic/keybroker:"
+CANARY_WRAP_TOKEN = "hvs.CANARY-WRAPPED-SECRET-ID-7f3a"
+CANARY_TLS_KEY = "-----BEGIN PRIVATE KEY-----\nCANARY-TLS-KEY-{i}\n-----END PRIVATE KEY-----\n"
+MOCK_CA = "-----BEGIN CERTIFICATE-----\nMOCK-CA\n-----END CERTIFICATE-----\n"
+
+
+@dataclass
+class Registered:
+    typ: str
+    name: str
+    inputs: dict[str, Any]  # raw engine inputs: secrets still wrapped
+
+
+@dataclass
+class ProgramRun:
+    resources: list[Registered] = field(default_factory=list)
+    outputs: dict[str, tuple[Any, bool]] = field(default_factory=dict)  # name -> (value, secret)
+
+    def of_type(self, typ: str) -> list[Registered]:
+        return [r for r in self.resources if r.typ == typ]
+
+    def one(self, typ: str) -> Registered:
+        found = self.of_type(typ)
+        assert len(found) == 1, f"expected one {typ}, got {len(found)}"
+        return found[0]
+
+    def containers(self, role: str) -> list[Registered]:
+        return [
+            r
+            for r in self.of_type("docker:index/container:Container")
+            if {"label": "keybroker.role", "value": role} in unwrap(r.inputs).get("labels", [])
+        ]
+
+
+def unwrap(value: Any) -> Any:
+    """Inputs with secret wrappers replaced by their plaintext (what CrossGuard sees)."""
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG) == SECRET_MARK:
+            return unwrap(value["value"])
+        return {k: unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap(v) for v in value]
+    return value
+
+
+def plain_strings(value: Any) -> list[str]:
+    """Every string in `value` that is NOT inside a secret wrapper."""
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG) == SECRET_MARK:
+            return []
+        return [s for k, v in value.items() for s in [k, *plain_strings(v)]]
+    if isinstance(value, list):
+        return [s for v in value for s in plain_strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+def _fake_outputs(args: MockResourceArgs) -> dict[str, Any]:
+    inputs = dict(args.inputs)
+    typ = args.typ
+    if typ == "docker:index/remoteImage:RemoteImage":
+        digest = hashlib.sha256(str(inputs.get("name")).encode()).hexdigest()
+        return {**inputs, "imageId": f"sha256:{digest}", "repoDigest": f"{inputs.get('name')}"}
+    if typ == DYN + "KmsKey":
+        key_id = str(uuid.uuid5(uuid.NAMESPACE_DNS, args.name))
+        arn = inputs.get("existing_key_arn") or f"arn:aws:kms:eu-west-1:123456789012:key/{key_id}"
+        return {**inputs, "arn": arn, "key_id": arn.rsplit("/", 1)[1], "managed": True}
+    if typ == DYN + "TlsBundle":
+        nodes = len(inputs["nodes"])
+        return {
+            **inputs,
+            "ca_cert_pem": MOCK_CA,
+            "cert_pems": [MOCK_CA.replace("MOCK-CA", f"MOCK-NODE-{i}") for i in range(nodes)],
+            "key_pems": [CANARY_TLS_KEY.format(i=i) for i in range(nodes)],
+            "not_after": "2027-11-21T00:00:00+00:00",
+        }
+    if typ == DYN + "VaultInit":
+        prefix = inputs["secrets_prefix"]
+        base = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:"
+        return {
+            **inputs,
+            "root_token_secret_arn": f"{base}{prefix}/vault-root-token-AbCdEf",
+            "recovery_keys_secret_arn": f"{base}{prefix}/vault-recovery-keys-AbCdEf",
+        }
+    if typ == DYN + "VaultConfig":
+        return {
+            **inputs,
+            "site_token_role": inputs["layout"]["site_token_role"]["name"],
+            "robot_role_id": "11111111-2222-3333-4444-555555555555",
+            "changed_steps": [],
+        }
+    if typ == DYN + "BrokerSecretId":
+        return {
+            **inputs,
+            "role_id": "66666666-7777-8888-9999-000000000000",
+            "wrapped_secret_id": CANARY_WRAP_TOKEN,
+            "wrap_creation_time": "2026-11-21T00:00:00Z",
+        }
+    if typ == DYN + "RootTokenRevocation":
+        return {**inputs, "revoked_at": "2026-11-21T00:00:00+00:00"}
+    return inputs
+
+
+class RecordingMocks(Mocks):
+    def __init__(self) -> None:
+        self.registered: list[Registered] = []
+
+    def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        self.registered.append(Registered(args.typ, args.name, dict(args.inputs)))
+        return f"{args.name}-id", _fake_outputs(args)
+
+    def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        return {}, None
+
+
+def stack_config(stack: str) -> dict[str, str]:
+    """The shipped Pulumi.<stack>.yaml config, keys without the namespace."""
+    data = yaml.safe_load((REPO / f"Pulumi.{stack}.yaml").read_text())
+    out: dict[str, str] = {}
+    for key, value in data["config"].items():
+        namespace, _, name = key.partition(":")
+        assert namespace == PROJECT, key
+        out[name] = value if isinstance(value, str) else json.dumps(value)
+    return out
+
+
+def run_program(
+    stack: str,
+    config: dict[str, str],
+    secrets: dict[str, str] | None = None,
+) -> ProgramRun:
+    """Run infra/__main__.py's main() for `stack` with `config` (+ secret config)."""
+    mocks = RecordingMocks()
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
+    values = {f"{PROJECT}:{k}": v for k, v in config.items()}
+    values.update({f"{PROJECT}:{k}": v for k, v in (secrets or {}).items()})
+    pulumi.runtime.set_all_config(values, secret_keys=[f"{PROJECT}:{k}" for k in secrets or {}])
+    run = ProgramRun()
+
+    async def resolve_exports() -> None:
+        root = pulumi.runtime.settings.get_root_resource()
+        for name, value in root.outputs.items():  # type: ignore[union-attr]
+            out = pulumi.Output.from_input(value)
+            run.outputs[name] = (await out.future(), await out.is_secret())
+
+    @pulumi.runtime.test
+    def program() -> Any:
+        from infra.__main__ import main
+
+        main()
+        return pulumi.Output.from_input(asyncio.ensure_future(resolve_exports()))
+
+    try:
+        program()
+    finally:
+        pulumi.runtime.set_all_config({})
+    run.resources = mocks.registered
+    return run

@@ -1,0 +1,109 @@
+"""Finitely many representative paths that stand for every concrete path of a pattern.
+
+Why this is exact (the argument docs/policy-checks.md spells out):
+
+Every rule key and every pattern is a `GlobShape`: per segment position, a part that
+is `+` (anything), a literal the segment must equal, or (last part of a glob) a
+literal the segment must start with; plus a segment-count condition (`== m` or
+`>= m`). Vault decides a request from which rules match the request path and, for
+`list`, the path with a `/` appended or removed (reference/vault.md §1.4); rule
+priority depends on the keys only. So two paths that every shape treats alike at
+every position, with the same segment count (up to a bound) and the same
+"last segment empty" flag, get the same answer from the evaluator.
+
+At one position, let P be the literals of the shapes still able to match, plus ""
+and the pattern's own literal. A segment s is characterised by which members of P
+it equals and which it starts with. Take x = the longest member of P that s starts
+with. Either s == x, or s starts with exactly the members of P that x + f starts
+with, where f is a character that occurs in no member of P (so no longer literal can
+be a prefix of x + f), and equals none of them. Hence {x, x + f : x in P} covers
+every class; duplicates (same answers for every live shape) are dropped.
+
+Segment counts: with M the most parts of any live shape, a path of M + 2 or more
+segments, and its `list` variants (one segment more or less), is longer than every
+exact or non-glob key and satisfies every `>=` condition, so all such lengths behave
+alike and M + 2 stands for them.
+
+The enumeration walks positions depth first and drops a shape as soon as a chosen
+segment contradicts it, so only combinations some rule can tell apart are built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from policies.analysis.glob import GlobShape
+
+# Preferred filler characters, so counterexamples read like `.../robot/x/x`.
+_FRESH = "xyzqkjvw0123456789_~"
+
+
+def _fresh_char(literals: set[str]) -> str:
+    used = set().union(*literals) if literals else set()
+    for ch in _FRESH:
+        if ch not in used:
+            return ch
+    # Beyond the preferred set: any character that is not a path separator.
+    code = 0x100
+    while chr(code) in used:
+        code += 1
+    return chr(code)
+
+
+def _candidates(
+    i: int, live: Sequence[GlobShape], pattern: GlobShape
+) -> list[tuple[str, list[GlobShape]]]:
+    """One segment per class at position i, with the shapes that stay live after it."""
+    constrained = [s for s in live if i < len(s.parts)]
+    literals = {lit for s in constrained if (lit := s.literal_at(i)) is not None}
+    own = pattern.literal_at(i)
+    if own is not None:
+        literals.add(own)
+    literals.add("")
+    fresh = _fresh_char(literals)
+    # Fillers first, then literals, the empty segment last: the first member of each
+    # class is the one reported, and `robot/x/x` reads better than `robot//`.
+    candidates = sorted(
+        literals | {lit + fresh for lit in literals},
+        key=lambda s: (s == "", s != fresh, s),
+    )
+    in_pattern = i < len(pattern.parts)
+    seen: set[tuple[bool, ...]] = set()
+    out: list[tuple[str, list[GlobShape]]] = []
+    for seg in candidates:
+        if i == 0 and seg == "":
+            continue  # Vault strips leading "/": no request path starts with an empty segment
+        if in_pattern and not pattern.admits(i, seg):
+            continue
+        verdicts = tuple(s.accepts(i, seg) for s in constrained)
+        # The empty segment also matters as the last one (list adds or trims a "/").
+        signature = (*verdicts, seg == "")
+        if signature in seen:
+            continue
+        seen.add(signature)
+        survivors = [s for s, ok in zip(constrained, verdicts, strict=True) if ok]
+        survivors += [s for s in live if i >= len(s.parts)]
+        out.append((seg, survivors))
+    return out
+
+
+def representatives(pattern: GlobShape, shapes: Sequence[GlobShape]) -> Iterator[str]:
+    """Concrete paths matching `pattern`, at least one per class `shapes` can tell apart.
+
+    `shapes`: every rule key of the principal, and every other pattern whose verdict
+    on the path matters (e.g. `except` patterns). Each yielded path matches `pattern`.
+    """
+
+    def walk(i: int, prefix: list[str], live: list[GlobShape]) -> Iterator[str]:
+        bound = max([len(s.parts) for s in live] + [len(pattern.parts)]) + 2
+        for seg, survivors in _candidates(i, live, pattern):
+            segments = [*prefix, seg]
+            n = i + 1
+            if pattern.accepts_length(n):
+                yield "/".join(segments)
+            # An empty segment can only be the last one (a trailing "/"): no "a//b".
+            longer_allowed = seg != "" and (pattern.prefix or n < len(pattern.parts))
+            if longer_allowed and n < bound:
+                yield from walk(i + 1, segments, survivors)
+
+    yield from walk(0, [], list(shapes))

@@ -1,0 +1,29 @@
+# keybroker broker image: multi-stage, slim, non-root, base pinned by digest.
+# Check the digest before use: docker buildx imagetools inspect python:3.11-slim
+ARG PYTHON_IMAGE=python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7
+
+# --- build: a wheel-installed virtualenv, no compilers or caches carried forward ----------
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+WORKDIR /src
+RUN python -m venv /opt/keybroker
+COPY pyproject.toml README.md ./
+COPY broker ./broker
+COPY policies ./policies
+COPY infra ./infra
+RUN /opt/keybroker/bin/pip install . \
+ && /opt/keybroker/bin/python -m compileall -q /opt/keybroker
+
+# --- runtime: the virtualenv and an unprivileged user, nothing else ----------------------
+FROM ${PYTHON_IMAGE}
+ENV PATH=/opt/keybroker/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+RUN groupadd --system --gid 10001 keybroker \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin keybroker \
+ && mkdir -p /run/keybroker && chown 10001:10001 /run/keybroker && chmod 0700 /run/keybroker
+COPY --from=build /opt/keybroker /opt/keybroker
+USER 10001:10001
+EXPOSE 8080
+HEALTHCHECK --interval=15s --timeout=5s --retries=3 \
+  CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=3)"]
+# Unwraps the AppRole secret-id (if delivered), then runs `keybroker serve`.
+ENTRYPOINT ["python", "-m", "infra.launcher"]

@@ -1,0 +1,266 @@
+"""apply_layout against a Vault through hvac (CONTRACTS.md §2; reference/vault.md §3-§5).
+
+Tests that use `vault_client` run unchanged against a real Vault when
+KEYBROKER_TEST_VAULT_ADDR/TOKEN are set; they apply the default layout (as everyone
+sharing that Vault does) and use unique account names. Tests that need an empty
+Vault or change the layout use a fresh `devvault`.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import hvac
+import hvac.exceptions
+import pytest
+
+from broker.bootstrap import (
+    AppRoleCredentials,
+    LayoutConflict,
+    apply_layout,
+    create_caller_token,
+    issue_approle_credentials,
+)
+from broker.layout import (
+    BROKER_POLICY,
+    INTAKE_POLICY,
+    POLICY_NAMES,
+    ROBOT_READ_POLICY,
+    SITE_BACKEND_POLICY,
+    SITE_READ_POLICY,
+    AuditDevice,
+    build_layout,
+)
+
+MOUNT = "exchange-keys"
+
+
+def _root(devvault) -> hvac.Client:
+    return hvac.Client(url=devvault.addr, token=devvault.root_token)
+
+
+def _account() -> str:
+    return f"acct-{uuid.uuid4().hex[:10]}"
+
+
+def _login(vault_client: hvac.Client, creds: AppRoleCredentials) -> hvac.Client:
+    client = hvac.Client(url=vault_client.url)
+    client.auth.approle.login(role_id=creds.role_id, secret_id=creds.secret_id)
+    return client
+
+
+def _read(client: hvac.Client, path: str) -> dict:
+    return client.secrets.kv.v2.read_secret_version(
+        path=path, mount_point=MOUNT, raise_on_deleted_version=True
+    )
+
+
+@pytest.fixture
+def layout_applied(vault_client: hvac.Client) -> hvac.Client:
+    apply_layout(vault_client, build_layout())
+    return vault_client
+
+
+def test_first_apply_creates_everything_second_changes_nothing(devvault) -> None:
+    client = _root(devvault)
+    lines: list[str] = []
+    first = apply_layout(client, build_layout(), on_step=lines.append)
+    assert first.changed
+    names = [step.name for step in first.steps]
+    assert names == [
+        "mount exchange-keys/ (kv v2)",
+        "exchange-keys max_versions=5",
+        *(f"policy {name}" for name in POLICY_NAMES),
+        "token role keybroker-site",
+        "auth method approle/",
+        "approle keybroker-broker",
+        "approle keybroker-robot",
+    ]
+    assert all(step.changed for step in first.steps)
+    assert lines == [str(step) for step in first.steps]
+
+    second = apply_layout(client, build_layout(), on_step=lines.append)
+    assert not second.changed
+    assert [step.name for step in second.steps] == names
+    assert second.summary() == "nothing to do: all 11 steps already in place"
+
+
+def test_reapply_on_shared_vault_changes_nothing(layout_applied: hvac.Client) -> None:
+    report = apply_layout(layout_applied, build_layout())
+    assert not report.changed, report.changed_steps
+
+
+def test_layout_reads_back(layout_applied: hvac.Client) -> None:
+    client = layout_applied
+    layout = build_layout()
+    mount = client.sys.list_mounted_secrets_engines()["data"][f"{MOUNT}/"]
+    assert mount["type"] == "kv" and str(mount["options"]["version"]) == "2"
+    assert client.secrets.kv.v2.read_configuration(mount_point=MOUNT)["data"]["max_versions"] == 5
+
+    for name in POLICY_NAMES:
+        assert client.sys.read_acl_policy(name)["data"]["policy"] == layout.policies[name]
+
+    role = client.read("auth/token/roles/keybroker-site")["data"]
+    assert role["token_type"] == "batch"
+    assert role["orphan"] is True
+    assert role["renewable"] is False
+    assert role["allowed_policies"] == [SITE_READ_POLICY]
+    assert role["token_explicit_max_ttl"] == 900
+
+    assert client.sys.list_auth_methods()["data"]["approle/"]["type"] == "approle"
+    broker = client.read("auth/approle/role/keybroker-broker")["data"]
+    assert broker["token_policies"] == [BROKER_POLICY]
+    assert broker["token_no_default_policy"] is True
+    robot = client.read("auth/approle/role/keybroker-robot")["data"]
+    assert robot["token_policies"] == [ROBOT_READ_POLICY]
+
+
+def test_drift_is_repaired_and_only_the_drifted_step_reports_a_change(devvault) -> None:
+    client = _root(devvault)
+    layout = build_layout()
+    apply_layout(client, layout)
+    client.sys.create_or_update_acl_policy(INTAKE_POLICY, 'path "*" { capabilities = ["read"] }')
+    client.write_data(
+        "auth/token/roles/keybroker-site",
+        data={**layout.site_token_role.vault_payload(), "token_explicit_max_ttl": "1h"},
+    )
+    client.write_data(f"{MOUNT}/config", data={"max_versions": 50})
+
+    report = apply_layout(client, layout)
+    assert {step.name for step in report.changed_steps} == {
+        f"policy {INTAKE_POLICY}",
+        "token role keybroker-site",
+        f"{MOUNT} max_versions=5",
+    }
+    assert all(step.detail in ("updated", "configured") for step in report.changed_steps)
+    assert (
+        client.sys.read_acl_policy(INTAKE_POLICY)["data"]["policy"]
+        == layout.policies[INTAKE_POLICY]
+    )
+    assert client.read("auth/token/roles/keybroker-site")["data"]["token_explicit_max_ttl"] == 900
+
+
+def test_a_mount_of_another_kind_is_a_conflict_and_nothing_changes(devvault) -> None:
+    client = _root(devvault)
+    # Every Vault has a cubbyhole/ mount: a layout naming it collides with another type.
+    with pytest.raises(LayoutConflict, match="cubbyhole/ exists as 'cubbyhole'"):
+        apply_layout(client, build_layout(mount="cubbyhole"))
+    policies = client.sys.list_acl_policies()["data"]["keys"]
+    assert not set(POLICY_NAMES) & set(policies)
+    assert "approle/" not in client.sys.list_auth_methods()["data"]
+
+
+def test_audit_devices_are_enabled_once_and_a_different_one_is_a_conflict(devvault) -> None:
+    client = _root(devvault)
+    device = AuditDevice(path="file", type="file", options={"file_path": "discard"})
+    first = apply_layout(client, build_layout(audit_devices=(device,)))
+    assert first.steps[-1].name == "audit device file/ (file)" and first.steps[-1].changed
+    assert client.sys.list_enabled_audit_devices()["data"]["file/"]["type"] == "file"
+    assert not apply_layout(client, build_layout(audit_devices=(device,))).changed
+
+    other = AuditDevice(path="file", type="file", options={"file_path": "stdout"})
+    with pytest.raises(LayoutConflict, match="audit device file/"):
+        apply_layout(client, build_layout(audit_devices=(other,)))
+
+
+def test_site_token_reads_site_keys_and_is_denied_robot_keys(
+    layout_applied: hvac.Client,
+) -> None:
+    root = layout_applied
+    account = _account()
+    root.secrets.kv.v2.create_or_update_secret(
+        f"site/{account}/binance", {"api_key": "site-key", "secret": "s"}, mount_point=MOUNT
+    )
+    root.secrets.kv.v2.create_or_update_secret(
+        f"robot/{account}/binance", {"api_key": "robot-key", "secret": "s"}, mount_point=MOUNT
+    )
+    auth = root.auth.token.create(role_name="keybroker-site", ttl="5m")["auth"]
+    assert auth["token_type"] == "batch"
+    assert SITE_READ_POLICY in auth["policies"]
+    site = hvac.Client(url=root.url, token=auth["client_token"])
+
+    assert _read(site, f"site/{account}/binance")["data"]["data"]["api_key"] == "site-key"
+    with pytest.raises(hvac.exceptions.Forbidden):
+        _read(site, f"robot/{account}/binance")
+    with pytest.raises(hvac.exceptions.Forbidden):
+        site.secrets.kv.v2.list_secrets(f"robot/{account}", mount_point=MOUNT)
+    with pytest.raises(hvac.exceptions.Forbidden):
+        site.secrets.kv.v2.create_or_update_secret(
+            f"site/{account}/binance", {"api_key": "x", "secret": "y"}, mount_point=MOUNT
+        )
+
+
+def test_site_token_ttl_is_capped_by_the_role(layout_applied: hvac.Client) -> None:
+    auth = layout_applied.auth.token.create(role_name="keybroker-site", ttl="1h")["auth"]
+    assert auth["lease_duration"] <= 900
+
+
+def test_site_tokens_are_bound_to_the_configured_cidrs(devvault) -> None:
+    client = _root(devvault)
+    apply_layout(client, build_layout(site_token_cidrs=("10.20.0.0/16",)))
+    client.secrets.kv.v2.create_or_update_secret(
+        "site/alice/binance", {"api_key": "k", "secret": "s"}, mount_point=MOUNT
+    )
+    token = client.auth.token.create(role_name="keybroker-site")["auth"]["client_token"]
+    # This test talks from 127.0.0.1, outside 10.20.0.0/16: the token is refused.
+    with pytest.raises(hvac.exceptions.Forbidden):
+        _read(hvac.Client(url=devvault.addr, token=token), "site/alice/binance")
+
+
+def test_broker_approle_writes_keys_but_cannot_read_them(layout_applied: hvac.Client) -> None:
+    root = layout_applied
+    broker = _login(root, issue_approle_credentials(root, "keybroker-broker"))
+    account = _account()
+    for role in ("site", "robot"):
+        path = f"{role}/{account}/okx"
+        broker.secrets.kv.v2.create_or_update_secret(
+            path, {"api_key": "k", "secret": "s", "passphrase": "p"}, cas=0, mount_point=MOUNT
+        )
+        with pytest.raises(hvac.exceptions.Forbidden):
+            _read(broker, path)
+        meta = broker.secrets.kv.v2.read_secret_metadata(path, mount_point=MOUNT)
+        assert meta["data"]["current_version"] == 1
+    lookup = broker.auth.token.lookup_self()["data"]
+    assert lookup["policies"] == [BROKER_POLICY]
+
+
+def test_robot_approle_reads_robot_keys_only(layout_applied: hvac.Client) -> None:
+    root = layout_applied
+    account = _account()
+    for role in ("site", "robot"):
+        root.secrets.kv.v2.create_or_update_secret(
+            f"{role}/{account}/bybit", {"api_key": role, "secret": "s"}, mount_point=MOUNT
+        )
+    robot = _login(root, issue_approle_credentials(root, "keybroker-robot"))
+    assert _read(robot, f"robot/{account}/bybit")["data"]["data"]["api_key"] == "robot"
+    with pytest.raises(hvac.exceptions.Forbidden):
+        _read(robot, f"site/{account}/bybit")
+
+
+def test_wrapped_secret_id_unwraps_to_a_working_secret_id(layout_applied: hvac.Client) -> None:
+    root = layout_applied
+    wrapped = issue_approle_credentials(root, "keybroker-robot", wrap_ttl="60s")
+    assert wrapped.wrapped
+    secret_id = root.sys.unwrap(wrapped.secret_id)["data"]["secret_id"]
+    robot = _login(root, AppRoleCredentials(wrapped.role_id, secret_id))
+    assert root.auth.token.lookup(robot.token)["data"]["policies"] == [ROBOT_READ_POLICY]
+    with pytest.raises(hvac.exceptions.InvalidRequest):  # wrapping tokens are single-use
+        root.sys.unwrap(wrapped.secret_id)
+
+
+def test_credentials_repr_hides_the_secret_id(layout_applied: hvac.Client) -> None:
+    creds = issue_approle_credentials(layout_applied, "keybroker-broker")
+    assert creds.secret_id not in repr(creds)
+    assert creds.role_id in repr(creds)
+    role_id, secret_id, wrapped = creds  # still a plain tuple for callers
+    assert (role_id, wrapped) == (creds.role_id, False) and secret_id == creds.secret_id
+
+
+@pytest.mark.parametrize("policy", [INTAKE_POLICY, SITE_BACKEND_POLICY])
+def test_caller_tokens_hold_exactly_the_marker_policy(
+    layout_applied: hvac.Client, policy: str
+) -> None:
+    token = create_caller_token(layout_applied, [policy], ttl="10m")
+    data = layout_applied.auth.token.lookup(token)["data"]
+    assert data["policies"] == [policy]
+    assert 0 < data["ttl"] <= 600

@@ -108,12 +108,17 @@ class Refused(Exception):
 
 
 Handler = Callable[[SandboxRequest, SandboxKey, SandboxState], Reply]
+PublicHandler = Callable[[SandboxRequest, SandboxState], Reply]
 
 
 @dataclass(frozen=True)
 class Endpoint:
-    handler: Handler
+    """A signed endpoint (`handler` gets the authenticated key), or a public one that
+    authenticates by itself (`public`, e.g. an OAuth-style token grant)."""
+
+    handler: Handler | None = None
     needs_read: bool = True  # the endpoint's documented permission is a read right
+    public: PublicHandler | None = None
 
 
 class ExchangeSim:
@@ -151,6 +156,9 @@ class ExchangeSim:
         if endpoint is None:
             return self.refusal(Refusal.NOT_FOUND, request)
         try:
+            if endpoint.public is not None:
+                return endpoint.public(request, state)
+            assert endpoint.handler is not None
             key = self.authenticate(request, state)
             if not key.allows_ip(request.client_ip):
                 raise Refused(Refusal.IP_REFUSED)

@@ -42,6 +42,7 @@ ROBOT_EGRESS_IP = "203.0.113.10"
 OTHER_IP = "198.51.100.7"
 
 KeyType = Literal["hmac", "rsa", "ed25519", "cdp"]
+# Optional `new_key(..., cdp_alg="EdDSA")` makes an Ed25519 CDP key instead of ES256.
 
 
 class SandboxKeyError(ValueError):
@@ -188,6 +189,18 @@ def cdp_es256_secret() -> str:
     return _pem(key, serialization.PrivateFormat.TraditionalOpenSSL)
 
 
+def cdp_ed25519_secret() -> str:
+    """A Coinbase CDP Ed25519 key secret: base64 of seed + public key (88 characters)."""
+    private = ed25519.Ed25519PrivateKey.generate()
+    seed = private.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    public = private.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+    return base64.b64encode(seed + public).decode()
+
+
 def cdp_key_name() -> str:
     return f"organizations/{uuid.uuid4()}/apiKeys/{uuid.uuid4()}"
 
@@ -201,7 +214,8 @@ def new_key(exchange: str, label: str, **fields: Any) -> SandboxKey:
     elif key_type == "ed25519":
         secret = ed25519_secret()
     elif key_type == "cdp":
-        secret = cdp_es256_secret()
+        eddsa = rights.pop("cdp_alg", "ES256") == "EdDSA"
+        secret = cdp_ed25519_secret() if eddsa else cdp_es256_secret()
     else:
         secret = _hmac_secret(exchange)
     api_key = cdp_key_name() if key_type == "cdp" else _api_key(exchange)
@@ -248,6 +262,7 @@ def default_keys(now: datetime | None = None) -> list[SandboxKey]:
     keys.append(new_key("binance", "rsa", **trade, ip_whitelist=egress, key_type="rsa"))
     keys.append(new_key("binance", "ed25519", **trade, ip_whitelist=egress, key_type="ed25519"))
     keys.append(new_key("coinbase", "cdp", **trade, key_type="cdp"))
+    keys.append(new_key("coinbase", "cdp_ed25519", **trade, key_type="cdp", cdp_alg="EdDSA"))
     return keys
 
 

@@ -107,3 +107,25 @@ def example_path(pattern: str, filler: str = "x") -> str:
     if shape.prefix:
         parts[-1] = parts[-1] + filler
     return "/".join(parts)
+
+
+def may_overlap(a: GlobShape, b: GlobShape) -> bool:
+    """A cheap necessary condition for two shapes to match a common path: their
+    literals agree wherever both constrain a segment. False means surely disjoint."""
+    for i in range(min(len(a.parts), len(b.parts))):
+        x, y = a.parts[i], b.parts[i]
+        if x == WILDCARD or y == WILDCARD:
+            continue
+        x_open = a.prefix and i == len(a.parts) - 1
+        y_open = b.prefix and i == len(b.parts) - 1
+        if x_open and y_open:
+            ok = x.startswith(y) or y.startswith(x)
+        elif x_open:
+            ok = y.startswith(x)
+        elif y_open:
+            ok = x.startswith(y)
+        else:
+            ok = x == y
+        if not ok:
+            return False
+    return True

@@ -1,0 +1,195 @@
+"""`keybroker policy check`: invariants decided exactly, plus the built-in lint rules.
+
+Exit codes (CONTRACTS.md §5): 0 pass, 1 violation, 2 error (unreadable or malformed
+policies or invariants, with file and line).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from policies.acl import ACLError, MergedRule
+from policies.analysis import PatternError, Principal, find_granted, find_missing
+from policies.hcl import PolicyParseError
+from policies.invariants import Invariant, Invariants, InvariantsError, load_invariants
+from policies.lint import LintFinding, registry, run_lint
+from policies.loader import load_policy_dir
+from policies.model import PathRule, Policy
+from policies.report import CheckReport, RuleInfo, Violation, render_check
+
+EXIT_PASS, EXIT_VIOLATION, EXIT_ERROR = 0, 1, 2
+
+
+def default_policies_dir() -> Path:
+    return Path(str(resources.files("policies").joinpath("vault")))
+
+
+def display_path(file: str | None) -> str | None:
+    """Paths under the working directory are shown relative to it."""
+    if file is None:
+        return None
+    path = Path(file)
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+@dataclass
+class Inputs:
+    policies: list[Policy]
+    invariants: Invariants
+    principals: dict[str, Principal]
+
+
+def load_inputs(policies_dir: Path | None, invariants_file: Path | None) -> Inputs:
+    """Parse the policy directory and the invariants; compile one ACL per principal.
+
+    Raises PolicyParseError, InvariantsError (a principal naming a policy that is not
+    in the directory is an error at that principal's line), OSError or ACLError.
+    """
+    directory = policies_dir or default_policies_dir()
+    if not directory.is_dir():
+        raise OSError(f"policies directory not found: {directory}")
+    policies = load_policy_dir(directory)
+    invariants = load_invariants(invariants_file)
+    by_name = {p.name: p for p in policies}
+    principals: dict[str, Principal] = {}
+    for name, members in invariants.principals.items():
+        missing = [m for m in members if m not in by_name]
+        if missing:
+            raise InvariantsError(
+                f"principal {name!r}: no policy {missing[0]!r} in {directory}",
+                file=invariants.file,
+                line=invariants.principal_lines[name],
+            )
+        principals[name] = Principal(name, [by_name[m] for m in members])
+    return Inputs(policies, invariants, principals)
+
+
+def _source(rule: MergedRule | None, capability: str, *, deny: bool) -> PathRule | None:
+    """The stanza to blame: one that grants `capability` (or denies, for `deny=True`)."""
+    if rule is None or not rule.sources:
+        return None
+    for stanza in rule.sources:
+        if deny and stanza.is_deny:
+            return stanza
+        if not deny and not stanza.is_deny and capability in stanza.capabilities:
+            return stanza
+    return rule.sources[0]
+
+
+def _describe(stanza: PathRule) -> str:
+    return f'"{stanza.path}" ({stanza.policy}, {display_path(stanza.file)}:{stanza.line})'
+
+
+def check_invariant(inv: Invariant, principals: dict[str, Principal]) -> list[Violation]:
+    out: list[Violation] = []
+    for who in inv.principals:
+        principal = principals[who]
+        for pattern in inv.paths:
+            if inv.effect == "deny":
+                ce = find_granted(principal, pattern, inv.capabilities, inv.excepts)
+                if ce is None:
+                    continue
+                stanza = _source(ce.rule, ce.capability, deny=False)
+                why = f"rule {_describe(stanza)} applies there" if stanza else "root policy"
+                message = (
+                    f"{who} can {ce.capability} {ce.path} ({pattern} must be denied): {why}"
+                )
+            else:
+                ce = find_missing(principal, pattern, inv.capabilities, inv.excepts)
+                if ce is None:
+                    continue
+                if ce.rule is None:
+                    stanza = None
+                    why = "no rule matches it"
+                elif ce.rule.is_deny:
+                    stanza = _source(ce.rule, ce.capability, deny=True)
+                    why = f"rule {_describe(stanza)} denies it" if stanza else "denied"
+                else:
+                    stanza = ce.rule.sources[0]
+                    held = sorted(ce.rule.capabilities)
+                    why = (
+                        f"rule {_describe(stanza)} applies there and grants "
+                        f"[{', '.join(held)}] (or needs parameters or wrapping)"
+                    )
+                message = (
+                    f"{who} cannot {ce.capability} {ce.path} ({pattern} must be allowed): {why}"
+                )
+            if inv.description:
+                message += f". Invariant: {inv.description}"
+            out.append(
+                Violation(
+                    id=inv.id,
+                    principal=who,
+                    capability=ce.capability,
+                    path=ce.path,
+                    policy=stanza.policy if stanza else None,
+                    file=display_path(stanza.file if stanza else inv.file),
+                    line=stanza.line if stanza else inv.line,
+                    message=message,
+                )
+            )
+    return out
+
+
+def _lint_violation(finding: LintFinding) -> Violation:
+    rule = registry.get(finding.rule_id)
+    return Violation(
+        id=finding.rule_id,
+        principal=finding.principal,
+        capability=finding.capability,
+        path=finding.path,
+        policy=finding.stanza.policy or None,
+        file=display_path(finding.stanza.file),
+        line=finding.stanza.line,
+        message=f"{rule.name}: {finding.message}",
+        level=rule.severity,
+    )
+
+
+def rule_catalogue(invariants: Sequence[Invariant]) -> list[RuleInfo]:
+    rules = [RuleInfo(r.id, r.name, r.rationale, r.severity) for r in registry.rules]
+    for inv in invariants:
+        verb = "may never" if inv.effect == "deny" else "must always"
+        text = (
+            f"{', '.join(inv.principals)} {verb} {', '.join(inv.capabilities)} "
+            f"on {', '.join(inv.paths)}"
+        )
+        if inv.excepts:
+            text += f" (except {', '.join(inv.excepts)})"
+        rules.append(RuleInfo(inv.id, inv.description or text, text, "error"))
+    return rules
+
+
+def check(policies_dir: Path | None, invariants_file: Path | None) -> CheckReport:
+    inputs = load_inputs(policies_dir, invariants_file)
+    report = CheckReport(
+        rules=rule_catalogue(inputs.invariants.invariants),
+        policies=[p.name for p in inputs.policies],
+        invariants_file=display_path(inputs.invariants.file),
+        invariants_checked=len(inputs.invariants.invariants),
+    )
+    for inv in inputs.invariants.invariants:
+        report.findings.extend(check_invariant(inv, inputs.principals))
+    principal_policies = {n: list(p.policies) for n, p in inputs.principals.items()}
+    lint = run_lint(inputs.policies, principal_policies, inputs.invariants.admin_policies())
+    report.findings.extend(_lint_violation(f) for f in lint)
+    return report
+
+
+def run_check(policies_dir: Path | None, invariants_file: Path | None, output_format: str) -> int:
+    try:
+        report = check(policies_dir, invariants_file)
+    except (PolicyParseError, InvariantsError, PatternError, ACLError, OSError) as exc:
+        print(f"keybroker policy check: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    sys.stdout.write(render_check(report, output_format))
+    if not sys.stdout.isatty():
+        sys.stdout.flush()
+    return EXIT_PASS if report.passed else EXIT_VIOLATION

@@ -1,0 +1,118 @@
+"""Lint rule plumbing: one small class per rule, collected by a registry (Checkov style).
+
+A rule looks at one policy at a time (`check_policy`) or at the policy set of one
+principal (`check_principal`); it yields `LintFinding`s that point at the stanza
+(file and line) and name a concrete path the stanza reaches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import ClassVar, Literal
+
+from policies.analysis import Counterexample, Principal, find_granted, shape_of
+from policies.analysis.glob import may_overlap
+from policies.model import PathRule, Policy
+
+Severity = Literal["error", "warning", "note"]
+WRITE_CAPABILITIES: tuple[str, ...] = ("create", "update", "patch", "delete", "sudo")
+ALL_CAPABILITIES: tuple[str, ...] = (
+    "read",
+    "list",
+    "create",
+    "update",
+    "patch",
+    "delete",
+    "recover",
+    "sudo",
+)
+
+
+@dataclass(frozen=True)
+class LintFinding:
+    rule_id: str
+    message: str
+    stanza: PathRule
+    path: str  # a concrete path the stanza reaches (or its own path)
+    capability: str | None = None
+    principal: str | None = None
+
+
+@dataclass
+class LintContext:
+    """What rules may know beyond the policy text."""
+
+    admin_policies: frozenset[str] = frozenset()
+    kv_v2_mounts: frozenset[str] = frozenset()
+    _single: dict[int, Principal] = field(default_factory=dict)
+
+    def stanza_reaches(
+        self, stanza: PathRule, pattern: str, capabilities: Iterable[str]
+    ) -> Counterexample | None:
+        """Could this stanza ON ITS OWN grant one of `capabilities` on some path of
+        `pattern`? Decided exactly by the analysis, over a one-stanza policy."""
+        if stanza.is_deny or not may_overlap(shape_of(stanza.path), shape_of(pattern)):
+            return None
+        principal = self._single.get(id(stanza))
+        if principal is None:
+            lone = Policy(name=stanza.policy or "stanza", rules=(stanza,), file=stanza.file)
+            principal = Principal(stanza.policy or "stanza", [lone])
+            self._single[id(stanza)] = principal
+        return find_granted(principal, pattern, tuple(capabilities))
+
+
+class LintRule:
+    """Base class: subclasses set the metadata and override one of the checks."""
+
+    id: ClassVar[str]
+    name: ClassVar[str]
+    rationale: ClassVar[str]  # one line: why this matters
+    severity: ClassVar[Severity] = "error"
+
+    def check_policy(self, policy: Policy, ctx: LintContext) -> Iterator[LintFinding]:
+        return iter(())
+
+    def check_principal(
+        self, name: str, policies: list[Policy], ctx: LintContext
+    ) -> Iterator[LintFinding]:
+        return iter(())
+
+    def finding(
+        self,
+        stanza: PathRule,
+        message: str,
+        path: str | None = None,
+        capability: str | None = None,
+        principal: str | None = None,
+    ) -> LintFinding:
+        return LintFinding(self.id, message, stanza, path or stanza.path, capability, principal)
+
+
+class Registry:
+    """All lint rules, in id order."""
+
+    def __init__(self) -> None:
+        self._rules: dict[str, LintRule] = {}
+
+    def register(self, cls: type[LintRule]) -> type[LintRule]:
+        if cls.id in self._rules:
+            raise ValueError(f"duplicate lint rule id {cls.id}")
+        self._rules[cls.id] = cls()
+        return cls
+
+    @cached_property
+    def rules(self) -> list[LintRule]:
+        return [self._rules[k] for k in sorted(self._rules)]
+
+    def get(self, rule_id: str) -> LintRule:
+        return self._rules[rule_id]
+
+
+registry = Registry()
+
+
+def grants(stanza: PathRule) -> frozenset[str]:
+    """The capabilities a stanza grants (nothing when it denies)."""
+    return frozenset() if stanza.is_deny else stanza.capabilities

@@ -1,0 +1,322 @@
+"""The built-in lint rules. Each class: an id, a name, a one-line rationale, a severity.
+
+Rules that talk about where a stanza reaches ask the exact analysis
+(`LintContext.stanza_reaches`), so `sys*`, `+/...` and `*` are all seen for what they
+cover, and every finding names a concrete path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from policies.acl import ACL
+from policies.analysis import Principal, find_granted, shape_of
+from policies.lint.base import (
+    ALL_CAPABILITIES,
+    WRITE_CAPABILITIES,
+    LintContext,
+    LintFinding,
+    LintRule,
+    grants,
+    registry,
+)
+from policies.model import Policy
+
+# Endpoints that decide who can do what: policies, auth methods and their roles,
+# audit devices, mounts, raw storage, identity groups/entities (which carry policies).
+ACCESS_CONTROL_PATTERNS: tuple[str, ...] = (
+    "sys/policies/*",
+    "sys/policy",
+    "sys/policy/*",
+    "sys/auth",
+    "sys/auth/*",
+    "sys/audit",
+    "sys/audit/*",
+    "sys/mounts",
+    "sys/mounts/*",
+    "sys/remount",
+    "sys/raw",
+    "sys/raw/*",
+    "auth/+/role/*",
+    "auth/+/roles/*",
+    "auth/token/roles/*",
+    "identity/entity/*",
+    "identity/group/*",
+)
+TOKEN_CREATE_PATTERNS: tuple[str, ...] = ("auth/token/create", "auth/token/create-orphan")
+
+
+def _is_glob(path: str) -> bool:
+    shape = shape_of(path)
+    return shape.prefix or "+" in shape.parts
+
+
+@registry.register
+class SysWildcardGrant(LintRule):
+    id = "KB101"
+    name = "wildcard grant on sys/"
+    rationale = "A glob over sys/ hands out system endpoints nobody listed one by one."
+
+    def check_policy(self, policy: Policy, ctx: LintContext) -> Iterator[LintFinding]:
+        for stanza in policy.rules:
+            if not _is_glob(stanza.path):
+                continue
+            hit = ctx.stanza_reaches(stanza, "sys/*", ALL_CAPABILITIES)
+            if hit:
+                yield self.finding(
+                    stanza,
+                    f'glob "{stanza.path}" grants {hit.capability} on system path {hit.path}',
+                    hit.path,
+                    hit.capability,
+                )
+
+
+@registry.register
+class SudoOutsideAdmin(LintRule):
+    id = "KB102"
+    name = "sudo outside an admin policy"
+    rationale = "sudo unlocks root-protected endpoints; only an admin policy should hold it."
+
+    def check_policy(self, policy: Policy, ctx: LintContext) -> Iterator[LintFinding]:
+        if policy.name in ctx.admin_policies:
+            return
+        for stanza in policy.rules:
+            if "sudo" in grants(stanza):
+                yield self.finding(
+                    stanza,
+                    f'"{stanza.path}" grants sudo in non-admin policy {policy.name}',
+                    capability="sudo",
+                )
+
+
+@registry.register
+class LegacyPolicySyntax(LintRule):
+    id = "KB103"
+    name = "legacy policy = syntax"
+    rationale = 'policy = "write" silently grants read and list as well; spell out capabilities.'
+
+    def check_policy(self, policy: Policy, ctx: LintContext) -> Iterator[LintFinding]:
+        for stanza in policy.rules:
+            if stanza.legacy_policy is not None:
+                caps = ", ".join(sorted(stanza.capabilities))
+                yield self.finding(
+                    stanza,
+                    f'"{stanza.path}" uses policy = "{stanza.legacy_policy}", '
+                    f"which grants [{caps}]",
+                )
+
+
+@registry.register
+class MountRootGrant(LintRule):
+    id = "KB104"
+    name = "grant at a mount root"
+    rationale = "A glob right under a mount covers every sub-API (data, metadata, destroy, config)."
+
+    def check_policy(self, policy: Policy, ctx: LintContext) -> Iterator[LintFinding]:
+        for stanza in policy.rules:
+            shape = shape_of(stanza.path)
+            if not grants(stanza) or len(shape.parts) < 2 or shape.parts[0] in {"+", ""}:
+                continue
+            second = shape.parts[1]
+            at_root = second == "+" or (shape.prefix and len(shape.parts) == 2 and second == "")
+            if at_root:
+                yield self.finding(
+                    stanza,
+                    f'"{stanza.path}" grants {", ".join(sorted(grants(stanza)))} on the whole '
+                    f"{shape.parts[0]}/ mount",
+                )
+
+
+@registry.register
+class AccessControlWrite(LintRule):
+    id = "KB105"
+    name = "write to policies, auth methods or roles"
+    rationale = "Whoever writes policies, auth roles, audit devices or mounts owns the Vault."
+
+    def check_policy(self, policy: Policy, ctx: LintContext) -> Iterator[LintFinding]:
+        if policy.name in ctx.admin_policies:
+            return
+        for stanza in policy.rules:
+            for pattern in ACCESS_CONTROL_PATTERNS:
+                hit = ctx.stanza_reaches(stanza, pattern, WRITE_CAPABILITIES)
+                if hit:
+                    yield self.finding(
+                        stanza,
+                        f'"{stanza.path}" grants {hit.capability} on access-control path '
+                        f"{hit.path}",
+                        hit.path,
+                        hit.capability,
+                    )
+                    break
+
+
+@registry.register
+class TopLevelWildcard(LintRule):
+    id = "KB106"
+    name = "wildcard at the top level"
+    rationale = "A top-level * or + reaches every mount, sys/ and auth/ included."
+
+    def check_policy(self, policy: Policy, ctx: LintContext) -> Iterator[LintFinding]:
+        for stanza in policy.rules:
+            shape = shape_of(stanza.path)
+            top = shape.parts[0] == "+" or (shape.prefix and len(shape.parts) == 1)
+            if top and grants(stanza):
+                yield self.finding(
+                    stanza, f'"{stanza.path}" is a top-level wildcard that grants access'
+                )
+
+
+@registry.register
+class BroadSecretGlob(LintRule):
+    id = "KB107"
+    name = "broad glob on a secret mount without a deny"
+    rationale = "A glob above the role level of a KV mount reaches both site and robot keys."
+
+    def check_policy(self, policy: Policy, ctx: LintContext) -> Iterator[LintFinding]:
+        for mount in sorted(ctx.kv_v2_mounts):
+            has_deny = any(s.is_deny and s.path.startswith(f"{mount}/") for s in policy.rules)
+            if has_deny:
+                continue
+            for stanza in policy.rules:
+                shape = shape_of(stanza.path)
+                if not _is_glob(stanza.path) or not shape.parts[0].startswith(mount[:1]):
+                    continue
+                # Reaching two different roles (and so every role) under data/ or metadata/.
+                hits = [
+                    ctx.stanza_reaches(stanza, f"{mount}/{api}/{role}/*", ALL_CAPABILITIES)
+                    for api in ("data", "metadata")
+                    for role in ("site", "robot")
+                ]
+                if (hits[0] and hits[1]) or (hits[2] and hits[3]):
+                    yield self.finding(
+                        stanza,
+                        f'glob "{stanza.path}" spans every role of secret mount {mount}/ '
+                        "and the policy has no deny there",
+                        next(h.path for h in hits if h),
+                    )
+
+
+@registry.register
+class ParametersOnKVv2(LintRule):
+    id = "KB108"
+    name = "parameter constraints on KV v2"
+    rationale = "Vault ignores allowed/denied/required parameters for KV v2 data: false safety."
+
+    def check_policy(self, policy: Policy, ctx: LintContext) -> Iterator[LintFinding]:
+        for stanza in policy.rules:
+            constrained = (
+                stanza.allowed_parameters or stanza.denied_parameters or stanza.required_parameters
+            )
+            if not constrained or stanza.is_deny:
+                continue
+            for mount in sorted(ctx.kv_v2_mounts):
+                hit = ctx.stanza_reaches(stanza, f"{mount}/*", ALL_CAPABILITIES)
+                if hit:
+                    yield self.finding(
+                        stanza,
+                        f'"{stanza.path}" sets parameter constraints on KV v2 mount {mount}/, '
+                        "which does not support them",
+                        hit.path,
+                    )
+                    break
+
+
+@registry.register
+class WrappingTTLOddity(LintRule):
+    id = "KB109"
+    name = "wrapping TTL oddity"
+    rationale = "Crossed wrapping bounds deny everything; bounds on list/delete rules are dead."
+    severity = "warning"
+
+    def check_policy(self, policy: Policy, ctx: LintContext) -> Iterator[LintFinding]:
+        # Bounds cross only after merging stanzas with the same key (lesser wins, §1.5).
+        acl = ACL([policy])
+        for table in (acl.exact, acl.prefix, acl.segment):
+            for rule in table.values():
+                lo, hi = rule.min_wrapping_ttl, rule.max_wrapping_ttl
+                if lo > 0 and hi > 0 and hi < lo:
+                    yield self.finding(
+                        rule.sources[-1],
+                        f'merged stanzas for "{rule.sources[0].path}" have max_wrapping_ttl '
+                        f"{hi:g}s < min_wrapping_ttl {lo:g}s: every request is denied",
+                    )
+        for stanza in policy.rules:
+            bounded = stanza.min_wrapping_ttl > 0 or stanza.max_wrapping_ttl > 0
+            if bounded and grants(stanza) and grants(stanza) <= {"list", "delete"}:
+                yield self.finding(
+                    stanza,
+                    f'"{stanza.path}" sets wrapping TTLs but grants only '
+                    f"{', '.join(sorted(grants(stanza)))}, whose responses are not secrets",
+                )
+
+
+@registry.register
+class TokenCreateWithoutRole(LintRule):
+    id = "KB110"
+    name = "token creation without a role"
+    rationale = "Role-less auth/token/create mints tokens with any of the caller's policies."
+
+    def check_policy(self, policy: Policy, ctx: LintContext) -> Iterator[LintFinding]:
+        if policy.name in ctx.admin_policies:
+            return
+        for stanza in policy.rules:
+            hit = None
+            for pattern in TOKEN_CREATE_PATTERNS:
+                hit = hit or ctx.stanza_reaches(stanza, pattern, ("create", "update"))
+            if hit is None and _is_glob(stanza.path):
+                # A glob over the role name picks any role, present or future.
+                hit = ctx.stanza_reaches(stanza, "auth/token/create/*", ("create", "update"))
+            if hit:
+                yield self.finding(
+                    stanza,
+                    f'"{stanza.path}" lets the holder create tokens at {hit.path} without a '
+                    "fixed token role",
+                    hit.path,
+                    hit.capability,
+                )
+
+
+@registry.register
+class DeadSettingsOnDeny(LintRule):
+    id = "KB111"
+    name = "settings on a deny stanza"
+    rationale = "Vault stops reading a stanza at deny: other capabilities and settings are dead."
+    severity = "warning"
+
+    def check_policy(self, policy: Policy, ctx: LintContext) -> Iterator[LintFinding]:
+        for stanza in policy.rules:
+            if not stanza.is_deny:
+                continue
+            extra = sorted(stanza.capabilities - {"deny"})
+            if extra:
+                yield self.finding(
+                    stanza, f'"{stanza.path}" lists {", ".join(extra)} next to deny (ignored)'
+                )
+
+
+@registry.register
+class ShadowedDeny(LintRule):
+    id = "KB112"
+    name = "deny overridden by a higher-priority grant"
+    rationale = "Only ONE rule applies per path: a more specific grant silently beats a deny glob."
+
+    def check_principal(
+        self, name: str, policies: list[Policy], ctx: LintContext
+    ) -> Iterator[LintFinding]:
+        principal = Principal(name, policies)
+        for policy in policies:
+            for stanza in policy.rules:
+                if not stanza.is_deny:
+                    continue
+                hit = find_granted(principal, stanza.path, ALL_CAPABILITIES)
+                if hit is None or hit.rule is None:
+                    continue
+                winner = hit.rule.sources[0]
+                yield self.finding(
+                    stanza,
+                    f'deny "{stanza.path}" does not hold at {hit.path}: "{winner.path}" '
+                    f"({winner.policy}) applies there and grants {hit.capability}",
+                    hit.path,
+                    hit.capability,
+                    principal=name,
+                )

@@ -1,0 +1,46 @@
+"""JSON reports (CONTRACTS.md §5)."""
+
+from __future__ import annotations
+
+import json
+
+from policies.report.model import CheckReport, MatrixReport
+
+
+def render_check(report: CheckReport) -> str:
+    doc = {
+        "passed": report.passed,
+        "violations": [v.as_json() for v in report.violations],
+        # Extensions: findings that do not fail the check, and what was checked.
+        "warnings": [v.as_json() for v in report.warnings],
+        "checked": {
+            "policies": report.policies,
+            "invariants": report.invariants_checked,
+            "rules": [r.id for r in report.rules],
+        },
+    }
+    return json.dumps(doc, indent=2)
+
+
+def render_matrix(matrix: MatrixReport) -> str:
+    rows = []
+    for label, pattern in matrix.rows:
+        access = {}
+        for principal in matrix.principals:
+            cell = matrix.cells[(principal, pattern)]
+            access[principal] = {
+                cap: {
+                    "level": cell.levels[cap],
+                    "example": cell.examples.get(cap),
+                    "granted_by": cell.sources.get(cap, []),
+                }
+                for cap in matrix.capabilities
+                if cell.levels[cap] != "none"
+            }
+        rows.append({"label": label, "pattern": pattern, "access": access})
+    doc = {
+        "principals": {p: matrix.principal_policies[p] for p in matrix.principals},
+        "capabilities": matrix.capabilities,
+        "rows": rows,
+    }
+    return json.dumps(doc, indent=2)

@@ -1,0 +1,70 @@
+"""Human-readable reports: rich tables (plain text when not on a terminal)."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+from rich.table import Table
+
+from policies.report.model import CheckReport, MatrixReport
+
+_LEVEL_STYLE = {"error": "bold red", "warning": "yellow", "note": "cyan"}
+_CELL_MARK = {"all": "●", "some": "◐", "none": "·"}
+
+
+def _console(buf: io.StringIO) -> Console:
+    return Console(file=buf, width=160, highlight=False, soft_wrap=False)
+
+
+def render_check(report: CheckReport) -> str:
+    buf = io.StringIO()
+    console = _console(buf)
+    if report.findings:
+        table = Table(title="keybroker policy check", show_lines=False)
+        for column in ("level", "id", "principal", "cap", "path", "where", "message"):
+            table.add_column(column, overflow="fold")
+        for v in report.findings:
+            where = f"{v.file}:{v.line}" if v.file else "-"
+            table.add_row(
+                f"[{_LEVEL_STYLE[v.level]}]{v.level}[/]",
+                v.id,
+                v.principal or "-",
+                v.capability or "-",
+                v.path,
+                where,
+                v.message,
+            )
+        console.print(table)
+    verdict = "[bold green]PASS[/]" if report.passed else "[bold red]FAIL[/]"
+    console.print(
+        f"{verdict}: {len(report.violations)} violation(s), {len(report.warnings)} warning(s); "
+        f"{report.invariants_checked} invariant(s) over {len(report.policies)} "
+        f"policies, {sum(1 for r in report.rules if r.id.startswith('KB'))} lint rules"
+    )
+    return buf.getvalue()
+
+
+def render_matrix(matrix: MatrixReport) -> str:
+    buf = io.StringIO()
+    console = _console(buf)
+    caps = matrix.capabilities
+    table = Table(title="keybroker policy matrix: who can do what where")
+    table.add_column("path class", overflow="fold")
+    table.add_column("pattern", overflow="fold", style="dim")
+    for principal in matrix.principals:
+        table.add_column(principal, overflow="fold")
+    for label, pattern in matrix.rows:
+        row = [label, pattern]
+        for principal in matrix.principals:
+            cell = matrix.cells[(principal, pattern)]
+            held = [
+                f"{c}{'' if cell.levels[c] == 'all' else '?'}"
+                for c in caps
+                if cell.levels[c] != "none"
+            ]
+            row.append(" ".join(held) if held else "·")
+        table.add_row(*row)
+    console.print(table)
+    console.print("cap = on every path of the class; cap? = on some paths only; · = nothing")
+    return buf.getvalue()

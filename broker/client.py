@@ -271,7 +271,10 @@ class SiteKeyClient(_KeyReader):
         timeout: float = 10.0,
         renew_margin: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        session: requests.Session | None = None,
     ) -> None:
+        """`ttl`: site token TTL to ask for (the broker's default when None; capped by
+        the token role's max). `session`: HTTP session for the broker calls."""
         super().__init__(
             vault_addr,
             mount=mount,
@@ -285,7 +288,7 @@ class SiteKeyClient(_KeyReader):
         self._ttl = ttl
         self._verify = verify
         self._timeout = timeout
-        self._http = requests.Session()
+        self._http = session or requests.Session()
 
     def __repr__(self) -> str:
         return f"SiteKeyClient(broker_url={self._broker_url!r})"

@@ -13,7 +13,7 @@ from functools import cached_property
 from typing import ClassVar, Literal
 
 from policies.analysis import Counterexample, Principal, find_granted, shape_of
-from policies.analysis.glob import may_overlap
+from policies.analysis.glob import example_path, may_overlap
 from policies.model import PathRule, Policy
 
 Severity = Literal["error", "warning", "note"]
@@ -35,7 +35,7 @@ class LintFinding:
     rule_id: str
     message: str
     stanza: PathRule
-    path: str  # a concrete path the stanza reaches (or its own path)
+    path: str  # a concrete path the stanza reaches
     capability: str | None = None
     principal: str | None = None
 
@@ -87,7 +87,8 @@ class LintRule:
         capability: str | None = None,
         principal: str | None = None,
     ) -> LintFinding:
-        return LintFinding(self.id, message, stanza, path or stanza.path, capability, principal)
+        concrete = path or example_path(stanza.path)  # a path, never a pattern
+        return LintFinding(self.id, message, stanza, concrete, capability, principal)
 
 
 class Registry:

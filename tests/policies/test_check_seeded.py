@@ -1,0 +1,86 @@
+"""`policy check` on seeded mistakes: each case in tests/policies/seeded/<case>/ replaces
+one shipped policy with a mistaken copy (marked `# MISTAKE`) and lists, in expect.json,
+the violations that must be reported (id, and where given: file:line, capability,
+principal, counterexample path)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from policies.check import check, default_policies_dir, run_check
+from policies.invariants import default_invariants_path
+
+SEEDED = Path(__file__).parent / "seeded"
+CASES = sorted(p.name for p in SEEDED.iterdir() if p.is_dir())
+
+
+def policy_set(case: str, tmp_path: Path) -> Path:
+    target = tmp_path / "policies"
+    shutil.copytree(default_policies_dir(), target)
+    for overlay in (SEEDED / case).glob("*.hcl"):
+        shutil.copy(overlay, target / overlay.name)
+    return target
+
+
+def test_at_least_ten_seeded_mistakes() -> None:
+    assert len(CASES) >= 10
+
+
+def test_shipped_policies_pass() -> None:
+    report = check(None, None)
+    assert report.passed, [v.message for v in report.violations]
+    assert report.warnings == []
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_seeded_mistake_is_caught(case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    directory = policy_set(case, tmp_path)
+    expect = json.loads((SEEDED / case / "expect.json").read_text())
+    overlay = next((SEEDED / case).glob("*.hcl")).name
+
+    code = run_check(directory, None, "json")
+    doc = json.loads(capsys.readouterr().out)
+
+    assert code == 1
+    assert doc["passed"] is False
+    for want in expect["violations"]:
+        matches = [v for v in doc["violations"] if v["id"] == want["id"]]
+        assert matches, f"{case}: no {want['id']} in {[v['id'] for v in doc['violations']]}"
+        file = want.get("file", overlay)
+        matches = [v for v in matches if v["file"] and v["file"].endswith(file)]
+        assert matches, f"{case}: {want['id']} not located in {file}"
+        if "line" in want:
+            lines = [v["line"] for v in matches]
+            assert want["line"] in lines, f"{case}: {want['id']} at lines {lines}"
+        for key in ("capability", "principal", "path"):
+            if key in want:
+                assert want[key] in [v[key] for v in matches], (case, key, matches)
+        for v in matches:
+            assert v["path"] and "+" not in v["path"] and "*" not in v["path"]
+
+
+def test_counterexample_is_genuine_for_every_invariant_violation(tmp_path: Path) -> None:
+    """Every reported path really is in the invariant's pattern and really violates it."""
+    from policies.analysis import validate_pattern
+    from policies.check import load_inputs
+
+    for case in CASES:
+        directory = policy_set(case, tmp_path / case)
+        inputs = load_inputs(directory, None)
+        report = check(directory, None)
+        by_id = {inv.id: inv for inv in inputs.invariants.invariants}
+        for v in report.violations:
+            inv = by_id.get(v.id)
+            if inv is None:
+                continue
+            assert any(validate_pattern(p).matches(v.path) for p in inv.paths), v
+            principal = inputs.principals[v.principal]
+            if inv.effect == "deny":
+                assert principal.may(v.path, v.capability)[0], v
+            else:
+                assert not principal.must(v.path, v.capability)[0], v
+    assert default_invariants_path().exists()

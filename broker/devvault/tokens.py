@@ -1,0 +1,574 @@
+"""Token store: service and batch tokens, token roles, creation rules, renewal, revocation.
+
+Follows DOC api-docs/auth/token.mdx, DOC concepts/tokens.mdx and CODE token_store.go
+`handleCreateCommon` as summarised in reference/vault.md §4.3:
+- child policies must be a subset of the parent's unless the caller is root/sudo or a
+  role's allowed/disallowed policies decide; `default` is added unless opted out;
+  `root` swallows every other policy;
+- batch tokens: no accessor, not renewable, cannot create tokens, cannot carry
+  `explicit_max_ttl`/`num_uses`/`period`, cannot be revoked by hand, stop working when
+  a (non-orphan) parent is revoked;
+- a parent with `num_uses` cannot create children;
+- TTL defaults to the system default (768h), is capped by the explicit max TTL (with a
+  warning) and by the system max (768h); root-policy tokens may have no TTL.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from broker.devvault import ids
+from broker.devvault.cidrs import Network, cidr_strings, parse_cidrs
+from broker.devvault.clock import Clock, rfc3339
+from broker.devvault.durations import parse_duration
+from broker.devvault.errors import VaultError, bad_request
+from broker.devvault.params import as_bool, as_int, as_str, as_str_list, as_str_map
+from broker.devvault.policystore import NON_ASSIGNABLE, normalize_name
+
+SYSTEM_DEFAULT_TTL = 768 * 3600.0  # DOC configuration: default_lease_ttl
+SYSTEM_MAX_TTL = 768 * 3600.0  # DOC configuration: max_lease_ttl
+ROLE_TOKEN_TYPES = ("service", "batch", "default", "default-service", "default-batch")
+
+
+def sanitize_policies(names: list[str], add_default: bool) -> list[str]:
+    """CODE policyutil.SanitizePolicies: trim, lower-case, dedupe, sort; root alone."""
+    out = {normalize_name(n) for n in names if n.strip()}
+    if add_default:
+        out.add("default")
+    if "root" in out:
+        return ["root"]
+    return sorted(out)
+
+
+@dataclass
+class TokenEntry:
+    id: str
+    accessor: str  # "" for batch tokens
+    policies: list[str]
+    type: str  # "service" | "batch"
+    path: str
+    creation_time: float
+    creation_ttl: float  # seconds, 0 = never expires
+    parent: str = ""  # "" = orphan
+    display_name: str = "token"
+    meta: dict[str, str] | None = None
+    renewable: bool = True
+    explicit_max_ttl: float = 0.0
+    max_ttl: float = 0.0  # renewal cap set by an auth method's token_max_ttl
+    num_uses: int = 0
+    bound_cidrs: tuple[Network, ...] = ()
+    role: str = ""
+    ttl: float = 0.0  # current TTL from last_renewal
+    last_renewal: float | None = None
+    children: set[str] = field(default_factory=set)
+
+    @property
+    def orphan(self) -> bool:
+        return not self.parent
+
+    @property
+    def is_root(self) -> bool:
+        return "root" in self.policies
+
+    def expires_at(self) -> float | None:
+        if self.ttl <= 0:
+            return None
+        return (self.last_renewal or self.creation_time) + self.ttl
+
+    def remaining(self, now: float) -> int:
+        exp = self.expires_at()
+        return 0 if exp is None else max(0, int(exp - now))
+
+
+@dataclass
+class TokenRole:
+    name: str
+    allowed_policies: list[str] = field(default_factory=list)
+    disallowed_policies: list[str] = field(default_factory=list)
+    allowed_policies_glob: list[str] = field(default_factory=list)
+    disallowed_policies_glob: list[str] = field(default_factory=list)
+    orphan: bool = False
+    renewable: bool = True
+    path_suffix: str = ""
+    allowed_entity_aliases: list[str] = field(default_factory=list)
+    token_bound_cidrs: tuple[Network, ...] = ()
+    token_explicit_max_ttl: float = 0.0
+    token_no_default_policy: bool = False
+    token_num_uses: int = 0
+    token_period: float = 0.0
+    token_type: str = "default-service"
+
+    def to_dict(self) -> dict[str, Any]:
+        """As `GET auth/token/roles/:name` returns it (legacy aliases included)."""
+        return {
+            "name": self.name,
+            "allowed_policies": list(self.allowed_policies),
+            "disallowed_policies": list(self.disallowed_policies),
+            "allowed_policies_glob": list(self.allowed_policies_glob),
+            "disallowed_policies_glob": list(self.disallowed_policies_glob),
+            "orphan": self.orphan,
+            "renewable": self.renewable,
+            "path_suffix": self.path_suffix,
+            "allowed_entity_aliases": list(self.allowed_entity_aliases),
+            "token_bound_cidrs": cidr_strings(self.token_bound_cidrs),
+            "token_explicit_max_ttl": int(self.token_explicit_max_ttl),
+            "explicit_max_ttl": int(self.token_explicit_max_ttl),
+            "token_no_default_policy": self.token_no_default_policy,
+            "token_num_uses": self.token_num_uses,
+            "token_period": int(self.token_period),
+            "period": int(self.token_period),
+            "token_type": self.token_type,
+        }
+
+    def update(self, data: Mapping[str, Any]) -> None:
+        """Apply a `POST auth/token/roles/:name` body; absent fields keep their value."""
+        for key in (
+            "allowed_policies",
+            "disallowed_policies",
+            "allowed_policies_glob",
+            "disallowed_policies_glob",
+            "allowed_entity_aliases",
+        ):
+            values = as_str_list(data, key)
+            if values is not None:
+                if key.endswith("policies"):
+                    values = sanitize_policies(values, add_default=False)
+                setattr(self, key, values)
+        self.orphan = as_bool(data, "orphan", self.orphan)
+        self.renewable = as_bool(data, "renewable", self.renewable)
+        self.path_suffix = as_str(data, "path_suffix", self.path_suffix)
+        if "..." in self.path_suffix:
+            raise bad_request("path_suffix cannot contain '..'")
+        # Legacy names (bound_cidrs, explicit_max_ttl, period) are accepted as aliases.
+        for new, old in (("token_bound_cidrs", "bound_cidrs"),):
+            raw = data.get(new, data.get(old))
+            if raw is not None:
+                self.token_bound_cidrs = parse_cidrs(raw, new)
+        for new, old in (
+            ("token_explicit_max_ttl", "explicit_max_ttl"),
+            ("token_period", "period"),
+        ):
+            raw = data.get(new, data.get(old))
+            if raw is not None:
+                setattr(self, new, parse_duration(raw, new))
+        self.token_no_default_policy = as_bool(
+            data, "token_no_default_policy", self.token_no_default_policy
+        )
+        self.token_num_uses = as_int(data, "token_num_uses", self.token_num_uses)
+        if self.token_num_uses < 0:
+            raise bad_request("token_num_uses cannot be negative")
+        token_type = as_str(data, "token_type", self.token_type) or "default-service"
+        if token_type == "default":
+            token_type = "default-service"
+        if token_type not in ROLE_TOKEN_TYPES:
+            raise bad_request(f"invalid 'token_type' value {token_type!r}")
+        if token_type == "batch" and self.renewable and "renewable" in data:
+            raise bad_request("batch tokens cannot be renewable")
+        if token_type == "batch" and self.token_period:
+            raise bad_request(
+                "'token_type' cannot be 'batch' when role is set to generate periodic tokens"
+            )
+        self.token_type = token_type
+
+
+class TokenStore:
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self._tokens: dict[str, TokenEntry] = {}
+        self._accessors: dict[str, str] = {}
+        self.roles: dict[str, TokenRole] = {}
+
+    # -- lookups -------------------------------------------------------------------
+    def lookup(self, token_id: str) -> TokenEntry | None:
+        """The live token with this id; expired or orphaned-batch tokens are gone."""
+        entry = self._tokens.get(token_id)
+        if entry is None:
+            return None
+        exp = entry.expires_at()
+        if exp is not None and self.clock.now() >= exp:
+            self.revoke_tree(entry)
+            return None
+        # DOC concepts/tokens.mdx: a batch token stops working when its parent is revoked.
+        if entry.type == "batch" and entry.parent and self.lookup(entry.parent) is None:
+            self._forget(entry)
+            return None
+        return entry
+
+    def by_accessor(self, accessor: str) -> TokenEntry | None:
+        token_id = self._accessors.get(accessor)
+        return self.lookup(token_id) if token_id else None
+
+    # -- creation ------------------------------------------------------------------
+    def create_root(self, token_id: str | None = None) -> TokenEntry:
+        entry = TokenEntry(
+            id=token_id or ids.service_token(),
+            accessor=ids.accessor(),
+            policies=["root"],
+            type="service",
+            path="auth/token/root",
+            creation_time=self.clock.now(),
+            creation_ttl=0,
+            display_name="root",
+        )
+        self._store(entry)
+        return entry
+
+    def create(
+        self,
+        parent: TokenEntry,
+        data: Mapping[str, Any],
+        *,
+        role_name: str | None,
+        orphan_endpoint: bool,
+        privileged: bool,
+        path: str,
+    ) -> tuple[TokenEntry, list[str]]:
+        """`auth/token/create[-orphan|/:role]`; `privileged` = root or sudo on the path."""
+        warnings: list[str] = []
+        role: TokenRole | None = None
+        if role_name is not None:
+            role = self.roles.get(role_name.lower())
+            if role is None:
+                raise bad_request("unknown role " + role_name)
+        if parent.type == "batch":
+            raise bad_request("batch tokens cannot create more tokens")
+        if parent.num_uses != 0:  # -1: on its last use right now
+            raise bad_request("restricted use token cannot generate child tokens")
+
+        if data.get("id") and not privileged:
+            raise bad_request("root or sudo privileges required to specify token id")
+        no_parent = as_bool(data, "no_parent", False)
+        if no_parent and not privileged:
+            raise bad_request("root or sudo privileges required to create orphan token")
+        if data.get("period") and not privileged and not (role and role.token_period):
+            raise bad_request("root or sudo privileges required to create periodic token")
+
+        # Token type: a role's service/batch forces it; default-* only sets the default.
+        requested_type = as_str(data, "type", "")
+        if role is not None and role.token_type in ("service", "batch"):
+            if requested_type and requested_type != role.token_type:
+                raise bad_request(f"token type {requested_type!r} not allowed by role")
+            token_type = role.token_type
+        else:
+            default_type = "batch" if role and role.token_type == "default-batch" else "service"
+            token_type = requested_type or default_type
+        if token_type not in ("service", "batch"):
+            raise bad_request(f"invalid 'type' value {token_type!r}")
+
+        num_uses = as_int(data, "num_uses", 0)
+        if num_uses < 0:
+            raise bad_request("number of uses cannot be negative")
+        if token_type == "batch":
+            for key in ("explicit_max_ttl", "num_uses", "period"):
+                if data.get(key) not in (None, "", 0, "0"):
+                    raise bad_request(f'batch tokens cannot have "{key}" set')
+        if (
+            role is not None
+            and role.token_num_uses
+            and (not num_uses or role.token_num_uses < num_uses)
+        ):
+            num_uses = role.token_num_uses
+
+        policies = self._child_policies(parent, data, role, privileged)
+        for name in policies:
+            if name in NON_ASSIGNABLE:
+                raise bad_request(f"cannot assign policy {name!r}")
+        if "root" in policies and not parent.is_root:
+            raise bad_request("root tokens may not be created from a token without the root policy")
+        if token_type == "batch" and "root" in policies:
+            raise bad_request("batch tokens cannot be root tokens")
+
+        # TTLs (CODE handleCreateCommon): explicit max = lesser of request and role.
+        ttl = parse_duration(data.get("ttl") or data.get("lease"), "ttl")
+        explicit_max = parse_duration(data.get("explicit_max_ttl"), "explicit_max_ttl")
+        if role is not None and role.token_explicit_max_ttl:
+            if explicit_max and explicit_max != role.token_explicit_max_ttl:
+                warnings.append(
+                    "Explicit max TTL specified both during creation call and in role; "
+                    "using the lesser value"
+                )
+            if not explicit_max or role.token_explicit_max_ttl < explicit_max:
+                explicit_max = role.token_explicit_max_ttl
+        if ttl == 0 and policies != ["root"]:
+            ttl = SYSTEM_DEFAULT_TTL
+        if explicit_max and (ttl == 0 or ttl > explicit_max):
+            if ttl > explicit_max:
+                warnings.append(
+                    f"TTL of {int(ttl)}s exceeded the effective max_ttl of {int(explicit_max)}s; "
+                    "TTL value is capped accordingly"
+                )
+            ttl = explicit_max
+        if ttl > SYSTEM_MAX_TTL:
+            warnings.append("TTL exceeded the system max TTL; TTL value is capped accordingly")
+            ttl = SYSTEM_MAX_TTL
+
+        renewable = as_bool(data, "renewable", True)
+        if role is not None and not role.renewable:
+            renewable = False
+        if token_type == "batch":
+            renewable = False
+
+        orphan = orphan_endpoint or no_parent or bool(role and role.orphan)
+        display = as_str(data, "display_name", "")
+        display_name = f"token-{display}" if display and display != "token" else "token"
+        token_id = as_str(data, "id", "") or None
+        if token_id and token_id in self._tokens:
+            raise bad_request("token already exists")
+        entry = TokenEntry(
+            id=token_id or (ids.batch_token() if token_type == "batch" else ids.service_token()),
+            accessor="" if token_type == "batch" else ids.accessor(),
+            policies=policies,
+            type=token_type,
+            path=path,
+            creation_time=self.clock.now(),
+            creation_ttl=ttl,
+            ttl=ttl,
+            parent="" if orphan else parent.id,
+            display_name=display_name,
+            meta=as_str_map(data, "meta"),
+            renewable=renewable,
+            explicit_max_ttl=explicit_max,
+            num_uses=num_uses,
+            bound_cidrs=role.token_bound_cidrs if role else (),
+            role=role.name if role else "",
+        )
+        self._store(entry)
+        return entry, warnings
+
+    def _child_policies(
+        self,
+        parent: TokenEntry,
+        data: Mapping[str, Any],
+        role: TokenRole | None,
+        privileged: bool,
+    ) -> list[str]:
+        requested = as_str_list(data, "policies")
+        no_default = as_bool(data, "no_default_policy", False)
+        wanted = sanitize_policies(requested or [], add_default=False)
+        if role is not None and (role.allowed_policies or role.allowed_policies_glob):
+            # A role's allowed policies trump the parent's (reference/vault.md §4.3).
+            self._check_disallowed(role, wanted)
+            if requested:
+                allowed_ok = all(
+                    p in role.allowed_policies
+                    or p == "default"
+                    or any(fnmatch.fnmatchcase(p, g) for g in role.allowed_policies_glob)
+                    for p in wanted
+                )
+                if not allowed_ok:
+                    raise bad_request(
+                        f"token policies ({wanted}) must be subset of the role's allowed "
+                        f"policies ({role.allowed_policies})"
+                    )
+                base = wanted
+            else:
+                base = list(role.allowed_policies)
+            add_default = not (no_default or role.token_no_default_policy) and not self._disallows(
+                role, "default"
+            )
+            return sanitize_policies(base, add_default)
+        if role is not None and (role.disallowed_policies or role.disallowed_policies_glob):
+            base = wanted if requested else [p for p in parent.policies if p != "root"]
+            self._check_disallowed(role, base)
+            add_default = not (no_default or role.token_no_default_policy) and not self._disallows(
+                role, "default"
+            )
+            return sanitize_policies(base, add_default)
+        if not requested:
+            base = list(parent.policies)
+            if no_default:
+                base = [p for p in base if p != "default"]
+            return sanitize_policies(base, add_default=False)
+        if not privileged and not parent.is_root:
+            parent_set = set(parent.policies)
+            if not all(p in parent_set or p == "default" for p in wanted):
+                raise bad_request("child policies must be subset of parent")
+            add_default = "default" in parent_set and not no_default
+        else:
+            add_default = not no_default
+        if role is not None and role.token_no_default_policy:
+            add_default = False
+        return sanitize_policies(wanted, add_default)
+
+    @staticmethod
+    def _disallows(role: TokenRole, policy: str) -> bool:
+        return policy in role.disallowed_policies or any(
+            fnmatch.fnmatchcase(policy, g) for g in role.disallowed_policies_glob
+        )
+
+    def _check_disallowed(self, role: TokenRole, policies: list[str]) -> None:
+        for p in policies:
+            if self._disallows(role, p):
+                raise bad_request(f"token policy {p!r} is disallowed by this role")
+
+    def create_for_login(
+        self,
+        *,
+        policies: list[str],
+        path: str,
+        display_name: str,
+        meta: dict[str, str],
+        ttl: float,
+        max_ttl: float,
+        explicit_max_ttl: float,
+        num_uses: int,
+        bound_cidrs: tuple[Network, ...],
+        token_type: str,
+        no_default_policy: bool,
+    ) -> TokenEntry:
+        """A token issued by an auth method (AppRole): an orphan with the role's limits."""
+        ttl = ttl or SYSTEM_DEFAULT_TTL
+        for cap in (max_ttl, explicit_max_ttl, SYSTEM_MAX_TTL):
+            if cap and ttl > cap:
+                ttl = cap
+        entry = TokenEntry(
+            id=ids.batch_token() if token_type == "batch" else ids.service_token(),
+            accessor="" if token_type == "batch" else ids.accessor(),
+            policies=sanitize_policies(policies, add_default=not no_default_policy),
+            type=token_type,
+            path=path,
+            creation_time=self.clock.now(),
+            creation_ttl=ttl,
+            ttl=ttl,
+            display_name=display_name,
+            meta=meta,
+            renewable=token_type != "batch",
+            explicit_max_ttl=explicit_max_ttl,
+            max_ttl=max_ttl,
+            num_uses=num_uses,
+            bound_cidrs=bound_cidrs,
+        )
+        self._store(entry)
+        return entry
+
+    def _store(self, entry: TokenEntry) -> None:
+        self._tokens[entry.id] = entry
+        if entry.accessor:
+            self._accessors[entry.accessor] = entry.id
+        if entry.parent:
+            parent = self._tokens.get(entry.parent)
+            if parent is not None:
+                parent.children.add(entry.id)
+
+    # -- use, renew, revoke ----------------------------------------------------------
+    def use(self, entry: TokenEntry) -> None:
+        """Count one use (also for denied requests: CODE request_handling.go decrements
+        "even in the case of an error"); the last use revokes the token."""
+        if entry.num_uses <= 0:
+            return
+        entry.num_uses -= 1
+        if entry.num_uses == 0:
+            # Mark exhausted: -1 keeps it valid for the rest of this request only.
+            entry.num_uses = -1
+
+    def finish_use(self, entry: TokenEntry) -> None:
+        if entry.num_uses == -1:
+            self.revoke_tree(entry)
+
+    def renew(self, entry: TokenEntry, increment: float) -> list[str]:
+        """DOC auth/token renew-self: new TTL = increment (or the creation TTL), capped by
+        the explicit max TTL, the token's max TTL and the system max, from creation."""
+        if not entry.renewable:
+            raise bad_request("lease is not renewable")
+        now = self.clock.now()
+        warnings: list[str] = []
+        ttl = increment or entry.creation_ttl
+        for cap in (entry.explicit_max_ttl, entry.max_ttl, SYSTEM_MAX_TTL):
+            if cap:
+                left = entry.creation_time + cap - now
+                if ttl > left:
+                    ttl = max(0.0, left)
+                    warnings.append("TTL of the renewed token was capped by its maximum TTL")
+        entry.last_renewal = now
+        entry.ttl = ttl
+        return warnings
+
+    def revoke_tree(self, entry: TokenEntry) -> None:
+        """DOC auth/token revoke: the token and all its children."""
+        for child_id in list(entry.children):
+            child = self._tokens.get(child_id)
+            if child is not None:
+                self.revoke_tree(child)
+        self._forget(entry)
+
+    def revoke_orphan(self, entry: TokenEntry) -> None:
+        """DOC auth/token revoke-orphan: children become orphans."""
+        for child_id in list(entry.children):
+            child = self._tokens.get(child_id)
+            if child is not None:
+                child.parent = ""
+        entry.children.clear()
+        self._forget(entry)
+
+    def _forget(self, entry: TokenEntry) -> None:
+        self._tokens.pop(entry.id, None)
+        if entry.accessor:
+            self._accessors.pop(entry.accessor, None)
+        if entry.parent:
+            parent = self._tokens.get(entry.parent)
+            if parent is not None:
+                parent.children.discard(entry.id)
+
+    def purge_expired(self) -> None:
+        for token_id in list(self._tokens):
+            self.lookup(token_id)
+
+    # -- views ---------------------------------------------------------------------
+    def lookup_data(self, entry: TokenEntry) -> dict[str, Any]:
+        """DOC auth/token lookup-self response `data`."""
+        now = self.clock.now()
+        exp = entry.expires_at()
+        data: dict[str, Any] = {
+            "accessor": entry.accessor,
+            "creation_time": int(entry.creation_time),
+            "creation_ttl": int(entry.creation_ttl),
+            "display_name": entry.display_name,
+            "entity_id": "",
+            "expire_time": rfc3339(exp) if exp is not None else None,
+            "explicit_max_ttl": int(entry.explicit_max_ttl),
+            "id": entry.id,
+            "issue_time": rfc3339(entry.creation_time),
+            "meta": entry.meta,
+            "num_uses": max(entry.num_uses, 0),
+            "orphan": entry.orphan,
+            "path": entry.path,
+            "policies": list(entry.policies),
+            "renewable": entry.renewable,
+            "ttl": entry.remaining(now),
+            "type": entry.type,
+        }
+        if entry.role:
+            data["role"] = entry.role
+        if entry.bound_cidrs:
+            data["bound_cidrs"] = cidr_strings(entry.bound_cidrs)
+        if entry.last_renewal is not None:
+            data["last_renewal"] = rfc3339(entry.last_renewal)
+            data["last_renewal_time"] = int(entry.last_renewal)
+        return data
+
+    def auth_block(self, entry: TokenEntry) -> dict[str, Any]:
+        """The response `auth` block (reference/vault.md §4.1)."""
+        return {
+            "client_token": entry.id,
+            "accessor": entry.accessor,
+            "policies": list(entry.policies),
+            "token_policies": list(entry.policies),
+            "metadata": entry.meta,
+            "lease_duration": int(entry.ttl),
+            "renewable": entry.renewable,
+            "entity_id": "",
+            "token_type": entry.type,
+            "orphan": entry.orphan,
+            "mfa_requirement": None,
+            "num_uses": max(entry.num_uses, 0),
+        }
+
+
+def require_found(entry: TokenEntry | None) -> TokenEntry:
+    if entry is None:
+        # CODE token_store.go handleLookup: `bad token` with permission denied.
+        raise VaultError(403, "bad token")
+    return entry

@@ -961,7 +961,9 @@ def render_policy(policy: Policy) -> str:
     if policy.name:
         out.append(f"name = {_render_string(policy.name)}")
     for rule in policy.rules:
-        out.append(f"path {_render_string(rule.path)} {{")
+        # parse_policy strips one leading `/`; give it one to strip when the path has it.
+        written = "/" + rule.path if rule.path.startswith("/") else rule.path
+        out.append(f"path {_render_string(written)} {{")
         caps = sorted(rule.capabilities)
         out.append(f"  capabilities = [{', '.join(_render_string(c) for c in caps)}]")
         if rule.allowed_parameters is not None:

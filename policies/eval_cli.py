@@ -52,7 +52,8 @@ def parse_param_options(options: Iterable[str]) -> dict[str, Any]:
     for option in options:
         key, sep, raw = option.partition("=")
         if not sep or not key:
-            raise EvalInputError(f"--param {option!r}: expected KEY=JSON")
+            # The option is not echoed: it may be a value someone meant to keep private.
+            raise EvalInputError("every --param must be KEY=JSON (e.g. --param ttl=300)")
         try:
             data[key] = json.loads(raw)
         except json.JSONDecodeError as exc:

@@ -240,8 +240,9 @@ class AppRoleStore:
             if entry is None or entry.role != role.name:
                 raise bad_request(INVALID_LOGIN)
             if not addr_allowed(remote_addr, entry.cidr_list):
+                # CODE approle validation.go: an ErrorResponse (400) naming the address.
                 raise bad_request(
-                    f"source address {remote_addr!r} unauthorized through CIDR restrictions "
+                    f'source address "{remote_addr}" unauthorized through CIDR restrictions '
                     "on the secret ID"
                 )
             if entry.num_uses:
@@ -252,10 +253,12 @@ class AppRoleStore:
             meta.update(entry.metadata)
         elif not addr_allowed(remote_addr, role.secret_id_bound_cidrs):
             raise bad_request(
-                f"source address {remote_addr!r} unauthorized by CIDR restrictions on the role"
+                f'source address "{remote_addr}" unauthorized through CIDR restrictions on the role'
             )
         if not addr_allowed(remote_addr, token_cidrs):
-            raise bad_request(f"source address {remote_addr!r} unauthorized by token_bound_cidrs")
+            raise bad_request(
+                f'source address "{remote_addr}" unauthorized through CIDR restrictions on the role'
+            )
         token_type = "batch" if role.token_type in ("batch", "default-batch") else "service"
         return self.tokens.create_for_login(
             policies=list(role.token_policies),

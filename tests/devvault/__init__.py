@@ -1,0 +1,1 @@
+"""Conformance suite for devvault (runs unchanged against a real Vault when configured)."""

@@ -10,6 +10,7 @@ terminal gets the file's path and commands that read it.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import secrets
@@ -70,11 +71,17 @@ class DevState:
 # --- the state file ----------------------------------------------------------------------
 
 
+def _private_dir(path: Path) -> None:
+    """Create the state file's directory 0700. An existing one is left as it is: the
+    user may have pointed --state-file into a shared directory such as /tmp."""
+    if not path.exists():
+        path.mkdir(mode=0o700, parents=True)
+
+
 def write_state_file(path: Path, state: DevState) -> None:
     """Write atomically; the file is 0600 from its first byte, its new parent dir 0700."""
     parent = path.parent
-    if not parent.exists():
-        parent.mkdir(mode=0o700, parents=True)
+    _private_dir(parent)
     tmp = parent / f".{path.name}.{os.getpid()}.tmp"
     with suppress(FileNotFoundError):
         tmp.unlink()
@@ -134,6 +141,11 @@ class _BinaryVault:
         self._log.close()
 
 
+def _import_broker() -> None:
+    with suppress(ImportError):  # reported properly when the broker is started
+        importlib.import_module("broker.api.app")
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -169,8 +181,15 @@ class DevStack:
         self._stack.callback(part.stop)
 
     def _start(self) -> DevState:
+        _private_dir(self.state_file.parent)  # before anything writes logs into it
+        # The broker's imports (FastAPI, ccxt) take seconds: load them while Vault and
+        # the sandbox start.
+        warm_up = threading.Thread(target=_import_broker, name="import-broker", daemon=True)
+        warm_up.start()
         vault_addr, root_token = self._start_vault()
+        self.say(f"  Vault: {vault_addr}")
         sandbox = self._start_sandbox()
+        self.say(f"  sandbox: {sandbox.base_url} ({len(sandbox.exchange_urls)} exchanges)")
         client = hvac.Client(url=vault_addr, token=root_token, timeout=10)
 
         self.say("Applying the Vault layout (mount, policies, token role, AppRoles)")
@@ -194,6 +213,7 @@ class DevStack:
             exchange_urls=dict(sandbox.exchange_urls),
             mount=layout.mount,
         )
+        self.say(f"  broker: {broker_url}")
         self.state = DevState(
             broker_url=broker_url,
             vault_addr=vault_addr,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from policies.acl import ACL
-from policies.analysis import Principal, find_granted, shape_of
+from policies.analysis import PatternError, Principal, find_granted, shape_of
 from policies.lint.base import (
     ALL_CAPABILITIES,
     WRITE_CAPABILITIES,
@@ -277,20 +277,32 @@ class TokenCreateWithoutRole(LintRule):
 
 
 @registry.register
-class DeadSettingsOnDeny(LintRule):
+class StanzaNeverApplies(LintRule):
     id = "KB111"
-    name = "settings on a deny stanza"
-    rationale = "Vault stops reading a stanza at deny: other capabilities and settings are dead."
+    name = "stanza that never applies"
+    rationale = "Higher-priority rules win on every path it covers: it is dead or misleading."
     severity = "warning"
 
     def check_policy(self, policy: Policy, ctx: LintContext) -> Iterator[LintFinding]:
+        principal = Principal(policy.name, [policy])
         for stanza in policy.rules:
-            if not stanza.is_deny:
-                continue
-            extra = sorted(stanza.capabilities - {"deny"})
-            if extra:
+            try:
+                paths = list(principal.paths(stanza.path))
+            except PatternError:
+                continue  # a key such as `a/*/b` (literal star): not a pattern
+            applies = any(
+                stanza in (rule.sources if rule is not None else ())
+                for path in paths
+                for rule in (
+                    principal.applied_rule(path, "read"),
+                    principal.applied_rule(path, "list"),
+                )
+            )
+            if paths and not applies:
+                winner = principal.applied_rule(paths[0], "read")
+                other = f' ("{winner.sources[0].path}" wins at {paths[0]})' if winner else ""
                 yield self.finding(
-                    stanza, f'"{stanza.path}" lists {", ".join(extra)} next to deny (ignored)'
+                    stanza, f'"{stanza.path}" is never the rule Vault applies{other}', paths[0]
                 )
 
 

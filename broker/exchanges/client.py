@@ -74,7 +74,10 @@ class ClientFactory:
         if self._session is None or self._session.closed:
             # One pool for all checks; ccxt's default per-exchange session would cap a
             # wave of checks at aiohttp's default of 100 connections and leak sockets.
-            connector = aiohttp.TCPConnector(limit=self._connection_limit, ttl_dns_cache=300)
+            # ssl=True: aiohttp's default verifying context, built on first TLS use.
+            connector = aiohttp.TCPConnector(
+                limit=self._connection_limit, ttl_dns_cache=300, ssl=True
+            )
             self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
         return self._session
 
@@ -95,6 +98,9 @@ class ClientFactory:
                 "session": self._get_session(),
             }
         )
+        # ccxt builds a CA-loaded SSL context per instance on first use (~0.2 s) unless
+        # one is set; it is only used for ccxt-owned sessions, which we never create.
+        exchange.ssl_context = True
         # No time sync: a check is exactly its self-inspection request(s).
         exchange.options["adjustForTimeDifference"] = False
         exchange.options["maxRetriesOnFailure"] = 0  # never re-send a signed request

@@ -39,7 +39,8 @@ class DeribitAdapter(Adapter):
     }
     error_messages = {
         "13003": "the exchange asks for two-factor authentication to list keys",
-        "13021": "the key lacks the account:read scope, so its rights cannot be read",
+        "13021": "forbidden: the key lacks the account:read scope needed to read its "
+        "rights, or the broker's IP is not whitelisted (Deribit does not say which)",
         "13011": "the key lacks the account:read scope, so its rights cannot be read",
     }
 

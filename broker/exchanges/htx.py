@@ -34,9 +34,14 @@ class HtxAdapter(Adapter):
         "api-signature-not-valid": ReasonCode.INVALID_CREDENTIALS,
         "login-required": ReasonCode.INVALID_CREDENTIALS,
         "api-not-support-temp-addr": ReasonCode.IP_NOT_ALLOWED,
+        "api-signature-not-valid:ip": ReasonCode.IP_NOT_ALLOWED,
         "base-request-exceed-frequency-limit": ReasonCode.RATE_LIMITED,
         "rate-too-many-requests": ReasonCode.RATE_LIMITED,
         "base-system-error": ReasonCode.EXCHANGE_UNAVAILABLE,
+    }
+
+    error_messages = {
+        "api-signature-not-valid:ip": "IP not allowed: the key is bound to other IP addresses",
     }
 
     def error_code(self, body: Any) -> str | None:
@@ -44,7 +49,13 @@ class HtxAdapter(Adapter):
             return None
         for field in ("err-code", "err_code", "code"):
             if body.get(field) is not None:
-                return str(body[field])
+                code = str(body[field])
+                # HTX reuses api-signature-not-valid for "Incorrect IP address [IP地址错误]";
+                # only the message tells it apart from a bad key or signature.
+                message = str(body.get("err-msg") or body.get("err_msg") or "")
+                if code == "api-signature-not-valid" and "IP" in message:
+                    return f"{code}:ip"
+                return code
         return None
 
     def _checked(self, answer: Any, what: str) -> dict[str, Any]:
@@ -54,7 +65,8 @@ class HtxAdapter(Adapter):
         ):
             code = self.error_code(body)
             if code in self.error_codes:
-                raise InspectionFailed(reason(self.error_codes[code], self.id))
+                detail = self.error_messages.get(code)
+                raise InspectionFailed(reason(self.error_codes[code], self.id, detail))
             raise InspectionFailed(unexpected_shape(f"{what} code"))
         return body
 

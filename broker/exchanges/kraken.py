@@ -36,7 +36,9 @@ class KrakenAdapter(Adapter):
         "EAPI:Invalid key": ReasonCode.INVALID_CREDENTIALS,
         "EAPI:Invalid signature": ReasonCode.INVALID_CREDENTIALS,
         "EAPI:Bad request": ReasonCode.INVALID_CREDENTIALS,
-        "EGeneral:Permission denied": ReasonCode.INVALID_CREDENTIALS,
+        # GetApiKeyInfo needs no permission ("API Key Permissions Required: None"), so a
+        # denial there is about where the request came from.
+        "EGeneral:Permission denied": ReasonCode.IP_NOT_ALLOWED,
         "EAPI:Rate limit exceeded": ReasonCode.RATE_LIMITED,
         "EGeneral:Temporary lockout": ReasonCode.RATE_LIMITED,
         "EAPI:Invalid nonce": ReasonCode.EXCHANGE_UNAVAILABLE,
@@ -46,8 +48,8 @@ class KrakenAdapter(Adapter):
     }
     error_messages = {
         "EAPI:Invalid signature": "Invalid key: the signature was refused (wrong secret)",
-        "EGeneral:Permission denied": "the exchange refused the key (permission or IP not "
-        "allowed; Kraken does not say which)",
+        "EGeneral:Permission denied": "IP not allowed: Kraken denied a request that needs no "
+        "permission (the key's IP allowlist, most likely)",
         "EAPI:Invalid nonce": "the exchange refused the request nonce; try again",
     }
 

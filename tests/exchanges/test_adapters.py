@@ -99,9 +99,7 @@ def test_bybit_docs_example() -> None:
               "ips": ["*"], "type": 1, "deadlineDay": 66, "expiredAt": "2023-12-22T07:20:25Z",
               "createdAt": "2022-10-16T02:24:40Z"}}  # fmt: skip
     insp = bybit.parse(answer)
-    assert insp.permissions == Permissions(
-        read=True, spot_trade=True, futures=True, transfer=True
-    )
+    assert insp.permissions == Permissions(read=True, spot_trade=True, futures=True, transfer=True)
     assert insp.ip_restricted is False and insp.ip_whitelist == []
     assert insp.expires_at == datetime(2023, 12, 22, 7, 20, 25, tzinfo=UTC)
 
@@ -296,6 +294,9 @@ ERROR_CASES = [
      "ip_not_allowed"),
     ("kraken", ccxt.ExchangeError, {"error": ["EAPI:Invalid signature"]}, "invalid_credentials"),
     ("kraken", ccxt.DDoSProtection, {"error": ["EAPI:Rate limit exceeded"]}, "rate_limited"),
+    ("kraken", ccxt.PermissionDenied, {"error": ["EGeneral:Permission denied"]}, "ip_not_allowed"),
+    ("htx", ccxt.AuthenticationError, {"status": "error", "err-code": "api-signature-not-valid",
+     "err-msg": "Signature not valid: Incorrect IP address"}, "ip_not_allowed"),
     ("mexc", ccxt.BadRequest, {"code": 700006, "msg": "IP non white list"}, "ip_not_allowed"),
     ("coinbase", ccxt.ExchangeError, {"error": "RESOURCE_EXHAUSTED"}, "rate_limited"),
     ("coinbase", ccxt.AuthenticationError, None, "invalid_credentials"),  # plain 401

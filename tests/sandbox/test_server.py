@@ -126,3 +126,139 @@ def test_controls_reject_unknown_names(sandbox: SandboxServer) -> None:
 def test_listens_on_loopback_only() -> None:
     with pytest.raises(ValueError, match="loopback"):
         SandboxServer(host="0.0.0.0")
+
+
+# --- HTTP controls (for dev mode and benches in other processes) ---------------------------
+
+
+async def _post(session: aiohttp.ClientSession, url: str, body: dict) -> tuple[int, dict]:
+    async with session.post(url, json=body) as response:
+        return response.status, await response.json()
+
+
+async def test_http_controls_drive_the_same_state(fresh_sandbox: SandboxServer) -> None:
+    control = f"{fresh_sandbox.base_url}/_sandbox"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{control}/health") as response:
+            assert response.status == 200
+        assert (await _post(session, f"{control}/inject", {"exchange": "okx", "fault": "timeout"}))[
+            0
+        ] == 200
+        assert fresh_sandbox.state.take_fault("okx") is not None
+        status, _ = await _post(session, f"{control}/latency", {"seconds": 0.5, "exchange": "gate"})
+        assert status == 200 and fresh_sandbox.state.latency_for("gate") == 0.5
+        status, _ = await _post(session, f"{control}/outage", {"exchange": "kraken", "down": True})
+        assert status == 200 and fresh_sandbox.state.is_down("kraken")
+        key = fresh_sandbox.key("mexc", "read_only")
+        fresh_sandbox.state.count(key.api_key)
+        status, body = await _post(session, f"{control}/request-count", {"api_key": key.api_key})
+        assert (status, body) == (200, {"count": 1})
+        status, _ = await _post(session, f"{control}/reset", {})
+        assert status == 200
+        assert not fresh_sandbox.state.is_down("kraken")
+        assert fresh_sandbox.state.latency_for("gate") == 0.0
+        assert fresh_sandbox.request_count(key.api_key) == 0
+
+
+async def test_http_controls_refuse_bad_input(fresh_sandbox: SandboxServer) -> None:
+    control = f"{fresh_sandbox.base_url}/_sandbox"
+    async with aiohttp.ClientSession() as session:
+        for name, body in (
+            ("inject", {"exchange": "okx", "fault": "meteor"}),
+            ("inject", {"exchange": "nasdaq", "fault": "timeout"}),
+            ("inject", {"fault": "timeout"}),
+            ("latency", {"seconds": "soon"}),
+            ("latency", {"seconds": 3600}),
+            ("client-ip", {"ip": "not-an-ip"}),
+            ("keys", {"exchange": "okx", "label": "x", "api_key": "k", "secret": "s"}),
+        ):
+            status, answer = await _post(session, f"{control}/{name}", body)
+            assert status == 400, (name, body)
+            assert answer["error"]
+        async with session.post(f"{control}/reset", data=b"[1, 2") as response:
+            assert response.status == 400
+
+
+async def test_keys_can_be_added_over_http(fresh_sandbox: SandboxServer) -> None:
+    key = new_key("bybit", "added_over_http", spot_trade=True, ip_whitelist=["203.0.113.10"])
+    async with aiohttp.ClientSession() as session:
+        status, body = await _post(
+            session, f"{fresh_sandbox.base_url}/_sandbox/keys", key.to_json()
+        )
+    assert (status, body) == (200, {"exchange": "bybit", "label": "added_over_http"})
+    assert fresh_sandbox.key("bybit", "added_over_http") == key
+
+
+def test_reset_clears_faults_latency_outages_counters_and_client_ip(sandbox: SandboxServer) -> None:
+    key = sandbox.key("okx", "read_only")
+    sandbox.inject("okx", "rate_limited", count=3)
+    sandbox.set_latency(1.0)
+    sandbox.set_outage("okx", True)
+    sandbox.set_client_ip("192.0.2.1")
+    sandbox.state.count(key.api_key)
+    sandbox.reset()
+    assert sandbox.state.take_fault("okx") is None
+    assert sandbox.state.latency_for("okx") == 0.0
+    assert not sandbox.state.is_down("okx")
+    assert sandbox.state.client_ip == "203.0.113.10"
+    assert sandbox.request_count(key.api_key) == 0
+    assert sandbox.key("okx", "read_only") == key  # keys survive a reset
+
+
+def test_unknown_exchange_path_is_404(sandbox: SandboxServer) -> None:
+    import urllib.request
+
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(f"{sandbox.base_url}/nasdaq/api/v1/whatever", timeout=5)
+    assert info.value.code == 404
+
+
+# --- `keybroker sandbox` -----------------------------------------------------------------
+
+
+def test_cli_prints_the_description_as_its_first_line(tmp_path) -> None:
+    keys = [
+        new_key("okx", "mine", spot_trade=True),
+        new_key("binance", "theirs"),
+    ]
+    keys_file = tmp_path / "keys.json"
+    keys_file.write_text(json.dumps([key.to_json() for key in keys]))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "broker", "sandbox", "--port", "0", "--keys", str(keys_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        first = json.loads(process.stdout.readline())
+        assert first["base_url"].startswith("http://127.0.0.1:")
+        assert first["exchange_urls"]["okx"] == first["base_url"] + "/okx"
+        assert set(first["exchange_urls"]) == set(EXCHANGES)
+        assert first["keys"] == {
+            "okx": {"mine": keys[0].credentials()},
+            "binance": {"theirs": keys[1].credentials()},
+        }
+        assert "passphrase" in first["keys"]["okx"]["mine"]
+        assert "passphrase" not in first["keys"]["binance"]["theirs"]
+        import urllib.request
+
+        with urllib.request.urlopen(first["base_url"] + "/_sandbox/health", timeout=5) as answer:
+            assert answer.status == 200
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    assert process.returncode == 0
+
+
+def test_run_forever_refuses_a_bad_keys_file(tmp_path, capsys) -> None:
+    from broker.sandbox import run_forever
+
+    keys_file = tmp_path / "keys.json"
+    keys_file.write_text('{"not": "a list"}')
+    assert run_forever(host="127.0.0.1", port=0, keys_file=keys_file) == 2
+    captured = capsys.readouterr()
+    assert "expected a JSON list" in captured.err
+    assert captured.out == ""
+    assert run_forever(host="10.1.2.3", port=0, keys_file=None) == 2
+    assert "loopback only" in capsys.readouterr().err

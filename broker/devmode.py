@@ -328,13 +328,24 @@ Services use broker/client.py (docs/client.md). Press Ctrl-C to stop everything.
 """
 
 
+class _Interrupted(BaseException):  # BaseException: no `except Exception` swallows it
+    """SIGINT/SIGTERM arrived while the stack was still starting."""
+
+
 def run(state_file: Path, vault_mode: str) -> int:
-    """Start everything, print what to do next, and run until SIGINT or SIGTERM."""
+    """Start everything, print what to do next, and run until SIGINT or SIGTERM.
+
+    Exit 0 after a clean stop, 2 when dev mode cannot start as asked (e.g. no `vault`
+    binary), 1 when a part failed to start, 130 when interrupted during start-up.
+    """
     say: Say = lambda line: print(line, flush=True)  # noqa: E731
     stop = threading.Event()
+    ready = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
+        if not ready.is_set():  # abandon the start-up; DevStack.start stops what runs
+            raise _Interrupted
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     started = time.monotonic()
@@ -342,19 +353,25 @@ def run(state_file: Path, vault_mode: str) -> int:
     try:
         stack = DevStack(Path(state_file), vault_mode, say)
         stack.start()
+        ready.set()
         say(f"Ready in {time.monotonic() - started:.1f}s.")
         say(next_steps(Path(state_file)))
         while not stop.wait(0.5):
             pass
         say("Stopping...")
         return 0
+    except _Interrupted:
+        say("Interrupted during start-up.")
+        return 130
     except DevModeError as exc:
         print(f"keybroker dev: {exc}", file=sys.stderr, flush=True)
         return 2
-    except (hvac.exceptions.VaultError, requests.RequestException, OSError) as exc:
+    except Exception as exc:
+        # Our parts' errors carry no secrets (hvac/requests name the URL, not the token).
         print(f"keybroker dev: start-up failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     finally:
+        ready.set()  # a late signal must not raise inside the clean-up below
         if stack is not None:
             stack.stop()
         for sig, handler in previous.items():

@@ -216,3 +216,25 @@ def test_next_steps_read_secrets_from_the_state_file_only(tmp_path: Path) -> Non
     assert str(tmp_path / "dev.json") in text
     assert "jq -r .intake_token $S" in text and "/v1/site-tokens" in text
     assert "hvs." not in text
+
+
+def test_ctrl_c_during_start_up_stops_what_already_runs(tmp_path: Path, monkeypatch) -> None:
+    started: dict[str, str] = {}
+    real_vault, real_sandbox = DevStack._start_vault, DevStack._start_sandbox
+
+    def vault(self):
+        started["vault"], token = real_vault(self)
+        return started["vault"], token
+
+    def sandbox_then_ctrl_c(self):
+        server = real_sandbox(self)
+        started["sandbox"] = server.base_url
+        os.kill(os.getpid(), signal.SIGINT)
+        return server
+
+    monkeypatch.setattr(DevStack, "_start_vault", vault)
+    monkeypatch.setattr(DevStack, "_start_sandbox", sandbox_then_ctrl_c)
+    assert devmode.run(tmp_path / "dev.json", "devvault") == 130
+    assert set(started) == {"vault", "sandbox"}
+    assert not any(_port_open(url) for url in started.values())
+    assert not (tmp_path / "dev.json").exists()

@@ -146,6 +146,59 @@ def _segment_match(rule: MergedRule, path_parts: Sequence[str]) -> bool:
     return True
 
 
+class _SegmentNode:
+    __slots__ = ("ends", "globs", "literal", "plus")
+
+    def __init__(self) -> None:
+        self.literal: dict[str, _SegmentNode] = {}
+        self.plus: _SegmentNode | None = None
+        self.ends: list[MergedRule] = []  # rules without trailing `*` ending here
+        self.globs: list[tuple[str, MergedRule]] = []  # (last part, rule) for `...*` rules
+
+
+class _SegmentTrie:
+    """Segment rules indexed by their segments, so a lookup visits only rules whose
+    leading segments fit the path (same answers as testing each rule in turn)."""
+
+    def __init__(self, rules: Iterable[MergedRule]) -> None:
+        self.root = _SegmentNode()
+        for rule in rules:
+            node = self.root
+            walk = rule.parts[:-1] if rule.is_prefix else rule.parts
+            for part in walk:
+                if part == "+":
+                    node.plus = node.plus or _SegmentNode()
+                    node = node.plus
+                else:
+                    node = node.literal.setdefault(part, _SegmentNode())
+            if rule.is_prefix:
+                # The last part of a `...*` rule is never `+` (`+*` is rejected at parse
+                # time), so it matches any path segment it is a prefix of.
+                node.globs.append((rule.parts[-1], rule))
+            else:
+                node.ends.append(rule)
+
+    def matches(self, parts: list[str]) -> list[MergedRule]:
+        out: list[MergedRule] = []
+        n = len(parts)
+        stack = [(self.root, 0)]
+        while stack:
+            node, depth = stack.pop()
+            if depth == n:
+                out.extend(node.ends)
+                continue
+            segment = parts[depth]
+            for last, rule in node.globs:
+                if segment.startswith(last):
+                    out.append(rule)
+            child = node.literal.get(segment)
+            if child is not None:
+                stack.append((child, depth + 1))
+            if node.plus is not None:
+                stack.append((node.plus, depth + 1))
+        return out
+
+
 @dataclass
 class ACLResult:
     """What `allow_operation` decided. `rule` is the one rule Vault applied (None when
@@ -286,17 +339,9 @@ class ACL:
                     table[rule.acl_key] = _new_merged(rule)
                 else:
                     _merge(existing, rule)
-        # Lookup indexes: prefix lengths longest first; segment rules by segment count.
+        # Lookup indexes: prefix lengths longest first; segment rules in a segment trie.
         self._prefix_lengths = sorted({len(k) for k in self.prefix}, reverse=True)
-        self._segment_fixed: dict[int, list[MergedRule]] = {}
-        self._segment_globs: list[MergedRule] = []
-        for key, rule in self.segment.items():
-            if key == "":
-                continue
-            if rule.is_prefix:
-                self._segment_globs.append(rule)
-            else:
-                self._segment_fixed.setdefault(len(rule.parts), []).append(rule)
+        self._segment_trie = _SegmentTrie(r for k, r in self.segment.items() if k != "")
 
     @classmethod
     def from_texts(cls, texts: Iterable[str]) -> ACL:
@@ -324,13 +369,7 @@ class ACL:
         if longest is not None:
             out.append(longest)
         if self.segment:
-            parts = path.split("/")
-            for rule in self._segment_fixed.get(len(parts), ()):
-                if _segment_match(rule, parts):
-                    out.append(rule)
-            for rule in self._segment_globs:
-                if _segment_match(rule, parts):
-                    out.append(rule)
+            out.extend(self._segment_trie.matches(path.split("/")))
         return out
 
     def _non_exact(self, path: str) -> MergedRule | None:

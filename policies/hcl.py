@@ -16,6 +16,7 @@ Two layers, both written for Vault's exact semantics:
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -130,15 +131,14 @@ _SIMPLE_ESCAPES = {
     '"': '"',
     "/": "/",
 }
+_BLANK = re.compile(r"[ \t\r\n\ufeff]*")
+# A string without escapes or `$`: the common case, taken in one step.
+_SIMPLE_STRING = re.compile(r'"([^"\\\n$]*)"')
 _NUMBER = re.compile(r"-?(0[xX][0-9a-fA-F]+|[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?)")
 
 
-def _is_ident_start(ch: str) -> bool:
-    return ch.isalpha() or ch == "_"
-
-
-def _is_ident_char(ch: str) -> bool:
-    return ch.isalnum() or ch in "_-."
+# HCL1 identifiers: a letter or `_`, then letters, digits, `_`, `-` and `.`.
+_IDENT = re.compile(r"[^\W\d][\w.\-]*")
 
 
 class _Lexer:
@@ -146,8 +146,19 @@ class _Lexer:
         self.text = text
         self.json = json_mode
         self.pos = 0
-        self.line = 1
-        self.col = 1
+        # Offsets of every newline: line/column come from the position by bisection,
+        # so scanning never counts characters one by one.
+        self._newlines = [m.start() for m in re.finditer("\n", text)]
+
+    @property
+    def line(self) -> int:
+        return bisect.bisect_left(self._newlines, self.pos) + 1
+
+    @property
+    def col(self) -> int:
+        index = bisect.bisect_left(self._newlines, self.pos)
+        start = self._newlines[index - 1] + 1 if index else 0
+        return self.pos - start + 1
 
     def error(
         self, message: str, line: int | None = None, col: int | None = None
@@ -157,28 +168,22 @@ class _Lexer:
         return PolicyParseError(f"At {line}:{col}: {message}", line=line)
 
     def _advance(self, n: int = 1) -> None:
-        for _ in range(n):
-            if self.text[self.pos] == "\n":
-                self.line += 1
-                self.col = 1
-            else:
-                self.col += 1
-            self.pos += 1
+        self.pos += n
 
     def _skip_blank(self) -> None:
         text = self.text
-        while self.pos < len(text):
-            ch = text[self.pos]
-            if ch in " \t\r\n\ufeff":
-                self._advance()
-            elif (not self.json and ch == "#") or text.startswith("//", self.pos):
-                while self.pos < len(text) and text[self.pos] != "\n":
-                    self._advance()
+        while True:
+            self.pos = _BLANK.match(text, self.pos).end()
+            if (not self.json and text.startswith("#", self.pos)) or text.startswith(
+                "//", self.pos
+            ):
+                end = text.find("\n", self.pos)
+                self.pos = len(text) if end < 0 else end
             elif text.startswith("/*", self.pos):
                 end = text.find("*/", self.pos + 2)
                 if end < 0:
                     raise self.error("comment not terminated")
-                self._advance(end + 2 - self.pos)
+                self.pos = end + 2
             else:
                 return
 
@@ -209,11 +214,10 @@ class _Lexer:
             return _Tok("HEREDOC", raw, value, line, col)
         if ch.isdigit() or (ch == "-" and text[self.pos + 1 : self.pos + 2].isdigit()):
             return self._number(line, col)
-        if _is_ident_start(ch):
-            start = self.pos
-            while self.pos < len(text) and _is_ident_char(text[self.pos]):
-                self._advance()
-            word = text[start : self.pos]
+        ident = _IDENT.match(text, self.pos)
+        if ident is not None:
+            self.pos = ident.end()
+            word = ident.group(0)
             if word in ("true", "false"):
                 return _Tok("BOOL", word, word == "true", line, col)
             if self.json:
@@ -245,8 +249,12 @@ class _Lexer:
     def _string(self) -> tuple[str, str]:
         """A double-quoted string; HCL1 keeps `${ ... }` interpolations verbatim."""
         text = self.text
-        start_line, start_col = self.line, self.col
         start = self.pos
+        simple = _SIMPLE_STRING.match(text, start)
+        if simple is not None:
+            self.pos = simple.end()
+            return simple.group(0), simple.group(1)
+        start_line, start_col = self.line, self.col
         self._advance()
         out: list[str] = []
         depth = 0

@@ -322,3 +322,13 @@ def test_parse_of_render_round_trips(name: str, rules: list[PathRule]) -> None:
         # `==` above treats True == 1; Go's DeepEqual (and so Vault) does not.
         assert go_deep_equal(got.allowed_parameters, original.allowed_parameters)
         assert go_deep_equal(got.denied_parameters, original.denied_parameters)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(policy_texts(), min_size=1, max_size=4), REQUEST_PATHS)
+def test_segment_index_finds_exactly_the_matching_rules(texts: list[str], path: str) -> None:
+    """The segment trie is only an index: it returns what testing every rule returns."""
+    a = acl(*texts)
+    expected = {r.key for r in a.segment.values() if r.matches(path)}
+    found = [c.key for c in a.non_exact_candidates(path) if c.kind == "segment"]
+    assert sorted(found) == sorted(expected)

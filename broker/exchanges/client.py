@@ -26,13 +26,14 @@ from ccxt.async_support.base.exchange import Exchange
 
 from broker.exchanges.base import Credentials
 
-# ccxt logs request headers (api keys, OKX/Bitget plain passphrases) at DEBUG on this
-# logger; never let an application-wide DEBUG setting print them.
-# A NullHandler keeps its warnings off the last-resort stderr handler too.
-_ccxt_logger = logging.getLogger("ccxt")
-_ccxt_logger.setLevel(logging.ERROR)
-_ccxt_logger.propagate = False
-_ccxt_logger.addHandler(logging.NullHandler())
+# ccxt logs every request's headers (api keys, OKX/Bitget plain passphrases) and URLs
+# (HTX puts the api key in the query) at DEBUG on `self.logger`. Each client gets this
+# logger instead: created outside the logging manager, so no application-wide logging
+# configuration (basicConfig, dictConfig, a DEBUG root) can ever switch it on.
+_SILENT = logging.Logger("keybroker.exchanges.ccxt")
+_SILENT.setLevel(logging.CRITICAL + 1)
+_SILENT.addHandler(logging.NullHandler())
+_SILENT.propagate = False
 
 
 def redirect_urls(api_urls: Any, base_url: str, hostname: str | None) -> Any:
@@ -98,6 +99,7 @@ class ClientFactory:
                 "session": self._get_session(),
             }
         )
+        exchange.logger = _SILENT
         # ccxt builds a CA-loaded SSL context per instance on first use (~0.2 s) unless
         # one is set; it is only used for ccxt-owned sessions, which we never create.
         exchange.ssl_context = True
@@ -131,6 +133,8 @@ class ClientFactory:
         exchange.apiKey = exchange.secret = exchange.password = ""
 
     async def aclose(self) -> None:
+        for template in self._templates.values():
+            self.release(template)
         self._templates.clear()
         if self._session is not None:
             await self._session.close()

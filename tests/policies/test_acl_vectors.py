@@ -29,6 +29,7 @@ DECISION_FILES = [
     "acl_segment_wildcard_priority.json",
     "acl_granting_policies.json",
     "acl_root.json",
+    "docs_policies.json",
     "reference_sample.json",
 ]
 

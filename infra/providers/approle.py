@@ -9,6 +9,8 @@ new secret-id. Deleting an unused one unwraps it and destroys the secret-id.
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import hvac.exceptions
@@ -28,15 +30,14 @@ class BrokerSecretIdProvider(dynamic.ResourceProvider):
             creds = issue_approle_credentials(
                 client, props["role_name"], wrap_ttl=int(float(props["wrap_ttl_s"]))
             )
-            lookup = client.sys.read_wrapping_properties(creds.secret_id) or {}
-        info = lookup.get("data") or {}
+        issued_at = datetime.now(UTC).isoformat()
         outs = {
             **props,
             "role_id": creds.role_id,
             WRAPPED_OUTPUT: creds.secret_id,
-            "wrap_creation_time": info.get("creation_time"),
+            "issued_at": issued_at,
         }
-        return dynamic.CreateResult(f"{props['role_name']}@{info.get('creation_time')}", outs)
+        return dynamic.CreateResult(f"{props['role_name']}/{uuid.uuid4()}", outs)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
         keys = ("address", "role_name", "rotation", "wrap_ttl_s", "token_secret_arn")
@@ -46,7 +47,7 @@ class BrokerSecretIdProvider(dynamic.ResourceProvider):
         return dynamic.DiffResult(changes=changed, replaces=replaces, delete_before_replace=False)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
-        kept = {k: olds.get(k) for k in ("role_id", WRAPPED_OUTPUT, "wrap_creation_time")}
+        kept = {k: olds.get(k) for k in ("role_id", WRAPPED_OUTPUT, "issued_at")}
         return dynamic.UpdateResult({**news, **kept})
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
@@ -100,7 +101,7 @@ class BrokerSecretId(dynamic.Resource, module="keybroker", name="BrokerSecretId"
             "rotation": rotation,
             "role_id": None,
             WRAPPED_OUTPUT: None,
-            "wrap_creation_time": None,
+            "issued_at": None,
         }
         secret_opts = pulumi.ResourceOptions(additional_secret_outputs=[WRAPPED_OUTPUT])
         super().__init__(

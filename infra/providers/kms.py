@@ -87,9 +87,11 @@ def _check_usable(kms: Any, key: str) -> dict[str, Any]:
         raise ProviderError(f"KMS key {key} does not exist (config keybroker:kmsKeyArn)") from None
     if meta.get("KeyState") != "Enabled":
         raise ProviderError(f"KMS key {key} is {meta.get('KeyState')}, not Enabled")
-    if meta.get("KeyUsage") != "ENCRYPT_DECRYPT" or meta.get("KeySpec", "SYMMETRIC_DEFAULT") != (
-        "SYMMETRIC_DEFAULT"
-    ):
+    # KeyUsage defaults to ENCRYPT_DECRYPT when a key is created without it; some
+    # emulators leave the field out of DescribeKey then.
+    usage = meta.get("KeyUsage") or "ENCRYPT_DECRYPT"
+    spec = meta.get("KeySpec") or meta.get("CustomerMasterKeySpec") or "SYMMETRIC_DEFAULT"
+    if usage != "ENCRYPT_DECRYPT" or spec != "SYMMETRIC_DEFAULT":
         raise ProviderError(f"KMS key {key} must be a symmetric ENCRYPT_DECRYPT key for awskms")
     return meta
 

@@ -35,8 +35,9 @@ class VaultInitProvider(dynamic.ResourceProvider):
         aws = AwsTarget.from_props(props)
         sm = aws.client("secretsmanager")
         root_name, recovery_name = secret_names(props["secrets_prefix"])
+        timeout = props.get("wait_timeout_s")
         initialized = _wait_for_vault(
-            props["address"], props.get("ca_cert_pem"), float(props.get("wait_timeout_s") or 120)
+            props["address"], props.get("ca_cert_pem"), 120.0 if timeout is None else float(timeout)
         )
         if initialized:
             root_arn, recovery_arn = find_secret(sm, root_name), find_secret(sm, recovery_name)

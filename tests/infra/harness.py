@@ -123,7 +123,7 @@ def _fake_outputs(args: MockResourceArgs) -> dict[str, Any]:
             **inputs,
             "role_id": "66666666-7777-8888-9999-000000000000",
             "wrapped_secret_id": CANARY_WRAP_TOKEN,
-            "wrap_creation_time": "2026-11-21T00:00:00Z",
+            "issued_at": "2026-11-21T00:00:00+00:00",
         }
     if typ == DYN + "RootTokenRevocation":
         return {**inputs, "revoked_at": "2026-11-21T00:00:00+00:00"}

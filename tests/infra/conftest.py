@@ -1,0 +1,45 @@
+"""Fixtures for the dynamic-provider tests: moto for AWS, devvault for Vault.
+
+moto's `mock_aws` (moto 5) intercepts boto3 in-process and follows the AWS KMS and
+Secrets Manager APIs; devvault speaks Vault's HTTP API on loopback
+(reference/vault.md §4.5 for sys/init with auto-unseal). Non-AWS HTTP (hvac to
+devvault) passes through moto untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from moto import mock_aws
+
+from broker.devvault.server import DevVaultServer
+from infra.providers.clients import AwsTarget
+
+REGION = "eu-west-1"
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsTarget]:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with mock_aws():
+        yield AwsTarget(REGION)
+
+
+@pytest.fixture
+def fresh_vault(tmp_path: Path) -> Iterator[DevVaultServer]:
+    """An uninitialised devvault with a KMS-like seal: `sys/init` gives recovery keys."""
+    server = DevVaultServer(audit_dir=tmp_path / "audit", initialized=False, auto_unseal=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

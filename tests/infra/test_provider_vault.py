@@ -1,0 +1,307 @@
+"""The Vault providers' CRUD for real: hvac against devvault, boto3 against moto.
+
+One deployment's life: init (secrets to Secrets Manager, only ARNs out), the layout
+(applied by broker.bootstrap.apply_layout, twice), the broker's wrapped secret-id and
+its unwrapping by the launcher, root-token revocation, and deletes that clean up.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import hvac
+import hvac.exceptions
+import pytest
+
+from broker.devvault.server import DevVaultServer
+from broker.layout import BROKER_POLICY, build_layout
+from infra import vault_hcl
+from infra.launcher import LaunchError, unwrap_secret_id
+from infra.layout_props import layout_to_props
+from infra.providers.approle import BrokerSecretIdProvider
+from infra.providers.clients import AwsTarget, ProviderError
+from infra.providers.kms import KmsKeyProvider
+from infra.providers.root_token import RootTokenRevocationProvider
+from infra.providers.vault_config import VaultConfigProvider
+from infra.providers.vault_init import VaultInitProvider, secret_names
+from tests.infra.conftest import REGION
+
+PREFIX = "keybroker/test"
+
+
+def _kms(aws: AwsTarget) -> str:
+    return (
+        KmsKeyProvider()
+        .create({"region": REGION, "alias": "alias/kb-test", "description": "t"})
+        .outs["arn"]
+    )
+
+
+def _init_props(address: str, kms_arn: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "address": address,
+        "ca_cert_pem": None,
+        "kms_key_arn": kms_arn,
+        "region": REGION,
+        "endpoint_url": None,
+        "secrets_prefix": PREFIX,
+        "recovery_shares": 5.0,
+        "recovery_threshold": 3.0,
+        "recovery_window_days": 0.0,
+        "wait_timeout_s": 5.0,
+        **extra,
+    }
+
+
+def _layout(**overrides: Any) -> dict[str, Any]:
+    args: dict[str, Any] = {
+        "site_token_cidrs": ("10.0.0.0/24",),
+        "robot_cidrs": ("10.1.0.5/32",),
+        "audit_devices": vault_hcl.audit_devices(),
+    }
+    return layout_to_props(build_layout(**(args | overrides)))
+
+
+def _secret(aws: AwsTarget, arn: str) -> dict[str, Any]:
+    return json.loads(aws.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"])
+
+
+@pytest.fixture
+def initialised(aws: AwsTarget, fresh_vault: DevVaultServer) -> dict[str, Any]:
+    """A Vault initialised by the provider; the init resource's outputs."""
+    return VaultInitProvider().create(_init_props(fresh_vault.addr, _kms(aws))).outs
+
+
+def _config_props(vault: DevVaultServer, init: dict[str, Any], layout: dict[str, Any]) -> dict:
+    return {
+        "address": vault.addr,
+        "ca_cert_pem": None,
+        "token_secret_arn": init["root_token_secret_arn"],
+        "region": REGION,
+        "endpoint_url": None,
+        "layout": layout,
+    }
+
+
+# --- init ----------------------------------------------------------------------------------
+
+
+def test_init_stores_secrets_encrypted_and_outputs_only_arns(
+    aws: AwsTarget, fresh_vault: DevVaultServer
+) -> None:
+    kms_arn = _kms(aws)
+    created = VaultInitProvider().create(_init_props(fresh_vault.addr, kms_arn))
+    root = fresh_vault.root_token
+    assert root and hvac.Client(url=fresh_vault.addr).sys.is_initialized()
+    assert root not in json.dumps(created.outs)  # never in state
+    record = _secret(aws, created.outs["root_token_secret_arn"])
+    assert record == {"root_token": root, "revoked_at": None}
+    recovery = _secret(aws, created.outs["recovery_keys_secret_arn"])
+    assert len(recovery["recovery_keys_base64"]) == 5 and recovery["recovery_threshold"] == 3
+    assert not any(k in json.dumps(created.outs) for k in recovery["recovery_keys_base64"])
+    sm = aws.client("secretsmanager")
+    for name in secret_names(PREFIX):
+        assert sm.describe_secret(SecretId=name)["KmsKeyId"] == kms_arn
+
+
+def test_second_init_create_changes_nothing(aws: AwsTarget, fresh_vault: DevVaultServer) -> None:
+    props = _init_props(fresh_vault.addr, _kms(aws))
+    first = VaultInitProvider().create(dict(props))
+    before = _secret(aws, first.outs["root_token_secret_arn"])
+    second = VaultInitProvider().create(dict(props))
+    assert second.outs == first.outs
+    assert _secret(aws, second.outs["root_token_secret_arn"]) == before
+
+
+def test_init_refuses_a_vault_initialised_elsewhere(aws: AwsTarget) -> None:
+    with DevVaultServer() as vault:  # initialised, no records in Secrets Manager
+        with pytest.raises(ProviderError, match="initialised outside this stack") as err:
+            VaultInitProvider().create(_init_props(vault.addr, _kms(aws)))
+        assert vault.root_token not in str(err.value)
+
+
+def test_init_refuses_to_overwrite_existing_records(
+    aws: AwsTarget, fresh_vault: DevVaultServer
+) -> None:
+    aws.client("secretsmanager").create_secret(Name=secret_names(PREFIX)[0], SecretString="{}")
+    with pytest.raises(ProviderError, match="already exists"):
+        VaultInitProvider().create(_init_props(fresh_vault.addr, _kms(aws)))
+    assert not hvac.Client(url=fresh_vault.addr).sys.is_initialized()  # nothing done
+
+
+def test_init_times_out_clearly_when_vault_is_unreachable(aws: AwsTarget) -> None:
+    # The discard port: nothing listens there.
+    props = _init_props("http://127.0.0.1:9", _kms(aws), wait_timeout_s=0.0)
+    with pytest.raises(ProviderError, match="did not answer"):
+        VaultInitProvider().create(props)
+
+
+def test_init_delete_cleans_up_and_diff(aws: AwsTarget, fresh_vault: DevVaultServer) -> None:
+    provider = VaultInitProvider()
+    created = provider.create(_init_props(fresh_vault.addr, _kms(aws)))
+    olds = created.outs
+    assert (
+        provider.diff(created.id, olds, _init_props(fresh_vault.addr, olds["kms_key_arn"])).changes
+        is False
+    )
+    moved = provider.diff(created.id, olds, {**olds, "secrets_prefix": "elsewhere"})
+    assert moved.replaces == ["secrets_prefix"]
+    provider.delete(created.id, olds)
+    sm = aws.client("secretsmanager")
+    for arn in (olds["root_token_secret_arn"], olds["recovery_keys_secret_arn"]):
+        with pytest.raises(sm.exceptions.ResourceNotFoundException):
+            sm.describe_secret(SecretId=arn)
+
+
+# --- the layout ----------------------------------------------------------------------------
+
+
+def test_config_applies_the_layout_idempotently(
+    aws: AwsTarget, fresh_vault: DevVaultServer, initialised: dict[str, Any]
+) -> None:
+    provider = VaultConfigProvider()
+    layout = _layout()
+    created = provider.create(_config_props(fresh_vault, initialised, layout))
+    outs = created.outs
+    assert outs["changed_steps"]  # a fresh Vault needed every step
+    root = hvac.Client(url=fresh_vault.addr, token=fresh_vault.root_token)
+    for name, text in layout["policies"].items():
+        assert root.sys.read_acl_policy(name)["data"]["policy"] == text
+    role = root.read("auth/token/roles/keybroker-site")["data"]
+    assert role["token_type"] == "batch" and role["orphan"] is True
+    assert outs["site_token_role"] == "keybroker-site"
+    robot_id = root.auth.approle.read_role_id("keybroker-robot")["data"]["role_id"]
+    assert outs["robot_role_id"] == robot_id
+    audit = root.sys.list_enabled_audit_devices()["data"]
+    assert {"file/", "stdout/"} <= set(audit)
+    # A second create (e.g. after a lost state) changes nothing.
+    again = provider.create(_config_props(fresh_vault, initialised, layout))
+    assert again.outs["changed_steps"] == []
+    assert fresh_vault.root_token not in json.dumps(again.outs)
+
+
+def test_config_diff_and_update(
+    aws: AwsTarget, fresh_vault: DevVaultServer, initialised: dict[str, Any]
+) -> None:
+    provider = VaultConfigProvider()
+    olds = provider.create(_config_props(fresh_vault, initialised, _layout())).outs
+    same = _config_props(fresh_vault, initialised, _layout())
+    assert provider.diff("id", olds, same).changes is False
+    shorter = _config_props(fresh_vault, initialised, _layout(site_token_max_ttl=600))
+    diff = provider.diff("id", olds, shorter)
+    assert diff.changes is True and not diff.replaces
+    updated = provider.update("id", olds, shorter).outs
+    assert updated["changed_steps"] == ["token role keybroker-site: updated"]
+    root = hvac.Client(url=fresh_vault.addr, token=fresh_vault.root_token)
+    role = root.read("auth/token/roles/keybroker-site")["data"]
+    assert role["token_explicit_max_ttl"] == 600
+
+
+def test_config_delete_removes_roles_and_policies_but_keeps_keys(
+    aws: AwsTarget, fresh_vault: DevVaultServer, initialised: dict[str, Any]
+) -> None:
+    provider = VaultConfigProvider()
+    layout = _layout()
+    outs = provider.create(_config_props(fresh_vault, initialised, layout)).outs
+    root = hvac.Client(url=fresh_vault.addr, token=fresh_vault.root_token)
+    root.secrets.kv.v2.create_or_update_secret(
+        "site/a/binance", {"x": "1"}, mount_point="exchange-keys"
+    )
+    provider.delete("id", outs)
+    listed = root.sys.list_acl_policies()["data"]["keys"]
+    assert not set(layout["policies"]) & set(listed)
+    assert root.read("auth/token/roles/keybroker-site") is None
+    assert root.read("auth/approle/role/keybroker-broker") is None
+    kept = root.secrets.kv.v2.read_secret_version(
+        "site/a/binance", mount_point="exchange-keys", raise_on_deleted_version=True
+    )
+    assert kept["data"]["data"] == {"x": "1"}
+
+
+# --- the broker's secret-id and the launcher ---------------------------------------------
+
+
+def _secret_id_props(vault: DevVaultServer, init: dict[str, Any], rotation: str = "1") -> dict:
+    return {
+        "address": vault.addr,
+        "ca_cert_pem": None,
+        "token_secret_arn": init["root_token_secret_arn"],
+        "region": REGION,
+        "endpoint_url": None,
+        "role_name": "keybroker-broker",
+        "wrap_ttl_s": 600.0,
+        "rotation": rotation,
+    }
+
+
+def test_wrapped_secret_id_reaches_the_broker_once(
+    aws: AwsTarget, fresh_vault: DevVaultServer, initialised: dict[str, Any], tmp_path: Path
+) -> None:
+    VaultConfigProvider().create(_config_props(fresh_vault, initialised, _layout()))
+    outs = BrokerSecretIdProvider().create(_secret_id_props(fresh_vault, initialised)).outs
+    assert "secret_id" not in outs  # only the wrapping token, marked secret in state
+    wrap_file = tmp_path / "secret-id.wrap"
+    wrap_file.write_text(outs["wrapped_secret_id"])
+    secret_id = unwrap_secret_id(wrap_file, fresh_vault.addr, None)
+    assert not wrap_file.exists()  # consumed and removed
+    login = hvac.Client(url=fresh_vault.addr).auth.approle.login(outs["role_id"], secret_id)
+    assert BROKER_POLICY in login["auth"]["policies"]
+    # Single use: a second unwrap (e.g. by a thief) fails, without echoing the token.
+    wrap_file.write_text(outs["wrapped_secret_id"])
+    with pytest.raises(LaunchError) as err:
+        unwrap_secret_id(wrap_file, fresh_vault.addr, None)
+    assert outs["wrapped_secret_id"] not in str(err.value)
+
+
+def test_secret_id_rotation_replaces_and_delete_destroys_an_unused_one(
+    aws: AwsTarget, fresh_vault: DevVaultServer, initialised: dict[str, Any], tmp_path: Path
+) -> None:
+    VaultConfigProvider().create(_config_props(fresh_vault, initialised, _layout()))
+    provider = BrokerSecretIdProvider()
+    olds = provider.create(_secret_id_props(fresh_vault, initialised)).outs
+    assert provider.diff("id", olds, _secret_id_props(fresh_vault, initialised)).changes is False
+    rotated = provider.diff("id", olds, _secret_id_props(fresh_vault, initialised, "2"))
+    assert rotated.replaces == ["rotation"]
+    root = hvac.Client(url=fresh_vault.addr, token=fresh_vault.root_token)
+    accessors = root.list("auth/approle/role/keybroker-broker/secret-id")["data"]["keys"]
+    assert len(accessors) == 1
+    provider.delete("id", olds)
+    assert root.list("auth/approle/role/keybroker-broker/secret-id") is None
+    wrap_file = tmp_path / "w"
+    wrap_file.write_text(olds["wrapped_secret_id"])
+    with pytest.raises(LaunchError):
+        unwrap_secret_id(wrap_file, fresh_vault.addr, None)
+
+
+# --- root-token revocation -----------------------------------------------------------------
+
+
+def test_root_token_revocation(
+    aws: AwsTarget, fresh_vault: DevVaultServer, initialised: dict[str, Any]
+) -> None:
+    config = VaultConfigProvider()
+    config_outs = config.create(_config_props(fresh_vault, initialised, _layout())).outs
+    props = {
+        "address": fresh_vault.addr,
+        "ca_cert_pem": None,
+        "token_secret_arn": initialised["root_token_secret_arn"],
+        "region": REGION,
+        "endpoint_url": None,
+        "after": ["x"],
+    }
+    root = fresh_vault.root_token
+    first = RootTokenRevocationProvider().create(dict(props))
+    assert first.outs["revoked_at"]
+    with pytest.raises(hvac.exceptions.Forbidden):
+        hvac.Client(url=fresh_vault.addr, token=root).auth.token.lookup_self()
+    record = _secret(aws, initialised["root_token_secret_arn"])
+    assert record["root_token"] is None and record["revoked_at"] == first.outs["revoked_at"]
+    second = RootTokenRevocationProvider().create(dict(props))  # changes nothing
+    assert second.outs["revoked_at"] == first.outs["revoked_at"]
+    # Later changes need a new root token, and say how to get one.
+    shorter = _config_props(fresh_vault, initialised, _layout(site_token_max_ttl=600))
+    with pytest.raises(ProviderError, match="generate-root"):
+        config.update("id", config_outs, shorter)
+    config.delete("id", config_outs)  # warns and leaves the layout in place

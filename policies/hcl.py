@@ -637,53 +637,65 @@ def _combine(errors: list[PolicyParseError]) -> PolicyParseError:
     return PolicyParseError(text, line=errors[0].line)
 
 
+_DURATION_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "\u00b5s": 1e-6,
+    "\u03bcs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+_DURATION_PART = re.compile(r"([0-9]*(?:\.[0-9]*)?)([^0-9.]*)")
+_GO_INT = re.compile(r"[+-]?[0-9]+")
+
+
 def _go_duration(text: str) -> float:
-    """Go's time.ParseDuration, in seconds ("1h30m", "300s", "1.5h", "250ms")."""
-    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
-    s = text
-    sign = 1.0
-    if s[:1] in "+-":
-        sign = -1.0 if s[0] == "-" else 1.0
-        s = s[1:]
-    if s == "0":
+    """Go's `time.ParseDuration`, in seconds: "1h30m", "300s", "1.5h", "250ms"."""
+    body = text[1:] if text[:1] in "+-" else text
+    sign = -1.0 if text.startswith("-") else 1.0
+    if body == "0":
         return 0.0
-    if not s:
+    if not body:
         raise ValueError(f'time: invalid duration "{text}"')
-    total = 0.0
-    for m in re.finditer(r"([0-9]*\.?[0-9]*)([a-zµμ]*)", s):
-        if not m.group(0):
-            continue
+    total, pos = 0.0, 0
+    while pos < len(body):
+        m = _DURATION_PART.match(body, pos)
         number, unit = m.group(1), m.group(2)
-        if number in ("", ".") or unit not in units:
+        if number in ("", ".") or m.end() == pos:
             raise ValueError(f'time: invalid duration "{text}"')
-        total += float(number) * units[unit]
-    if "".join(m.group(0) for m in re.finditer(r"([0-9]*\.?[0-9]*)([a-zµμ]*)", s)) != s:
-        raise ValueError(f'time: invalid duration "{text}"')
+        if not unit:
+            raise ValueError(f'time: missing unit in duration "{text}"')
+        if unit not in _DURATION_UNITS:
+            raise ValueError(f'time: unknown unit "{unit}" in duration "{text}"')
+        total += float(number) * _DURATION_UNITS[unit]
+        pos = m.end()
     return sign * total
 
 
 def parse_duration_second(value: Any) -> float:
-    """parseutil.ParseDurationSecond: ints are seconds; strings take a unit suffix
-    (s, m, h, ms, or d for days) or are plain seconds; "" is 0."""
+    """go-secure-stdlib `parseutil.ParseDurationSecond`, in seconds: numbers are whole
+    seconds (floats truncated, as Go's `time.Duration(f) * time.Second`); strings are
+    "" (0), an integer of seconds, `<n>d` days, or a Go duration."""
     if isinstance(value, bool):
-        raise ValueError(f"could not parse duration from input: {value!r}")
-    if isinstance(value, int | float):
+        raise ValueError("could not parse duration from input")
+    if isinstance(value, int):
         return float(value)
+    if isinstance(value, float):
+        return float(int(value))
     if isinstance(value, str):
         if value == "":
             return 0.0
+        if _GO_INT.fullmatch(value):
+            return float(int(value))
         if value.endswith("d"):
             days = value[:-1]
-            if not days.isdigit():
-                raise ValueError(f'strconv.Atoi: parsing "{days}": invalid syntax')
-            return float(days) * 86400
-        if value[-1:] in ("s", "m", "h"):
-            return _go_duration(value)
-        try:
-            return float(int(value, 10))
-        except ValueError:
-            raise ValueError(f'strconv.ParseInt: parsing "{value}": invalid syntax') from None
-    raise ValueError(f"could not parse duration from input: {value!r}")
+            if not _GO_INT.fullmatch(days):
+                raise ValueError(f'strconv.ParseInt: parsing "{days}": invalid syntax')
+            return float(int(days)) * 86400
+        return _go_duration(value)
+    raise ValueError("could not parse duration from input")
 
 
 # ------------------------------------------------------------- policy decoding

@@ -149,14 +149,16 @@ def test_repeated_keys_accumulate_like_hcl_decoder() -> None:
         ("250ms", 0.25),
         ("2d", 172800),
         ("", 0),
-        (2.5, 2.5),
+        ("-5", -5),
+        ("1m0.5s", 60.5),
+        (2.9, 2),  # Go: time.Duration(2.9) * time.Second truncates
     ],
 )
 def test_wrapping_ttl_forms(raw: Any, seconds: float) -> None:
     assert parse_duration_second(raw) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("raw", ["abc", "5x", "1h-", True, "s"])
+@pytest.mark.parametrize("raw", ["abc", "5x", "1h-", True, "s", "1_0", ".s", "xd", [1]])
 def test_bad_wrapping_ttl_is_a_parse_error(raw: Any) -> None:
     value = json.dumps(raw)
     with pytest.raises(PolicyParseError, match="error parsing max_wrapping_ttl"):

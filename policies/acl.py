@@ -14,7 +14,9 @@ Public API (other parts depend on it):
 - `ACL(policies)`, `ACL.from_texts(texts)`; `acl.allow_operation(...) -> ACLResult`;
   `acl.capabilities(path)`; `acl.select(path, operation) -> MergedRule | None`.
 - Introspection for exact analysis: `acl.exact`, `acl.prefix`, `acl.segment`
-  (key -> MergedRule), `acl.is_root`, `MergedRule` and `candidate_priority`.
+  (key -> MergedRule; treat them as read-only), `acl.is_root`, `acl.longest_prefix`,
+  `acl.non_exact_candidates(path)` with `candidate_priority` (the applied rule is their
+  maximum), `MergedRule.matches(path)`, and `acl.check_bare_mount(mount_path)`.
 """
 
 from __future__ import annotations

@@ -112,9 +112,15 @@ class _BinaryVault:
         # Passed in the environment rather than argv, so `ps` does not show the token.
         env["VAULT_DEV_ROOT_TOKEN_ID"] = self.root_token
         env["VAULT_DEV_LISTEN_ADDRESS"] = f"127.0.0.1:{port}"
-        self._log = log_path.open("ab")
+        # The dev server prints its root token: the log is as private as the state file.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        self._log = os.fdopen(os.open(log_path, flags, 0o600), "ab")
         self._proc = subprocess.Popen(  # noqa: S603 - fixed argv, binary from PATH
-            [binary, "server", "-dev"], stdout=self._log, stderr=subprocess.STDOUT, env=env
+            # -dev-no-store-token: leave the user's ~/.vault-token alone.
+            [binary, "server", "-dev", "-dev-no-store-token"],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
         self._wait_ready()
 

@@ -238,3 +238,46 @@ def test_ctrl_c_during_start_up_stops_what_already_runs(tmp_path: Path, monkeypa
     assert set(started) == {"vault", "sandbox"}
     assert not any(_port_open(url) for url in started.values())
     assert not (tmp_path / "dev.json").exists()
+
+
+FAKE_VAULT = """#!{python}
+# Stands in for `vault server -dev` as documented (developer.hashicorp.com, "Starting the
+# server", Dev Options): -dev-root-token-id / VAULT_DEV_ROOT_TOKEN_ID and
+# -dev-listen-address / VAULT_DEV_LISTEN_ADDRESS; serves devvault until SIGTERM.
+import os, sys
+assert sys.argv[1:] == ["server", "-dev", "-dev-no-store-token"], sys.argv
+host, port = os.environ["VAULT_DEV_LISTEN_ADDRESS"].rsplit(":", 1)
+from broker.devvault.server import run_forever
+sys.exit(run_forever(host, int(port), os.environ["VAULT_DEV_ROOT_TOKEN_ID"]))
+"""
+
+
+def test_binary_mode_runs_vault_server_dev_as_a_child(tmp_path: Path, monkeypatch) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "vault"
+    fake.write_text(FAKE_VAULT.format(python=sys.executable))
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    state_file = tmp_path / "kb" / "dev.json"
+    seen: dict = {}
+
+    def terminate_when_ready() -> None:
+        deadline = time.monotonic() + 90
+        while not state_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        seen.update(json.loads(state_file.read_text()))
+        health = requests.get(f"{seen['vault_addr']}/v1/sys/health", timeout=5)
+        seen["health"] = health.status_code
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    watcher = threading.Thread(target=terminate_when_ready, daemon=True)
+    watcher.start()
+    assert devmode.run(state_file, "binary") == 0
+    watcher.join(5)
+    assert seen["health"] == 200
+    _check_state(seen)
+    assert not _port_open(seen["vault_addr"])  # the child was stopped
+    # `vault server -dev` prints its root token: its log is as private as the state file.
+    assert stat.S_IMODE((tmp_path / "kb" / "vault.log").stat().st_mode) == 0o600

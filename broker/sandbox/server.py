@@ -41,6 +41,15 @@ def _loopback_only(host: str) -> str:
     raise ValueError(f"the sandbox listens on loopback only, not on {host!r}")
 
 
+def _new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when installed (about twice the requests per CPU second), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 class SandboxServer:
     """Every sandboxed exchange under `<base_url>/<exchange>`, plus `/_sandbox` controls."""
 
@@ -82,7 +91,7 @@ class SandboxServer:
         return self
 
     def _serve(self, sock: socket.socket) -> None:
-        loop = asyncio.new_event_loop()
+        loop = _new_event_loop()
         self._loop = loop
         try:
             loop.run_until_complete(self._main(sock))

@@ -7,6 +7,10 @@ session. By default devvault runs in its own process (`keybroker devvault`), as 
 mode runs it; `--in-process` serves it from a thread of this process instead (then the
 client and the server share one GIL).
 
+Wall-clock rates depend on what else the machine runs, so the CPU time per request of
+the client and of the server (from /proc) is printed too, with the rate they allow
+when each has a core: 1000 / (client ms + server ms) for one synchronous client.
+
     .venv/bin/python bench/devvault_bench.py [--reads 3000] [--writes 1000] [--in-process]
 """
 
@@ -14,25 +18,61 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import secrets
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import hvac
 import requests
 
 
+def process_cpu(pid: int | None) -> float:
+    """User+system CPU seconds of a process (Linux /proc); nan when unavailable."""
+    if pid is None:
+        return math.nan
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Figures:
+    rate: float  # requests/s, wall clock
+    client_ms: float  # CPU of this process per request (includes the server in-process)
+    server_ms: float  # CPU of the devvault process per request (nan in-process)
+
+    @property
+    def cpu_bound_rate(self) -> float:
+        server = 0.0 if math.isnan(self.server_ms) else self.server_ms
+        return 1000 / (self.client_ms + server)
+
+    def line(self, label: str, baseline: float | None = None) -> str:
+        ratio = f"  ({self.rate / baseline:.2f} x baseline)" if baseline else ""
+        server = "n/a" if math.isnan(self.server_ms) else f"{self.server_ms:.3f}"
+        return (
+            f"  {label:<34} {self.rate:7.0f} req/s{ratio}\n"
+            f"  {'':<34} CPU/request: client {self.client_ms:.3f} ms, server {server} ms"
+            f" -> {self.cpu_bound_rate:.0f} req/s when each has a core"
+        )
+
+
 @contextmanager
-def devvault(in_process: bool) -> Iterator[tuple[str, str]]:
+def devvault(in_process: bool) -> Iterator[tuple[str, str, int | None]]:
     token = "hvs." + secrets.token_urlsafe(18)
     if in_process:
         from broker.devvault.server import DevVaultServer
 
         with DevVaultServer(root_token=token) as srv:
-            yield srv.addr, token
+            yield srv.addr, token, None
         return
     proc = subprocess.Popen(
         [sys.executable, "-m", "broker", "devvault", "--port", "0", "--root-token", token],
@@ -43,28 +83,33 @@ def devvault(in_process: bool) -> Iterator[tuple[str, str]]:
     try:
         assert proc.stdout is not None
         first = json.loads(proc.stdout.readline())
-        yield first["addr"], token
+        yield first["addr"], token, proc.pid
     finally:
         proc.terminate()
         proc.wait(timeout=10)
 
 
-def rate(n: int, call: Callable[[int], object]) -> float:
+def measure(n: int, call: Callable[[int], object], server_pid: int | None) -> Figures:
     for i in range(min(50, n)):  # warm-up: connection, caches
         call(i)
-    start = time.perf_counter()
+    cpu0, srv0, start = time.process_time(), process_cpu(server_pid), time.perf_counter()
     for i in range(n):
         call(i)
-    return n / (time.perf_counter() - start)
+    wall = time.perf_counter() - start
+    return Figures(
+        rate=n / wall,
+        client_ms=(time.process_time() - cpu0) * 1000 / n,
+        server_ms=(process_cpu(server_pid) - srv0) * 1000 / n,
+    )
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--reads", type=int, default=3000)
     parser.add_argument("--writes", type=int, default=1000)
     parser.add_argument("--in-process", action="store_true")
     args = parser.parse_args()
-    with devvault(args.in_process) as (addr, token):
+    with devvault(args.in_process) as (addr, token, pid):
         client = hvac.Client(url=addr, token=token)  # hvac's own keep-alive session
         client.sys.enable_secrets_engine("kv", path="bench", options={"version": "2"})
         kv = client.secrets.kv.v2
@@ -72,30 +117,26 @@ def main() -> int:
             "site/acct/binance", {"api_key": "k", "secret": "s"}, mount_point="bench"
         )
         session = requests.Session()
-        health = rate(args.reads, lambda _: session.get(addr + "/v1/sys/health"))
-        reads = rate(
+        health = measure(args.reads, lambda _: session.get(addr + "/v1/sys/health"), pid)
+        reads = measure(
             args.reads,
             lambda _: kv.read_secret_version(
                 "site/acct/binance", mount_point="bench", raise_on_deleted_version=True
             ),
+            pid,
         )
-        writes = rate(
+        writes = measure(
             args.writes,
             lambda i: kv.create_or_update_secret(
                 f"site/acct{i % 100}/okx", {"api_key": str(i)}, mount_point="bench"
             ),
+            pid,
         )
     where = "in-process thread" if args.in_process else "separate process"
-    print(f"devvault ({where}), hvac keep-alive session")
-    print(f"  baseline GET sys/health (requests): {health:8.0f} req/s")
-    print(
-        f"  KV v2 reads  (hvac):                {reads:8.0f} req/s  "
-        f"({reads / health:.2f} x baseline; target >= 1500)"
-    )
-    print(
-        f"  KV v2 writes (hvac):                {writes:8.0f} req/s  "
-        f"({writes / health:.2f} x baseline)"
-    )
+    print(f"devvault ({where}), hvac keep-alive session; load average {os.getloadavg()[0]:.1f}")
+    print(health.line("baseline GET sys/health (requests)"))
+    print(reads.line("KV v2 reads (hvac), target >= 1500", health.rate))
+    print(writes.line("KV v2 writes (hvac)", health.rate))
     return 0
 
 

@@ -81,9 +81,7 @@ def blocks(text: str, kind: str) -> list[dict[str, Any]]:
     for item in doc.items:
         keys = [k.value for k in item.keys]
         if keys and keys[0] == kind and isinstance(item.value, ObjectNode):
-            block: dict[str, Any] = {"__label__": keys[1] if len(keys) > 1 else ""}
-            for sub in item.value.items:
-                block[sub.keys[0].value] = _value(sub.value)
+            block = {"__label__": keys[1] if len(keys) > 1 else "", **_object(item.value)}
             found.append(block)
     return found
 
@@ -103,8 +101,26 @@ def _value(node: Any) -> Any:
     if isinstance(node, ListNode):
         return [_value(n) for n in node.items]
     if isinstance(node, ObjectNode):
-        return {sub.keys[0].value: _value(sub.value) for sub in node.items if sub.keys}
+        return _object(node)
     return None
+
+
+def _object(node: ObjectNode) -> dict[str, Any]:
+    """Keys to values; a key given several times (e.g. `retry_join`) maps to a list."""
+    out: dict[str, Any] = {}
+    repeated: set[str] = set()
+    for sub in node.items:
+        if not sub.keys:
+            continue
+        key, value = sub.keys[0].value, _value(sub.value)
+        if key not in out:
+            out[key] = value
+        elif key in repeated:
+            out[key].append(value)
+        else:
+            out[key] = [out[key], value]
+            repeated.add(key)
+    return out
 
 
 def truthy(value: Any) -> bool:

@@ -1,0 +1,88 @@
+"""The stack's CA and node certificates (cryptography), and the rendered server HCL
+(reference/vault.md §6), parsed back with the project's HCL parser."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from infra import vault_hcl
+from infra.providers.tls import KEYS_OUTPUT, TlsBundleProvider, issue_bundle
+from policies.pack import props as p
+
+NODES = [["kb-vault-0", "kb-vault", "127.0.0.1"], ["kb-vault-1", "kb-vault", "127.0.0.1"]]
+
+
+def test_bundle_chains_to_its_ca_with_the_right_names() -> None:
+    bundle = issue_bundle("kb CA", NODES, validity_days=30)
+    ca = x509.load_pem_x509_certificate(bundle["ca_cert_pem"].encode())
+    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is True
+    for hosts, pem, key_pem in zip(NODES, bundle["cert_pems"], bundle[KEYS_OUTPUT], strict=True):
+        cert = x509.load_pem_x509_certificate(pem.encode())
+        cert.verify_directly_issued_by(ca)
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert san.get_values_for_type(x509.DNSName) == hosts[:2]
+        assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("127.0.0.1")]
+        assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
+        assert "PRIVATE KEY" in key_pem and key_pem not in pem
+        assert (cert.not_valid_after_utc - cert.not_valid_before_utc).days == 30
+        assert isinstance(cert.public_key(), ec.EllipticCurvePublicKey)
+
+
+def test_ca_key_is_not_kept() -> None:
+    bundle = issue_bundle("kb CA", NODES[:1], validity_days=1)
+    assert len(bundle[KEYS_OUTPUT]) == 1  # only the node's key; the CA key is dropped
+
+
+def test_provider_diff_replaces_on_new_hosts_only() -> None:
+    provider = TlsBundleProvider()
+    props = {"ca_name": "kb CA", "nodes": NODES, "validity_days": 30.0}
+    created = provider.create(dict(props))
+    assert provider.diff(created.id, created.outs, dict(props)).changes is False
+    more = provider.diff(created.id, created.outs, {**props, "nodes": [*NODES, ["kb-vault-2"]]})
+    assert more.replaces == ["nodes"]
+
+
+@pytest.mark.parametrize("nodes", [1, 3])
+def test_server_hcl(nodes: int) -> None:
+    for index in range(nodes):
+        text = vault_hcl.render(
+            vault_hcl.ServerConfig(
+                node_index=index,
+                nodes=nodes,
+                host_prefix="kb",
+                disable_mlock=True,
+                kms_key_id="arn:aws:kms:eu-west-1:123456789012:key/k",
+                aws_region="eu-west-1",
+                aws_endpoint_url="http://127.0.0.1:5000",
+            )
+        )
+        assert p.attribute(text, "disable_mlock") is True
+        assert p.attribute(text, "api_addr") == f"https://kb-vault-{index}:8200"
+        (storage,) = p.blocks(text, "storage")
+        assert storage["__label__"] == "raft" and storage["node_id"] == f"kb-vault-{index}"
+        joins = storage.get("retry_join")
+        peers = [] if joins is None else joins if nodes > 2 else [joins]
+        assert len(peers) == nodes - 1
+        for peer in peers:
+            assert peer["leader_api_addr"].startswith("https://kb-vault-")
+            assert peer["leader_ca_cert_file"] == vault_hcl.CA_FILE
+            assert f"kb-vault-{index}" not in peer["leader_api_addr"]
+        (listener,) = p.blocks(text, "listener")
+        assert listener["tls_min_version"] == "tls12" and "tls_disable" not in listener
+        (seal,) = p.blocks(text, "seal")
+        assert seal == {
+            "__label__": "awskms",
+            "region": "eu-west-1",
+            "kms_key_id": "arn:aws:kms:eu-west-1:123456789012:key/k",
+            "endpoint": "http://127.0.0.1:5000",
+        }
+
+
+def test_two_audit_devices_on_separate_sinks() -> None:
+    devices = vault_hcl.audit_devices()
+    assert len({d.path for d in devices}) == 2
+    assert {d.options["file_path"] for d in devices} == {"/vault/logs/audit.log", "stdout"}

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from policies.hcl import PolicyParseError, parse_duration_second, parse_policy
 from policies.model import PathRule
@@ -260,3 +263,33 @@ def test_name_argument_overrides_document_name() -> None:
     assert parse_policy('name = "inside"', name="outside").name == "outside"
     assert parse_policy('name = "inside"').name == "inside"
     assert parse_policy("").rules == ()
+
+
+HCL_TOKENS = ["path", "name", "capabilities", "policy", '"read"', '"a/*"', "<<EOF\n", "EOF", "1"]
+HCL_CHARS = st.sampled_from([*'{}[]=:,"\\#/*<-\n \t+.', *HCL_TOKENS, "true"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(HCL_CHARS, max_size=40).map("".join))
+def test_any_text_parses_or_fails_with_a_typed_error(text: str) -> None:
+    """Bad input never escapes as anything but PolicyParseError (with a line)."""
+    try:
+        parse_policy(text, file="fuzz.hcl")
+    except PolicyParseError as exc:
+        assert exc.file == "fuzz.hcl"
+        assert str(exc).startswith("fuzz.hcl")
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.recursive(
+        st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=5)),
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)
+        ),
+        max_leaves=10,
+    )
+)
+def test_any_json_document_parses_or_fails_with_a_typed_error(document: Any) -> None:
+    with contextlib.suppress(PolicyParseError):
+        parse_policy(json.dumps({"path": {"p": document}}))

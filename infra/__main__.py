@@ -16,7 +16,7 @@ from broker.layout import build_layout
 from infra import vault_hcl
 from infra.components.broker_service import BrokerService, BrokerServiceArgs
 from infra.components.network import Network, NetworkArgs
-from infra.components.vault_cluster import VaultCluster, VaultClusterArgs, deploy_host
+from infra.components.vault_cluster import VaultCluster, VaultClusterArgs
 from infra.components.vault_setup import VaultSetup, VaultSetupArgs
 from infra.config import StackConfig, load_config
 from infra.layout_props import layout_to_props
@@ -130,7 +130,7 @@ def main() -> None:
 
     pulumi.export("vault_address", vault.address)
     pulumi.export("vault_ca_cert_pem", vault.ca_cert_pem)
-    pulumi.export("broker_url", f"http://{deploy_host(cfg.publish_address)}:{cfg.broker_port}")
+    pulumi.export("broker_url", broker.url)
     pulumi.export("site_token_role", setup.site_token_role)
     pulumi.export("robot_role_id", setup.robot_role_id)
     pulumi.export("kms_key_arn", kms.arn)

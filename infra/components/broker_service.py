@@ -18,6 +18,7 @@ from pathlib import Path
 import pulumi
 import pulumi_docker as docker
 
+from infra.addresses import deploy_host, url_host
 from infra.components.labels import labels
 
 BROKER_UID = "10001"  # the user the Dockerfile creates
@@ -166,5 +167,6 @@ class BrokerService(pulumi.ComponentResource):
             labels=labels(docker.ContainerLabelArgs, args.environment, "broker"),
             opts=child,
         )
-        self.url = pulumi.Output.from_input(f"http://{args.publish_address}:{args.port}")
+        host = url_host(deploy_host(args.publish_address))
+        self.url = pulumi.Output.from_input(f"http://{host}:{args.port}")
         self.register_outputs({"url": self.url})

@@ -14,6 +14,7 @@ import pulumi
 import pulumi_docker as docker
 
 from infra import vault_hcl
+from infra.addresses import deploy_host, url_host
 from infra.components.labels import labels
 from infra.providers.tls import TlsBundle
 
@@ -41,11 +42,6 @@ class VaultClusterArgs:
     aws_region: str
     aws_endpoint_url: str | None = None
     aws_credentials_file: str | None = None
-
-
-def deploy_host(publish_address: str) -> str:
-    """Where the deploying machine reaches a published port."""
-    return "127.0.0.1" if publish_address in ("0.0.0.0", "::") else publish_address
 
 
 class VaultCluster(pulumi.ComponentResource):
@@ -76,7 +72,7 @@ class VaultCluster(pulumi.ComponentResource):
         self.containers = [
             self._node(name, args, i, tls, image, shared_alias, child) for i in range(args.nodes)
         ]
-        self.address = pulumi.Output.from_input(f"https://{host}:{args.vault_port}")
+        self.address = pulumi.Output.from_input(f"https://{url_host(host)}:{args.vault_port}")
         self.internal_address = f"https://{shared_alias}:{vault_hcl.API_PORT}"
         self.ca_cert_pem = tls.ca_cert_pem
         self.register_outputs({"address": self.address, "ca_cert_pem": self.ca_cert_pem})

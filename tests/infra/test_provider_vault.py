@@ -8,6 +8,7 @@ its unwrapping by the launcher, root-token revocation, and deletes that clean up
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -305,3 +306,14 @@ def test_root_token_revocation(
     with pytest.raises(ProviderError, match="generate-root"):
         config.update("id", config_outs, shorter)
     config.delete("id", config_outs)  # warns and leaves the layout in place
+
+
+def test_launcher_main_refuses_to_start_without_its_secret_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from infra import launcher
+
+    monkeypatch.setenv(launcher.WRAPPED_FILE_ENV, str(tmp_path / "gone.wrap"))
+    assert launcher.main() == 2
+    assert "brokerSecretIdRotation" in capsys.readouterr().err
+    assert launcher.WRAPPED_FILE_ENV not in os.environ  # popped: not inherited by the broker

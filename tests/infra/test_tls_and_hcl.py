@@ -10,6 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from infra import vault_hcl
+from infra.addresses import deploy_host, url_host
 from infra.providers.tls import KEYS_OUTPUT, TlsBundleProvider, issue_bundle
 from policies.pack import props as p
 
@@ -86,3 +87,11 @@ def test_two_audit_devices_on_separate_sinks() -> None:
     devices = vault_hcl.audit_devices()
     assert len({d.path for d in devices}) == 2
     assert {d.options["file_path"] for d in devices} == {"/vault/logs/audit.log", "stdout"}
+
+
+@pytest.mark.parametrize(
+    ("publish", "url"),
+    [("127.0.0.1", "127.0.0.1"), ("0.0.0.0", "127.0.0.1"), ("::1", "[::1]"), ("::", "127.0.0.1")],
+)
+def test_deploy_addresses(publish: str, url: str) -> None:
+    assert url_host(deploy_host(publish)) == url

@@ -15,21 +15,24 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from broker import ids
 from broker.audit import AuditLog
 from broker.config import Settings
 from broker.exchanges.base import Credentials
-from broker.keystore import KeyFacts, KeyStore, StoredKey
+from broker.keystore import KeyFacts, KeyStore, StagingLeft, StoredKey
 from broker.layout import KeyPaths
 from broker.metrics import BrokerMetrics
-from broker.reasons import CheckResult, Reason, ReasonCode, Severity
+from broker.reasons import CheckResult, Permissions, Reason, ReasonCode, Severity
+from broker.vault_session import VaultRefused, VaultUnavailable
 
 EXCHANGE_RETRY_AFTER = 5
+# Seconds between attempts to undo a half-done write once Vault is back (about 2 min).
+UNDO_RETRY_DELAYS = (0.2, 0.5, 1, 2, 4, 8, 15, 30, 60)
 _CREDENTIAL_LIMITS = {"api_key": 512, "secret": 8192, "passphrase": 512}
 
 
@@ -105,6 +108,8 @@ class Intake:
         self._enabled = frozenset(settings.exchanges)
         # One lock per key path: replacements of one key in this process never interleave.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        # Undos of half-done writes waiting for Vault to come back (see _retry_undo).
+        self._background: set[asyncio.Task[None]] = set()
 
     # ----------------------------------------------------------- validation
     def key_paths(self, account: str, exchange: str, role: str) -> KeyPaths:
@@ -220,6 +225,10 @@ class Intake:
                 data["passphrase"] = credentials.passphrase
             try:
                 written = await self._store.write(paths, facts, data, before=before)
+            except StagingLeft as exc:
+                self._count(paths, "vault_unavailable")
+                self._spawn(self._retry_undo(paths, exc))
+                raise
             except Exception:
                 self._count(paths, "vault_unavailable")
                 raise
@@ -281,7 +290,38 @@ class Intake:
             role=paths.role,
         )
 
+    async def aclose(self) -> None:
+        """Stop pending background undos (Vault is left as the last attempt found it)."""
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
     # -------------------------------------------------------------- helpers
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _retry_undo(self, paths: KeyPaths, left: StagingLeft) -> None:
+        """Vault failed mid-write and refused the undo: retry it until Vault is back."""
+        for delay in UNDO_RETRY_DELAYS:
+            await asyncio.sleep(delay)
+            try:
+                async with self._lock(paths):
+                    await left.undo()
+            except (VaultUnavailable, VaultRefused):
+                continue
+            self._audit.emit(
+                "key.write_undone", account=paths.account, exchange=paths.exchange, role=paths.role
+            )
+            return
+        self._audit.emit(
+            "key.write_undo_abandoned",
+            account=paths.account,
+            exchange=paths.exchange,
+            role=paths.role,
+        )
+
     async def _inspect(self, exchange: str, role: str, credentials: Credentials) -> CheckResult:
         started = time.perf_counter()
         try:
@@ -314,8 +354,6 @@ def _codes(reasons: Iterable[Reason]) -> list[str]:
 
 
 def _unchecked(exchange: str, role: str, reason: Reason) -> CheckResult:
-    from broker.reasons import Permissions
-
     return CheckResult(
         accepted=False,
         exchange=exchange,

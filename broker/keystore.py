@@ -17,7 +17,8 @@ and a reader only believes the slot of the current version. A write is:
    version N and its facts; a failure here changed nothing;
 3. commit: write the data with `cas=N`. A mismatch means another writer got there
    first: go back to 1. Any other failure: undo step 2 (or, if Vault did apply the
-   write before failing, carry on as committed);
+   write before failing, carry on as committed). When Vault refuses the undo as well,
+   `StagingLeft` carries the undo for the caller to retry once Vault is back;
 4. destroy every version up to N, so a replaced key cannot be read back.
 
 Step 4 runs after the commit point: its failure does not undo the new key; it is
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -47,6 +49,16 @@ _CAS_MISMATCH = "check-and-set parameter did not match"
 _PERMISSIONS = ("read", "spot_trade", "margin", "futures", "withdraw", "transfer")
 _VALUE_MAX = 512  # KV v2 custom_metadata value limit (reference/vault.md §3)
 CAS_ATTEMPTS = 4
+
+
+class StagingLeft(VaultUnavailable):
+    """Vault failed mid-write and refused the undo as well. Readers are not affected (the
+    staged slot describes no version), but the caller should run `undo` again later so
+    that the metadata returns exactly to what it was."""
+
+    def __init__(self, message: str, undo: Callable[[], Awaitable[None]]) -> None:
+        super().__init__(message)
+        self.undo = undo
 
 
 class WriteConflict(Exception):
@@ -180,6 +192,7 @@ class KeyStore:
 
     async def read_metadata(self, paths: KeyPaths) -> StoredKey | None:
         """Raw metadata, including a key with only a staged (uncommitted) slot."""
+
         def op(client: hvac.Client) -> dict[str, Any] | None:
             try:
                 return client.adapter.get(f"/v1/{paths.metadata}")["data"]
@@ -195,7 +208,8 @@ class KeyStore:
         return StoredKey(
             version=version,
             created_at=str(data.get("created_time", "")),
-            updated_at=str(data.get("updated_time", "")),
+            # The current version's own time: metadata-only writes do not move it.
+            updated_at=str((versions.get(str(version)) or {}).get("created_time", "")),
             facts=KeyFacts.from_slot(custom, version) if version else None,
             live_versions=tuple(
                 sorted(int(n) for n, v in versions.items() if not v.get("destroyed"))
@@ -227,14 +241,20 @@ class KeyStore:
             committed = _slot(before.custom_metadata, base) if before else {}
             if committed.get(f"v{base}.txn") in own_txns:
                 committed = {}  # our own staged slot from a lost race: not this data's facts
-            await self._post_metadata(paths, {**committed, **facts.to_slot(base + 1, txn)})
+            try:
+                await self._post_metadata(paths, {**committed, **facts.to_slot(base + 1, txn)})
+            except (VaultUnavailable, VaultRefused) as exc:
+                # The stage may or may not have landed; undo it if it did.
+                await self._undo_or_defer(paths, before, base, txn, exc)
+                raise
             try:
                 created_time = await self._write_data(paths, data, cas=base)
             except _CasMismatch:
                 before = _UNREAD
                 continue
-            except VaultUnavailable:
-                if not await self._applied_anyway(paths, before, base):
+            except (VaultUnavailable, VaultRefused) as exc:
+                if not await self._landed_anyway(paths, base, txn):
+                    await self._undo_or_defer(paths, before, base, txn, exc)
                     raise
                 created_time = ""
             return await self._finish(paths, facts, before, base, created_time)
@@ -266,21 +286,50 @@ class KeyStore:
         )
         return WriteResult(stored=stored, created=base == 0, cleanup_pending=pending)
 
-    async def _applied_anyway(self, paths: KeyPaths, before: StoredKey | None, base: int) -> bool:
-        """After a failed data write: did Vault apply it? If not, undo the staging."""
+    async def _landed_anyway(self, paths: KeyPaths, base: int, txn: str) -> bool:
+        """After a failed data write: did Vault apply it before the connection failed?"""
         try:
             now = await self.read_metadata(paths)
-            if now is not None and now.version == base + 1:
-                return True  # the write landed before the connection failed
-            if before is None:
-                if now is not None and now.version == 0:
-                    await self._delete_metadata(paths)  # the stage created it; remove it
-            elif now is not None and now.version == base:
-                await self._post_metadata(paths, before.custom_metadata)
         except (VaultUnavailable, VaultRefused):
-            # Left as staged: the slot v(N+1) describes no version, readers ignore it.
-            pass
-        return False
+            return False
+        return (
+            now is not None
+            and now.version == base + 1
+            and now.custom_metadata.get(f"v{base + 1}.txn") == txn
+        )
+
+    async def _undo_or_defer(
+        self,
+        paths: KeyPaths,
+        before: StoredKey | None,
+        base: int,
+        txn: str,
+        failure: Exception,
+    ) -> None:
+        """Put the metadata back as it was; if Vault refuses that too, hand the undo to
+        the caller (`StagingLeft.undo`) to retry later."""
+
+        async def undo() -> None:
+            await self.undo_staging(paths, before, base, txn)
+
+        try:
+            await undo()
+        except (VaultUnavailable, VaultRefused):
+            raise StagingLeft(str(failure), undo) from None
+
+    async def undo_staging(
+        self, paths: KeyPaths, before: StoredKey | None, base: int, txn: str
+    ) -> None:
+        """Remove our staged slot unless the key moved on since (idempotent)."""
+        now = await self.read_metadata(paths)
+        if now is None or now.version != base:
+            return  # nothing staged, or a version was committed since: not ours to touch
+        if now.custom_metadata.get(f"v{base + 1}.txn") != txn:
+            return  # not our stage (it never landed, or another attempt restaged)
+        if before is None or before.version == 0:
+            await self._delete_metadata(paths)  # no version was ever written: no entry either
+        else:
+            await self._post_metadata(paths, before.custom_metadata)
 
     # ----------------------------------------------------------------- delete
     async def delete(self, paths: KeyPaths) -> bool:

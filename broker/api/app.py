@@ -58,6 +58,7 @@ def create_app(
         try:
             yield
         finally:
+            await state.intake.aclose()
             close = getattr(the_checker, "aclose", None)
             if close is not None:
                 await close()

@@ -1,0 +1,285 @@
+"""Failures halfway: Vault down or sealed at each intake step, the exchange down or slow,
+concurrent replacements. Each request answers 503 with the contract's code and
+Retry-After, and Vault is left as it was (CONTRACTS.md §3).
+
+Vault faults come from devvault's fault injection (`fail_next`, `drop_next`, `seal`),
+armed at the exact step: a thin wrapper around the broker's VaultSession arms the fault
+right before the step's own Vault request goes out. These tests need devvault and skip
+on a real Vault.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from broker.sandbox.keys import ROBOT_EGRESS_IP, new_key
+from tests.broker.helpers import assert_envelope, key_body
+from tests.fixtures.broker import BrokerEnv, new_account
+
+FAULTS: dict[str, Callable[[Any], None]] = {
+    "fail_503": lambda dv: dv.faults.fail_next(1, status=503),
+    "fail_500": lambda dv: dv.faults.fail_next(1, status=500),
+    "drop": lambda dv: dv.faults.drop_next(1),
+    "seal": lambda dv: dv.faults.seal(),
+}
+# The Vault requests of one intake, in order (broker/keystore.py module docstring).
+NEW_KEY_STEPS = ["read_metadata", "write_metadata", "write_data"]
+REPLACE_STEPS = [*NEW_KEY_STEPS, "destroy"]
+
+
+def arm_at(env: BrokerEnv, devvault: Any, operation: str, fault: str) -> None:
+    """Arm `fault` right before the broker's first `operation` call to Vault."""
+    session = env.running.app.state.broker.session
+    original = session.call_blocking
+    armed = {"done": False}
+
+    def call_blocking(op: str, fn: Any) -> Any:
+        if op == operation and not armed["done"]:
+            armed["done"] = True
+            FAULTS[fault](devvault)
+        return original(op, fn)
+
+    session.call_blocking = call_blocking  # type: ignore[method-assign]
+
+
+def snapshot(env: BrokerEnv, account: str) -> dict[str, Any] | None:
+    meta = env.metadata("site", account, "binance")
+    if meta is None:
+        return None
+    return {
+        "current_version": meta["current_version"],
+        "versions": {n: v["destroyed"] for n, v in meta["versions"].items()},
+        "custom_metadata": meta["custom_metadata"],
+        "data": env.read_key("site", account, "binance"),
+    }
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Poll for the broker's background undo (it retries on a backoff schedule)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+@pytest.mark.parametrize("step", NEW_KEY_STEPS)
+def test_vault_failure_while_storing_a_new_key(faulty_broker, fresh_sandbox, step, fault) -> None:
+    env, devvault = faulty_broker
+    account = new_account()
+    key = fresh_sandbox.key("binance", "read_only")
+    with env.http() as http:
+        http.get(f"/v1/accounts/{account}/keys")  # caches the caller: auth is not the step
+        arm_at(env, devvault, step, fault)
+        response = http.put(f"/v1/accounts/{account}/keys/binance/site", json=key_body(key))
+    devvault.faults.reset()
+    assert_envelope(response, 503, "vault_unavailable")
+    assert response.headers["retry-after"] == "2"
+    # Nothing stored: no data, and (once the broker's undo has run) no metadata entry.
+    assert env.read_key("site", account, "binance") is None
+    assert wait_for(lambda: snapshot(env, account) is None)
+    with env.http() as http:
+        assert http.get(f"/v1/accounts/{account}/keys").json() == {"keys": []}
+        assert (
+            http.put(f"/v1/accounts/{account}/keys/binance/site", json=key_body(key)).status_code
+            == 201
+        )
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+@pytest.mark.parametrize("step", NEW_KEY_STEPS)
+def test_vault_failure_while_replacing_leaves_the_old_key(
+    faulty_broker, fresh_sandbox, step, fault
+) -> None:
+    env, devvault = faulty_broker
+    account = new_account()
+    old = fresh_sandbox.key("binance", "read_only")
+    new = fresh_sandbox.key("binance", "read_only_no_whitelist")
+    with env.http() as http:
+        assert (
+            http.put(
+                f"/v1/accounts/{account}/keys/binance/site", json=key_body(old, "Old")
+            ).status_code
+            == 201
+        )
+        before = snapshot(env, account)
+        view_before = http.get(f"/v1/accounts/{account}/keys/binance/site").json()
+        arm_at(env, devvault, step, fault)
+        response = http.put(f"/v1/accounts/{account}/keys/binance/site", json=key_body(new, "New"))
+        devvault.faults.reset()
+        assert_envelope(response, 503, "vault_unavailable")
+        assert wait_for(lambda: snapshot(env, account) == before)
+        assert http.get(f"/v1/accounts/{account}/keys/binance/site").json() == view_before
+
+
+@pytest.mark.parametrize("fault", ["fail_503", "seal"])
+def test_destroy_failure_after_commit_keeps_the_new_key_and_cleans_up_next_time(
+    faulty_broker, fresh_sandbox, fault
+) -> None:
+    """Destroying old versions runs after the commit point: the replacement stands (200),
+    the audit line says cleanup is pending, and the next write destroys what is left."""
+    env, devvault = faulty_broker
+    account = new_account()
+    key = fresh_sandbox.key("binance", "read_only")
+    path = f"/v1/accounts/{account}/keys/binance/site"
+    with env.http() as http:
+        http.put(path, json=key_body(key))
+        arm_at(env, devvault, "destroy", fault)
+        replaced = http.put(path, json=key_body(key, "Second"))
+        devvault.faults.reset()
+        assert replaced.status_code == 200 and replaced.json()["version"] == 2
+        assert snapshot(env, account)["versions"] == {"1": False, "2": False}
+        last = [line for line in env.audit_lines() if line.get("account") == account][-1]
+        assert last["event"] == "key.replaced" and last["cleanup_pending"] is True
+        assert http.put(path, json=key_body(key, "Third")).status_code == 200
+    assert snapshot(env, account)["versions"] == {"1": True, "2": True, "3": False}
+
+
+@pytest.mark.parametrize("fault", ["fail_503", "seal", "drop"])
+def test_vault_down_during_caller_lookup_is_503_not_401(faulty_broker, fault) -> None:
+    env, devvault = faulty_broker
+    arm_at(env, devvault, "lookup_caller", fault)
+    with env.http() as http:
+        response = http.get(f"/v1/accounts/{new_account()}/keys")
+    devvault.faults.reset()
+    assert_envelope(response, 503, "vault_unavailable")
+
+
+def test_sealed_vault_everywhere(faulty_broker, fresh_sandbox) -> None:
+    env, devvault = faulty_broker
+    account = new_account()
+    key = fresh_sandbox.key("binance", "read_only")
+    with env.http() as http:
+        http.get(f"/v1/accounts/{account}/keys")
+        devvault.faults.seal()
+        assert_envelope(http.get("/readyz"), 503, "vault_unavailable")
+        for response in (
+            http.put(f"/v1/accounts/{account}/keys/binance/site", json=key_body(key)),
+            http.get(f"/v1/accounts/{account}/keys"),
+            http.get(f"/v1/accounts/{account}/keys/binance/site"),
+            http.delete(f"/v1/accounts/{account}/keys/binance/site"),
+        ):
+            assert_envelope(response, 503, "vault_unavailable")
+        devvault.faults.unseal()
+        assert http.get("/readyz").status_code == 200
+    assert snapshot(env, account) is None
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        ("outage", "exchange_unavailable"),
+        ("unavailable", "exchange_unavailable"),
+        ("rate_limited", "rate_limited"),
+        ("slow", "exchange_unavailable"),
+        ("timeout", "exchange_unavailable"),
+    ],
+)
+def test_exchange_down_or_slow_is_503_and_nothing_stored(
+    faulty_broker, fresh_sandbox, fault, reason
+) -> None:
+    env, _ = faulty_broker
+    account = new_account()
+    key = fresh_sandbox.key("binance", "read_only")
+    if fault == "outage":
+        fresh_sandbox.set_outage("binance", True)
+    elif fault == "slow":
+        fresh_sandbox.set_latency(3.0, "binance")  # beyond the 1 s check timeout
+    elif fault == "timeout":
+        fresh_sandbox.set_hang(3.0)
+        fresh_sandbox.inject("binance", "timeout")
+    else:
+        fresh_sandbox.inject("binance", fault, count=5)
+    with env.http() as http:
+        started = time.monotonic()
+        response = http.put(f"/v1/accounts/{account}/keys/binance/site", json=key_body(key))
+        elapsed = time.monotonic() - started
+        check = http.post(
+            "/v1/keys/check",
+            json={"exchange": "binance", "role": "site", **key_body(key)} | {"name": None},
+        )
+    body = assert_envelope(response, 503, "exchange_unavailable")
+    assert response.headers["retry-after"] == "5"
+    assert reason in {r["code"] for r in body["reasons"]}
+    assert elapsed < 2.5  # bounded by check_timeout, not by the exchange
+    assert check.status_code in {400, 503}
+    assert snapshot(env, account) is None
+
+
+def test_check_endpoint_503_when_exchange_down(faulty_broker, fresh_sandbox) -> None:
+    env, _ = faulty_broker
+    key = fresh_sandbox.key("binance", "read_only")
+    fresh_sandbox.set_outage("binance", True)
+    with env.http() as http:
+        response = http.post(
+            "/v1/keys/check",
+            json={
+                "exchange": "binance",
+                "role": "site",
+                "api_key": key.api_key,
+                "secret": key.secret,
+            },
+        )
+    assert_envelope(response, 503, "exchange_unavailable")
+    assert response.headers["retry-after"] == "5"
+
+
+def test_concurrent_replacements_end_with_one_consistent_version(
+    faulty_broker, fresh_sandbox
+) -> None:
+    """20 replacements of one key at once, through two brokers (two processes' worth of
+    state: separate locks, separate caches) on the same Vault."""
+    from broker.api.server import start_in_thread
+
+    env, _ = faulty_broker
+    second = start_in_thread(env.settings, audit_stream=env.audit)
+    account = new_account()
+    keys = [
+        new_key("binance", f"concurrent-{account}-{i}", read=True, ip_whitelist=(ROBOT_EGRESS_IP,))
+        for i in range(20)
+    ]
+    for key in keys:
+        fresh_sandbox.add_key(key)
+
+    async def submit_all() -> list[httpx.Response]:
+        headers = {"Authorization": f"Bearer {env.intake_token}"}
+        async with (
+            httpx.AsyncClient(base_url=env.url, headers=headers, timeout=60) as one,
+            httpx.AsyncClient(base_url=second.url, headers=headers, timeout=60) as two,
+        ):
+            return await asyncio.gather(
+                *(
+                    (one if i % 2 else two).put(
+                        f"/v1/accounts/{account}/keys/binance/site",
+                        json=key_body(key, f"writer {i}"),
+                    )
+                    for i, key in enumerate(keys)
+                )
+            )
+
+    try:
+        responses = asyncio.run(submit_all())
+    finally:
+        second.stop()
+    assert sorted(r.status_code for r in responses) == [200] * 19 + [201]
+    assert sorted(r.json()["version"] for r in responses) == list(range(1, 21))
+    meta = env.metadata("site", account, "binance")
+    assert meta["current_version"] == 20
+    assert [n for n, v in meta["versions"].items() if not v["destroyed"]] == ["20"]
+    # The stored secret, the facts in metadata and the last response describe one key.
+    stored = env.read_key("site", account, "binance")
+    winner = next(r.json() for r in responses if r.json()["version"] == 20)
+    writer = keys[int(winner["name"].split()[-1])]
+    assert stored == {"api_key": writer.api_key, "secret": writer.secret}
+    with env.http() as http:
+        view = http.get(f"/v1/accounts/{account}/keys/binance/site").json()
+    assert view["name"] == winner["name"] and view["version"] == 20
+    assert view["api_key_masked"] == f"{writer.api_key[:4]}...{writer.api_key[-4:]}"

@@ -351,11 +351,8 @@ def _unreachable(
     for prefix in KV_PREFIXES:
         hit = find_granted(principal, f"{mount}/{prefix}/{forbidden_role}/*", KEY_OPERATIONS)
         if hit is not None:
-            where = (
-                f" ({hit.rule.policy}, line {hit.rule.line})"
-                if hit.rule and getattr(hit.rule, "policy", None)
-                else ""
-            )
+            sources = hit.rule.sources if hit.rule is not None else ()
+            where = "".join(f" [{r.policy} line {r.line}: path {r.path!r}]" for r in sources)
             fail(f"{principal_name.capitalize()} tokens may {hit.capability} {hit.path}{where}.")
             return
 

@@ -230,3 +230,11 @@ def test_ttl_cap_is_configurable() -> None:
     res = resources("prod")
     cfg = {"site-token-ttl-capped-cidr-bound": {"maxSiteTokenTtlSeconds": 600}}
     assert "site-token-ttl-capped-cidr-bound" in {v.policy for v in evaluate(res, cfg)}
+
+
+def test_reachability_violation_names_a_concrete_path_and_the_policy_line() -> None:
+    res = resources("prod")
+    _site_policy_reaches_robot(res)
+    (hit,) = [v for v in evaluate(res) if v.policy == "site-cannot-reach-robot-keys"]
+    assert "Site tokens may list exchange-keys/" in hit.message
+    assert "/robot/" in hit.message and "keybroker-site-read line" in hit.message

@@ -17,12 +17,16 @@ Two layers, both written for Vault's exact semantics:
 from __future__ import annotations
 
 import bisect
+import contextlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from policies.model import DENY, PathRule, Policy
+
+# Deepest nesting of objects/lists accepted (Vault has no limit; policies use 3 or 4).
+MAX_NESTING = 64
 
 
 class PolicyParseError(ValueError):
@@ -334,6 +338,19 @@ class _Parser:
         self.toks = tokens
         self.i = 0
         self.json = json_mode
+        self.depth = 0
+
+    @contextlib.contextmanager
+    def nested(self, tok: _Tok) -> Iterator[None]:
+        """Bound the nesting of objects and lists, so hostile input gets a parse error
+        instead of exhausting the interpreter stack (real policies nest 3 or 4 deep)."""
+        if self.depth >= MAX_NESTING:
+            raise self.error(tok, f"objects and lists nest deeper than {MAX_NESTING} levels")
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
 
     @property
     def tok(self) -> _Tok:
@@ -394,7 +411,8 @@ class _Parser:
                 raise self.error(tok, f"expected: IDENT | STRING | ASSIGN | LBRACE got: {tok.kind}")
 
     def object_body(self, lbrace: _Tok) -> ObjectNode:
-        items = self.object_items(in_braces=True)
+        with self.nested(lbrace):
+            items = self.object_items(in_braces=True)
         self.next()  # the RBRACE object_items stopped at
         return ObjectNode(lbrace.line, lbrace.col, items)
 
@@ -411,7 +429,10 @@ class _Parser:
         raise self.error(tok, f"Unknown token: {tok.kind} {tok.text}")
 
     def list_body(self, lbrack: _Tok) -> ListNode:
-        node = ListNode(lbrack.line, lbrack.col)
+        with self.nested(lbrack):
+            return self._list_items(ListNode(lbrack.line, lbrack.col))
+
+    def _list_items(self, node: ListNode) -> ListNode:
         need_comma = False
         while True:
             tok = self.tok
@@ -473,20 +494,24 @@ class _Parser:
             # HCL's JSON parser turns null into an empty string literal.
             return Literal(tok.line, tok.col, "STRING", "", '""')
         if tok.kind == "LBRACE":
-            return self.json_object(tok)
+            with self.nested(tok):
+                return self.json_object(tok)
         if tok.kind == "LBRACK":
-            node = ListNode(tok.line, tok.col)
-            if self.tok.kind == "RBRACK":
-                self.next()
-                return node
-            while True:
-                node.items.append(self.json_value())
-                sep = self.next()
-                if sep.kind == "RBRACK":
-                    return node
-                if sep.kind != "COMMA":
-                    raise self.error(sep, f"expected: COMMA or RBRACK got: {sep.kind}")
+            with self.nested(tok):
+                return self._json_list(ListNode(tok.line, tok.col))
         raise self.error(tok, f"unexpected token: {tok.kind}")
+
+    def _json_list(self, node: ListNode) -> ListNode:
+        if self.tok.kind == "RBRACK":
+            self.next()
+            return node
+        while True:
+            node.items.append(self.json_value())
+            sep = self.next()
+            if sep.kind == "RBRACK":
+                return node
+            if sep.kind != "COMMA":
+                raise self.error(sep, f"expected: COMMA or RBRACK got: {sep.kind}")
 
 
 def _flatten_json(node: Node) -> Any:

@@ -293,3 +293,19 @@ def test_any_text_parses_or_fails_with_a_typed_error(text: str) -> None:
 def test_any_json_document_parses_or_fails_with_a_typed_error(document: Any) -> None:
     with contextlib.suppress(PolicyParseError):
         parse_policy(json.dumps({"path": {"p": document}}))
+
+
+DEEP = "[" * 5000 + "]" * 5000
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'path "a" { allowed_parameters = { "k" = ' + DEEP + " } }",
+        '{"path": {"a": {"allowed_parameters": {"k": ' + DEEP + "}}}}",
+    ],
+    ids=["hcl", "json"],
+)
+def test_hostile_nesting_is_a_parse_error(text: str) -> None:
+    with pytest.raises(PolicyParseError, match="nest deeper than 64 levels"):
+        parse_policy(text)

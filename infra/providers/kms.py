@@ -45,7 +45,9 @@ class KmsKeyProvider(dynamic.ResourceProvider):
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
         replaces = [k for k in _REPLACE_ON if (olds.get(k) or None) != (news.get(k) or None)]
-        changes = replaces or olds.get("description") != news.get("description")
+        changes = replaces or any(
+            olds.get(k) != news.get(k) for k in ("description", "deletion_window_days")
+        )
         return dynamic.DiffResult(
             changes=bool(changes), replaces=replaces, delete_before_replace=False
         )

@@ -22,7 +22,10 @@ from pulumi import dynamic
 from infra.providers.clients import AwsTarget, ProviderError, root_token_record, vault_client
 from infra.providers.secrets import create_secret, delete_secret, find_secret
 
-_REPLACE_ON = ("secrets_prefix", "kms_key_arn", "region", "endpoint_url")
+# Init happens once per Vault: the resource is never replaced (a replacement would
+# delete the only copy of the recovery keys). Where the records live cannot change.
+_FIXED = ("secrets_prefix", "region", "endpoint_url")
+_UPDATABLE = ("address", "ca_cert_pem", "kms_key_arn", "recovery_window_days")
 
 
 def secret_names(prefix: str) -> tuple[str, str]:
@@ -82,19 +85,24 @@ class VaultInitProvider(dynamic.ResourceProvider):
         return dynamic.CreateResult(root_name, _outs(props, root_arn, recovery_arn))
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
-        replaces = [k for k in _REPLACE_ON if (olds.get(k) or None) != (news.get(k) or None)]
-        changed = replaces or any(
-            olds.get(k) != news.get(k) for k in ("address", "ca_cert_pem", "recovery_window_days")
-        )
-        return dynamic.DiffResult(
-            changes=bool(changed), replaces=replaces, delete_before_replace=True
-        )
+        changed = any((olds.get(k) or None) != (news.get(k) or None) for k in _FIXED + _UPDATABLE)
+        return dynamic.DiffResult(changes=changed, replaces=[], delete_before_replace=False)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
-        # Address or CA changed (e.g. a new port): Vault and its secrets are the same.
-        return dynamic.UpdateResult(
-            _outs(news, olds["root_token_secret_arn"], olds["recovery_keys_secret_arn"])
-        )
+        """Same Vault, same records: follow a new address or CA, re-encrypt under a new key."""
+        moved = [k for k in _FIXED if (olds.get(k) or None) != (news.get(k) or None)]
+        if moved:
+            raise ProviderError(
+                f"{', '.join(moved)} cannot change once Vault is initialised: the recovery"
+                " keys and root-token records stay where they are; move them by hand and"
+                " import the resource again"
+            )
+        arns = (olds["root_token_secret_arn"], olds["recovery_keys_secret_arn"])
+        if olds.get("kms_key_arn") != news.get("kms_key_arn"):
+            sm = AwsTarget.from_props(news).client("secretsmanager")
+            for arn in arns:
+                sm.update_secret(SecretId=arn, KmsKeyId=news["kms_key_arn"])
+        return dynamic.UpdateResult(_outs(news, *arns))
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         sm = AwsTarget.from_props(props).client("secretsmanager")

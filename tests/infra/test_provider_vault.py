@@ -139,7 +139,7 @@ def test_init_times_out_clearly_when_vault_is_unreachable(aws: AwsTarget) -> Non
         VaultInitProvider().create(props)
 
 
-def test_init_delete_cleans_up_and_diff(aws: AwsTarget, fresh_vault: DevVaultServer) -> None:
+def test_init_diff_update_and_delete(aws: AwsTarget, fresh_vault: DevVaultServer) -> None:
     provider = VaultInitProvider()
     created = provider.create(_init_props(fresh_vault.addr, _kms(aws)))
     olds = created.outs
@@ -147,10 +147,19 @@ def test_init_delete_cleans_up_and_diff(aws: AwsTarget, fresh_vault: DevVaultSer
         provider.diff(created.id, olds, _init_props(fresh_vault.addr, olds["kms_key_arn"])).changes
         is False
     )
-    moved = provider.diff(created.id, olds, {**olds, "secrets_prefix": "elsewhere"})
-    assert moved.replaces == ["secrets_prefix"]
-    provider.delete(created.id, olds)
+    moved = {**olds, "secrets_prefix": "elsewhere"}
+    assert provider.diff(created.id, olds, moved).changes is True
+    assert not provider.diff(created.id, olds, moved).replaces  # never replaced
+    with pytest.raises(ProviderError, match="secrets_prefix cannot change"):
+        provider.update(created.id, olds, moved)
+    # A new unseal key: same records, re-encrypted under it.
+    new_key = aws.client("kms").create_key()["KeyMetadata"]["Arn"]
+    updated = provider.update(created.id, olds, {**olds, "kms_key_arn": new_key}).outs
     sm = aws.client("secretsmanager")
+    assert updated["root_token_secret_arn"] == olds["root_token_secret_arn"]
+    for arn in (olds["root_token_secret_arn"], olds["recovery_keys_secret_arn"]):
+        assert sm.describe_secret(SecretId=arn)["KmsKeyId"] == new_key
+    provider.delete(created.id, olds)
     for arn in (olds["root_token_secret_arn"], olds["recovery_keys_secret_arn"]):
         with pytest.raises(sm.exceptions.ResourceNotFoundException):
             sm.describe_secret(SecretId=arn)

@@ -15,9 +15,10 @@ from __future__ import annotations
 import ipaddress
 import os
 import sys
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import hvac
 import hvac.exceptions
@@ -27,6 +28,8 @@ from broker.config import ConfigError, format_duration, load_settings, parse_dur
 from broker.layout import AppRole, AuditDevice, TokenRole, VaultLayout, layout_from_settings
 
 APPROLE_MOUNT = "approle"
+
+_T = TypeVar("_T")
 
 StepCallback = Callable[[str], None]
 
@@ -169,13 +172,40 @@ def _apply_mount(
             description="keybroker: exchange API keys",
         )
         record(name, True, "enabled")
-    config = _data(client.read(f"{layout.mount}/config"))
+    config = _data(retry_kv_upgrade(lambda: client.read(f"{layout.mount}/config")))
     if int(config.get("max_versions") or 0) == layout.max_versions:
         record(f"{layout.mount} max_versions={layout.max_versions}", False, "already in place")
     else:
         # Only max_versions: other engine settings an operator chose stay as they are.
-        client.write_data(f"{layout.mount}/config", data={"max_versions": layout.max_versions})
+        retry_kv_upgrade(
+            lambda: client.write_data(
+                f"{layout.mount}/config", data={"max_versions": layout.max_versions}
+            )
+        )
         record(f"{layout.mount} max_versions={layout.max_versions}", True, "configured")
+
+
+_KV_UPGRADING = "Upgrading from non-versioned to versioned data"
+
+
+def retry_kv_upgrade(
+    call: Callable[[], _T],
+    *,
+    attempts: int = 20,
+    delay: float = 0.5,
+    sleep: Callable[[float], None] = time.sleep,
+) -> _T:
+    """Run `call`, retrying while a just-enabled KV v2 mount still answers 400
+    "Upgrading from non-versioned to versioned data" (Vault before 1.12: transient, see
+    hashicorp/vault-plugin-secrets-kv#75, fixed by hashicorp/vault#17406)."""
+    for _ in range(attempts - 1):
+        try:
+            return call()
+        except hvac.exceptions.InvalidRequest as exc:
+            if _KV_UPGRADING not in str(exc):
+                raise
+        sleep(delay)
+    return call()
 
 
 def _apply_policy(

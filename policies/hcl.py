@@ -895,7 +895,7 @@ def _parse_path(item: Item, policy_name: str, file: str | None) -> PathRule:
     min_ttl = _ttl(min_raw, "min_wrapping_ttl", line)
     max_ttl = _ttl(max_raw, "max_wrapping_ttl", line)
     if control_group:
-        _check_control_group(control_group, line)
+        _check_control_group(control_group, capabilities, line)
     if min_ttl and max_ttl and max_ttl < min_ttl:
         raise fail("max_wrapping_ttl cannot be less than min_wrapping_ttl")
     return PathRule(
@@ -924,23 +924,64 @@ def _ttl(raw: Any, field_name: str, line: int) -> float:
         raise PolicyParseError(f"error parsing {field_name}: {exc}", line=line) from None
 
 
-def _check_control_group(nodes: list[Node], line: int) -> None:
-    """Control groups are Vault Enterprise; keep only policy.go's shape checks."""
+def _check_control_group(nodes: list[Node], capabilities: list[str], line: int) -> None:
+    """Control groups are Vault Enterprise and not evaluated here; their definitions
+    are still validated as policy.go does, with its messages."""
+
+    def fail(message: str) -> PolicyParseError:
+        return PolicyParseError(message, line=line)
+
     factors = 0
     for node in nodes:
         if not isinstance(node, ObjectNode):
-            raise PolicyParseError("control_group must be an object", line=line)
-        for factor_node in _values(node.items, "factor"):
-            if not isinstance(factor_node, ObjectNode):
-                raise PolicyParseError("no control_group factor provided", line=line)
-            for factor in factor_node.items:
+            raise fail(f"At {node.line}:{node.col}: not an object type for struct")
+        ttl = _last_interface(node.items, "ttl", "control_group.ttl")
+        if ttl is not None:
+            try:
+                parse_duration_second(ttl)
+            except ValueError as exc:
+                raise fail(f"error parsing control group max ttl: {exc}") from None
+        for factor_map in _values(node.items, "factor"):
+            if not isinstance(factor_map, ObjectNode):
+                raise fail("no control_group factor provided")
+            for factor in factor_map.items:
                 factors += 1
-                if not isinstance(factor.value, ObjectNode) or not _values(
-                    factor.value.items, "identity"
-                ):
-                    raise PolicyParseError("no control_group factor provided", line=line)
+                _check_factor(factor, capabilities, fail)
     if factors == 0:
-        raise PolicyParseError("no control group factors provided", line=line)
+        raise fail("no control group factors provided")
+
+
+def _check_factor(
+    factor: Item, capabilities: list[str], fail: Callable[[str], PolicyParseError]
+) -> None:
+    body = factor.value
+    identity = _values(body.items, "identity") if isinstance(body, ObjectNode) else []
+    if not identity or not isinstance(identity[-1], ObjectNode):
+        raise fail("no control_group factor provided")
+    fields = identity[-1].items
+    groups = _decode_string_list("group_ids", _values(fields, "group_ids"))
+    groups += _decode_string_list("group_names", _values(fields, "group_names"))
+    approvals_node = _values(fields, "approvals")
+    approvals = 0
+    if approvals_node:
+        raw = approvals_node[-1]
+        text = raw.value if isinstance(raw, Literal) else None
+        if isinstance(text, bool) or not isinstance(text, int | str):
+            raise fail(f"At {raw.line}:{raw.col}: approvals: unknown type {_go_type(raw)}")
+        try:
+            approvals = int(text)
+        except ValueError:
+            raise fail(f'strconv.ParseInt: parsing "{text}": invalid syntax') from None
+    if approvals <= 0 or not groups:
+        raise fail("must provide more than one identity group and approvals > 0")
+    assert isinstance(body, ObjectNode)
+    controlled = _decode_string_list(
+        "controlled_capabilities", _values(body.items, "controlled_capabilities")
+    )
+    if any(c not in capabilities for c in controlled):
+        raise fail(
+            "control group factor capabilities must be a subset of the policy's capabilities"
+        )
 
 
 # ------------------------------------------------------------------ rendering

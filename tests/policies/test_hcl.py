@@ -309,3 +309,46 @@ DEEP = "[" * 5000 + "]" * 5000
 def test_hostile_nesting_is_a_parse_error(text: str) -> None:
     with pytest.raises(PolicyParseError, match="nest deeper than 64 levels"):
         parse_policy(text)
+
+
+CONTROL_GROUP = """
+path "secret/foo" {
+  capabilities = ["read"]
+  control_group = {
+    ttl = "4h"
+    factor "ops_manager" {
+      %s
+    }
+  }
+}
+"""
+
+
+@pytest.mark.parametrize(
+    ("factor", "error"),
+    [
+        ('identity {\n group_names = ["managers"]\n approvals = 1\n }', None),
+        (
+            'identity {\n group_ids = ["g"]\n approvals = 2\n }\n'
+            ' controlled_capabilities = ["read"]',
+            None,
+        ),
+        ('identity {\n group_names = ["managers"]\n approvals = 0\n }', "approvals > 0"),
+        ("identity {\n approvals = 1\n }", "more than one identity group"),
+        ('controlled_capabilities = ["read"]', "no control_group factor provided"),
+        (
+            'identity {\n group_names = ["m"]\n approvals = 1\n }\n'
+            ' controlled_capabilities = ["update"]',
+            "must be a subset of the policy's capabilities",
+        ),
+    ],
+)
+def test_control_group_definitions_are_validated(factor: str, error: str | None) -> None:
+    """policy.go validates control groups (Vault Enterprise) even though this engine,
+    like Vault's OSS ACL, does not evaluate them."""
+    text = CONTROL_GROUP % factor
+    if error is None:
+        assert parse_policy(text).rules[0].capabilities == frozenset({"read"})
+    else:
+        with pytest.raises(PolicyParseError, match=error):
+            parse_policy(text)

@@ -111,7 +111,7 @@ class AppRoleRole:
 
 @dataclass
 class SecretID:
-    secret_id: str
+    secret_id: str = field(repr=False)
     accessor: str
     role: str
     creation_time: float

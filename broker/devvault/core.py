@@ -12,6 +12,7 @@ response; audit devices record request and response; the last use revokes the to
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ from broker.devvault.routing import Backend, Ctx, EmptyBackend, MountEntry
 from broker.devvault.seal import SealState
 from broker.devvault.tokens import TokenEntry, TokenStore
 from broker.devvault.wrapping import WrappingStore
+
+_log = logging.getLogger(__name__)
 
 # Unauthenticated sys paths that answer while sealed or uninitialised (DOC system/*.mdx).
 SEAL_EXEMPT = frozenset({"sys/health", "sys/seal-status", "sys/init", "sys/unseal", "sys/leader"})
@@ -233,6 +236,9 @@ class Core:
                 return self._handle(request, request_id)
         except VaultError as exc:
             return self._error_response(exc, request_id)
+        except Exception:  # a devvault bug: answer like Vault's 500, keep serving
+            _log.exception("devvault: internal error on %s %s", request.method, request.path)
+            return Response(500, {"errors": ["internal error"]})
 
     def _error_response(self, exc: VaultError, request_id: str, mount_type: str = "") -> Response:
         if exc.body is not None:

@@ -45,7 +45,7 @@ def sanitize_policies(names: list[str], add_default: bool) -> list[str]:
 
 @dataclass
 class TokenEntry:
-    id: str
+    id: str = field(repr=False)  # a credential: never in reprs or logs
     accessor: str  # "" for batch tokens
     policies: list[str]
     type: str  # "service" | "batch"
@@ -59,6 +59,7 @@ class TokenEntry:
     explicit_max_ttl: float = 0.0
     max_ttl: float = 0.0  # renewal cap set by an auth method's token_max_ttl
     num_uses: int = 0
+    period: float = 0.0  # periodic token: every renewal resets the TTL to this
     bound_cidrs: tuple[Network, ...] = ()
     role: str = ""
     ttl: float = 0.0  # current TTL from last_renewal
@@ -292,6 +293,10 @@ class TokenStore:
                 )
             if not explicit_max or role.token_explicit_max_ttl < explicit_max:
                 explicit_max = role.token_explicit_max_ttl
+        # DOC concepts/tokens.mdx "Periodic tokens": the TTL is the period, on every renewal.
+        period = parse_duration(data.get("period"), "period") or (role.token_period if role else 0)
+        if period:
+            ttl = period
         if ttl == 0 and policies != ["root"]:
             ttl = SYSTEM_DEFAULT_TTL
         if explicit_max and (ttl == 0 or ttl > explicit_max):
@@ -301,7 +306,7 @@ class TokenStore:
                     "TTL value is capped accordingly"
                 )
             ttl = explicit_max
-        if ttl > SYSTEM_MAX_TTL:
+        if ttl > SYSTEM_MAX_TTL and not period:
             warnings.append("TTL exceeded the system max TTL; TTL value is capped accordingly")
             ttl = SYSTEM_MAX_TTL
 
@@ -332,6 +337,7 @@ class TokenStore:
             renewable=renewable,
             explicit_max_ttl=explicit_max,
             num_uses=num_uses,
+            period=period,
             bound_cidrs=role.token_bound_cidrs if role else (),
             role=role.name if role else "",
         )
@@ -475,8 +481,13 @@ class TokenStore:
             raise bad_request("lease is not renewable")
         now = self.clock.now()
         warnings: list[str] = []
-        ttl = increment or entry.creation_ttl
-        for cap in (entry.explicit_max_ttl, entry.max_ttl, SYSTEM_MAX_TTL):
+        ttl = entry.period or increment or entry.creation_ttl
+        caps = (
+            (entry.explicit_max_ttl,)
+            if entry.period
+            else (entry.explicit_max_ttl, entry.max_ttl, SYSTEM_MAX_TTL)
+        )
+        for cap in caps:
             if cap:
                 left = entry.creation_time + cap - now
                 if ttl > left:
@@ -542,6 +553,8 @@ class TokenStore:
         }
         if entry.role:
             data["role"] = entry.role
+        if entry.period:
+            data["period"] = int(entry.period)
         if entry.bound_cidrs:
             data["bound_cidrs"] = cidr_strings(entry.bound_cidrs)
         if entry.last_renewal is not None:

@@ -8,7 +8,7 @@ an expired or used wrapping token is invalid.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from broker.devvault import ids
@@ -18,12 +18,12 @@ from broker.devvault.errors import bad_request
 
 @dataclass
 class WrappedResponse:
-    token: str
+    token: str = field(repr=False)
     accessor: str
     creation_time: float
     ttl: float
     creation_path: str
-    body: dict[str, Any]  # the original response body (envelope)
+    body: dict[str, Any] = field(repr=False)  # the original response body (envelope)
     wrapped_accessor: str = ""
 
 

@@ -262,3 +262,19 @@ def test_cli_devvault_prints_addr_and_token_and_stops_on_sigterm() -> None:
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) == 0
+
+
+def test_credentials_stay_out_of_reprs(devvault: DevVaultServer) -> None:
+    root = _root(devvault)
+    token = root.auth.token.create(policies=["default"], ttl="5m")["auth"]["client_token"]
+    entry = devvault.core.tokens.lookup(token)
+    assert entry is not None and token not in repr(entry)
+    root.sys.enable_auth_method("approle")
+    root.write_data("auth/approle/role/r", data={"token_policies": ["default"]})
+    secret_id = root.auth.approle.generate_secret_id("r")["data"]["secret_id"]
+    store = devvault.core.mounts["auth/approle/"].backend.store  # type: ignore[attr-defined]
+    assert secret_id not in repr(store.secret_ids[secret_id])
+    wrapped = root.auth.token.create(policies=["default"], ttl="5m", wrap_ttl="1m")
+    wrap_token = wrapped["wrap_info"]["token"]
+    held = devvault.core.wrapping.get(wrap_token)
+    assert held is not None and wrap_token not in repr(held)

@@ -274,3 +274,12 @@ def test_bound_cidrs_mismatch_is_403(
 def test_create_with_unknown_role_is_400(root: hvac.Client, http: RawHTTP) -> None:
     resp = http("POST", "auth/token/create/no-such-role-xyz", json={})
     assert resp.status_code == 400
+
+
+def test_periodic_token_renews_to_its_period(root: hvac.Client, client_for: Callable) -> None:
+    """DOC concepts/tokens.mdx "Periodic tokens": TTL = period, reset on every renewal."""
+    auth = _token(root, policies=["default"], period="30m")
+    assert auth["lease_duration"] == 1800
+    client = client_for(auth["client_token"])
+    assert client.auth.token.lookup_self()["data"]["period"] == 1800
+    assert client.auth.token.renew_self(increment="5m")["auth"]["lease_duration"] == 1800

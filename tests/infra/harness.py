@@ -131,11 +131,14 @@ def _fake_outputs(args: MockResourceArgs) -> dict[str, Any]:
 
 
 class RecordingMocks(Mocks):
-    def __init__(self) -> None:
+    def __init__(self, *, known_outputs: bool = True) -> None:
         self.registered: list[Registered] = []
+        self.known_outputs = known_outputs
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         self.registered.append(Registered(args.typ, args.name, dict(args.inputs)))
+        if not self.known_outputs:  # a first preview: computed outputs are unknown
+            return None, dict(args.inputs)
         return f"{args.name}-id", _fake_outputs(args)
 
     def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
@@ -157,10 +160,16 @@ def run_program(
     stack: str,
     config: dict[str, str],
     secrets: dict[str, str] | None = None,
+    *,
+    preview: bool = False,
 ) -> ProgramRun:
-    """Run infra/__main__.py's main() for `stack` with `config` (+ secret config)."""
-    mocks = RecordingMocks()
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
+    """Run infra/__main__.py's main() for `stack` with `config` (+ secret config).
+
+    preview=False (the default) resolves every output; preview=True models a first
+    `pulumi preview`, where computed outputs are unknown and `.apply` bodies are skipped.
+    """
+    mocks = RecordingMocks(known_outputs=not preview)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview)
     values = {f"{PROJECT}:{k}": v for k, v in config.items()}
     values.update({f"{PROJECT}:{k}": v for k, v in (secrets or {}).items()})
     pulumi.runtime.set_all_config(values, secret_keys=[f"{PROJECT}:{k}" for k in secrets or {}])

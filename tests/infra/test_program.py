@@ -180,3 +180,14 @@ def test_no_secret_in_plain_anywhere(stack: str) -> None:
     for name, (value, secret) in run.outputs.items():
         assert not any(c in repr(value) for c in canaries), name
         assert not secret or name.endswith("_arn"), name
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_a_first_preview_registers_the_same_resources(stack: str) -> None:
+    """With every computed output unknown (a first `pulumi preview`), the program still
+    declares the same resources, so the policy pack sees all of them."""
+    preview = run_program(stack, stack_config(stack), {"auditHmacKey": CANARY_HMAC}, preview=True)
+    full = shipped(stack)
+    assert sorted((r.typ, r.name) for r in preview.resources) == sorted(
+        (r.typ, r.name) for r in full.resources
+    )

@@ -238,3 +238,32 @@ def test_reachability_violation_names_a_concrete_path_and_the_policy_line() -> N
     (hit,) = [v for v in evaluate(res) if v.policy == "site-cannot-reach-robot-keys"]
     assert "Site tokens may list exchange-keys/" in hit.message
     assert "/robot/" in hit.message and "keybroker-site-read line" in hit.message
+
+
+def test_through_crossguards_own_analyzer() -> None:
+    """The pack as the CLI runs it: pulumi-policy's analyzer servicer (a private API,
+    pinned by pulumi-policy 1.21, reference/pulumi.md §4 (b)) gets the engine's raw
+    inputs, secrets still wrapped, and maps enforcement levels itself."""
+    from google.protobuf import struct_pb2
+    from pulumi.runtime.proto import analyzer_pb2
+    from pulumi_policy.policy import _PolicyAnalyzerServicer
+
+    from tests.infra.harness import CANARY_WRAP_TOKEN
+
+    (broker,) = _run("dev").containers("broker")
+    servicer = _PolicyAnalyzerServicer("keybroker", "0.1.0", POLICIES, EnforcementLevel.ADVISORY)
+
+    def analyze(inputs: dict[str, Any]) -> list[Any]:
+        props = struct_pb2.Struct()
+        props.update(inputs)
+        request = analyzer_pb2.AnalyzeRequest(
+            type=broker.typ, properties=props, urn=f"urn:x::{broker.name}", name=broker.name
+        )
+        return list(servicer.Analyze(request, None).diagnostics)
+
+    assert analyze(dict(broker.inputs)) == []
+    seeded = {**broker.inputs, "envs": [*broker.inputs["envs"], "KEYBROKER_VAULT_TOKEN=t"]}
+    (diag,) = analyze(seeded)
+    assert diag.policyName == "no-plain-secret-env"
+    assert diag.enforcementLevel == analyzer_pb2.EnforcementLevel.Value("MANDATORY")
+    assert CANARY_WRAP_TOKEN not in diag.message

@@ -55,8 +55,17 @@ def _candidates(
 ) -> list[tuple[str, list[GlobShape]]]:
     """One segment per class at position i, with the shapes that stay live after it."""
     constrained = [s for s in live if i < len(s.parts)]
-    literals = {lit for s in constrained if (lit := s.literal_at(i)) is not None}
+    unconstrained = [s for s in live if i >= len(s.parts)]
     own = pattern.literal_at(i)
+    pinned = own is not None and not (pattern.prefix and i == len(pattern.parts) - 1)
+    if pinned:
+        # The pattern fixes this segment: a single class, nothing to choose.
+        assert own is not None
+        if i == 0 and own == "":
+            return []
+        survivors = [s for s in constrained if s.accepts(i, own)] + unconstrained
+        return [(own, survivors)]
+    literals = {lit for s in constrained if (lit := s.literal_at(i)) is not None}
     if own is not None:
         literals.add(own)
     literals.add("")
@@ -82,8 +91,7 @@ def _candidates(
             continue
         seen.add(signature)
         survivors = [s for s, ok in zip(constrained, verdicts, strict=True) if ok]
-        survivors += [s for s in live if i >= len(s.parts)]
-        out.append((seg, survivors))
+        out.append((seg, survivors + unconstrained))
     return out
 
 

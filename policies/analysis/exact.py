@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from policies.acl import ACL, MergedRule
 from policies.analysis.classes import representatives
-from policies.analysis.glob import GlobShape, shape_of, validate_pattern
+from policies.analysis.glob import GlobShape, may_overlap, shape_of, validate_pattern
 from policies.model import Policy
 
 _LIST = "list"
@@ -38,12 +38,16 @@ def list_path(path: str) -> str:
     return path if path.endswith("/") else path + "/"
 
 
-def _rule_shapes(acl: ACL) -> list[GlobShape]:
+def _rule_shapes(acl: ACL) -> list[tuple[GlobShape, MergedRule]]:
     """The segment constraints of every rule key in the ACL's three tables."""
-    shapes = [GlobShape(key, tuple(key.split("/")), prefix=False) for key in acl.exact]
-    shapes += [GlobShape(key + "*", tuple(key.split("/")), prefix=True) for key in acl.prefix]
-    shapes += [shape_of(key) for key in acl.segment]
+    shapes = [(GlobShape(k, tuple(k.split("/")), prefix=False), r) for k, r in acl.exact.items()]
+    shapes += [(GlobShape(k + "*", tuple(k.split("/")), True), r) for k, r in acl.prefix.items()]
+    shapes += [(shape_of(k), r) for k, r in acl.segment.items()]
     return shapes
+
+
+def _grants_any(rule: MergedRule, capabilities: Iterable[str]) -> bool:
+    return not rule.is_deny and any(c in rule.capabilities for c in capabilities)
 
 
 class Principal:
@@ -53,7 +57,8 @@ class Principal:
         self.name = name
         self.policies = tuple(policies)
         self.acl = ACL(self.policies)
-        self.shapes = _rule_shapes(self.acl)
+        self.rules = _rule_shapes(self.acl)
+        self.shapes = [shape for shape, _ in self.rules]
 
     # The evaluator's verdicts for one concrete path -----------------------------
     def applied_rule(self, path: str, capability: str) -> MergedRule | None:
@@ -91,11 +96,26 @@ class Principal:
             result = self.acl.allow_operation(path, capability)
         return result.allowed, result.rule
 
+    def relevant_rules(self, pattern: GlobShape) -> list[tuple[GlobShape, MergedRule]]:
+        """Rules whose key could match some path of `pattern` (or its LIST variants).
+        Dropping the others is sound: they never match, so they never decide."""
+        return [(s, r) for s, r in self.rules if may_overlap(s, pattern)]
+
+    def could_grant(self, pattern: str, capabilities: Iterable[str]) -> bool:
+        """False when no rule that can apply on `pattern` holds any of `capabilities`:
+        then no path of the pattern has them, whatever the priorities."""
+        if self.acl.is_root:
+            return True
+        caps = tuple(capabilities)
+        shape = validate_pattern(pattern)
+        return any(_grants_any(r, caps) for _, r in self.relevant_rules(shape))
+
     def paths(self, pattern: str, excepts: Sequence[str] = ()) -> Iterator[str]:
         """Representative concrete paths of `pattern` minus the `excepts` patterns."""
         shape = validate_pattern(pattern)
-        excluded = [validate_pattern(p) for p in excepts]
-        for path in representatives(shape, [*self.shapes, *excluded]):
+        excluded = [e for p in excepts if may_overlap(e := validate_pattern(p), shape)]
+        relevant = [s for s, _ in self.relevant_rules(shape)]
+        for path in representatives(shape, [*relevant, *excluded]):
             if not any(e.matches(path) for e in excluded):
                 yield path
 
@@ -118,6 +138,8 @@ def find_granted(
     """A path matching `pattern` (and no `excepts`) where the principal may use one of
     `capabilities`; None when there is none: the `deny` question, decided exactly."""
     caps = tuple(capabilities)
+    if not principal.could_grant(pattern, caps):
+        return None
     for path in principal.paths(pattern, excepts):
         for cap in caps:
             held, rule = principal.may(path, cap)

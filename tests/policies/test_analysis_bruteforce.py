@@ -68,11 +68,19 @@ def domain(depth: int) -> list[str]:
     return out
 
 
-def brute(principal: Principal, pattern: str, caps: list[str], deny: bool, depth: int) -> bool:
-    """True when some domain path matching `pattern` is a violation."""
+def brute(
+    principal: Principal,
+    pattern: str,
+    caps: list[str],
+    deny: bool,
+    depth: int,
+    excepts: list[str],
+) -> bool:
+    """True when some domain path matching `pattern` (and no except) is a violation."""
     shape = validate_pattern(pattern)
+    excluded = [validate_pattern(e) for e in excepts]
     for path in domain(depth):
-        if not shape.matches(path):
+        if not shape.matches(path) or any(e.matches(path) for e in excluded):
             continue
         for cap in caps:
             if deny and principal.may(path, cap)[0]:
@@ -92,20 +100,23 @@ def brute(principal: Principal, pattern: str, caps: list[str], deny: bool, depth
     pattern=glob_key(max_parts=2),
     caps=st.lists(st.sampled_from(CAPS), min_size=1, max_size=3, unique=True),
     deny=st.booleans(),
+    excepts=st.lists(glob_key(max_parts=2), max_size=2),
 )
 def test_exact_analysis_agrees_with_brute_force(
-    texts: list[str], pattern: str, caps: list[str], deny: bool
+    texts: list[str], pattern: str, caps: list[str], deny: bool, excepts: list[str]
 ) -> None:
     policies = [parse_policy(t, name=f"p{i}") for i, t in enumerate(texts)]
     principal = Principal("p", policies)
-    depth = max(len(s.parts) for s in [*principal.shapes, validate_pattern(pattern)]) + 2
-    expected = brute(principal, pattern, caps, deny, depth)
+    shapes = [*principal.shapes, *map(validate_pattern, [pattern, *excepts])]
+    depth = max(len(s.parts) for s in shapes) + 2
+    expected = brute(principal, pattern, caps, deny, depth, excepts)
     finder = find_granted if deny else find_missing
-    found = finder(principal, pattern, caps)
-    assert (found is not None) == expected, (texts, pattern, caps, deny, found)
+    found = finder(principal, pattern, caps, excepts)
+    assert (found is not None) == expected, (texts, pattern, caps, deny, excepts, found)
     if found is not None:
         # The counterexample is a real one: in the pattern, and the evaluator agrees.
         assert validate_pattern(pattern).matches(found.path)
+        assert not any(validate_pattern(e).matches(found.path) for e in excepts)
         if deny:
             assert principal.may(found.path, found.capability)[0]
         else:

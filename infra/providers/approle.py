@@ -15,10 +15,11 @@ from typing import Any
 
 import hvac.exceptions
 import pulumi
+from botocore.exceptions import ClientError
 from pulumi import dynamic
 
 from broker.bootstrap import issue_approle_credentials
-from infra.providers.clients import AwsTarget, read_root_token, vault_client
+from infra.providers.clients import AwsTarget, ProviderError, read_root_token, vault_client
 
 WRAPPED_OUTPUT = "wrapped_secret_id"
 
@@ -65,7 +66,7 @@ class BrokerSecretIdProvider(dynamic.ResourceProvider):
             return
         try:
             token = read_root_token(AwsTarget.from_props(props), props["token_secret_arn"])
-        except Exception as exc:
+        except (ProviderError, ClientError) as exc:  # revoked (prod), or the record is gone
             pulumi.log.warn(f"unused broker secret-id left to expire: {exc}")
             return
         with vault_client(props["address"], props.get("ca_cert_pem"), token) as client:

@@ -12,14 +12,13 @@ from typing import Any
 
 import hvac.exceptions
 import pulumi
+from botocore.exceptions import ClientError
 from pulumi import dynamic
 
 from broker.bootstrap import apply_layout
 from broker.layout import ROBOT_READ_POLICY
 from infra.layout_props import layout_from_props
-from infra.providers.clients import AwsTarget, read_root_token, vault_client
-
-_REPLACE_ON = ("address_id",)
+from infra.providers.clients import AwsTarget, ProviderError, read_root_token, vault_client
 
 
 def robot_role_name(layout_props: dict[str, Any]) -> str:
@@ -52,7 +51,7 @@ class VaultConfigProvider(dynamic.ResourceProvider):
         aws = AwsTarget.from_props(props)
         try:
             token = read_root_token(aws, props["token_secret_arn"])
-        except Exception as exc:  # revoked (prod) or the record is gone: nothing we may do
+        except (ProviderError, ClientError) as exc:  # revoked (prod), or the record is gone
             pulumi.log.warn(f"Vault layout left in place: {exc}")
             return
         with vault_client(props["address"], props.get("ca_cert_pem"), token) as client:

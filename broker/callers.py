@@ -74,9 +74,8 @@ class CallerDirectory:
             token_hash=key,
         )
         ttl = self._ttl
-        token_ttl = int(data.get("ttl") or 0)
-        if token_ttl > 0:
-            ttl = min(ttl, float(token_ttl))
+        if data.get("expire_time"):  # tokens without expiry (root) report ttl 0 and no time
+            ttl = min(ttl, float(data.get("ttl") or 0))
         self._put(key, caller, ttl)
         return caller
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import importlib
 from collections.abc import AsyncIterator
 from typing import Any, TextIO
 
+from anyio import to_thread
 from fastapi import FastAPI
 
 from broker.api.errors import CatchAll, install_error_handlers
@@ -15,17 +18,41 @@ from broker.api.state import BrokerState
 from broker.audit import AuditLog
 from broker.callers import CallerDirectory
 from broker.config import Settings
+from broker.exchanges.base import Credentials
 from broker.intake import Checker, Intake
 from broker.keystore import KeyStore
 from broker.metrics import BrokerMetrics
+from broker.reasons import CheckResult
 from broker.site_tokens import SiteTokenMinter
 from broker.vault_session import VaultSession
 
 
-def _default_checker(settings: Settings) -> Any:
-    from broker.exchanges import KeyChecker  # imported late: loads ccxt
+class _LazyChecker:
+    """broker.exchanges.KeyChecker, created on first use: importing ccxt takes about a
+    second, which should not delay the broker's start (the lifespan preloads it in the
+    background, so the first key check normally does not wait for it either)."""
 
-    return KeyChecker(settings)
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._checker: Any = None
+        self._lock = asyncio.Lock()
+
+    async def _get(self) -> Any:
+        async with self._lock:
+            if self._checker is None:
+                module = await to_thread.run_sync(importlib.import_module, "broker.exchanges")
+                self._checker = module.KeyChecker(self._settings)
+            return self._checker
+
+    async def preload(self) -> None:
+        await self._get()
+
+    async def check(self, exchange: str, role: str, credentials: Credentials) -> CheckResult:
+        return await (await self._get()).check(exchange, role, credentials)
+
+    async def aclose(self) -> None:
+        if self._checker is not None:
+            await self._checker.aclose()
 
 
 def create_app(
@@ -42,7 +69,7 @@ def create_app(
         settings, max_concurrency=vault_concurrency, observe=metrics.observe_vault
     )
     audit = AuditLog(settings, stream=audit_stream)
-    the_checker = checker if checker is not None else _default_checker(settings)
+    the_checker = checker if checker is not None else _LazyChecker(settings)
     state = BrokerState(
         settings=settings,
         session=session,
@@ -55,9 +82,13 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        preload = getattr(the_checker, "preload", None)
+        preloading = asyncio.create_task(preload()) if preload is not None else None
         try:
             yield
         finally:
+            if preloading is not None and not preloading.done():
+                preloading.cancel()
             await state.intake.aclose()
             close = getattr(the_checker, "aclose", None)
             if close is not None:

@@ -1,0 +1,88 @@
+"""`keybroker serve`: configuration errors exit 2 with a clear message; a good
+configuration serves on loopback and says where."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from broker.api.server import is_loopback, serve
+
+
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("KEYBROKER_"):
+            monkeypatch.delenv(name)
+
+
+def test_invalid_configuration_exits_2(monkeypatch, capsys) -> None:
+    _clean_env(monkeypatch)
+    monkeypatch.setenv("KEYBROKER_SITE_TOKEN_TTL", "soon")
+    assert serve() == 2
+    assert "KEYBROKER_SITE_TOKEN_TTL" in capsys.readouterr().err
+
+
+def test_missing_vault_credentials_exit_2(monkeypatch, capsys) -> None:
+    _clean_env(monkeypatch)
+    assert serve() == 2
+    assert "KEYBROKER_VAULT_TOKEN" in capsys.readouterr().err
+
+
+def test_malformed_listen_address_exits_2(monkeypatch, capsys) -> None:
+    _clean_env(monkeypatch)
+    monkeypatch.setenv("KEYBROKER_VAULT_TOKEN", "t")
+    monkeypatch.setenv("KEYBROKER_LISTEN", "localhost")
+    assert serve() == 2
+    assert "KEYBROKER_LISTEN" in capsys.readouterr().err
+
+
+def test_loopback_detection() -> None:
+    assert all(is_loopback(h) for h in ("127.0.0.1", "127.8.9.1", "::1", "localhost"))
+    assert not any(is_loopback(h) for h in ("0.0.0.0", "10.0.0.1", "::", "example.com"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_serve_runs_the_broker_from_the_environment(devvault) -> None:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYBROKER_")}
+    env |= {
+        "KEYBROKER_VAULT_ADDR": devvault.addr,
+        "KEYBROKER_VAULT_TOKEN": devvault.root_token,
+        "KEYBROKER_LISTEN": f"127.0.0.1:{port}",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "broker", "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("keybroker serve did not become ready")
+        assert httpx.get(f"http://127.0.0.1:{port}/v1/accounts/a/keys").status_code == 401
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=15)
+    assert f"listening on http://127.0.0.1:{port}" in err
+    assert devvault.root_token not in err
+    assert proc.returncode == 0

@@ -50,6 +50,11 @@ class SandboxRequest:
         return f"{self.path}?{self.raw_query}" if self.raw_query else self.path
 
     @property
+    def text(self) -> str:
+        """The body as text; bytes that are not UTF-8 cannot match any signature anyway."""
+        return self.body.decode("utf-8", "replace")
+
+    @property
     def query(self) -> dict[str, str]:
         return dict(parse_qsl(self.raw_query, keep_blank_values=True))
 

@@ -110,7 +110,7 @@ class Binance(ExchangeSim):
         if signature is None:
             raise Refused(Refusal.MISSING_CREDENTIALS)
         stamp = parse_int(params.get("timestamp"))
-        window = int(params.get("recvWindow") or DEFAULT_RECV_WINDOW_MS)
+        window = parse_int(params.get("recvWindow") or str(DEFAULT_RECV_WINDOW_MS))
         if not 0 < window <= MAX_RECV_WINDOW_MS:
             raise Refused(Refusal.BAD_TIMESTAMP)
         check_window(request, stamp, behind_ms=window, ahead_ms=1000)

@@ -48,6 +48,8 @@ _ERRORS: dict[Refusal, tuple[int, str]] = {
         "The endpoint trigger frequency limit rule is currently in the disabled period",
     ),
 }
+# No passphrase on this exchange: the refusals table stays total all the same.
+_ERRORS[Refusal.BAD_PASSPHRASE] = _ERRORS[Refusal.BAD_SIGNATURE]
 
 
 def _split_signature(raw: str) -> tuple[str, str | None]:
@@ -75,7 +77,7 @@ class Bingx(ExchangeSim):
         stamp_text = params.get("timestamp")
         if not stamp_text:
             raise Refused(Refusal.BAD_TIMESTAMP)
-        window = int(params.get("recvWindow") or DEFAULT_RECV_WINDOW_MS)
+        window = parse_int(params.get("recvWindow") or str(DEFAULT_RECV_WINDOW_MS))
         check_window(request, parse_int(stamp_text), behind_ms=window, ahead_ms=window)
         key = state.find_key(self.name, api_key)
         if key is None:

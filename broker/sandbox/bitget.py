@@ -70,7 +70,7 @@ class Bitget(ExchangeSim):
         if not same(key.passphrase or "", headers["ACCESS-PASSPHRASE"]):
             raise Refused(Refusal.BAD_PASSPHRASE)
         target = request.path + (f"?{unquote(request.raw_query)}" if request.raw_query else "")
-        payload = stamp_text + request.method + target + request.body.decode()
+        payload = stamp_text + request.method + target + request.text
         if not same(hmac_b64(key.secret, payload), headers["ACCESS-SIGN"]):
             raise Refused(Refusal.BAD_SIGNATURE)
         return key

@@ -43,6 +43,8 @@ _ERRORS: dict[Refusal, tuple[int, str]] = {
     Refusal.NO_PERMISSION: (10005, "Permission denied, please check your API key permissions."),
     Refusal.RATE_LIMITED: (10006, "Too many visits. Exceeded the API Rate Limit."),
 }
+# No passphrase on this exchange: the refusals table stays total all the same.
+_ERRORS[Refusal.BAD_PASSPHRASE] = _ERRORS[Refusal.BAD_SIGNATURE]
 
 
 class Bybit(ExchangeSim):
@@ -61,7 +63,7 @@ class Bybit(ExchangeSim):
         window_text = request.headers.get("X-BAPI-RECV-WINDOW") or str(DEFAULT_RECV_WINDOW_MS)
         window = parse_int(window_text)
         check_window(request, stamp, behind_ms=window, ahead_ms=1000)
-        signed = request.body.decode() if request.method == "POST" else request.raw_query
+        signed = request.text if request.method == "POST" else request.raw_query
         payload = stamp_text + api_key + window_text + signed
         if not same(hmac_hex(key.secret, payload), require(request.headers.get("X-BAPI-SIGN"))):
             raise Refused(Refusal.BAD_SIGNATURE)

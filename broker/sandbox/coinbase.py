@@ -84,7 +84,8 @@ class Coinbase(ExchangeSim):
                 claims = json.loads(_b64url(auth[7:].split(".")[1]))
             except (IndexError, ValueError, binascii.Error):
                 return None
-            return claims.get("sub") if isinstance(claims, dict) else None
+            subject = claims.get("sub") if isinstance(claims, dict) else None
+            return subject if isinstance(subject, str) else None
         return request.headers.get("CB-ACCESS-KEY")
 
     def authenticate(self, request: SandboxRequest, state: SandboxState) -> SandboxKey:
@@ -98,7 +99,7 @@ class Coinbase(ExchangeSim):
         if key is None or key.key_type != "hmac":
             raise Refused(Refusal.UNKNOWN_KEY)
         check_window(request, parse_int(stamp_text) * 1000, HMAC_WINDOW_MS, HMAC_WINDOW_MS)
-        payload = stamp_text + request.method + request.path + request.body.decode()
+        payload = stamp_text + request.method + request.path + request.text
         if not same(hmac_hex(key.secret, payload), signature):
             raise Refused(Refusal.BAD_SIGNATURE)
         return key
@@ -129,6 +130,8 @@ class Coinbase(ExchangeSim):
         if not (nbf - CLOCK_SKEW_S <= now < exp) or exp - nbf > JWT_MAX_LIFETIME_S:
             raise Refused(Refusal.BAD_TIMESTAMP)
         uris = claims.get("uris") or [claims.get("uri")]
+        if not isinstance(uris, list):
+            raise Refused(Refusal.BAD_SIGNATURE)
         wanted_method, wanted_path = request.method, request.path
         if not any(
             isinstance(uri, str)

@@ -88,7 +88,7 @@ class Deribit(ExchangeSim):
         if key is None:
             raise Refused(Refusal.UNKNOWN_KEY)
         check_window(request, parse_int(fields["ts"]), WINDOW_MS, WINDOW_MS)
-        body = request.body.decode()
+        body = request.text
         payload = f"{fields['ts']}\n{fields['nonce']}\n{request.method}\n{request.target}\n{body}\n"
         if not same(hmac_hex(key.secret, payload), fields["sig"]):
             raise Refused(Refusal.BAD_SIGNATURE)

@@ -58,6 +58,8 @@ _ERRORS: dict[Refusal, tuple[int, str, str]] = {
     Refusal.UNAVAILABLE: (503, "SERVER_ERROR", "Internal server error"),
     Refusal.NOT_FOUND: (404, "NOT_FOUND", "Not found"),
 }
+# No passphrase on this exchange: the refusals table stays total all the same.
+_ERRORS[Refusal.BAD_PASSPHRASE] = _ERRORS[Refusal.BAD_SIGNATURE]
 
 
 def masked(api_key: str) -> str:

@@ -126,7 +126,7 @@ class Htx(ExchangeSim):
         raise Refused(Refusal.BAD_SIGNATURE)
 
     def refusal(self, refusal: Refusal, request: SandboxRequest) -> Reply:
-        if refusal is Refusal.BAD_SIGNATURE:
+        if refusal in (Refusal.BAD_SIGNATURE, Refusal.BAD_PASSPHRASE):
             return Reply.json({"code": 1003, "message": "invalid signature"})
         if refusal is Refusal.NO_PERMISSION:
             # ccxt raises nothing for this one (exchanges.md): callers must check `code`.

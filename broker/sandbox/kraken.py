@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 
 from broker.sandbox.base import (
     Endpoint,
@@ -37,6 +38,8 @@ from broker.sandbox.base import (
 from broker.sandbox.keys import SandboxKey
 from broker.sandbox.state import SandboxState
 
+_DIGITS = re.compile(r"[0-9]{1,30}")
+
 _ERRORS: dict[Refusal, str] = {
     Refusal.MISSING_CREDENTIALS: "EAPI:Invalid key",
     Refusal.UNKNOWN_KEY: "EAPI:Invalid key",
@@ -49,6 +52,8 @@ _ERRORS: dict[Refusal, str] = {
     Refusal.UNAVAILABLE: "EService:Unavailable",
     Refusal.NOT_FOUND: "EGeneral:Unknown method",
 }
+# No passphrase on this exchange: the refusals table stays total all the same.
+_ERRORS[Refusal.BAD_PASSPHRASE] = _ERRORS[Refusal.BAD_SIGNATURE]
 
 
 class Kraken(ExchangeSim):
@@ -64,7 +69,7 @@ class Kraken(ExchangeSim):
         if key is None:
             raise Refused(Refusal.UNKNOWN_KEY)
         nonce_text = request.form.get("nonce", "")
-        if not nonce_text.isdigit():
+        if not _DIGITS.fullmatch(nonce_text):
             raise Refused(Refusal.BAD_TIMESTAMP)
         try:
             secret = base64.b64decode(key.secret, validate=True)

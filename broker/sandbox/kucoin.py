@@ -92,7 +92,7 @@ class Kucoin(ExchangeSim):
         key = state.find_key(self.name, headers["KC-API-KEY"])
         if key is None:
             raise Refused(Refusal.UNKNOWN_KEY)
-        payload = stamp_text + request.method + request.target + request.body.decode()
+        payload = stamp_text + request.method + request.target + request.text
         if not same(hmac_b64(key.secret, payload), headers["KC-API-SIGN"]):
             raise Refused(Refusal.BAD_SIGNATURE)
         header_version = headers.get("KC-API-KEY-VERSION", "1")

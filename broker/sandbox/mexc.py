@@ -50,6 +50,8 @@ _ERRORS: dict[Refusal, tuple[int, int, str]] = {
     Refusal.RATE_LIMITED: (429, 429, "Too Many Requests"),
     Refusal.NOT_FOUND: (404, 404, "Not Found"),
 }
+# No passphrase on this exchange: the refusals table stays total all the same.
+_ERRORS[Refusal.BAD_PASSPHRASE] = _ERRORS[Refusal.BAD_SIGNATURE]
 
 
 def _split_signature(raw: str) -> tuple[str, str | None]:
@@ -77,7 +79,7 @@ class Mexc(ExchangeSim):
         if not signature:
             raise Refused(Refusal.BAD_SIGNATURE)
         params = request.query
-        window = int(params.get("recvWindow") or DEFAULT_RECV_WINDOW_MS)
+        window = parse_int(params.get("recvWindow") or str(DEFAULT_RECV_WINDOW_MS))
         if not 0 < window <= MAX_RECV_WINDOW_MS:
             raise Refused(Refusal.BAD_TIMESTAMP)
         check_window(request, parse_int(params.get("timestamp")), window, 1000)

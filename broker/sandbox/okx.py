@@ -91,7 +91,7 @@ class Okx(ExchangeSim):
             raise Refused(Refusal.UNKNOWN_KEY)
         if not same(key.passphrase or "", request.headers["OK-ACCESS-PASSPHRASE"]):
             raise Refused(Refusal.BAD_PASSPHRASE)
-        payload = stamp_text + request.method + request.target + request.body.decode()
+        payload = stamp_text + request.method + request.target + request.text
         if not same(hmac_b64(key.secret, payload), request.headers["OK-ACCESS-SIGN"]):
             raise Refused(Refusal.BAD_SIGNATURE)
         return key

@@ -262,3 +262,24 @@ def test_run_forever_refuses_a_bad_keys_file(tmp_path, capsys) -> None:
     assert captured.out == ""
     assert run_forever(host="10.1.2.3", port=0, keys_file=None) == 2
     assert "loopback only" in capsys.readouterr().err
+
+
+async def test_latency_is_not_serialised(fresh_sandbox: SandboxServer) -> None:
+    # 200 requests held 0.5 s each: one after the other they would take 100 s; the
+    # bound below only proves they overlap (the timing figures live in the bench).
+    import asyncio
+    import time
+
+    fresh_sandbox.set_latency(0.5, exchange="okx")
+    url = f"{fresh_sandbox.base_url}/okx/api/v5/account/config"
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+
+        async def one() -> int:
+            async with session.get(url) as response:
+                return response.status
+
+        started = time.monotonic()
+        statuses = await asyncio.gather(*(one() for _ in range(200)))
+        elapsed = time.monotonic() - started
+    assert statuses == [401] * 200  # no OK-ACCESS-* headers: OKX's 50103
+    assert 0.5 <= elapsed < 20

@@ -138,6 +138,15 @@ _SIMPLE_ESCAPES = {
 _BLANK = re.compile(r"[ \t\r\n\ufeff]*")
 # A string without escapes or `$`: the common case, taken in one step.
 _SIMPLE_STRING = re.compile(r'"([^"\\\n$]*)"')
+_BLANK_OR_COMMENT = r"(?:[ \t\r\n\ufeff]+|//[^\n]*|/\*(?:[^*]|\*(?!/))*\*/{hash})+"
+_FAST_TOKENS = (
+    r"(?P<blank>{blank})|(?P<punct>[{{}}\[\],])|(?P<assign>{assign})"
+    r'|(?P<string>"[^"\\\n$]*")|(?P<ident>[^\W\d][\w.\-]*)'
+)
+_FAST_HCL = re.compile(
+    _FAST_TOKENS.format(blank=_BLANK_OR_COMMENT.format(hash=r"|#[^\n]*"), assign="=")
+)
+_FAST_JSON = re.compile(_FAST_TOKENS.format(blank=_BLANK_OR_COMMENT.format(hash=""), assign=":"))
 _NUMBER = re.compile(r"-?(0[xX][0-9a-fA-F]+|[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?)")
 
 
@@ -192,14 +201,52 @@ class _Lexer:
                 return
 
     def tokens(self) -> list[_Tok]:
+        """All tokens. The common ones (blanks, comments, punctuation, plain strings,
+        identifiers) come from one regular expression; anything else (escapes,
+        heredocs, numbers, errors) goes through the character-level scanner."""
+        text = self.text
+        size = len(text)
+        fast = _FAST_JSON if self.json else _FAST_HCL
         out: list[_Tok] = []
-        while True:
-            self._skip_blank()
-            line, col = self.line, self.col
-            if self.pos >= len(self.text):
-                out.append(_Tok("EOF", "", None, line, col))
-                return out
-            out.append(self._token(line, col))
+        pos, line, line_start = 0, 1, 0
+        while pos < size:
+            m = fast.match(text, pos)
+            if m is None:
+                self.pos = pos
+                self._skip_blank()
+                if self.pos < size:
+                    out.append(self._token(self.line, self.col))
+                pos = self.pos
+                line = self.line
+                line_start = pos - self.col + 1
+                continue
+            kind, end, word = m.lastgroup, m.end(), m.group()
+            col = pos - line_start + 1
+            if kind == "blank":
+                newlines = word.count("\n")
+                if newlines:
+                    line += newlines
+                    line_start = pos + word.rfind("\n") + 1
+            elif kind == "punct":
+                out.append(_Tok(_PUNCT[word], word, None, line, col))
+            elif kind == "assign":
+                out.append(_Tok("ASSIGN", word, None, line, col))
+            elif kind == "string":
+                out.append(_Tok("STRING", word, word[1:-1], line, col))
+            else:
+                out.append(self._word(word, line, col))
+            pos = end
+        out.append(_Tok("EOF", "", None, line, pos - line_start + 1))
+        return out
+
+    def _word(self, word: str, line: int, col: int) -> _Tok:
+        if word in ("true", "false"):
+            return _Tok("BOOL", word, word == "true", line, col)
+        if self.json:
+            if word == "null":
+                return _Tok("NULL", word, None, line, col)
+            raise self.error(f"invalid token {word!r}", line, col)
+        return _Tok("IDENT", word, word, line, col)
 
     def _token(self, line: int, col: int) -> _Tok:
         text = self.text
@@ -221,14 +268,7 @@ class _Lexer:
         ident = _IDENT.match(text, self.pos)
         if ident is not None:
             self.pos = ident.end()
-            word = ident.group(0)
-            if word in ("true", "false"):
-                return _Tok("BOOL", word, word == "true", line, col)
-            if self.json:
-                if word == "null":
-                    return _Tok("NULL", word, None, line, col)
-                raise self.error(f"invalid token {word!r}", line, col)
-            return _Tok("IDENT", word, word, line, col)
+            return self._word(ident.group(0), line, col)
         raise self.error(f"illegal char {ch!r}", line, col)
 
     def _number(self, line: int, col: int) -> _Tok:

@@ -35,7 +35,19 @@ def load_policy_file(path: Path) -> Policy:
 
 
 def load_policy_files(paths: list[Path]) -> list[Policy]:
-    return [load_policy_file(p) for p in paths]
+    """Parse each file; two files may not define the same policy name (Vault keeps one
+    policy per name, so the set would be ambiguous)."""
+    policies: list[Policy] = []
+    seen: dict[str, Path] = {}
+    for path in paths:
+        name = policy_name_for(path)
+        if name in seen and seen[name] != path:
+            raise PolicyParseError(
+                f'policy "{name}" is defined twice (also in {seen[name]})', file=str(path)
+            )
+        seen[name] = path
+        policies.append(load_policy_file(path))
+    return policies
 
 
 def load_policy_dir(directory: Path) -> list[Policy]:

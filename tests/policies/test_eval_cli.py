@@ -191,3 +191,16 @@ def test_wired_into_the_keybroker_cli(site: Path) -> None:
         ],
     )
     assert (denied.exit_code, denied.stdout) == (1, "deny\n")
+
+
+def test_two_files_with_one_policy_name_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "a").mkdir()
+    first, second = tmp_path / "site.hcl", tmp_path / "a" / "Site.json"
+    first.write_text('path "x" { capabilities = ["read"] }')
+    second.write_text('{"path": {"x": {"capabilities": ["deny"]}}}')
+    code, _, err = run(capsys, [first, second], "x", "read", [], None)
+    assert code == 2 and 'policy "site" is defined twice' in err
+    # The same file given twice is one policy, not a conflict.
+    assert run(capsys, [first, first], "x", "read", [], None)[0] == 0

@@ -52,11 +52,13 @@ async def exchange_request(request: web.Request) -> web.StreamResponse:
     if delay:
         await asyncio.sleep(delay)
     body = await request.read()
-    raw_path = request.rel_url.raw_path
+    # The endpoint path as the client signed it: everything after the `/<exchange>` segment,
+    # still percent-encoded as sent.
+    _, _, endpoint_path = request.rel_url.raw_path.lstrip("/").partition("/")
     sandbox_request = SandboxRequest(
         exchange=exchange,
         method=request.method,
-        path=raw_path[len(exchange) + 1 :] or "/",
+        path="/" + endpoint_path,
         raw_query=request.rel_url.raw_query_string,
         headers=request.headers,
         body=body,

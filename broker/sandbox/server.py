@@ -76,6 +76,8 @@ class SandboxServer:
         """Start serving on a background thread; returns once the socket listens."""
         if self._thread is not None:
             return self
+        self._ready.clear()
+        self._error = None
         sock = socket.socket(socket.AF_INET6 if ":" in self._host else socket.AF_INET)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self._host, self._requested_port))

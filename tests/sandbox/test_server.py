@@ -283,3 +283,14 @@ async def test_latency_is_not_serialised(fresh_sandbox: SandboxServer) -> None:
         elapsed = time.monotonic() - started
     assert statuses == [401] * 200  # no OK-ACCESS-* headers: OKX's 50103
     assert 0.5 <= elapsed < 20
+
+
+def test_server_can_stop_and_start_again() -> None:
+    import urllib.request
+
+    server = SandboxServer(keys=[new_key("okx", "only")])
+    for _ in range(2):
+        with server, urllib.request.urlopen(f"{server.base_url}/_sandbox/health", timeout=5) as r:
+            assert r.status == 200
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"{server.base_url}/_sandbox/health", timeout=5)

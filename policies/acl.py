@@ -174,9 +174,11 @@ class _SegmentTrie:
                 else:
                     node = node.literal.setdefault(part, _SegmentNode())
             if rule.is_prefix:
-                # The last part of a `...*` rule is never `+` (`+*` is rejected at parse
-                # time), so it matches any path segment it is a prefix of.
-                node.globs.append((rule.parts[-1], rule))
+                # The last part of a `...*` rule matches any path segment it is a prefix
+                # of. (`+*` is rejected by the parser; a hand-built rule ending in `+*`
+                # matches any segment there, as in `_segment_match`.)
+                last = rule.parts[-1]
+                node.globs.append(("" if last == "+" else last, rule))
             else:
                 node.ends.append(rule)
 

@@ -16,6 +16,7 @@ Follows DOC api-docs/auth/token.mdx, DOC concepts/tokens.mdx and CODE token_stor
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +24,7 @@ from typing import Any
 from broker.devvault import ids
 from broker.devvault.cidrs import Network, cidr_strings, parse_cidrs
 from broker.devvault.clock import Clock, rfc3339
-from broker.devvault.durations import parse_duration
+from broker.devvault.durations import go_duration, parse_duration
 from broker.devvault.errors import VaultError, bad_request
 from broker.devvault.params import as_bool, as_int, as_str, as_str_list, as_str_map
 from broker.devvault.policystore import NON_ASSIGNABLE, normalize_name
@@ -31,6 +32,33 @@ from broker.devvault.policystore import NON_ASSIGNABLE, normalize_name
 SYSTEM_DEFAULT_TTL = 768 * 3600.0  # DOC configuration: default_lease_ttl
 SYSTEM_MAX_TTL = 768 * 3600.0  # DOC configuration: max_lease_ttl
 ROLE_TOKEN_TYPES = ("service", "batch", "default", "default-service", "default-batch")
+
+
+_DISPLAY_SANITIZE = re.compile(r"[^a-zA-Z0-9-]")
+
+
+def _calculate_ttl(ttl: float, period: float, explicit_max: float, warnings: list[str]) -> float:
+    """CODE sdk/framework CalculateTTL for token creation: the period, else the TTL or the
+    system default; capped by the explicit max TTL or the system max, with a warning."""
+    if period:
+        if explicit_max and period > explicit_max:
+            warnings.append(
+                f'Period of "{go_duration(period)}" exceeded the effective max_ttl of '
+                f'"{go_duration(explicit_max)}"; Period value is capped accordingly'
+            )
+            return explicit_max
+        return period
+    ttl = ttl or SYSTEM_DEFAULT_TTL
+    max_ttl = SYSTEM_MAX_TTL
+    if explicit_max and explicit_max < max_ttl:
+        max_ttl = explicit_max
+    if ttl > max_ttl:
+        warnings.append(
+            f'TTL of "{go_duration(ttl)}" exceeded the effective max_ttl of '
+            f'"{go_duration(max_ttl)}"; TTL value is capped accordingly'
+        )
+        ttl = max_ttl
+    return ttl
 
 
 def sanitize_policies(names: list[str], add_default: bool) -> list[str]:
@@ -192,9 +220,11 @@ class TokenStore:
         if exp is not None and self.clock.now() >= exp:
             self.revoke_tree(entry)
             return None
-        # DOC concepts/tokens.mdx: a batch token stops working when its parent is revoked.
-        if entry.type == "batch" and entry.parent and self.lookup(entry.parent) is None:
-            self._forget(entry)
+        # DOC concepts/tokens.mdx: children are revoked with (or when) their parent expires
+        # or is revoked; a batch child "stops working". The parent may have expired
+        # without anyone looking it up yet, so check it here.
+        if entry.parent and self.lookup(entry.parent) is None:
+            self.revoke_tree(entry)
             return None
         return entry
 
@@ -227,7 +257,10 @@ class TokenStore:
         privileged: bool,
         path: str,
     ) -> tuple[TokenEntry, list[str]]:
-        """`auth/token/create[-orphan|/:role]`; `privileged` = root or sudo on the path."""
+        """`auth/token/create[-orphan|/:role]`; `privileged` = root or sudo on the path.
+
+        Follows CODE token_store.go `handleCreateCommon` step by step (checks in the same
+        order, same messages)."""
         warnings: list[str] = []
         role: TokenRole | None = None
         if role_name is not None:
@@ -239,87 +272,107 @@ class TokenStore:
         if parent.num_uses != 0:  # -1: on its last use right now
             raise bad_request("restricted use token cannot generate child tokens")
 
-        if data.get("id") and not privileged:
-            raise bad_request("root or sudo privileges required to specify token id")
-        no_parent = as_bool(data, "no_parent", False)
-        if no_parent and not privileged:
-            raise bad_request("root or sudo privileges required to create orphan token")
-        if data.get("period") and not privileged and not (role and role.token_period):
-            raise bad_request("root or sudo privileges required to create periodic token")
-
-        # Token type: a role's service/batch forces it; default-* only sets the default.
-        requested_type = as_str(data, "type", "")
-        if role is not None and role.token_type in ("service", "batch"):
-            if requested_type and requested_type != role.token_type:
-                raise bad_request(f"token type {requested_type!r} not allowed by role")
-            token_type = role.token_type
+        # Token type: a role's service/batch forces it; default-batch only sets the default.
+        renewable = as_bool(data, "renewable", True)
+        token_type = as_str(data, "type", "")
+        if role is not None:
+            if role.token_type in ("service", "batch"):
+                token_type = role.token_type
+            elif role.token_type == "default-batch" and not token_type:
+                token_type = "batch"
+        if token_type in ("", "service"):
+            token_type = "service"
+        elif token_type == "batch":
+            for key in ("explicit_max_ttl", "num_uses", "period"):
+                if key == "num_uses":
+                    bad = as_int(data, key, 0) != 0
+                else:
+                    bad = parse_duration(data.get(key), key) != 0
+                if bad:
+                    raise bad_request(f'batch tokens cannot have "{key}" set')
+            renewable = False
         else:
-            default_type = "batch" if role and role.token_type == "default-batch" else "service"
-            token_type = requested_type or default_type
-        if token_type not in ("service", "batch"):
-            raise bad_request(f"invalid 'type' value {token_type!r}")
+            raise bad_request("invalid 'token_type' value")
 
         num_uses = as_int(data, "num_uses", 0)
         if num_uses < 0:
             raise bad_request("number of uses cannot be negative")
-        if token_type == "batch":
-            for key in ("explicit_max_ttl", "num_uses", "period"):
-                if data.get(key) not in (None, "", 0, "0"):
-                    raise bad_request(f'batch tokens cannot have "{key}" set')
-        if (
-            role is not None
-            and role.token_num_uses
-            and (not num_uses or role.token_num_uses < num_uses)
-        ):
-            num_uses = role.token_num_uses
+        token_path = path
+        if role is not None:
+            if not role.renewable:
+                renewable = False
+            # 0 means unlimited, so any role limit is stricter than none.
+            if role.token_num_uses and (num_uses == 0 or role.token_num_uses < num_uses):
+                num_uses = role.token_num_uses
+            if role.path_suffix:
+                token_path = f"{path}/{role.path_suffix}"
+
+        display_name = "token"
+        if as_str(data, "display_name", ""):
+            display_name = _DISPLAY_SANITIZE.sub("-", "token-" + as_str(data, "display_name"))
+            display_name = display_name.removesuffix("-")
+        token_id = as_str(data, "id", "")
+        if token_id and not privileged:
+            raise bad_request("root or sudo privileges required to specify token id")
 
         policies = self._child_policies(parent, data, role, privileged)
         for name in policies:
             if name in NON_ASSIGNABLE:
                 raise bad_request(f"cannot assign policy {name!r}")
-        if "root" in policies and not parent.is_root:
-            raise bad_request("root tokens may not be created from a token without the root policy")
-        if token_type == "batch" and "root" in policies:
-            raise bad_request("batch tokens cannot be root tokens")
+        if "root" in policies:
+            if not parent.is_root:
+                raise bad_request("root tokens may not be created without parent token being root")
+            if token_type == "batch":
+                raise bad_request("batch tokens cannot be root tokens")
 
-        # TTLs (CODE handleCreateCommon): explicit max = lesser of request and role.
-        ttl = parse_duration(data.get("ttl") or data.get("lease"), "ttl")
+        orphan = orphan_endpoint
+        bound_cidrs: tuple[Network, ...] = ()
+        if role is not None:
+            orphan = orphan or role.orphan
+            bound_cidrs = role.token_bound_cidrs
+        elif as_bool(data, "no_parent", False):
+            if not privileged:
+                raise bad_request("root or sudo privileges required to create orphan token")
+            orphan = True
+        if not orphan and role is None:
+            bound_cidrs = parent.bound_cidrs  # children inherit the parent's CIDR binding
+
         explicit_max = parse_duration(data.get("explicit_max_ttl"), "explicit_max_ttl")
-        if role is not None and role.token_explicit_max_ttl:
-            if explicit_max and explicit_max != role.token_explicit_max_ttl:
-                warnings.append(
-                    "Explicit max TTL specified both during creation call and in role; "
-                    "using the lesser value"
-                )
-            if not explicit_max or role.token_explicit_max_ttl < explicit_max:
-                explicit_max = role.token_explicit_max_ttl
-        # DOC concepts/tokens.mdx "Periodic tokens": the TTL is the period, on every renewal.
-        period = parse_duration(data.get("period"), "period") or (role.token_period if role else 0)
-        if period:
-            ttl = period
-        if ttl == 0 and policies != ["root"]:
-            ttl = SYSTEM_DEFAULT_TTL
-        if explicit_max and (ttl == 0 or ttl > explicit_max):
-            if ttl > explicit_max:
-                warnings.append(
-                    f"TTL of {int(ttl)}s exceeded the effective max_ttl of {int(explicit_max)}s; "
-                    "TTL value is capped accordingly"
-                )
-            ttl = explicit_max
-        if ttl > SYSTEM_MAX_TTL and not period:
-            warnings.append("TTL exceeded the system max TTL; TTL value is capped accordingly")
-            ttl = SYSTEM_MAX_TTL
-
-        renewable = as_bool(data, "renewable", True)
-        if role is not None and not role.renewable:
+        period = parse_duration(data.get("period"), "period")
+        if period and not privileged:
+            raise bad_request("root or sudo privileges required to create periodic token")
+        ttl = parse_duration(data.get("ttl") or data.get("lease"), "ttl")
+        # The role's explicit max TTL and period apply to service tokens only: Vault
+        # skips them for batch tokens (`role != nil && te.Type != TokenTypeBatch`).
+        if role is not None and token_type != "batch":
+            if role.token_explicit_max_ttl:
+                if explicit_max:
+                    explicit_max = min(explicit_max, role.token_explicit_max_ttl)
+                    warnings.append(
+                        "Explicit max TTL specified both during creation call and in role; "
+                        f"using the lesser value of {int(explicit_max)} seconds"
+                    )
+                else:
+                    explicit_max = role.token_explicit_max_ttl
+            if role.token_period:
+                if period:
+                    period = min(period, role.token_period)
+                    warnings.append(
+                        "Period specified both during creation call and in role; "
+                        f"using the lesser value of {int(period)} seconds"
+                    )
+                else:
+                    period = role.token_period
+        if period or ttl or "root" not in policies:
+            ttl = _calculate_ttl(ttl, period, explicit_max, warnings)
+        if ttl == 0 and explicit_max:
+            ttl = explicit_max  # root tokens are still bound by an explicit max TTL
+        if ttl == 0:
+            if parent.ttl:
+                raise bad_request("expiring root tokens cannot create non-expiring root tokens")
             renewable = False
-        if token_type == "batch":
-            renewable = False
+            bound_cidrs = ()
 
-        orphan = orphan_endpoint or no_parent or bool(role and role.orphan)
-        display = as_str(data, "display_name", "")
-        display_name = f"token-{display}" if display and display != "token" else "token"
-        token_id = as_str(data, "id", "") or None
         if token_id and token_id in self._tokens:
             raise bad_request("token already exists")
         entry = TokenEntry(
@@ -327,7 +380,7 @@ class TokenStore:
             accessor="" if token_type == "batch" else ids.accessor(),
             policies=policies,
             type=token_type,
-            path=path,
+            path=token_path,
             creation_time=self.clock.now(),
             creation_ttl=ttl,
             ttl=ttl,
@@ -338,7 +391,7 @@ class TokenStore:
             explicit_max_ttl=explicit_max,
             num_uses=num_uses,
             period=period,
-            bound_cidrs=role.token_bound_cidrs if role else (),
+            bound_cidrs=bound_cidrs,
             role=role.name if role else "",
         )
         self._store(entry)
@@ -351,53 +404,56 @@ class TokenStore:
         role: TokenRole | None,
         privileged: bool,
     ) -> list[str]:
-        requested = as_str_list(data, "policies")
+        """The policy rules of `handleCreateCommon` (reference/vault.md §4.3)."""
+        requested = as_str_list(data, "policies") or []
         no_default = as_bool(data, "no_default_policy", False)
-        wanted = sanitize_policies(requested or [], add_default=False)
-        if role is not None and (role.allowed_policies or role.allowed_policies_glob):
-            # A role's allowed policies trump the parent's (reference/vault.md §4.3).
-            self._check_disallowed(role, wanted)
-            if requested:
-                allowed_ok = all(
-                    p in role.allowed_policies
-                    or p == "default"
-                    or any(fnmatch.fnmatchcase(p, g) for g in role.allowed_policies_glob)
-                    for p in wanted
-                )
-                if not allowed_ok:
-                    raise bad_request(
-                        f"token policies ({wanted}) must be subset of the role's allowed "
-                        f"policies ({role.allowed_policies})"
-                    )
-                base = wanted
-            else:
-                base = list(role.allowed_policies)
-            add_default = not (no_default or role.token_no_default_policy) and not self._disallows(
-                role, "default"
+        add_default = False
+        if role is not None and (
+            role.allowed_policies
+            or role.disallowed_policies
+            or role.allowed_policies_glob
+            or role.disallowed_policies_glob
+        ):
+            # A role with allowed/disallowed policies decides alone; parents do not count.
+            local_default = (
+                not no_default
+                and not role.token_no_default_policy
+                and not self._disallows(role, "default")
             )
-            return sanitize_policies(base, add_default)
-        if role is not None and (role.disallowed_policies or role.disallowed_policies_glob):
-            base = wanted if requested else [p for p in parent.policies if p != "root"]
-            self._check_disallowed(role, base)
-            add_default = not (no_default or role.token_no_default_policy) and not self._disallows(
-                role, "default"
-            )
-            return sanitize_policies(base, add_default)
-        if not requested:
-            base = list(parent.policies)
-            if no_default:
-                base = [p for p in base if p != "default"]
-            return sanitize_policies(base, add_default=False)
-        if not privileged and not parent.is_root:
-            parent_set = set(parent.policies)
-            if not all(p in parent_set or p == "default" for p in wanted):
+            final = sanitize_policies(requested, local_default) if requested else []
+            if role.allowed_policies or role.allowed_policies_glob:
+                allowed = sanitize_policies(role.allowed_policies, local_default)
+                if not final:
+                    final = allowed
+                else:
+                    for p in final:
+                        if p not in allowed and not any(
+                            fnmatch.fnmatchcase(p, g) for g in role.allowed_policies_glob
+                        ):
+                            raise bad_request(
+                                f"token policies ({final}) must be subset of the role's allowed "
+                                f"policies ({allowed}) or glob policies "
+                                f"({role.allowed_policies_glob})"
+                            )
+            elif not final:
+                final = sanitize_policies(parent.policies, local_default)
+            self._check_disallowed(role, final)
+            wanted = final
+        elif not requested:
+            # Inherit the parent's policies; `default` only if the parent has it.
+            wanted = sanitize_policies(parent.policies, add_default=False)
+        elif not privileged:
+            wanted = sanitize_policies(requested, add_default=False)
+            if not set(wanted) <= set(sanitize_policies(parent.policies, add_default=False)):
                 raise bad_request("child policies must be subset of parent")
-            add_default = "default" in parent_set and not no_default
+            add_default = not no_default and "default" in parent.policies
         else:
+            wanted = requested
             add_default = not no_default
-        if role is not None and role.token_no_default_policy:
-            add_default = False
-        return sanitize_policies(wanted, add_default)
+        policies = sanitize_policies(wanted, add_default)
+        if no_default:
+            policies = [p for p in policies if p != "default"]
+        return policies
 
     @staticmethod
     def _disallows(role: TokenRole, policy: str) -> bool:

@@ -278,3 +278,15 @@ def test_credentials_stay_out_of_reprs(devvault: DevVaultServer) -> None:
     wrap_token = wrapped["wrap_info"]["token"]
     held = devvault.core.wrapping.get(wrap_token)
     assert held is not None and wrap_token not in repr(held)
+
+
+def test_child_token_dies_when_its_parent_expires(devvault: DevVaultServer) -> None:
+    root = _root(devvault)
+    root.sys.create_or_update_acl_policy(
+        "creator", 'path "auth/token/create" { capabilities = ["update"] }'
+    )
+    parent = root.auth.token.create(policies=["creator"], ttl="10m")["auth"]["client_token"]
+    child = hvac.Client(url=devvault.addr, token=parent).auth.token.create(ttl="1h")["auth"]
+    devvault.clock.advance(601)
+    with pytest.raises(hvac.exceptions.Forbidden):
+        hvac.Client(url=devvault.addr, token=child["client_token"]).auth.token.lookup_self()

@@ -254,8 +254,20 @@ def test_role_batch_orphan_token(
     auth = _token(root, role_name=role, ttl="5m")
     assert auth["token_type"] == "batch" and auth["orphan"] is True
     assert auth["renewable"] is False and auth["lease_duration"] == 300
-    capped = _token(root, role_name=role, ttl="1h")
-    assert capped["lease_duration"] == 900  # the role's explicit max TTL
+    # CODE token_store.go handleCreateCommon applies a role's explicit max TTL only
+    # `if role != nil && te.Type != logical.TokenTypeBatch`: batch tokens escape it.
+    uncapped = _token(root, role_name=role, ttl="1h")
+    assert uncapped["lease_duration"] == 3600
+
+
+def test_role_explicit_max_ttl_caps_service_tokens(
+    root: hvac.Client, make_role: Callable, make_policy: Callable
+) -> None:
+    policy = make_policy('path "x/*" { capabilities = ["read"] }')
+    role = make_role(allowed_policies=[policy], token_explicit_max_ttl="15m")
+    created = root.auth.token.create(role_name=role, ttl="1h")
+    assert created["auth"]["lease_duration"] == 900
+    assert any("capped" in w for w in created["warnings"] or [])
 
 
 def test_bound_cidrs_mismatch_is_403(

@@ -54,12 +54,12 @@ class VaultSetup(pulumi.ComponentResource):
         self, name: str, args: VaultSetupArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("keybroker:infra:VaultSetup", name, None, opts)
-        aws = {"region": args.aws_region, "endpoint_url": args.aws_endpoint_url}
-        vault = {"address": args.address, "ca_cert_pem": args.ca_cert_pem}
         init = VaultInit(
             f"{name}-init",
-            **vault,
-            **aws,
+            address=args.address,
+            ca_cert_pem=args.ca_cert_pem,
+            region=args.aws_region,
+            endpoint_url=args.aws_endpoint_url,
             kms_key_arn=args.kms_key_arn,
             secrets_prefix=args.secrets_prefix,
             recovery_shares=args.recovery_shares,
@@ -70,16 +70,20 @@ class VaultSetup(pulumi.ComponentResource):
         token_arn = init.root_token_secret_arn
         config = VaultConfig(
             f"{name}-config",
-            **vault,
-            **aws,
+            address=args.address,
+            ca_cert_pem=args.ca_cert_pem,
+            region=args.aws_region,
+            endpoint_url=args.aws_endpoint_url,
             token_secret_arn=token_arn,
             layout=args.layout,
             opts=pulumi.ResourceOptions(parent=self),
         )
         secret_id = BrokerSecretId(
             f"{name}-broker-secret-id",
-            **vault,
-            **aws,
+            address=args.address,
+            ca_cert_pem=args.ca_cert_pem,
+            region=args.aws_region,
+            endpoint_url=args.aws_endpoint_url,
             token_secret_arn=token_arn,
             role_name=broker_role_name(args.layout),
             wrap_ttl_s=args.secret_id_wrap_ttl_s,
@@ -89,8 +93,10 @@ class VaultSetup(pulumi.ComponentResource):
         if args.revoke_root_token:
             RootTokenRevocation(
                 f"{name}-revoke-root-token",
-                **vault,
-                **aws,
+                address=args.address,
+                ca_cert_pem=args.ca_cert_pem,
+                region=args.aws_region,
+                endpoint_url=args.aws_endpoint_url,
                 token_secret_arn=token_arn,
                 after=[config.id, secret_id.id],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[config, secret_id]),

@@ -29,8 +29,10 @@ class KmsKeyProvider(dynamic.ResourceProvider):
             meta = _check_usable(kms, existing)
             return dynamic.CreateResult(meta["KeyId"], _outs(props, meta, managed=False))
         alias = props["alias"]
-        meta = _alias_target(kms, alias)
-        if meta is None:
+        adopted = _alias_target(kms, alias)
+        if adopted is not None:  # a second create (e.g. after a lost state) adopts the key
+            meta = _check_usable(kms, adopted["Arn"])
+        else:
             meta = kms.create_key(
                 Description=props["description"],
                 KeyUsage="ENCRYPT_DECRYPT",
@@ -39,8 +41,6 @@ class KmsKeyProvider(dynamic.ResourceProvider):
             )["KeyMetadata"]
             kms.enable_key_rotation(KeyId=meta["KeyId"])
             kms.create_alias(AliasName=alias, TargetKeyId=meta["KeyId"])
-        else:
-            meta = _check_usable(kms, meta["Arn"])
         return dynamic.CreateResult(meta["KeyId"], _outs(props, meta, managed=True))
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
@@ -57,7 +57,8 @@ class KmsKeyProvider(dynamic.ResourceProvider):
             AwsTarget.from_props(news).client("kms").update_key_description(
                 KeyId=_id, Description=news["description"]
             )
-        outs = {**news, **{k: olds[k] for k in ("arn", "key_id", "managed") if k in olds}}
+        kept: dict[str, Any] = {k: olds[k] for k in ("arn", "key_id", "managed") if k in olds}
+        outs = {**news, **kept}
         return dynamic.UpdateResult(outs)
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:

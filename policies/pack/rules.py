@@ -14,6 +14,7 @@ from typing import Any
 
 from pulumi_policy import (
     EnforcementLevel,
+    Policy,
     PolicyConfigSchema,
     ReportViolation,
     ResourceValidationArgs,
@@ -504,7 +505,7 @@ def _stack(
     )
 
 
-POLICIES: list[ResourceValidationPolicy | StackValidationPolicy] = [
+POLICIES: list[Policy] = [
     _resource(
         "vault-no-dev-mode",
         "Vault never runs in dev mode.",

@@ -9,6 +9,7 @@ material. Every exchange module renders these same facts in its own vocabulary
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import secrets
 import uuid
@@ -101,7 +102,20 @@ class SandboxKey:
         return self.spot_trade or self.margin or self.futures or self.withdraw or self.transfer
 
     def allows_ip(self, ip: str) -> bool:
-        return self.ip_whitelist is None or ip in self.ip_whitelist
+        """Whitelist entries are addresses, or CIDR ranges where an exchange takes them."""
+        if self.ip_whitelist is None:
+            return True
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        for entry in self.ip_whitelist:
+            try:
+                if address in ipaddress.ip_network(entry, strict=False):
+                    return True
+            except ValueError:
+                continue  # a malformed entry admits nobody
+        return False
 
     def expired(self, now: datetime) -> bool:
         return self.expires_at is not None and self.expires_at <= now

@@ -294,3 +294,19 @@ def test_server_can_stop_and_start_again() -> None:
             assert r.status == 200
         with pytest.raises(OSError):
             urllib.request.urlopen(f"{server.base_url}/_sandbox/health", timeout=5)
+
+
+@pytest.mark.parametrize(
+    "whitelist, allowed",
+    [
+        (None, True),
+        (("203.0.113.10",), True),
+        (("198.51.100.7",), False),
+        (("203.0.113.0/24",), True),
+        (("203.0.114.0/24", "not-an-ip"), False),
+        ((), False),
+    ],
+)
+def test_whitelist_matching(whitelist: tuple[str, ...] | None, allowed: bool) -> None:
+    key = new_key("bybit", "w", ip_whitelist=whitelist)
+    assert key.allows_ip("203.0.113.10") is allowed

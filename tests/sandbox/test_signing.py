@@ -95,6 +95,21 @@ async def test_missing_credential_is_refused(fresh_sandbox: SandboxServer, spec:
     answer_status, body = await send(_drop(signed, name))
     assert answer_status == status
     assert code in body
+    # And through ccxt itself: every exchange's answer makes it raise AuthenticationError.
+    instance = client(spec.exchange, fresh_sandbox.exchange_urls[spec.exchange], key)
+    original_sign = instance.sign
+
+    def sign_then_drop(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        request = original_sign(*args, **kwargs)
+        dropped = _drop(Captured(request["url"], "", request["headers"] or {}, None), name)
+        return request | {"url": dropped.url, "headers": dropped.headers}
+
+    instance.sign = sign_then_drop
+    try:
+        with pytest.raises(ccxt_async.AuthenticationError):
+            await getattr(instance, spec.method)(spec.params(key))
+    finally:
+        await instance.close()
 
 
 # --- the signature covers what the exchange says it covers -----------------------------------

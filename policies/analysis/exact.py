@@ -59,6 +59,7 @@ class Principal:
         self.acl = ACL(self.policies)
         self.rules = _rule_shapes(self.acl)
         self.shapes = [shape for shape, _ in self.rules]
+        self._relevant: dict[GlobShape, list[tuple[GlobShape, MergedRule]]] = {}
 
     # The evaluator's verdicts for one concrete path -----------------------------
     def applied_rule(self, path: str, capability: str) -> MergedRule | None:
@@ -99,7 +100,11 @@ class Principal:
     def relevant_rules(self, pattern: GlobShape) -> list[tuple[GlobShape, MergedRule]]:
         """Rules whose key could match some path of `pattern` (or its LIST variants).
         Dropping the others is sound: they never match, so they never decide."""
-        return [(s, r) for s, r in self.rules if may_overlap(s, pattern)]
+        cached = self._relevant.get(pattern)
+        if cached is None:
+            cached = [(s, r) for s, r in self.rules if may_overlap(s, pattern)]
+            self._relevant[pattern] = cached
+        return cached
 
     def could_grant(self, pattern: str, capabilities: Iterable[str]) -> bool:
         """False when no rule that can apply on `pattern` holds any of `capabilities`:

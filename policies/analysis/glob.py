@@ -11,6 +11,7 @@ invariant pattern denotes exactly the paths a Vault rule with that key would mat
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 WILDCARD = "+"
 
@@ -71,6 +72,7 @@ def is_request_path(path: str) -> bool:
     return bool(path) and not path.startswith("/") and "//" not in path
 
 
+@lru_cache(maxsize=4096)
 def shape_of(pattern: str) -> GlobShape:
     """Split a pattern the way Vault's `parsePaths` and `NewACL` read a rule key."""
     if "+*" in pattern:
@@ -81,6 +83,7 @@ def shape_of(pattern: str) -> GlobShape:
     return GlobShape(text=text, parts=tuple(body.split("/")), prefix=prefix)
 
 
+@lru_cache(maxsize=4096)
 def validate_pattern(pattern: str) -> GlobShape:
     """An invariant pattern: Vault's glob syntax, `*` only last, no empty segment inside.
 

@@ -864,7 +864,7 @@ def _parse_path(item: Item, policy_name: str, file: str | None) -> PathRule:
     if errors:
         raise _combine(errors)
     fields = body.items
-    field_name = "root"
+    field_name = "root"  # HCL's decoder names fields from "root" in its error texts
 
     def prefixed(call: Callable[[], Any]) -> Any:
         try:

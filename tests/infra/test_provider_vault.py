@@ -263,6 +263,9 @@ def test_wrapped_secret_id_reaches_the_broker_once(
     with pytest.raises(LaunchError) as err:
         unwrap_secret_id(wrap_file, fresh_vault.addr, None)
     assert outs["wrapped_secret_id"] not in str(err.value)
+    # Deleting the resource after the broker took its secret-id leaves that one working.
+    BrokerSecretIdProvider().delete("id", outs)
+    assert hvac.Client(url=fresh_vault.addr).auth.approle.login(outs["role_id"], secret_id)
 
 
 def test_secret_id_rotation_replaces_and_delete_destroys_an_unused_one(

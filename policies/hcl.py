@@ -186,7 +186,9 @@ class _Lexer:
     def _skip_blank(self) -> None:
         text = self.text
         while True:
-            self.pos = _BLANK.match(text, self.pos).end()
+            blank = _BLANK.match(text, self.pos)
+            assert blank is not None  # the pattern also matches the empty string
+            self.pos = blank.end()
             if (not self.json and text.startswith("#", self.pos)) or text.startswith(
                 "//", self.pos
             ):
@@ -727,6 +729,7 @@ def _go_duration(text: str) -> float:
     total, pos = 0.0, 0
     while pos < len(body):
         m = _DURATION_PART.match(body, pos)
+        assert m is not None  # the pattern also matches the empty string
         number, unit = m.group(1), m.group(2)
         if number in ("", ".") or m.end() == pos:
             raise ValueError(f'time: invalid duration "{text}"')

@@ -320,7 +320,10 @@ class ShadowedDeny(LintRule):
             for stanza in policy.rules:
                 if not stanza.is_deny:
                     continue
-                hit = find_granted(principal, stanza.path, ALL_CAPABILITIES)
+                try:
+                    hit = find_granted(principal, stanza.path, ALL_CAPABILITIES)
+                except PatternError:
+                    continue  # `a/*/b` (literal star) or `a//b`: not an analysable pattern
                 if hit is None or hit.rule is None:
                     continue
                 winner = hit.rule.sources[0]

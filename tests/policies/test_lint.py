@@ -78,3 +78,9 @@ def test_finding_points_at_the_stanza_with_a_concrete_path() -> None:
     (finding,) = [f for f in run_lint([policy], {}) if f.rule_id == "KB104"]
     assert finding.stanza.line == 3 and finding.stanza.file == "p.hcl"
     assert finding.path == "exchange-keys/x/x"
+
+
+def test_odd_but_valid_keys_do_not_break_the_rules() -> None:
+    # Vault takes `*` before the end literally and accepts `//`; lint must not crash.
+    text = st("a/*/b", "deny") + st("a//b", "deny") + st("a/*/c", "read") + st("q//r", "read")
+    lint(text)

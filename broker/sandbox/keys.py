@@ -43,6 +43,7 @@ ROBOT_EGRESS_IP = "203.0.113.10"
 OTHER_IP = "198.51.100.7"
 
 KeyType = Literal["hmac", "rsa", "ed25519", "cdp"]
+RIGHTS = ("read", "spot_trade", "margin", "futures", "withdraw", "transfer")
 # Optional `new_key(..., cdp_alg="EdDSA")` makes an Ed25519 CDP key instead of ES256.
 
 
@@ -78,8 +79,19 @@ class SandboxKey:
     def __post_init__(self) -> None:
         if self.exchange not in EXCHANGES:
             raise SandboxKeyError(f"exchange {self.exchange!r} is not sandboxed")
-        if not self.label or not self.api_key or not self.secret:
-            raise SandboxKeyError(f"{self.exchange}: label, api_key and secret are required")
+        for name in ("label", "api_key", "secret"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise SandboxKeyError(f"{self.exchange}: {name} must be a non-empty string")
+        where = f"{self.exchange}/{self.label}"
+        for name in RIGHTS:
+            if not isinstance(getattr(self, name), bool):
+                raise SandboxKeyError(f"{where}: {name} must be true or false")
+        if self.key_type not in ("hmac", "rsa", "ed25519", "cdp"):
+            raise SandboxKeyError(f"{where}: key_type must be hmac, rsa, ed25519 or cdp")
+        for name in ("uid", "nonce_window"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise SandboxKeyError(f"{where}: {name} must be a non-negative integer")
         if (self.exchange in PASSPHRASE_EXCHANGES) != (self.passphrase is not None):
             need = "needs" if self.exchange in PASSPHRASE_EXCHANGES else "has no"
             raise SandboxKeyError(
@@ -87,14 +99,16 @@ class SandboxKey:
             )
         if self.key_version not in (1, 2, 3):
             raise SandboxKeyError(f"{self.exchange}/{self.label}: key_version must be 1, 2 or 3")
-        if self.ip_whitelist is not None and not isinstance(self.ip_whitelist, tuple):
+        if self.ip_whitelist is not None:
+            if isinstance(self.ip_whitelist, str) or not all(
+                isinstance(ip, str) for ip in self.ip_whitelist
+            ):
+                raise SandboxKeyError(f"{where}: ip_whitelist must be a list of IPs, or null")
             object.__setattr__(self, "ip_whitelist", tuple(self.ip_whitelist))
         for moment in ("expires_at", "created_at"):
             value = getattr(self, moment)
-            if value is not None and value.tzinfo is None:
-                raise SandboxKeyError(
-                    f"{self.exchange}/{self.label}: {moment} must be timezone-aware"
-                )
+            if value is not None and (not isinstance(value, datetime) or value.tzinfo is None):
+                raise SandboxKeyError(f"{where}: {moment} must be a timezone-aware datetime")
 
     @property
     def can_write(self) -> bool:
@@ -148,12 +162,12 @@ class SandboxKey:
             if values.get(moment):
                 try:
                     values[moment] = datetime.fromisoformat(values[moment])
-                except (TypeError, ValueError) as exc:
-                    raise SandboxKeyError(f"{moment} is not an ISO 8601 time") from exc
+                except (TypeError, ValueError):
+                    raise SandboxKeyError(f"{moment} is not an ISO 8601 time") from None
             elif moment == "created_at":
                 values.pop(moment, None)
-        if values.get("ip_whitelist") is not None:
-            values["ip_whitelist"] = tuple(str(ip) for ip in values["ip_whitelist"])
+            else:
+                values[moment] = None
         try:
             return cls(**values)
         except TypeError as exc:  # a required field is missing

@@ -75,7 +75,12 @@ def test_repr_never_shows_secret_or_passphrase() -> None:
         ({"exchange": "okx", "passphrase": None}, "needs passphrase"),
         ({"exchange": "binance", "passphrase": "p"}, "has no passphrase"),
         ({"key_version": 4}, "key_version"),
-        ({"secret": ""}, "required"),
+        ({"secret": ""}, "non-empty string"),
+        ({"withdraw": "false"}, "true or false"),
+        ({"ip_whitelist": "203.0.113.10"}, "list of IPs"),
+        ({"key_type": "pgp"}, "key_type"),
+        ({"uid": -1}, "non-negative"),
+        ({"expires_at": "2030-01-01"}, "timezone-aware"),
     ],
 )
 def test_bad_key_definitions_are_refused_without_echoing_secrets(

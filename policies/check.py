@@ -98,26 +98,33 @@ def check_invariant(inv: Invariant, principals: dict[str, Principal]) -> list[Vi
                     continue
                 stanza = _source(ce.rule, ce.capability, deny=False)
                 why = f"rule {_describe(stanza)} applies there" if stanza else "root policy"
+                detail = (
+                    f'"{stanza.path}" grants {ce.capability} there' if stanza else "root policy"
+                )
                 message = (
                     f"{who} can {ce.capability} {ce.path} ({pattern} must be denied): {why}"
                 )
+                detail = f"must be denied ({pattern}); {detail}"
             else:
                 ce = find_missing(principal, pattern, inv.capabilities, inv.excepts)
                 if ce is None:
                     continue
                 if ce.rule is None:
                     stanza = None
-                    why = "no rule matches it"
+                    why = detail = "no rule matches it"
                 elif ce.rule.is_deny:
                     stanza = _source(ce.rule, ce.capability, deny=True)
                     why = f"rule {_describe(stanza)} denies it" if stanza else "denied"
+                    detail = f'"{stanza.path}" denies it' if stanza else "denied"
                 else:
                     stanza = ce.rule.sources[0]
-                    held = sorted(ce.rule.capabilities)
+                    held = ", ".join(sorted(ce.rule.capabilities))
                     why = (
                         f"rule {_describe(stanza)} applies there and grants "
-                        f"[{', '.join(held)}] (or needs parameters or wrapping)"
+                        f"[{held}] (or needs parameters or wrapping)"
                     )
+                    detail = f'"{stanza.path}" applies there: [{held}]'
+                detail = f"must be allowed ({pattern}); {detail}"
                 message = (
                     f"{who} cannot {ce.capability} {ce.path} ({pattern} must be allowed): {why}"
                 )
@@ -133,6 +140,7 @@ def check_invariant(inv: Invariant, principals: dict[str, Principal]) -> list[Vi
                     file=display_path(stanza.file if stanza else inv.file),
                     line=stanza.line if stanza else inv.line,
                     message=message,
+                    detail=detail,
                 )
             )
     return out
@@ -150,6 +158,7 @@ def _lint_violation(finding: LintFinding) -> Violation:
         line=finding.stanza.line,
         message=f"{rule.name}: {finding.message}",
         level=rule.severity,
+        detail=finding.message,
     )
 
 

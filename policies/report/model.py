@@ -29,6 +29,8 @@ class Violation:
     line: int | None
     message: str
     level: Level = "error"
+    # Why, in a few words, for the text table (the message says it in full).
+    detail: str = ""
 
     def as_json(self) -> dict[str, object]:
         """The record of CONTRACTS.md §5 (`policy check --format json`)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 
 from rich.console import Console
 from rich.table import Table
@@ -14,7 +15,8 @@ _CELL_MARK = {"all": "●", "some": "◐", "none": "·"}
 
 
 def _console(buf: io.StringIO) -> Console:
-    return Console(file=buf, width=160, highlight=False, soft_wrap=False)
+    width = max(shutil.get_terminal_size((160, 40)).columns, 100)
+    return Console(file=buf, width=width, highlight=False, soft_wrap=False)
 
 
 def render_check(report: CheckReport) -> str:
@@ -22,9 +24,12 @@ def render_check(report: CheckReport) -> str:
     console = _console(buf)
     if report.findings:
         table = Table(title="keybroker policy check", show_lines=False)
-        for column in ("level", "id", "principal", "cap", "path", "where", "message"):
-            table.add_column(column, overflow="fold")
-        for v in report.findings:
+        # Ids, paths and locations stay whole so they can be copied; "why" wraps.
+        for column in ("level", "id", "principal", "cap", "counterexample", "where"):
+            table.add_column(column, no_wrap=column in {"id", "counterexample", "where"})
+        table.add_column("why", overflow="fold", ratio=1)
+        order = {"error": 0, "warning": 1, "note": 2}
+        for v in sorted(report.findings, key=lambda v: (order[v.level], v.file or "", v.line or 0)):
             where = f"{v.file}:{v.line}" if v.file else "-"
             table.add_row(
                 f"[{_LEVEL_STYLE[v.level]}]{v.level}[/]",
@@ -33,7 +38,7 @@ def render_check(report: CheckReport) -> str:
                 v.capability or "-",
                 v.path,
                 where,
-                v.message,
+                v.detail or v.message,
             )
         console.print(table)
     verdict = "[bold green]PASS[/]" if report.passed else "[bold red]FAIL[/]"

@@ -315,3 +315,17 @@ def test_server_can_stop_and_start_again() -> None:
 def test_whitelist_matching(whitelist: tuple[str, ...] | None, allowed: bool) -> None:
     key = new_key("bybit", "w", ip_whitelist=whitelist)
     assert key.allows_ip("203.0.113.10") is allowed
+
+
+def test_sandbox_settings_point_the_broker_at_the_sandbox(
+    sandbox: SandboxServer, sandbox_settings
+) -> None:
+    assert sandbox_settings.exchange_urls == sandbox.exchange_urls
+    assert sandbox_settings.robot_egress_ips == ["203.0.113.10"]
+
+
+def test_fresh_sandbox_is_the_session_server_reset(
+    sandbox: SandboxServer, fresh_sandbox: SandboxServer
+) -> None:
+    assert fresh_sandbox is sandbox
+    assert fresh_sandbox.state.take_fault("okx") is None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import hvac
+import requests
 
 VAULT_TIMEOUT_S = 15
 
@@ -61,6 +63,33 @@ def vault_client(
     finally:
         if ca_path is not None:
             os.unlink(ca_path)
+
+
+READY_TIMEOUT_S = 120.0
+# sys/health (reference/vault.md §4.5): 200 active, 429 unsealed standby, 473 performance
+# standby (standbys forward requests to the leader); 501 not initialised, 503 sealed.
+_READY = (200, 429, 473)
+
+
+def wait_until_active(client: hvac.Client, timeout_s: float = READY_TIMEOUT_S) -> None:
+    """Block until Vault is initialised and unsealed: right after init, a node needs a
+    few seconds to auto-unseal through the KMS seal and elect a leader."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            # hvac returns the JSON body on 200 and the raw response otherwise.
+            answer = client.sys.read_health_status(method="GET")
+            status = getattr(answer, "status_code", 200)
+        except requests.exceptions.ConnectionError:
+            status = 0
+        if status in _READY:
+            return
+        if time.monotonic() >= deadline:
+            raise ProviderError(
+                f"Vault at {client.url} is not ready after {timeout_s:.0f}s"
+                f" (sys/health answered {status or 'nothing'})"
+            )
+        time.sleep(1.0)
 
 
 # --- the root-token record in Secrets Manager --------------------------------------------

@@ -18,7 +18,13 @@ from pulumi import dynamic
 from broker.bootstrap import apply_layout
 from broker.layout import ROBOT_READ_POLICY
 from infra.layout_props import layout_from_props
-from infra.providers.clients import AwsTarget, ProviderError, read_root_token, vault_client
+from infra.providers.clients import (
+    AwsTarget,
+    ProviderError,
+    read_root_token,
+    vault_client,
+    wait_until_active,
+)
 
 
 def robot_role_name(layout_props: dict[str, Any]) -> str:
@@ -66,6 +72,7 @@ def _apply(props: dict[str, Any]) -> dict[str, Any]:
     layout = layout_from_props(props["layout"])
     token = read_root_token(AwsTarget.from_props(props), props["token_secret_arn"])
     with vault_client(props["address"], props.get("ca_cert_pem"), token) as client:
+        wait_until_active(client)
         report = apply_layout(client, layout)
         try:
             answer = client.auth.approle.read_role_id(robot_role_name(props["layout"]))

@@ -199,14 +199,14 @@ def test_config_diff_and_update(
     olds = provider.create(_config_props(fresh_vault, initialised, _layout())).outs
     same = _config_props(fresh_vault, initialised, _layout())
     assert provider.diff("id", olds, same).changes is False
-    shorter = _config_props(fresh_vault, initialised, _layout(site_token_max_ttl=600))
-    diff = provider.diff("id", olds, shorter)
+    moved = _config_props(fresh_vault, initialised, _layout(site_token_cidrs=("10.9.0.0/16",)))
+    diff = provider.diff("id", olds, moved)
     assert diff.changes is True and not diff.replaces
-    updated = provider.update("id", olds, shorter).outs
+    updated = provider.update("id", olds, moved).outs
     assert updated["changed_steps"] == ["token role keybroker-site: updated"]
     root = hvac.Client(url=fresh_vault.addr, token=fresh_vault.root_token)
     role = root.read("auth/token/roles/keybroker-site")["data"]
-    assert role["token_explicit_max_ttl"] == 600
+    assert role["token_bound_cidrs"] == ["10.9.0.0/16"]
 
 
 def test_config_delete_removes_roles_and_policies_but_keeps_keys(
@@ -314,9 +314,9 @@ def test_root_token_revocation(
     second = RootTokenRevocationProvider().create(dict(props))  # changes nothing
     assert second.outs["revoked_at"] == first.outs["revoked_at"]
     # Later changes need a new root token, and say how to get one.
-    shorter = _config_props(fresh_vault, initialised, _layout(site_token_max_ttl=600))
+    moved = _config_props(fresh_vault, initialised, _layout(site_token_cidrs=("10.9.0.0/16",)))
     with pytest.raises(ProviderError, match="generate-root"):
-        config.update("id", config_outs, shorter)
+        config.update("id", config_outs, moved)
     config.delete("id", config_outs)  # warns and leaves the layout in place
 
 
@@ -329,3 +329,23 @@ def test_launcher_main_refuses_to_start_without_its_secret_id(
     assert launcher.main() == 2
     assert "brokerSecretIdRotation" in capsys.readouterr().err
     assert launcher.WRAPPED_FILE_ENV not in os.environ  # popped: not inherited by the broker
+
+
+def test_config_waits_for_vault_to_become_active(
+    aws: AwsTarget,
+    fresh_vault: DevVaultServer,
+    initialised: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Right after init a real Vault answers 503 until the seal unseals it and it takes
+    leadership; the provider polls sys/health instead of failing the deployment."""
+    from infra.providers import clients
+
+    slept: list[float] = []
+    monkeypatch.setattr(clients.time, "sleep", slept.append)
+    fresh_vault.faults.fail_next(2, status=503, path_prefix="sys/health")
+    outs = VaultConfigProvider().create(_config_props(fresh_vault, initialised, _layout())).outs
+    assert outs["site_token_role"] == "keybroker-site" and slept == [1.0, 1.0]
+    fresh_vault.faults.fail_next(1000, status=503, path_prefix="sys/health")
+    with pytest.raises(ProviderError, match=r"not ready after 0s \(sys/health answered 503\)"):
+        clients.wait_until_active(hvac.Client(url=fresh_vault.addr), timeout_s=0)

@@ -268,6 +268,38 @@ def check_not_privileged(args: ResourceValidationArgs, report: ReportViolation) 
             fail(f"Container {args.name} sets {key}=host.")
 
 
+PUBLIC_PORTS = (
+    "Publish on 127.0.0.1 (or a private address) and put a TLS reverse proxy or load"
+    " balancer in front; 0.0.0.0 exposes Vault and the broker on every interface."
+)
+
+
+def check_no_wildcard_ports(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    """Everywhere (dev has the mandatory rule): no port published on all interfaces."""
+    if args.resource_type != p.CONTAINER:
+        return
+    for port in args.props.get("ports") or []:
+        if str(port.get("ip") or "0.0.0.0") in ("0.0.0.0", "::"):
+            _reporter(report, PUBLIC_PORTS)(
+                f"Container {args.name} publishes port {port.get('internal')} on every interface."
+            )
+
+
+BROKER_VAULT_TLS = (
+    "Point KEYBROKER_VAULT_ADDR at https:// and give KEYBROKER_VAULT_CACERT the stack's CA."
+)
+
+
+def check_broker_talks_tls(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != p.CONTAINER or p.role(args.props) != "broker":
+        return
+    env = p.envs(args.props)
+    if not env.get("KEYBROKER_VAULT_ADDR", "").startswith("https://"):
+        _reporter(report, BROKER_VAULT_TLS)("The broker reaches Vault without TLS.")
+    elif not env.get("KEYBROKER_VAULT_CACERT"):
+        _reporter(report, BROKER_VAULT_TLS)("The broker does not pin the stack's CA.")
+
+
 RESTART = "Set restart to unless-stopped (Vault) or on-failure (broker) so outages heal."
 
 
@@ -610,6 +642,22 @@ POLICIES: list[Policy] = [
         ADVISORY,
         Severity.HIGH,
         NOT_PRIVILEGED,
+    ),
+    _resource(
+        "no-wildcard-ports",
+        "No port is published on every interface.",
+        check_no_wildcard_ports,
+        ADVISORY,
+        Severity.MEDIUM,
+        PUBLIC_PORTS,
+    ),
+    _resource(
+        "broker-vault-tls",
+        "The broker talks to Vault over TLS with the stack's CA.",
+        check_broker_talks_tls,
+        ADVISORY,
+        Severity.HIGH,
+        BROKER_VAULT_TLS,
     ),
     _resource(
         "containers-restart",

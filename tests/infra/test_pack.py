@@ -192,6 +192,8 @@ MISTAKES: list[tuple[str, str, Callable[[list[PolicyResource]], None]]] = [
     ("dev", "vault-mlock-explicit", lambda res: _hcl_edit(res, "disable_mlock = true", "")),
     ("prod", "containers-not-privileged", _set("vault", "pidMode", "host")),
     ("prod", "containers-restart", _set("vault", "restart", "no")),
+    ("prod", "no-wildcard-ports", _set("broker", "ports", [{"internal": 8080, "ip": "0.0.0.0"}])),
+    ("prod", "broker-vault-tls", _add_env("broker", "KEYBROKER_VAULT_ADDR=http://vault:8200")),
     ("prod", "vault-ha-in-prod", _single_prod_node),
     ("prod", "root-token-revoked-in-prod", _drop_revocation),
 ]

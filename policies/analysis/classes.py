@@ -65,6 +65,17 @@ def _candidates(
             return []
         survivors = [s for s in constrained if s.accepts(i, own)] + unconstrained
         return [(own, survivors)]
+    if not constrained:
+        # No live rule looks at this segment: one non-empty class, plus the empty one
+        # (a trailing "/") where the pattern admits it.
+        in_pattern = i < len(pattern.parts)
+        if in_pattern and own:
+            segs = [own]  # the pattern's own prefix literal, e.g. `sys/audit*`
+        else:
+            segs = ["x"]
+            if i > 0 and (not in_pattern or own == ""):
+                segs.append("")
+        return [(seg, unconstrained) for seg in segs]
     literals = {lit for s in constrained if (lit := s.literal_at(i)) is not None}
     if own is not None:
         literals.add(own)

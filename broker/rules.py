@@ -16,6 +16,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Protocol
 
 from broker.reasons import Inspection, Reason, ReasonCode
@@ -103,14 +104,21 @@ class _MaskedEntry:
     def consistent_with(self, network: IPNetwork) -> bool:
         if network.num_addresses != 1:
             return False
-        pattern = "".join(
+        return _mask_pattern(self.text).fullmatch(str(network.network_address)) is not None
+
+
+@lru_cache(maxsize=1024)
+def _mask_pattern(text: str) -> re.Pattern[str]:
+    return re.compile(
+        "".join(
             "[0-9A-Fa-f.:]+" if chunk.startswith("*") else re.escape(chunk)
-            for chunk in re.split(r"(\*+)", self.text)
+            for chunk in re.split(r"(\*+)", text)
             if chunk
         )
-        return re.fullmatch(pattern, str(network.network_address)) is not None
+    )
 
 
+@lru_cache(maxsize=4096)  # checks repeat the same few addresses; ipaddress parsing is slow
 def _parse_entry(text: str) -> IPNetwork | _MaskedEntry | None:
     if "*" in text:
         return _MaskedEntry(text)
@@ -120,13 +128,22 @@ def _parse_entry(text: str) -> IPNetwork | _MaskedEntry | None:
         return None  # not an address: counts as unknown, never as coverage
 
 
+@lru_cache(maxsize=64)
+def _networks(texts: tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    return tuple(ipaddress.ip_network(text, strict=False) for text in texts)
+
+
 def _covers(entry: IPNetwork, required: IPNetwork) -> bool:
-    return entry.version == required.version and required.subnet_of(entry)  # type: ignore[arg-type]
+    """`required` lies inside `entry` (same family, same leading prefix bits)."""
+    if entry.version != required.version or entry.prefixlen > required.prefixlen:
+        return False
+    shift = entry.max_prefixlen - entry.prefixlen
+    return int(required.network_address) >> shift == int(entry.network_address) >> shift
 
 
 def ip_reasons(inspection: Inspection, role: str, settings: RuleSettings) -> list[Reason]:
     egress_texts = settings.robot_egress_ips if role == "robot" else settings.site_egress_ips
-    required = [ipaddress.ip_network(text, strict=False) for text in egress_texts]
+    required = _networks(tuple(egress_texts))
     unrestricted_is_error = role == "robot" or settings.require_site_ip_restriction
 
     def unrestricted(message: str) -> Reason:
@@ -199,7 +216,9 @@ def ip_reasons(inspection: Inspection, role: str, settings: RuleSettings) -> lis
     return out
 
 
-def _within_egress(entry: IPNetwork | _MaskedEntry | None, required: list[IPNetwork]) -> bool:
+def _within_egress(
+    entry: IPNetwork | _MaskedEntry | None, required: tuple[IPNetwork, ...]
+) -> bool:
     if entry is None:
         return False
     if isinstance(entry, _MaskedEntry):

@@ -73,17 +73,27 @@ class TokenRole:
     orphan: bool
     renewable: bool
     default_ttl: float  # seconds; applied by the broker on each create
+    # The cap on a site token's TTL. For batch tokens Vault cannot hold it: it refuses a
+    # batch role with an explicit max TTL ("'token_type' cannot be 'batch' when role is
+    # set to generate tokens with an explicit max TTL", token_store.go
+    # tokenStoreRoleCreateUpdate) and ignores a role's explicit max TTL when it creates
+    # batch tokens. The broker enforces it instead: it always passes a `ttl` no greater
+    # than this (KEYBROKER_SITE_TOKEN_MAX_TTL) and answers 400 above it.
     explicit_max_ttl: float
     bound_cidrs: tuple[str, ...]
 
     def vault_payload(self) -> dict[str, object]:
         """Body of `POST auth/token/roles/<name>`."""
+        enforced_by_vault = self.token_type != "batch"
         return {
             "allowed_policies": list(self.allowed_policies),
             "orphan": self.orphan,
             "renewable": self.renewable,
             "token_type": self.token_type,
-            "token_explicit_max_ttl": format_duration(self.explicit_max_ttl),
+            # 0s for batch roles: also clears a value an older layout may have left.
+            "token_explicit_max_ttl": format_duration(
+                self.explicit_max_ttl if enforced_by_vault else 0
+            ),
             "token_bound_cidrs": list(self.bound_cidrs),
         }
 

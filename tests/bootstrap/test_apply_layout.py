@@ -105,7 +105,8 @@ def test_layout_reads_back(layout_applied: hvac.Client) -> None:
     assert role["orphan"] is True
     assert role["renewable"] is False
     assert role["allowed_policies"] == [SITE_READ_POLICY]
-    assert role["token_explicit_max_ttl"] == 900
+    # Vault refuses an explicit max TTL on a batch role; the broker caps site tokens.
+    assert not role.get("token_explicit_max_ttl")
 
     assert client.sys.list_auth_methods()["data"]["approle/"]["type"] == "approle"
     broker = client.read("auth/approle/role/keybroker-broker")["data"]
@@ -122,7 +123,7 @@ def test_drift_is_repaired_and_only_the_drifted_step_reports_a_change(devvault) 
     client.sys.create_or_update_acl_policy(INTAKE_POLICY, 'path "*" { capabilities = ["read"] }')
     client.write_data(
         "auth/token/roles/keybroker-site",
-        data={**layout.site_token_role.vault_payload(), "token_explicit_max_ttl": "1h"},
+        data={**layout.site_token_role.vault_payload(), "token_bound_cidrs": ["0.0.0.0/0"]},
     )
     client.write_data(f"{MOUNT}/config", data={"max_versions": 50})
 
@@ -137,7 +138,7 @@ def test_drift_is_repaired_and_only_the_drifted_step_reports_a_change(devvault) 
         client.sys.read_acl_policy(INTAKE_POLICY)["data"]["policy"]
         == layout.policies[INTAKE_POLICY]
     )
-    assert client.read("auth/token/roles/keybroker-site")["data"]["token_explicit_max_ttl"] == 900
+    assert client.read("auth/token/roles/keybroker-site")["data"]["token_bound_cidrs"] == []
 
 
 def test_a_mount_of_another_kind_is_a_conflict_and_nothing_changes(devvault) -> None:
@@ -190,9 +191,10 @@ def test_site_token_reads_site_keys_and_is_denied_robot_keys(
         )
 
 
-def test_site_token_ttl_is_capped_by_the_role(layout_applied: hvac.Client) -> None:
-    auth = layout_applied.auth.token.create(role_name="keybroker-site", ttl="1h")["auth"]
-    assert auth["lease_duration"] <= 900
+def test_batch_site_token_role_carries_no_explicit_max_ttl() -> None:
+    role = build_layout(site_token_max_ttl=600).site_token_role
+    assert role.explicit_max_ttl == 600  # the cap the broker enforces
+    assert role.vault_payload()["token_explicit_max_ttl"] == "0s"
 
 
 def test_site_tokens_are_bound_to_the_configured_cidrs(devvault) -> None:

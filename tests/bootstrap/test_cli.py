@@ -57,13 +57,11 @@ def test_settings_shape_the_layout(devvault, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("VAULT_TOKEN", devvault.root_token)
     monkeypatch.setenv("KEYBROKER_SITE_EGRESS_IPS", "192.0.2.0/24,198.51.100.7")
     monkeypatch.setenv("KEYBROKER_ROBOT_EGRESS_IPS", "203.0.113.10")
-    monkeypatch.setenv("KEYBROKER_SITE_TOKEN_MAX_TTL", "10m")
     monkeypatch.setenv("KEYBROKER_KV_MOUNT", "keys-test")
     assert run_bootstrap(devvault.addr) == 0
     client = hvac.Client(url=devvault.addr, token=devvault.root_token)
     role = client.read("auth/token/roles/keybroker-site")["data"]
     assert sorted(role["token_bound_cidrs"]) == ["192.0.2.0/24", "198.51.100.7/32"]
-    assert role["token_explicit_max_ttl"] == 600
     robot = client.read("auth/approle/role/keybroker-robot")["data"]
     assert robot["secret_id_bound_cidrs"] == ["203.0.113.10/32"]
     assert "keys-test/" in client.sys.list_mounted_secrets_engines()["data"]

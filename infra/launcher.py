@@ -46,7 +46,11 @@ def unwrap_secret_id(path: Path, vault_addr: str, ca_file: str | None) -> str:
         raise LaunchError(f"cannot reach Vault at {vault_addr}: {type(exc).__name__}") from None
     finally:
         client.adapter.close()
-    path.unlink(missing_ok=True)
+    try:
+        path.unlink(missing_ok=True)
+    except PermissionError:
+        # Already worthless (wrapping tokens are single-use); say so and carry on.
+        print(f"keybroker launcher: could not remove {path} (used token)", file=sys.stderr)
     secret_id = (answer.get("data") or {}).get("secret_id")
     if not secret_id:
         raise LaunchError("the wrapped response holds no secret_id")

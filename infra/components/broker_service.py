@@ -3,9 +3,16 @@
 Hardened: non-root user, read-only root filesystem, no-new-privileges, every
 capability dropped, memory and CPU limits, a health check. Its Vault credentials are
 an AppRole role-id (not secret, an env var) and a secret-id that only exists
-response-wrapped: the single-use wrapping token is uploaded as a file (a secret
-input) into a small volume, and `infra.launcher` unwraps it at start and deletes it.
-No secret is ever a container environment variable.
+response-wrapped: the single-use wrapping token is a file (a secret input) in a small
+volume, and `infra.launcher` unwraps it at start and deletes it. No secret is ever a
+container environment variable.
+
+Why a seed container: the Docker provider uploads files by copying a tar to "/" of
+the container before it starts (kreuzwerker/terraform-provider-docker,
+resource_docker_container_funcs.go), and Docker refuses copies to "/" of a container
+with a read-only root filesystem. So a never-started seed container (same image, no
+network, nothing running) receives the uploads into the shared volume, and the
+read-only broker mounts that volume.
 """
 
 from __future__ import annotations
@@ -117,6 +124,23 @@ class BrokerService(pulumi.ComponentResource):
                     group=BROKER_UID,
                 )
             )
+        run_volume = [docker.ContainerVolumeArgs(volume_name=run.name, container_path=RUN_DIR)]
+        seed = docker.Container(
+            f"{name}-seed",
+            name=f"{args.prefix}-broker-seed",
+            image=image.image_id,
+            command=["true"],
+            start=False,  # only a carrier for the uploads; never runs
+            must_run=False,
+            user=f"{BROKER_UID}:{BROKER_UID}",
+            network_mode="none",
+            security_opts=["no-new-privileges:true"],
+            capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
+            uploads=uploads,
+            volumes=run_volume,
+            labels=labels(docker.ContainerLabelArgs, args.environment, "broker-seed"),
+            opts=child,
+        )
         role_env = pulumi.Output.from_input(args.role_id).apply(
             lambda role_id: f"KEYBROKER_VAULT_ROLE_ID={role_id}"
         )
@@ -134,8 +158,7 @@ class BrokerService(pulumi.ComponentResource):
             memory_swap=args.memory_mb,
             cpus=f"{args.cpus:g}",
             tmpfs={"/tmp": "rw,noexec,nosuid,nodev,size=16m"},  # noqa: S108 (container path)
-            uploads=uploads,
-            volumes=[docker.ContainerVolumeArgs(volume_name=run.name, container_path=RUN_DIR)],
+            volumes=run_volume,
             networks_advanced=[
                 docker.ContainerNetworksAdvancedArgs(name=args.internal_network),
                 docker.ContainerNetworksAdvancedArgs(name=args.edge_network),
@@ -164,8 +187,13 @@ class BrokerService(pulumi.ComponentResource):
             restart="on-failure",
             max_retry_count=3,
             must_run=True,
-            labels=labels(docker.ContainerLabelArgs, args.environment, "broker"),
-            opts=child,
+            labels=[
+                *labels(docker.ContainerLabelArgs, args.environment, "broker"),
+                # A new seed (a rotated secret-id, a new CA) must restart the broker,
+                # which reads the files once at start: tie the broker to the seed.
+                docker.ContainerLabelArgs(label="keybroker.seed", value=seed.id),
+            ],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[seed]),
         )
         host = url_host(deploy_host(args.publish_address))
         self.url = pulumi.Output.from_input(f"http://{host}:{args.port}")

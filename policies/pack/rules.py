@@ -304,8 +304,8 @@ RESTART = "Set restart to unless-stopped (Vault) or on-failure (broker) so outag
 
 
 def check_restart_policy(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if args.resource_type != p.CONTAINER:
-        return
+    if args.resource_type != p.CONTAINER or args.props.get("start") is False:
+        return  # a never-started container (e.g. the broker's seed) has nothing to restart
     if str(args.props.get("restart") or "no") not in ("always", "unless-stopped", "on-failure"):
         _reporter(report, RESTART)(f"Container {args.name} is never restarted.")
 

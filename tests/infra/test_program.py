@@ -57,6 +57,7 @@ def test_inventory(stack: str) -> None:
     nodes = 1 if stack == "dev" else 3
     assert len(run.containers("vault")) == nodes
     assert len(run.containers("broker")) == 1
+    assert len(run.containers("broker-seed")) == 1
     assert len(run.of_type("docker:index/volume:Volume")) == 2 * nodes + 1
     networks = {r.inputs["name"]: r.inputs for r in run.of_type("docker:index/network:Network")}
     assert networks[f"keybroker-{stack}-internal"]["internal"] is True
@@ -127,8 +128,29 @@ def test_broker_container(stack: str) -> None:
     assert envs["KEYBROKER_VAULT_WRAPPED_SECRET_ID_FILE"] == "/run/keybroker/secret-id.wrap"
     assert envs["KEYBROKER_VAULT_ADDR"].startswith("https://")
     assert envs["KEYBROKER_VAULT_ROLE_ID"] == "66666666-7777-8888-9999-000000000000"
-    wrapped = _upload(broker, "/run/keybroker/secret-id.wrap")
+    assert "uploads" not in props  # Docker refuses uploads into a read-only rootfs
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_broker_files_arrive_through_a_never_started_seed(stack: str) -> None:
+    run = shipped(stack)
+    (seed,) = run.containers("broker-seed")
+    (broker,) = run.containers("broker")
+    seed_props, broker_props = unwrap(seed.inputs), unwrap(broker.inputs)
+    assert seed_props["start"] is False and seed_props["mustRun"] is False
+    assert seed_props["networkMode"] == "none" and "ports" not in seed_props
+    assert seed_props["capabilities"] == {"drops": ["ALL"]}
+    assert seed_props["image"] == broker_props["image"]
+    assert seed_props["volumes"] == broker_props["volumes"]  # the shared /run/keybroker
+    assert seed.inputs["uploads"].get("4dabf18193072939515e22adb298388d")  # secret input
+    wrapped = _upload(seed, "/run/keybroker/secret-id.wrap")
     assert wrapped["content"] == CANARY_WRAP_TOKEN and wrapped["permissions"] == "0400"
+    assert _upload(seed, "/run/keybroker/secrets.yaml")["content"] == (
+        f"audit_hmac_key: {CANARY_HMAC}\n"
+    )
+    # A new seed (rotation) replaces the broker, which reads the files once at start.
+    seed_label = {"label": "keybroker.seed", "value": f"{seed.name}-id"}
+    assert seed_label in broker_props["labels"]
 
 
 @pytest.mark.parametrize("stack", STACKS)

@@ -4,18 +4,28 @@ One signed request lists the account's keys; ours is the entry whose `client_id`
 our api key. Rights come from its `max_scope` (`trade:read_write wallet:none ...`):
 Deribit's `trade` scope covers every instrument, futures and options included, so a
 trading key has futures rights; `wallet:read_write` allows withdrawals and transfers.
-A key without `account:read` cannot list keys (13021 forbidden): unverifiable.
 Errors are JSON-RPC `{"error": {"code": ...}}`.
+
+13021 "forbidden" means the key lacks `account:read` or the caller's IP is not allowed.
+Only then a second, different request follows: `public/auth` with a `client_signature`
+grant (no secret sent), whose `scope` is the key's granted scope. If that is refused
+too, the IP was the problem (auth needs no scope); if it succeeds, the rights come
+from its scope and the IP whitelist stays unknown.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
+import time
 from typing import Any
 
 from broker.exchanges.base import (
     Adapter,
     Credentials,
     InspectionFailed,
+    error_body,
     require_dict,
     split_list,
     whitelist,
@@ -31,7 +41,7 @@ class DeribitAdapter(Adapter):
         "13009": ReasonCode.INVALID_CREDENTIALS,
         "10000": ReasonCode.INVALID_CREDENTIALS,
         "13003": ReasonCode.INVALID_CREDENTIALS,
-        "13021": ReasonCode.UNVERIFIABLE,
+        "13021": ReasonCode.INVALID_CREDENTIALS,
         "13011": ReasonCode.UNVERIFIABLE,
         "10028": ReasonCode.RATE_LIMITED,
         "10040": ReasonCode.EXCHANGE_UNAVAILABLE,
@@ -39,8 +49,7 @@ class DeribitAdapter(Adapter):
     }
     error_messages = {
         "13003": "the exchange asks for two-factor authentication to list keys",
-        "13021": "forbidden: the key lacks the account:read scope needed to read its "
-        "rights, or the broker's IP is not whitelisted (Deribit does not say which)",
+        "13021": "forbidden: the key lacks the scope or the broker's IP is not allowed",
         "13011": "the key lacks the account:read scope, so its rights cannot be read",
     }
 
@@ -51,7 +60,44 @@ class DeribitAdapter(Adapter):
         return None
 
     async def inspect(self, exchange: Any, credentials: Credentials) -> Inspection:
-        return parse(await exchange.private_get_list_api_keys(), credentials.api_key)
+        try:
+            answer = await exchange.private_get_list_api_keys()
+        except Exception as exc:
+            if self.error_code(error_body(exc)) != "13021":
+                raise
+            return await self._inspect_by_auth(exchange, credentials)
+        return parse(answer, credentials.api_key)
+
+    async def _inspect_by_auth(self, exchange: Any, credentials: Credentials) -> Inspection:
+        stamp = str(int(time.time() * 1000))
+        nonce = secrets.token_hex(8)
+        payload = f"{stamp}\n{nonce}\n"  # Deribit: timestamp \n nonce \n data ("")
+        signature = hmac.new(
+            credentials.secret.encode(), payload.encode(), hashlib.sha256
+        ).hexdigest()
+        try:
+            answer = await exchange.public_get_auth(
+                {
+                    "grant_type": "client_signature",
+                    "client_id": credentials.api_key,
+                    "timestamp": stamp,
+                    "nonce": nonce,
+                    "data": "",
+                    "signature": signature,
+                }
+            )
+        except Exception as exc:
+            if self.error_code(error_body(exc)) == "13021":
+                raise InspectionFailed(
+                    reason(
+                        ReasonCode.IP_NOT_ALLOWED,
+                        self.id,
+                        "IP not allowed: Deribit refused even authentication from the "
+                        "broker's address",
+                    )
+                ) from None
+            raise
+        return parse_auth(answer)
 
 
 def scopes(text: str) -> dict[str, str]:
@@ -61,6 +107,30 @@ def scopes(text: str) -> dict[str, str]:
         name, _, level = part.partition(":")
         out[name] = level
     return out
+
+
+def _permissions(scope: dict[str, str]) -> Permissions:
+    readable = {"read", "read_write"}
+    trade = scope.get("trade") == "read_write"
+    wallet = scope.get("wallet") == "read_write"
+    return Permissions(
+        read=scope.get("account") in readable,  # balances and positions need account:read
+        spot_trade=trade,
+        futures=trade,
+        withdraw=wallet,
+        transfer=wallet,
+    )
+
+
+def parse_auth(answer: Any) -> Inspection:
+    body = require_dict(answer, "public/auth")
+    result = require_dict(body.get("result"), "public/auth result")
+    return Inspection(
+        exchange="deribit",
+        permissions=_permissions(scopes(str(result.get("scope", "")))),
+        ip_restricted=None,  # public/auth does not tell
+        ip_whitelist=None,
+    )
 
 
 def parse(answer: Any, api_key: str) -> Inspection:
@@ -76,20 +146,10 @@ def parse(answer: Any, api_key: str) -> Inspection:
     entry = own[0]
     if entry.get("enabled") is False:
         raise InspectionFailed(reason(ReasonCode.INVALID_CREDENTIALS, "deribit", "key disabled"))
-    scope = scopes(str(entry.get("max_scope", "")))
-    readable = {"read", "read_write"}
-    trade = scope.get("trade") == "read_write"
-    wallet = scope.get("wallet") == "read_write"
     restricted, ips = whitelist(split_list(entry.get("ip_whitelist")))
     return Inspection(
         exchange="deribit",
-        permissions=Permissions(
-            read=any(scope.get(name) in readable for name in ("account", "trade", "wallet")),
-            spot_trade=trade,
-            futures=trade,
-            withdraw=wallet,
-            transfer=wallet,
-        ),
+        permissions=_permissions(scopes(str(entry.get("max_scope", "")))),
         ip_restricted=restricted,
         ip_whitelist=ips,
     )

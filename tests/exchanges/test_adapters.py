@@ -228,6 +228,16 @@ def test_deribit_list_api_keys_example() -> None:
     assert other.ip_whitelist == ["203.0.113.10"]
 
 
+def test_deribit_auth_scope() -> None:
+    """public/auth result `scope` (reference/exchanges.md, Deribit: granted scope)."""
+    answer = {"jsonrpc": "2.0", "result": {"access_token": "t", "expires_in": 900,
+              "scope": "connection mainaccount account:none trade:read_write wallet:none",
+              "token_type": "bearer"}}  # fmt: skip
+    insp = deribit.parse_auth(answer)
+    assert insp.permissions == Permissions(read=False, spot_trade=True, futures=True)
+    assert insp.ip_restricted is None and insp.ip_whitelist is None
+
+
 def test_shape_errors_are_unavailable_not_crashes() -> None:
     for parse, bad in (
         (okx.parse, {"code": "0", "data": []}),
@@ -303,7 +313,7 @@ ERROR_CASES = [
     ("deribit", ccxt.AuthenticationError, {"error": {"code": 13009, "message": "unauthorized"}},
      "invalid_credentials"),
     ("deribit", ccxt.PermissionDenied, {"error": {"code": 13021, "message": "forbidden"}},
-     "unverifiable"),
+     "invalid_credentials"),
     ("deribit", ccxt.DDoSProtection, {"error": {"code": 10028}}, "rate_limited"),
     ("okx", ccxt.RequestTimeout, None, "exchange_unavailable"),
     ("okx", ccxt.NetworkError, None, "exchange_unavailable"),

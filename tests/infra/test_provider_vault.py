@@ -349,3 +349,21 @@ def test_config_waits_for_vault_to_become_active(
     fresh_vault.faults.fail_next(1000, status=503, path_prefix="sys/health")
     with pytest.raises(ProviderError, match=r"not ready after 0s \(sys/health answered 503\)"):
         clients.wait_until_active(hvac.Client(url=fresh_vault.addr), timeout_s=0)
+
+
+def test_launcher_carries_on_when_the_used_token_file_cannot_be_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with DevVaultServer() as vault:
+        root = hvac.Client(url=vault.addr, token=vault.root_token)
+        wrapped = root.sys.wrap(payload={"secret_id": "sid-123"}, ttl="60s")["wrap_info"]["token"]
+        wrap_file = tmp_path / "secret-id.wrap"
+        wrap_file.write_text(wrapped)
+
+        def refuse(self: Path, missing_ok: bool = False) -> None:
+            raise PermissionError(13, "Permission denied")
+
+        monkeypatch.setattr(Path, "unlink", refuse)
+        assert unwrap_secret_id(wrap_file, vault.addr, None) == "sid-123"
+    err = capsys.readouterr().err
+    assert "could not remove" in err and wrapped not in err

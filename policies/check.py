@@ -162,16 +162,22 @@ def _lint_violation(finding: LintFinding) -> Violation:
     )
 
 
+def statement(inv: Invariant) -> str:
+    """The invariant in one sentence, e.g. `site may never read on a/* (except a/b)`."""
+    verb = "may never" if inv.effect == "deny" else "must always"
+    text = (
+        f"{', '.join(inv.principals)} {verb} {', '.join(inv.capabilities)} "
+        f"on {', '.join(inv.paths)}"
+    )
+    if inv.excepts:
+        text += f" (except {', '.join(inv.excepts)})"
+    return text
+
+
 def rule_catalogue(invariants: Sequence[Invariant]) -> list[RuleInfo]:
     rules = [RuleInfo(r.id, r.name, r.rationale, r.severity) for r in registry.rules]
     for inv in invariants:
-        verb = "may never" if inv.effect == "deny" else "must always"
-        text = (
-            f"{', '.join(inv.principals)} {verb} {', '.join(inv.capabilities)} "
-            f"on {', '.join(inv.paths)}"
-        )
-        if inv.excepts:
-            text += f" (except {', '.join(inv.excepts)})"
+        text = statement(inv)
         rules.append(RuleInfo(inv.id, inv.description or text, text, "error"))
     return rules
 

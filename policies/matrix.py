@@ -7,10 +7,11 @@ from pathlib import Path
 
 from policies.acl import ACLError
 from policies.analysis import PatternError, coverage
-from policies.check import EXIT_ERROR, display_path, load_inputs
+from policies.check import EXIT_ERROR, check_invariant, display_path, load_inputs, statement
 from policies.hcl import PolicyParseError
 from policies.invariants import InvariantsError
 from policies.report import Cell, MatrixReport, render_matrix
+from policies.report.model import InvariantStatus
 
 MATRIX_CAPABILITIES = ["read", "list", "create", "update", "patch", "delete", "sudo"]
 # Rows when the invariants file has no `matrix:` section.
@@ -54,6 +55,10 @@ def build_matrix(policies_dir: Path | None, invariants_file: Path | None) -> Mat
         rows=rows,
         capabilities=MATRIX_CAPABILITIES,
         cells=cells,
+        invariants=[
+            InvariantStatus(inv.id, statement(inv), check_invariant(inv, inputs.principals))
+            for inv in inputs.invariants.invariants
+        ],
     )
 
 

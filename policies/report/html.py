@@ -25,6 +25,9 @@ border-color:#d4a72c}
 .all.sudo,.some.sudo{background:#ffebe9;border-color:#cf222e;color:#82071e;font-weight:700}
 td.none{color:#afb8c1;text-align:center}
 .legend span{margin-right:1rem}
+h2{font-size:1.1rem;margin-top:2rem}
+td.ok{color:#1a7f37;font-weight:700} td.bad{color:#cf222e;font-weight:700}
+tr.bad td{background:#fff5f5}
 """
 
 _WRITE = {"create", "update", "patch", "delete", "recover"}
@@ -77,6 +80,27 @@ def render_matrix(matrix: MatrixReport, *, title: str = "keybroker access matrix
         '<span><span class="cap all sudo">sudo</span> root-protected endpoints</span>'
         "<span>&middot; nothing</span></p>"
     )
+    inv_rows = []
+    for inv in matrix.invariants:
+        if inv.violations:
+            v = inv.violations[0]
+            where = f" ({v.file}:{v.line})" if v.file else ""
+            more = f" and {len(inv.violations) - 1} more" if len(inv.violations) > 1 else ""
+            verdict = '<td class="bad">violated</td>'
+            evidence = f"{escape(v.message)}{escape(where)}{more}"
+            css = ' class="bad"'
+        else:
+            verdict, evidence, css = '<td class="ok">holds</td>', "", ""
+        inv_rows.append(
+            f"<tr{css}>{verdict}<td><code>{escape(inv.id)}</code></td>"
+            f"<td>{escape(inv.statement)}</td><td>{evidence}</td></tr>"
+        )
+    invariants = (
+        "<h2>Invariants</h2><table><thead><tr><th></th><th>id</th><th>statement</th>"
+        f"<th>counterexample</th></tr></thead><tbody>{''.join(inv_rows)}</tbody></table>"
+        if inv_rows
+        else ""
+    )
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>"
@@ -84,5 +108,5 @@ def render_matrix(matrix: MatrixReport, *, title: str = "keybroker access matrix
         '<p class="sub">Who can do what where, decided exactly over every concrete path '
         "of each class (keybroker policy matrix).</p>"
         f"{legend}<table><thead><tr><th>path class</th>{head}</tr></thead>"
-        f"<tbody>{''.join(body)}</tbody></table></body></html>\n"
+        f"<tbody>{''.join(body)}</tbody></table>{invariants}</body></html>\n"
     )

@@ -42,5 +42,14 @@ def render_matrix(matrix: MatrixReport) -> str:
         "principals": {p: matrix.principal_policies[p] for p in matrix.principals},
         "capabilities": matrix.capabilities,
         "rows": rows,
+        "invariants": [
+            {
+                "id": inv.id,
+                "statement": inv.statement,
+                "holds": not inv.violations,
+                "violations": [v.as_json() for v in inv.violations],
+            }
+            for inv in matrix.invariants
+        ],
     }
     return json.dumps(doc, indent=2)

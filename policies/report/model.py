@@ -76,6 +76,13 @@ class Cell:
     sources: dict[str, list[str]]  # capability -> "file:line" of the granting stanzas
 
 
+@dataclass(frozen=True)
+class InvariantStatus:
+    id: str
+    statement: str
+    violations: list[Violation]
+
+
 @dataclass
 class MatrixReport:
     principals: list[str]
@@ -83,3 +90,4 @@ class MatrixReport:
     rows: list[tuple[str, str]]  # (label, pattern)
     capabilities: list[str]
     cells: dict[tuple[str, str], Cell]  # (principal, pattern) -> cell
+    invariants: list[InvariantStatus] = field(default_factory=list)

@@ -30,6 +30,11 @@ def test_partial_cells_carry_an_example_and_the_granting_stanza() -> None:
     assert all(s.split(":")[0].endswith("keybroker-broker.hcl") for s in c.sources["read"])
 
 
+def test_matrix_reports_every_invariant() -> None:
+    m = build_matrix(None, None)
+    assert len(m.invariants) == 23 and all(not inv.violations for inv in m.invariants)
+
+
 def test_default_rows_without_a_matrix_section(tmp_path: Path) -> None:
     inv = tmp_path / "inv.yaml"
     inv.write_text("principals:\n  robot: [keybroker-robot-read]\n")

@@ -190,6 +190,16 @@ def test_html_matrix_is_self_contained() -> None:
     assert "<style>" in page and "legend" in page
     assert "site key data" in page and "keybroker-broker" in page
     assert 'class="cap all read"' in page
+    assert "<h2>Invariants</h2>" in page and 'class="ok">holds' in page
+    assert 'class="bad"' not in page
+
+
+def test_html_matrix_shows_violated_invariants(tmp_path: Path) -> None:
+    directory = tmp_path / "policies"
+    shutil.copytree(default_policies_dir(), directory)
+    shutil.copy(SEEDED / "sys-wildcard-read" / "keybroker-site-backend.hcl", directory)
+    page = render_matrix(build_matrix(directory, None), "html")
+    assert 'class="bad">violated' in page and "nobody-touches-sys" in page
 
 
 def test_html_escapes_labels(tmp_path: Path) -> None:

@@ -25,7 +25,12 @@ exact or non-glob key and satisfies every `>=` condition, so all such lengths be
 alike and M + 2 stands for them.
 
 The enumeration walks positions depth first and drops a shape as soon as a chosen
-segment contradicts it, so only combinations some rule can tell apart are built.
+segment contradicts it, so only combinations some rule can tell apart are built;
+where no live shape constrains a position, one filler (and the empty segment, when
+it can be last) stands for every segment.
+
+Request paths: no leading "/" (Vault strips it), no empty segment except a trailing
+one (`a//b` never reaches Vault's ACL), so the empty segment is only ever tried last.
 """
 
 from __future__ import annotations

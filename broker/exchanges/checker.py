@@ -9,6 +9,7 @@ timed out may have been executed, and its nonce/timestamp is spent anyway).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from datetime import datetime
 
@@ -24,10 +25,18 @@ log = logging.getLogger(__name__)
 
 
 class KeyChecker:
-    """`await KeyChecker(settings).check(exchange, role, credentials)`; `await aclose()`."""
+    """`await KeyChecker(settings).check(exchange, role, credentials)`; `await aclose()`.
 
-    def __init__(self, settings: Settings) -> None:
+    `broker_egress_ip`: the one address the broker's exchange requests leave from, when
+    known (defaults to a `broker_egress_ip` setting, if the configuration has one). A
+    signed call that succeeds on an IP-restricted key proves that address is listed,
+    which settles an undisclosed whitelist (Binance) when the role's egress set is
+    exactly that address.
+    """
+
+    def __init__(self, settings: Settings, broker_egress_ip: str | None = None) -> None:
         self._settings = settings
+        self._broker_egress = broker_egress_ip or getattr(settings, "broker_egress_ip", None)
         self._enabled = frozenset(settings.exchanges)
         self._clients = ClientFactory(settings.exchange_urls, settings.check_timeout)
 
@@ -94,6 +103,8 @@ class KeyChecker:
                 expires_at=None,
                 reasons=[outcome],
             )
+        if self._egress_proven(outcome, role):
+            outcome = outcome.model_copy(update={"ip_whitelist_verified": True})
         reasons = rules.evaluate(outcome, role, self._settings, now=now)
         return CheckResult(
             accepted=rules.accepted(reasons),
@@ -105,6 +116,20 @@ class KeyChecker:
             expires_at=outcome.expires_at,
             reasons=reasons,
         )
+
+    def _egress_proven(self, inspection: Inspection, role: str) -> bool:
+        """The successful signed call came from the only egress address the role uses."""
+        if not self._broker_egress or inspection.ip_restricted is not True:
+            return False
+        egress = (
+            self._settings.robot_egress_ips if role == "robot" else self._settings.site_egress_ips
+        )
+        try:
+            broker = ipaddress.ip_address(self._broker_egress)
+            networks = [ipaddress.ip_network(text, strict=False) for text in egress]
+        except ValueError:
+            return False
+        return len(networks) == 1 and networks[0] == ipaddress.ip_network(broker)
 
     async def aclose(self) -> None:
         await self._clients.aclose()

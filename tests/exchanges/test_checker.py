@@ -190,3 +190,27 @@ async def test_result_never_carries_secrets(fresh_sandbox: SandboxServer) -> Non
         result = await checker.check("bybit", "robot", c)
     dumped = result.model_dump_json() + repr(result)
     assert c.secret not in dumped and c.api_key not in dumped
+
+
+@pytest.mark.parametrize(
+    ("robot_egress", "broker_egress", "warned"),
+    [
+        ([ROBOT_EGRESS_IP], ROBOT_EGRESS_IP, False),  # the call itself proves the listing
+        ([ROBOT_EGRESS_IP], None, True),  # broker egress unknown
+        (["192.0.2.55"], ROBOT_EGRESS_IP, True),  # proves the broker's address, not the robot's
+        ([ROBOT_EGRESS_IP, "192.0.2.55"], ROBOT_EGRESS_IP, True),  # one of two proven
+    ],
+)
+async def test_binance_restriction_proven_only_for_the_broker_egress(
+    fresh_sandbox: SandboxServer, robot_egress: list[str], broker_egress: str | None, warned: bool
+) -> None:
+    """Binance shows only ipRestrict (reference/exchanges.md): the sandbox sees the
+    broker at 203.0.113.10, so a successful call proves exactly that address."""
+    config = settings(fresh_sandbox, robot_egress_ips=robot_egress)
+    async with KeyChecker(config, broker_egress_ip=broker_egress) as checker:
+        result = await checker.check(
+            "binance", "robot", creds(fresh_sandbox, "binance", "trade_whitelisted")
+        )
+    assert result.accepted
+    codes = {r.code.value for r in result.reasons}
+    assert ("ip_whitelist_unverifiable" in codes) is warned

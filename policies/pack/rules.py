@@ -24,6 +24,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
+from broker.config import parse_duration
 from policies.analysis import Principal, find_granted
 from policies.hcl import PolicyParseError, parse_policy
 from policies.pack import props as p
@@ -319,10 +320,35 @@ def _layout(props: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 SITE_TOKEN_LIMITS = (
-    "Keep the site token role batch-typed, not renewable, with token_explicit_max_ttl"
-    " at most the cap (15m by default), the default TTL below it, and token_bound_cidrs"
-    " naming the site's egress networks (never 0.0.0.0/0)."
+    "Keep the site token role batch-typed, not renewable, with its max TTL at most the"
+    " cap (15m by default) and the default TTL below it, token_bound_cidrs naming the"
+    " site's egress networks (never 0.0.0.0/0), and the broker's"
+    " KEYBROKER_SITE_TOKEN_MAX_TTL set to that max (Vault cannot cap batch tokens by"
+    " role; the broker does)."
 )
+
+
+def _seconds(value: str) -> float | None:
+    try:
+        return parse_duration(value)
+    except ValueError:
+        return None
+
+
+def check_broker_token_cap(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    """For batch site tokens the broker holds the cap (broker/layout.py TokenRole)."""
+    if args.resource_type != p.CONTAINER or p.role(args.props) != "broker":
+        return
+    fail = _reporter(report, SITE_TOKEN_LIMITS)
+    cap = float(args.get_config().get("maxSiteTokenTtlSeconds", DEFAULT_MAX_SITE_TOKEN_TTL_S))
+    env = p.envs(args.props)
+    # Unset means the broker's default, 15m (CONTRACTS.md §7).
+    max_ttl = _seconds(env.get("KEYBROKER_SITE_TOKEN_MAX_TTL", "15m"))
+    ttl = _seconds(env.get("KEYBROKER_SITE_TOKEN_TTL", "5m"))
+    if max_ttl is None or not 0 < max_ttl <= cap:
+        fail(f"The broker's KEYBROKER_SITE_TOKEN_MAX_TTL is not within (0, {cap:g}s].")
+    elif ttl is None or ttl > max_ttl:
+        fail("The broker's KEYBROKER_SITE_TOKEN_TTL exceeds its max TTL.")
 
 
 def check_site_token_limits(args: ResourceValidationArgs, report: ReportViolation) -> None:
@@ -597,7 +623,7 @@ POLICIES: list[Policy] = [
     _resource(
         "site-token-ttl-capped-cidr-bound",
         "Site tokens are short-lived batch tokens bound to CIDRs.",
-        check_site_token_limits,
+        [check_site_token_limits, check_broker_token_cap],
         MANDATORY,
         Severity.HIGH,
         SITE_TOKEN_LIMITS,

@@ -179,6 +179,12 @@ MISTAKES: list[tuple[str, str, Callable[[list[PolicyResource]], None]]] = [
     ("prod", "site-token-ttl-capped-cidr-bound", _role_field("bound_cidrs", ["0.0.0.0/0"])),
     ("prod", "site-token-ttl-capped-cidr-bound", _role_field("token_type", "service")),
     ("prod", "site-token-ttl-capped-cidr-bound", _role_field("default_ttl", 3600)),
+    (
+        "prod",
+        "site-token-ttl-capped-cidr-bound",
+        _add_env("broker", "KEYBROKER_SITE_TOKEN_MAX_TTL=24h"),
+    ),
+    ("dev", "site-token-ttl-capped-cidr-bound", _add_env("broker", "KEYBROKER_SITE_TOKEN_TTL=1h")),
     ("prod", "site-cannot-reach-robot-keys", _site_policy_reaches_robot),
     (
         "dev",

@@ -171,6 +171,14 @@ def test_vault_config_applies_the_one_layout(stack: str) -> None:
         assert text == policy_text(name, cfg.kv_mount)  # read from policies/vault, not restated
     assert len(layout["audit_devices"]) == 2
     assert layout["site_token_role"]["bound_cidrs"] == list(cfg.site_token_cidrs)
+    # Batch site tokens are capped by the broker, not by Vault: both must agree.
+    (broker,) = run.containers("broker")
+    envs = _envs(broker)
+    assert (
+        float(envs["KEYBROKER_SITE_TOKEN_MAX_TTL"]) == layout["site_token_role"]["explicit_max_ttl"]
+    )
+    assert envs["KEYBROKER_SITE_TOKEN_ROLE"] == layout["site_token_role"]["name"]
+    assert envs["KEYBROKER_KV_MOUNT"] == layout["mount"]
 
 
 @pytest.mark.parametrize("stack", STACKS)

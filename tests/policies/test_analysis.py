@@ -152,3 +152,21 @@ def test_pattern_plus_is_a_non_empty_segment() -> None:
     assert not shape.matches("a/b/")
     assert not shape.matches("a//c")
     assert validate_pattern("a/*").matches("a/")
+
+
+def test_plus_inside_a_segment_is_literal() -> None:
+    # `a/b+c` is a plain exact rule; `a/+x/*` is a segment-table rule whose `+x` part
+    # only matches literally (reference/vault.md §1.1).
+    p = principal(rule("a/b+c", "read"), rule("a/+x/*", "list"))
+    hit = find_granted(p, "a/+", ["read"])
+    assert hit is not None and hit.path == "a/b+c"
+    hit = find_granted(p, "a/*", ["list"])
+    assert hit is not None and hit.path.startswith("a/+x")  # LIST on a/+x is a/+x/
+    assert find_granted(p, "a/y/*", ["list"]) is None
+
+
+def test_root_policy_holds_everything() -> None:
+    root = Principal("root", [parse_policy("", name="root")])
+    hit = find_granted(root, "sys/*", ["sudo"])
+    assert hit is not None and hit.rule is None
+    assert find_missing(root, "*", ["read", "sudo"]) is None

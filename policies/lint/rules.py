@@ -178,8 +178,7 @@ class BroadSecretGlob(LintRule):
             if has_deny:
                 continue
             for stanza in policy.rules:
-                shape = shape_of(stanza.path)
-                if not _is_glob(stanza.path) or not shape.parts[0].startswith(mount[:1]):
+                if not _is_glob(stanza.path):
                     continue
                 # Reaching two different roles (and so every role) under data/ or metadata/.
                 hits = [

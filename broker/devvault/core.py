@@ -72,6 +72,7 @@ class Core:
         audit_dir: Path | None = None,
         initialized: bool = True,
         auto_unseal: bool = False,
+        strict_batch_roles: bool = True,
     ) -> None:
         # Imported here: route modules import Core for typing only.
         from broker.devvault.routes_cubbyhole import CubbyholeBackend
@@ -82,7 +83,7 @@ class Core:
         self.lock = threading.RLock()
         self.seal = SealState(auto_unseal=auto_unseal)
         self.policies = PolicyStore()
-        self.tokens = TokenStore(clock)
+        self.tokens = TokenStore(clock, strict_batch_roles=strict_batch_roles)
         self.wrapping = WrappingStore(clock)
         self.audit = AuditBroker(audit_dir)
         self.mounts: dict[str, MountEntry] = {}  # route prefix -> mount

@@ -139,7 +139,7 @@ def write_role(ctx: Ctx, m: Match) -> None:
     name = _role_name(m)
     # Validate on a copy so that a bad request leaves the stored role untouched.
     candidate = dataclasses.replace(roles.get(name) or TokenRole(name=name))
-    candidate.update(ctx.data)
+    candidate.update(ctx.data, strict_batch_roles=ctx.core.tokens.strict_batch_roles)
     roles[name] = candidate
 
 

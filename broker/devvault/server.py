@@ -34,10 +34,16 @@ class DevVaultServer:
         *,
         initialized: bool = True,
         auto_unseal: bool = False,
+        strict_batch_roles: bool = False,
     ) -> None:
         """`initialized=False` starts it like a fresh `vault server` (PUT sys/init first);
         `auto_unseal=True` behaves like a KMS seal: init returns recovery keys and unseals.
-        With `audit_dir`, audit file paths (e.g. /vault/logs/audit.log) land inside it."""
+        With `audit_dir`, audit file paths (e.g. /vault/logs/audit.log) land inside it.
+
+        `strict_batch_roles=True` refuses a batch token role with an explicit max TTL, as
+        Vault does (token_store.go tokenStoreRoleCreateUpdate). It is off by default only
+        because broker/layout.py still sends one for `keybroker-site`; turn it on (and
+        make it the default) once the layout stops doing so."""
         self.host = host
         self.port = port
         self.clock = Clock()
@@ -47,6 +53,7 @@ class DevVaultServer:
             audit_dir=Path(audit_dir) if audit_dir is not None else None,
             initialized=initialized,
             auto_unseal=auto_unseal,
+            strict_batch_roles=strict_batch_roles,
         )
         self.faults = Faults(self.core)
         self._httpd: DevVaultHTTPServer | None = None

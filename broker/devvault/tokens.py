@@ -152,8 +152,12 @@ class TokenRole:
             "token_type": self.token_type,
         }
 
-    def update(self, data: Mapping[str, Any]) -> None:
-        """Apply a `POST auth/token/roles/:name` body; absent fields keep their value."""
+    def update(self, data: Mapping[str, Any], *, strict_batch_roles: bool = True) -> None:
+        """Apply a `POST auth/token/roles/:name` body; absent fields keep their value.
+
+        `strict_batch_roles=False` accepts a batch role with an explicit max TTL, which
+        Vault refuses (see below); that TTL is then ignored, as Vault ignores a role's
+        explicit max TTL for batch tokens anyway."""
         for key in (
             "allowed_policies",
             "disallowed_policies",
@@ -194,18 +198,28 @@ class TokenRole:
             token_type = "default-service"
         if token_type not in ROLE_TOKEN_TYPES:
             raise bad_request(f"invalid 'token_type' value {token_type!r}")
-        if token_type == "batch" and self.renewable and "renewable" in data:
-            raise bad_request("batch tokens cannot be renewable")
-        if token_type == "batch" and self.token_period:
-            raise bad_request(
-                "'token_type' cannot be 'batch' when role is set to generate periodic tokens"
-            )
         self.token_type = token_type
+        # CODE token_store.go tokenStoreRoleCreateUpdate: what a batch role cannot be.
+        if token_type == "batch":
+            for broken, what in (
+                (not self.orphan, "non-orphan tokens"),
+                (self.token_period, "periodic tokens"),
+                (self.renewable, "renewable tokens"),
+                (
+                    self.token_explicit_max_ttl and strict_batch_roles,
+                    "tokens with an explicit max TTL",
+                ),
+            ):
+                if broken:
+                    raise bad_request(
+                        f"'token_type' cannot be 'batch' when role is set to generate {what}"
+                    )
 
 
 class TokenStore:
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, *, strict_batch_roles: bool = True) -> None:
         self.clock = clock
+        self.strict_batch_roles = strict_batch_roles
         self._tokens: dict[str, TokenEntry] = {}
         self._accessors: dict[str, str] = {}
         self.roles: dict[str, TokenRole] = {}

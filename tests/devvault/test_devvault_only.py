@@ -290,3 +290,22 @@ def test_child_token_dies_when_its_parent_expires(devvault: DevVaultServer) -> N
     devvault.clock.advance(601)
     with pytest.raises(hvac.exceptions.Forbidden):
         hvac.Client(url=devvault.addr, token=child["client_token"]).auth.token.lookup_self()
+
+
+def test_lenient_default_accepts_a_batch_role_with_explicit_max_ttl(
+    devvault: DevVaultServer,
+) -> None:
+    """Default `strict_batch_roles=False` (until broker/layout.py stops sending it): the
+    role is accepted and, as in Vault, its explicit max TTL does not bound batch tokens."""
+    root = _root(devvault)
+    root.write_data(
+        "auth/token/roles/site",
+        data={
+            "allowed_policies": ["default"],
+            "token_type": "batch",
+            "orphan": True,
+            "renewable": False,
+            "token_explicit_max_ttl": "15m",
+        },
+    )
+    assert root.auth.token.create(role_name="site", ttl="1h")["auth"]["lease_duration"] == 3600

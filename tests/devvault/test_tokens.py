@@ -12,6 +12,7 @@ import hvac
 import pytest
 
 from tests.devvault.conftest import RawHTTP
+from tests.fixtures.vault import unique_name
 
 
 def _token(client: hvac.Client, **kwargs: object) -> dict:
@@ -206,14 +207,12 @@ def test_role_crud(root: hvac.Client, make_role: Callable) -> None:
         orphan=True,
         renewable=False,
         token_type="batch",
-        token_explicit_max_ttl="15m",
         token_bound_cidrs=["127.0.0.1/32"],
     )
     data = root.auth.token.read_role(name)["data"]
     assert data["allowed_policies"] == ["a", "b"]
     assert data["orphan"] is True and data["renewable"] is False
     assert data["token_type"] == "batch"
-    assert data["token_explicit_max_ttl"] == 900
     assert data["token_bound_cidrs"] == ["127.0.0.1"] or data["token_bound_cidrs"] == [
         "127.0.0.1/32"
     ]
@@ -249,15 +248,33 @@ def test_role_batch_orphan_token(
         orphan=True,
         renewable=False,
         token_type="batch",
-        token_explicit_max_ttl="15m",
     )
     auth = _token(root, role_name=role, ttl="5m")
     assert auth["token_type"] == "batch" and auth["orphan"] is True
     assert auth["renewable"] is False and auth["lease_duration"] == 300
-    # CODE token_store.go handleCreateCommon applies a role's explicit max TTL only
-    # `if role != nil && te.Type != logical.TokenTypeBatch`: batch tokens escape it.
-    uncapped = _token(root, role_name=role, ttl="1h")
-    assert uncapped["lease_duration"] == 3600
+    assert _token(root, role_name=role, ttl="1h")["lease_duration"] == 3600
+
+
+@pytest.mark.parametrize(
+    ("settings", "what"),
+    [
+        ({"orphan": False, "renewable": False}, "non-orphan tokens"),
+        ({"orphan": True}, "renewable tokens"),  # renewable defaults to true
+        ({"orphan": True, "renewable": False, "token_period": "1h"}, "periodic tokens"),
+        (
+            {"orphan": True, "renewable": False, "token_explicit_max_ttl": "15m"},
+            "tokens with an explicit max TTL",
+        ),
+    ],
+)
+def test_what_a_batch_role_cannot_be(root: hvac.Client, settings: dict, what: str) -> None:
+    """CODE token_store.go tokenStoreRoleCreateUpdate: batch roles must be orphan, not
+    renewable, not periodic and without an explicit max TTL (which Vault would not apply
+    to batch tokens anyway: handleCreateCommon skips it for batch tokens)."""
+    name = unique_name("batchrole")
+    body = {"allowed_policies": ["default"], "token_type": "batch", **settings}
+    with pytest.raises(hvac.exceptions.InvalidRequest, match=f"role is set to generate {what}"):
+        root.write_data(f"auth/token/roles/{name}", data=body)
 
 
 def test_role_explicit_max_ttl_caps_service_tokens(

@@ -122,8 +122,8 @@ class MountRootGrant(LintRule):
             if at_root:
                 yield self.finding(
                     stanza,
-                    f'"{stanza.path}" grants {", ".join(sorted(grants(stanza)))} on the whole '
-                    f"{shape.parts[0]}/ mount",
+                    f'"{stanza.path}" grants {", ".join(sorted(grants(stanza)))} across every '
+                    f"sub-API of the {shape.parts[0]}/ mount",
                 )
 
 

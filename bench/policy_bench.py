@@ -113,11 +113,15 @@ def bench_check() -> None:
     subprocess.run([sys.executable, "-m", "broker", "--help"], capture_output=True, check=False)
     cli_floor = time.perf_counter() - t0
     print("== keybroker policy check, shipped policies (target < 1 s)")
-    print(f"  in-process check():           median {statistics.median(times) * 1000:7.1f} ms "
-          f"(passed={report.passed}, {report.invariants_checked} invariants, "
-          f"{len(report.rules)} rules); first run {first * 1000:.1f} ms")
-    print(f"  whole command (fresh python): {wall * 1000:7.1f} ms, exit {proc.returncode}; "
-          f"`keybroker --help` alone {cli_floor * 1000:.1f} ms")
+    print(
+        f"  in-process check():           median {statistics.median(times) * 1000:7.1f} ms "
+        f"(passed={report.passed}, {report.invariants_checked} invariants, "
+        f"{len(report.rules)} rules); first run {first * 1000:.1f} ms"
+    )
+    print(
+        f"  whole command (fresh python): {wall * 1000:7.1f} ms, exit {proc.returncode}; "
+        f"`keybroker --help` alone {cli_floor * 1000:.1f} ms"
+    )
 
 
 class CountingPrincipal(Principal):
@@ -151,18 +155,22 @@ def bench_generated(seed: int) -> None:
     CountingPrincipal.asked = 0
     violations, wall, cpu = _timed(lambda: sum(analyse(p, invariants) for p in principals))
     asked_a = CountingPrincipal.asked
-    print(f"  (a) one principal per policy: {len(principals) * len(invariants):,} analyses in "
-          f"{wall:.2f} s wall / {cpu:.2f} s CPU (+ {compile_s:.2f} s compiling 1,000 ACLs); "
-          f"{violations:,} with a counterexample; {asked_a:,} evaluator questions")
+    print(
+        f"  (a) one principal per policy: {len(principals) * len(invariants):,} analyses in "
+        f"{wall:.2f} s wall / {cpu:.2f} s CPU (+ {compile_s:.2f} s compiling 1,000 ACLs); "
+        f"{violations:,} with a counterexample; {asked_a:,} evaluator questions"
+    )
 
     big, compile_big, _ = _timed(lambda: CountingPrincipal("all", policies))
     CountingPrincipal.asked = 0
     big_violations, big_wall, big_cpu = _timed(lambda: analyse(big, invariants))
     asked_b = CountingPrincipal.asked
-    print(f"  (b) one principal, all 1,000 policies ({sum(len(p.rules) for p in policies):,} "
-          f"stanzas): 100 analyses in {big_wall:.2f} s wall / {big_cpu:.2f} s CPU "
-          f"(+ {compile_big:.2f} s compiling); {big_violations} with a counterexample; "
-          f"{asked_b:,} evaluator questions")
+    print(
+        f"  (b) one principal, all 1,000 policies ({sum(len(p.rules) for p in policies):,} "
+        f"stanzas): 100 analyses in {big_wall:.2f} s wall / {big_cpu:.2f} s CPU "
+        f"(+ {compile_big:.2f} s compiling); {big_violations} with a counterexample; "
+        f"{asked_b:,} evaluator questions"
+    )
 
     # Baseline, same run: the bare evaluator answering as many questions on the big ACL
     # (paths of the same shapes), i.e. the cost of the decisions without the analysis.
@@ -170,8 +178,10 @@ def bench_generated(seed: int) -> None:
     n = max(asked_b, 1)
     paths = [sample[i % len(sample)] for i in range(n)]
     _, base_wall, base_cpu = _timed(lambda: [big.acl.select(p, "read") for p in paths])
-    print(f"  baseline: {n:,} bare ACL.select calls on the big ACL {base_wall:.2f} s wall / "
-          f"{base_cpu:.2f} s CPU; analysis (b) / baseline = {big_cpu / base_cpu:.2f}x CPU")
+    print(
+        f"  baseline: {n:,} bare ACL.select calls on the big ACL {base_wall:.2f} s wall / "
+        f"{base_cpu:.2f} s CPU; analysis (b) / baseline = {big_cpu / base_cpu:.2f}x CPU"
+    )
 
 
 def main() -> None:

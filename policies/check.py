@@ -101,9 +101,7 @@ def check_invariant(inv: Invariant, principals: dict[str, Principal]) -> list[Vi
                 detail = (
                     f'"{stanza.path}" grants {ce.capability} there' if stanza else "root policy"
                 )
-                message = (
-                    f"{who} can {ce.capability} {ce.path} ({pattern} must be denied): {why}"
-                )
+                message = f"{who} can {ce.capability} {ce.path} ({pattern} must be denied): {why}"
                 detail = f"must be denied ({pattern}); {detail}"
             else:
                 ce = find_missing(principal, pattern, inv.capabilities, inv.excepts)

@@ -102,7 +102,7 @@ def render_matrix(matrix: MatrixReport, *, title: str = "keybroker access matrix
         else ""
     )
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>"
         f"<h1>{escape(title)}</h1>"
         '<p class="sub">Who can do what where, decided exactly over every concrete path '

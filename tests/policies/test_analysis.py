@@ -138,9 +138,7 @@ def test_representatives_match_the_pattern_and_are_few() -> None:
     assert not any(r.startswith("z") for r in reps)
 
 
-@pytest.mark.parametrize(
-    "bad", ["", "a/*/b", "a/+*", "a//b", "a*b"]
-)
+@pytest.mark.parametrize("bad", ["", "a/*/b", "a/+*", "a//b", "a*b"])
 def test_invalid_patterns(bad: str) -> None:
     with pytest.raises(PatternError):
         validate_pattern(bad)

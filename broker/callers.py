@@ -8,6 +8,7 @@ a burst of requests costs one lookup, and a revoked token stops working within t
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import threading
 import time
@@ -41,6 +42,7 @@ class CallerDirectory:
         self._max_size = max_size
         self._cache: OrderedDict[str, tuple[float, Caller]] = OrderedDict()
         self._lock = threading.Lock()
+        self._pending: dict[str, asyncio.Future[Caller]] = {}
 
     async def resolve(self, token: str) -> Caller:
         if not token or len(token) > 512 or not token.isascii() or not token.isprintable():
@@ -49,7 +51,15 @@ class CallerDirectory:
         cached = self._get(key)
         if cached is not None:
             return cached
+        # Single flight: a burst of requests with one new token costs one lookup.
+        pending = self._pending.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._lookup(token, key))
+            self._pending[key] = pending
+            pending.add_done_callback(lambda _: self._pending.pop(key, None))
+        return await asyncio.shield(pending)
 
+    async def _lookup(self, token: str, key: str) -> Caller:
         def op(client: hvac.Client) -> dict | None:
             try:
                 return client.adapter.post("/v1/auth/token/lookup", json={"token": token})["data"]

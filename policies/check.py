@@ -20,6 +20,7 @@ from policies.lint import LintFinding, registry, run_lint
 from policies.loader import load_policy_dir
 from policies.model import PathRule, Policy
 from policies.report import CheckReport, RuleInfo, Violation, render_check
+from policies.report.model import InvariantStatus
 
 EXIT_PASS, EXIT_VIOLATION, EXIT_ERROR = 0, 1, 2
 
@@ -161,8 +162,8 @@ def _lint_violation(finding: LintFinding) -> Violation:
 
 
 def statement(inv: Invariant) -> str:
-    """The invariant in one sentence, e.g. `site may never read on a/* (except a/b)`."""
-    verb = "may never" if inv.effect == "deny" else "must always"
+    """The invariant in one sentence, e.g. `site can never read on a/* (except a/b)`."""
+    verb = "can never" if inv.effect == "deny" else "can always"
     text = (
         f"{', '.join(inv.principals)} {verb} {', '.join(inv.capabilities)} "
         f"on {', '.join(inv.paths)}"
@@ -189,7 +190,9 @@ def check(policies_dir: Path | None, invariants_file: Path | None) -> CheckRepor
         invariants_checked=len(inputs.invariants.invariants),
     )
     for inv in inputs.invariants.invariants:
-        report.findings.extend(check_invariant(inv, inputs.principals))
+        found = check_invariant(inv, inputs.principals)
+        report.invariant_results.append(InvariantStatus(inv.id, statement(inv), found))
+        report.findings.extend(found)
     principal_policies = {n: list(p.policies) for n, p in inputs.principals.items()}
     lint = run_lint(inputs.policies, principal_policies, inputs.invariants.admin_policies())
     report.findings.extend(_lint_violation(f) for f in lint)

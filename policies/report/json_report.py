@@ -18,6 +18,10 @@ def render_check(report: CheckReport) -> str:
             "invariants": report.invariants_checked,
             "rules": [r.id for r in report.rules],
         },
+        "invariants": [
+            {"id": inv.id, "statement": inv.statement, "holds": not inv.violations}
+            for inv in report.invariant_results
+        ],
     }
     return json.dumps(doc, indent=2)
 

@@ -46,6 +46,13 @@ class Violation:
         }
 
 
+@dataclass(frozen=True)
+class InvariantStatus:
+    id: str
+    statement: str
+    violations: list[Violation]
+
+
 @dataclass
 class CheckReport:
     rules: list[RuleInfo]
@@ -53,6 +60,7 @@ class CheckReport:
     policies: list[str] = field(default_factory=list)
     invariants_file: str | None = None
     invariants_checked: int = 0
+    invariant_results: list[InvariantStatus] = field(default_factory=list)
 
     @property
     def violations(self) -> list[Violation]:
@@ -74,13 +82,6 @@ class Cell:
     levels: dict[str, str]
     examples: dict[str, str]  # capability -> a path where it is held
     sources: dict[str, list[str]]  # capability -> "file:line" of the granting stanzas
-
-
-@dataclass(frozen=True)
-class InvariantStatus:
-    id: str
-    statement: str
-    violations: list[Violation]
 
 
 @dataclass

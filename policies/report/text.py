@@ -41,6 +41,15 @@ def render_check(report: CheckReport) -> str:
                 v.detail or v.message,
             )
         console.print(table)
+    if report.invariant_results:
+        proven = Table(title="invariants", show_header=True, box=None, pad_edge=False)
+        proven.add_column("")
+        proven.add_column("id", no_wrap=True)
+        proven.add_column("statement", overflow="fold", ratio=1)
+        for inv in report.invariant_results:
+            mark = "[bold red]✗[/]" if inv.violations else "[green]✓[/]"
+            proven.add_row(mark, inv.id, inv.statement)
+        console.print(proven)
     verdict = "[bold green]PASS[/]" if report.passed else "[bold red]FAIL[/]"
     console.print(
         f"{verdict}: {len(report.violations)} violation(s), {len(report.warnings)} warning(s); "

@@ -142,3 +142,24 @@ def test_caller_cache_never_outlives_the_token(devvault, laid_out) -> None:
             await callers.resolve(token)
 
     asyncio.run(scenario())
+
+
+def test_a_burst_with_a_new_token_costs_one_lookup(devvault, laid_out) -> None:
+    session = approle_session(devvault, laid_out)
+    callers = CallerDirectory(session, ttl=5)
+    token = create_caller_token(laid_out, [INTAKE_POLICY], "1h")
+    lookups = []
+    original = session.call_blocking
+
+    def counting(op, fn):  # type: ignore[no-untyped-def]
+        if op == "lookup_caller":
+            lookups.append(op)
+        return original(op, fn)
+
+    session.call_blocking = counting  # type: ignore[method-assign]
+
+    async def burst() -> list:
+        return await asyncio.gather(*(callers.resolve(token) for _ in range(30)))
+
+    resolved = asyncio.run(burst())
+    assert len(lookups) == 1 and all(c.has(INTAKE_POLICY) for c in resolved)

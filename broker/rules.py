@@ -216,9 +216,7 @@ def ip_reasons(inspection: Inspection, role: str, settings: RuleSettings) -> lis
     return out
 
 
-def _within_egress(
-    entry: IPNetwork | _MaskedEntry | None, required: tuple[IPNetwork, ...]
-) -> bool:
+def _within_egress(entry: IPNetwork | _MaskedEntry | None, required: tuple[IPNetwork, ...]) -> bool:
     if entry is None:
         return False
     if isinstance(entry, _MaskedEntry):

@@ -16,7 +16,7 @@ import os
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from policies.analysis import Principal, find_granted, find_missing, validate_pattern
+from policies.analysis import Principal, coverage, find_granted, find_missing, validate_pattern
 from policies.hcl import parse_policy
 
 LITERALS = ["a", "ab"]
@@ -121,3 +121,23 @@ def test_exact_analysis_agrees_with_brute_force(
             assert principal.may(found.path, found.capability)[0]
         else:
             assert not principal.must(found.path, found.capability)[0]
+
+
+@settings(
+    max_examples=int(os.environ.get("KB_BRUTE_EXAMPLES", "60")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(texts=policy_texts, pattern=glob_key(max_parts=2))
+def test_matrix_coverage_agrees_with_brute_force(texts: list[str], pattern: str) -> None:
+    """`coverage` (the matrix cells) says all/some/none exactly as the brute force."""
+    policies = [parse_policy(t, name=f"p{i}") for i, t in enumerate(texts)]
+    principal = Principal("p", policies)
+    shape = validate_pattern(pattern)
+    depth = max(len(s.parts) for s in [*principal.shapes, shape]) + 2
+    paths = [p for p in domain(depth) if shape.matches(p)]
+    cells = coverage(principal, pattern, CAPS)
+    for cap in CAPS:
+        held = [principal.may(p, cap)[0] for p in paths]
+        expected = "all" if all(held) else "some" if any(held) else "none"
+        assert cells[cap].level == expected, (texts, pattern, cap)

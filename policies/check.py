@@ -13,7 +13,13 @@ from importlib import resources
 from pathlib import Path
 
 from policies.acl import ACLError, MergedRule
-from policies.analysis import PatternError, Principal, find_granted, find_missing
+from policies.analysis import (
+    Counterexample,
+    PatternError,
+    Principal,
+    find_granted,
+    find_missing,
+)
 from policies.hcl import PolicyParseError
 from policies.invariants import Invariant, Invariants, InvariantsError, load_invariants
 from policies.lint import LintFinding, registry, run_lint
@@ -88,47 +94,65 @@ def _describe(stanza: PathRule) -> str:
     return f'"{stanza.path}" ({stanza.policy}, {display_path(stanza.file)}:{stanza.line})'
 
 
+@dataclass(frozen=True)
+class _Blame:
+    stanza: PathRule | None  # None: no rule applies (or root)
+    why: str  # full sentence part, with file:line
+    short: str  # for the text table
+
+
+def _blame_granted(ce: Counterexample) -> _Blame:
+    """A `deny` invariant failed: blame the stanza that grants the capability there."""
+    stanza = _source(ce.rule, ce.capability, deny=False)
+    if stanza is None:
+        return _Blame(None, "root policy", "root policy")
+    return _Blame(
+        stanza,
+        f"rule {_describe(stanza)} applies there",
+        f'"{stanza.path}" grants {ce.capability} there',
+    )
+
+
+def _blame_missing(ce: Counterexample) -> _Blame:
+    """An `allow` invariant failed: blame the stanza that applies and refuses, if any."""
+    if ce.rule is None:
+        return _Blame(None, "no rule matches it", "no rule matches it")
+    if ce.rule.is_deny:
+        stanza = _source(ce.rule, ce.capability, deny=True)
+        assert stanza is not None
+        return _Blame(stanza, f"rule {_describe(stanza)} denies it", f'"{stanza.path}" denies it')
+    stanza = ce.rule.sources[0]
+    held = ", ".join(sorted(ce.rule.capabilities))
+    return _Blame(
+        stanza,
+        f"rule {_describe(stanza)} applies there and grants [{held}] "
+        "(or needs parameters or wrapping)",
+        f'"{stanza.path}" applies there: [{held}]',
+    )
+
+
 def check_invariant(inv: Invariant, principals: dict[str, Principal]) -> list[Violation]:
+    """One violation per (principal, pattern) that fails, with its counterexample."""
     out: list[Violation] = []
     for who in inv.principals:
         principal = principals[who]
         for pattern in inv.paths:
             if inv.effect == "deny":
                 ce = find_granted(principal, pattern, inv.capabilities, inv.excepts)
-                if ce is None:
-                    continue
-                stanza = _source(ce.rule, ce.capability, deny=False)
-                why = f"rule {_describe(stanza)} applies there" if stanza else "root policy"
-                detail = (
-                    f'"{stanza.path}" grants {ce.capability} there' if stanza else "root policy"
-                )
-                message = f"{who} can {ce.capability} {ce.path} ({pattern} must be denied): {why}"
-                detail = f"must be denied ({pattern}); {detail}"
+                verb, expected, blame_of = "can", "denied", _blame_granted
             else:
                 ce = find_missing(principal, pattern, inv.capabilities, inv.excepts)
-                if ce is None:
-                    continue
-                if ce.rule is None:
-                    stanza = None
-                    why = detail = "no rule matches it"
-                elif ce.rule.is_deny:
-                    stanza = _source(ce.rule, ce.capability, deny=True)
-                    why = f"rule {_describe(stanza)} denies it" if stanza else "denied"
-                    detail = f'"{stanza.path}" denies it' if stanza else "denied"
-                else:
-                    stanza = ce.rule.sources[0]
-                    held = ", ".join(sorted(ce.rule.capabilities))
-                    why = (
-                        f"rule {_describe(stanza)} applies there and grants "
-                        f"[{held}] (or needs parameters or wrapping)"
-                    )
-                    detail = f'"{stanza.path}" applies there: [{held}]'
-                detail = f"must be allowed ({pattern}); {detail}"
-                message = (
-                    f"{who} cannot {ce.capability} {ce.path} ({pattern} must be allowed): {why}"
-                )
+                verb, expected, blame_of = "cannot", "allowed", _blame_missing
+            if ce is None:
+                continue
+            blame = blame_of(ce)
+            message = (
+                f"{who} {verb} {ce.capability} {ce.path} ({pattern} must be {expected}): "
+                f"{blame.why}"
+            )
             if inv.description:
                 message += f". Invariant: {inv.description}"
+            stanza = blame.stanza
             out.append(
                 Violation(
                     id=inv.id,
@@ -139,7 +163,7 @@ def check_invariant(inv: Invariant, principals: dict[str, Principal]) -> list[Vi
                     file=display_path(stanza.file if stanza else inv.file),
                     line=stanza.line if stanza else inv.line,
                     message=message,
-                    detail=detail,
+                    detail=f"must be {expected} ({pattern}); {blame.short}",
                 )
             )
     return out

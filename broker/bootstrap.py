@@ -96,6 +96,9 @@ def apply_layout(
     audit = _data(client.sys.list_enabled_audit_devices()) if layout.audit_devices else {}
     _preflight(layout, mounts, auth_methods, audit)
 
+    # Audit devices first, so that every configuration write after them is audited.
+    for device in layout.audit_devices:
+        _apply_audit_device(client, device, audit, record)
     _apply_mount(client, layout, mounts, record)
     for name, text in layout.policies.items():
         _apply_policy(client, name, text, record)
@@ -103,8 +106,6 @@ def apply_layout(
     _apply_approle_auth(client, auth_methods, record)
     for role in layout.approles:
         _apply_approle(client, role, record)
-    for device in layout.audit_devices:
-        _apply_audit_device(client, device, audit, record)
     return report
 
 

@@ -155,7 +155,7 @@ def test_audit_devices_are_enabled_once_and_a_different_one_is_a_conflict(devvau
     client = _root(devvault)
     device = AuditDevice(path="file", type="file", options={"file_path": "discard"})
     first = apply_layout(client, build_layout(audit_devices=(device,)))
-    assert first.steps[-1].name == "audit device file/ (file)" and first.steps[-1].changed
+    assert first.steps[0].name == "audit device file/ (file)" and first.steps[0].changed
     assert client.sys.list_enabled_audit_devices()["data"]["file/"]["type"] == "file"
     assert not apply_layout(client, build_layout(audit_devices=(device,))).changed
 

@@ -15,10 +15,9 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-import hvac
 import hvac.exceptions as hvac_errors
 
-from broker.vault_session import VaultSession
+from broker.vault_session import VaultRefused, VaultSession
 
 
 class UnknownCaller(Exception):
@@ -60,19 +59,19 @@ class CallerDirectory:
         return await asyncio.shield(pending)
 
     async def _lookup(self, token: str, key: str) -> Caller:
-        def op(client: hvac.Client) -> dict | None:
-            try:
-                return client.adapter.post("/v1/auth/token/lookup", json={"token": token})["data"]
-            except (hvac_errors.InvalidRequest, hvac_errors.InvalidPath):
-                return None
-            except hvac_errors.Forbidden as exc:
-                # Vault answers 403 "bad token" for an unknown token; a bare
-                # "permission denied" would be about the broker's own token.
-                if "bad token" in str(exc) or "invalid token" in str(exc):
-                    return None
+        try:
+            response = await self._session.request(
+                "lookup_caller", "POST", "/v1/auth/token/lookup", json={"token": token}
+            )
+            data = response["data"] if response else None
+        except (hvac_errors.InvalidRequest, hvac_errors.InvalidPath):
+            data = None  # malformed token
+        except VaultRefused as exc:
+            # Vault answers 403 "bad token" for an unknown token; anything else is about
+            # the broker's own token and stays a VaultRefused (503).
+            if "bad token" not in exc.vault_message:
                 raise
-
-        data = await self._session.call("lookup_caller", op)
+            data = None
         if data is None:
             raise UnknownCaller("unknown token")
         policies = frozenset(

@@ -36,9 +36,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
-import hvac
 import hvac.exceptions as hvac_errors
 
 from broker.layout import KeyPaths
@@ -178,28 +176,18 @@ class KeyStore:
         return stored
 
     async def list_exchanges(self, role: str, account: str) -> list[str]:
-        def op(client: hvac.Client) -> list[str]:
-            try:
-                # The trailing slash matters: the broker's policy grants list on `+/`.
-                response = client.adapter.request(
-                    "LIST", f"/v1/{self._mount}/metadata/{role}/{account}/"
-                )
-            except hvac_errors.InvalidPath:
-                return []
-            return list(response["data"]["keys"])
-
-        return await self._session.call("list", op)
+        # The trailing slash matters: the broker's policy grants list on `+/`.
+        response = await self._session.request(
+            "list", "LIST", f"/v1/{self._mount}/metadata/{role}/{account}/", missing_ok=True
+        )
+        return list(response["data"]["keys"]) if response else []
 
     async def read_metadata(self, paths: KeyPaths) -> StoredKey | None:
         """Raw metadata, including a key with only a staged (uncommitted) slot."""
-
-        def op(client: hvac.Client) -> dict[str, Any] | None:
-            try:
-                return client.adapter.get(f"/v1/{paths.metadata}")["data"]
-            except hvac_errors.InvalidPath:
-                return None
-
-        data = await self._session.call("read_metadata", op)
+        response = await self._session.request(
+            "read_metadata", "GET", f"/v1/{paths.metadata}", missing_ok=True
+        )
+        data = response["data"] if response else None
         if data is None:
             return None
         custom = dict(data.get("custom_metadata") or {})
@@ -343,37 +331,35 @@ class KeyStore:
     # ------------------------------------------------------------ Vault calls
     async def _post_metadata(self, paths: KeyPaths, custom: dict[str, str]) -> None:
         # Only custom_metadata is sent, so max_versions and other settings stay as they are.
-        await self._session.call(
-            "write_metadata",
-            lambda c: c.adapter.post(f"/v1/{paths.metadata}", json={"custom_metadata": custom}),
+        await self._session.request(
+            "write_metadata", "POST", f"/v1/{paths.metadata}", json={"custom_metadata": custom}
         )
 
     async def _write_data(self, paths: KeyPaths, data: dict[str, str], *, cas: int) -> str:
         """Returns the new version's created_time."""
-
-        def op(client: hvac.Client) -> str:
-            try:
-                response = client.adapter.post(
-                    f"/v1/{paths.data}", json={"options": {"cas": cas}, "data": data}
-                )
-                return str(response["data"].get("created_time", ""))
-            except hvac_errors.InvalidRequest as exc:
-                if _CAS_MISMATCH in str(exc):
-                    raise _CasMismatch from None
-                raise
-
-        return await self._session.call("write_data", op)
+        try:
+            response = await self._session.request(
+                "write_data",
+                "POST",
+                f"/v1/{paths.data}",
+                json={"options": {"cas": cas}, "data": data},
+            )
+        except hvac_errors.InvalidRequest as exc:
+            if _CAS_MISMATCH in str(exc):
+                raise _CasMismatch from None
+            raise
+        return str(((response or {}).get("data") or {}).get("created_time", ""))
 
     async def _destroy(self, paths: KeyPaths, versions: list[int]) -> None:
-        await self._session.call(
+        await self._session.request(
             "destroy",
-            lambda c: c.adapter.post(
-                f"/v1/{self._mount}/destroy/{paths.relative}", json={"versions": versions}
-            ),
+            "POST",
+            f"/v1/{self._mount}/destroy/{paths.relative}",
+            json={"versions": versions},
         )
 
     async def _delete_metadata(self, paths: KeyPaths) -> None:
-        await self._session.call("delete", lambda c: c.adapter.delete(f"/v1/{paths.metadata}"))
+        await self._session.request("delete", "DELETE", f"/v1/{paths.metadata}")
 
 
 class _CasMismatch(Exception):

@@ -12,10 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import hvac
-
 from broker.config import Settings, format_duration, parse_duration
-from broker.vault_session import VaultSession
+from broker.vault_session import VaultSession, VaultUnavailable
 
 MAX_WRAP_TTL = 3600.0
 
@@ -83,10 +81,11 @@ class SiteTokenMinter:
         body = {"ttl": format_duration(ttl)}
         wrap = format_duration(wrap_ttl) if wrap_ttl else None
 
-        def op(client: hvac.Client) -> dict:
-            return client.adapter.post(path, json=body, wrap_ttl=wrap)
-
-        response = await self._session.call("create_site_token", op)
+        response = await self._session.request(
+            "create_site_token", "POST", path, json=body, wrap_ttl=wrap
+        )
+        if response is None:
+            raise VaultUnavailable("Vault answered the token request without a body")
         if wrap:
             info = response["wrap_info"]
             return WrappedSiteToken(wrap_token=info["token"], wrap_ttl=int(info["ttl"]))

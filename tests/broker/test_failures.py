@@ -25,7 +25,9 @@ from tests.fixtures.broker import BrokerEnv, new_account
 FAULTS: dict[str, Callable[[Any], None]] = {
     "fail_503": lambda dv: dv.faults.fail_next(1, status=503),
     "fail_500": lambda dv: dv.faults.fail_next(1, status=500),
-    "drop": lambda dv: dv.faults.drop_next(1),
+    # Two: aiohttp retries an idempotent request once on a dropped keep-alive connection
+    # (a single drop of a GET is absorbed, which test_single_dropped_read_is_retried pins).
+    "drop": lambda dv: dv.faults.drop_next(2),
     "seal": lambda dv: dv.faults.seal(),
 }
 # The Vault requests of one intake, in order (broker/keystore.py module docstring).
@@ -36,16 +38,16 @@ REPLACE_STEPS = [*NEW_KEY_STEPS, "destroy"]
 def arm_at(env: BrokerEnv, devvault: Any, operation: str, fault: str) -> None:
     """Arm `fault` right before the broker's first `operation` call to Vault."""
     session = env.running.app.state.broker.session
-    original = session.call_blocking
+    original = session.request
     armed = {"done": False}
 
-    def call_blocking(op: str, fn: Any) -> Any:
+    async def request(op: str, *args: Any, **kwargs: Any) -> Any:
         if op == operation and not armed["done"]:
             armed["done"] = True
             FAULTS[fault](devvault)
-        return original(op, fn)
+        return await original(op, *args, **kwargs)
 
-    session.call_blocking = call_blocking  # type: ignore[method-assign]
+    session.request = request  # type: ignore[method-assign]
 
 
 def snapshot(env: BrokerEnv, account: str) -> dict[str, Any] | None:
@@ -118,6 +120,26 @@ def test_vault_failure_while_replacing_leaves_the_old_key(
         assert_envelope(response, 503, "vault_unavailable")
         assert wait_for(lambda: snapshot(env, account) == before)
         assert http.get(f"/v1/accounts/{account}/keys/binance/site").json() == view_before
+
+
+def test_single_dropped_read_is_retried(faulty_broker, fresh_sandbox) -> None:
+    env, devvault = faulty_broker
+    account = new_account()
+    key = fresh_sandbox.key("binance", "read_only")
+    with env.http() as http:
+        http.get(f"/v1/accounts/{account}/keys")
+        session = env.running.app.state.broker.session
+        original = session.request
+
+        async def request(op: str, *args: Any, **kwargs: Any) -> Any:
+            if op == "read_metadata":
+                devvault.faults.drop_next(1)
+            return await original(op, *args, **kwargs)
+
+        session.request = request  # type: ignore[method-assign]
+        response = http.put(f"/v1/accounts/{account}/keys/binance/site", json=key_body(key))
+    assert response.status_code == 201, response.text
+    assert snapshot(env, account)["current_version"] == 1
 
 
 @pytest.mark.parametrize("fault", ["fail_503", "seal"])

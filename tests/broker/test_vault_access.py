@@ -149,14 +149,14 @@ def test_a_burst_with_a_new_token_costs_one_lookup(devvault, laid_out) -> None:
     callers = CallerDirectory(session, ttl=5)
     token = create_caller_token(laid_out, [INTAKE_POLICY], "1h")
     lookups = []
-    original = session.call_blocking
+    original = session.request
 
-    def counting(op, fn):  # type: ignore[no-untyped-def]
+    async def counting(op, *args, **kwargs):  # type: ignore[no-untyped-def]
         if op == "lookup_caller":
             lookups.append(op)
-        return original(op, fn)
+        return await original(op, *args, **kwargs)
 
-    session.call_blocking = counting  # type: ignore[method-assign]
+    session.request = counting  # type: ignore[method-assign]
 
     async def burst() -> list:
         return await asyncio.gather(*(callers.resolve(token) for _ in range(30)))

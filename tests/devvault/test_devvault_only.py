@@ -292,11 +292,14 @@ def test_child_token_dies_when_its_parent_expires(devvault: DevVaultServer) -> N
         hvac.Client(url=devvault.addr, token=child["client_token"]).auth.token.lookup_self()
 
 
-def test_lenient_default_accepts_a_batch_role_with_explicit_max_ttl(
-    devvault: DevVaultServer,
-) -> None:
-    """Default `strict_batch_roles=False` (until broker/layout.py stops sending it): the
-    role is accepted and, as in Vault, its explicit max TTL does not bound batch tokens."""
+def test_lenient_mode_accepts_a_batch_role_with_explicit_max_ttl() -> None:
+    """`strict_batch_roles=False`: the role is accepted and, as in Vault, its explicit max
+    TTL does not bound batch tokens."""
+    with DevVaultServer(strict_batch_roles=False) as srv:
+        _lenient_role_check(srv)
+
+
+def _lenient_role_check(devvault: DevVaultServer) -> None:
     root = _root(devvault)
     root.write_data(
         "auth/token/roles/site",

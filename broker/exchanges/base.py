@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from broker.exchanges import errors
@@ -134,6 +135,14 @@ def whitelist(entries: list[str]) -> tuple[bool, list[str]]:
     """(ip_restricted, ip_whitelist) from a reported list; `*` alone means "any IP"."""
     entries = [entry for entry in entries if entry != "*"]
     return bool(entries), entries
+
+
+def from_timestamp(seconds: float, what: str) -> datetime:
+    """A UTC time from epoch seconds; absurd values are a shape error, not a crash."""
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise InspectionFailed(errors.unexpected_shape(what)) from None
 
 
 def require_dict(value: Any, what: str) -> dict[str, Any]:

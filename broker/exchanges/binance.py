@@ -7,10 +7,9 @@ permission" and Binance does not say which.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
-from broker.exchanges.base import Adapter, Credentials, require_dict
+from broker.exchanges.base import Adapter, Credentials, from_timestamp, require_dict
 from broker.reasons import Inspection, Permissions, ReasonCode
 
 
@@ -56,7 +55,7 @@ def parse(answer: Any) -> Inspection:
     # Spot trading of a key without whitelisted IPs lapses after 30 days.
     expiry_ms = data.get("tradingAuthorityExpirationTime")
     if spot and isinstance(expiry_ms, int | float) and expiry_ms > 0:
-        expires_at = datetime.fromtimestamp(expiry_ms / 1000, UTC)
+        expires_at = from_timestamp(expiry_ms / 1000, "tradingAuthorityExpirationTime")
     return Inspection(
         exchange="binance",
         permissions=permissions,

@@ -81,8 +81,8 @@ class HtxAdapter(Adapter):
         return parse(self._checked(answer, "user/api-key"), credentials.api_key)
 
 
-def parse(body: dict[str, Any], api_key: str, now: datetime | None = None) -> Inspection:
-    data = body.get("data")
+def parse(body: Any, api_key: str, now: datetime | None = None) -> Inspection:
+    data = require_dict(body, "user/api-key").get("data")
     if not isinstance(data, list):
         raise InspectionFailed(unexpected_shape("user/api-key data"))
     own = [entry for entry in data if isinstance(entry, dict) and entry.get("accessKey") == api_key]
@@ -100,6 +100,8 @@ def parse(body: dict[str, Any], api_key: str, now: datetime | None = None) -> In
     else:
         days = entry.get("validDays")
         if isinstance(days, int) and not isinstance(days, bool) and days >= 0:
+            if days > 36_500:  # a century: not a documented value
+                raise InspectionFailed(unexpected_shape("user/api-key validDays"))
             expires_at = now + timedelta(days=days)
     return Inspection(
         exchange="htx",

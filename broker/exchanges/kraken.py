@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import UTC, datetime
 from typing import Any
 
 from broker.exchanges.base import (
     Adapter,
     Credentials,
     InspectionFailed,
+    from_timestamp,
     require_dict,
     split_list,
     whitelist,
@@ -90,7 +90,7 @@ def parse(answer: Any) -> Inspection:
     except ValueError:
         raise InspectionFailed(unexpected_shape("GetApiKeyInfo validUntil")) from None
     if seconds > 0:
-        expires_at = datetime.fromtimestamp(seconds, UTC)
+        expires_at = from_timestamp(seconds, "GetApiKeyInfo validUntil")
     return Inspection(
         exchange="kraken",
         permissions=Permissions(

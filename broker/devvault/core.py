@@ -331,7 +331,8 @@ class Core:
         if wrap_ttl and (result.data is not None or result.auth is not None):
             accessor = (result.auth or {}).get("accessor", "")
             info = self.wrapping.wrap(body, wrap_ttl, ctx.path, accessor)
-            body = self._envelope(Result(), "", request_id)
+            # CODE request_handling.go: the wrapping response keeps the warnings.
+            body = self._envelope(Result(warnings=result.warnings), "", request_id)
             body["wrap_info"] = info
         return Response(result.status or 200, body)
 

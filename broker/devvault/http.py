@@ -13,6 +13,7 @@ import contextlib
 import json
 import socket
 import socketserver
+import threading
 import time
 from collections.abc import Callable
 from http import HTTPStatus
@@ -42,7 +43,24 @@ class DevVaultHTTPServer(socketserver.ThreadingTCPServer):
 
     def __init__(self, address: tuple[str, int], devvault: DevVaultServer) -> None:
         self.devvault = devvault
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def track(self, conn: socket.socket, *, open_: bool) -> None:
+        with self._open_lock:
+            if open_:
+                self._open.add(conn)
+            else:
+                self._open.discard(conn)
+
+    def close_connections(self) -> None:
+        """Close kept-alive client connections, so that a stopped server answers nothing."""
+        with self._open_lock:
+            conns, self._open = list(self._open), set()
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
 
 
 class _BadRequest(Exception):
@@ -69,6 +87,12 @@ class _Handler(socketserver.StreamRequestHandler):
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.close_connection = False
         self.command = ""
+        self.server.track(self.connection, open_=True)
+
+    def finish(self) -> None:
+        self.server.track(self.connection, open_=False)
+        with contextlib.suppress(OSError):
+            super().finish()
 
     def handle(self) -> None:
         try:

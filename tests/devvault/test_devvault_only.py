@@ -312,3 +312,12 @@ def _lenient_role_check(devvault: DevVaultServer) -> None:
         },
     )
     assert root.auth.token.create(role_name="site", ttl="1h")["auth"]["lease_duration"] == 3600
+
+
+def test_stopped_server_answers_nothing_even_on_kept_alive_connections() -> None:
+    srv = DevVaultServer().start()
+    client = _root(srv)
+    assert client.auth.token.lookup_self()["data"]["policies"] == ["root"]
+    srv.stop()
+    with pytest.raises(requests.exceptions.ConnectionError):
+        client.auth.token.lookup_self()

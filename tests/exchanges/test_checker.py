@@ -214,3 +214,32 @@ async def test_binance_restriction_proven_only_for_the_broker_egress(
     assert result.accepted
     codes = {r.code.value for r in result.reasons}
     assert ("ip_whitelist_unverifiable" in codes) is warned
+
+
+async def test_any_adapter_failure_becomes_a_reason(
+    fresh_sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug or a surprise inside an adapter is "not checked" (retryable), never a crash
+    and never acceptance."""
+    from broker.exchanges.registry import ADAPTERS
+
+    async def broken(exchange: object, credentials: Credentials) -> None:
+        raise KeyError("data")
+
+    monkeypatch.setattr(ADAPTERS["gate"], "inspect", broken)
+    async with KeyChecker(settings(fresh_sandbox)) as checker:
+        result = await checker.check("gate", "site", creds(fresh_sandbox, "gate", "read_only"))
+    assert not result.accepted and result.retryable
+    assert [r.code.value for r in result.reasons] == ["exchange_unavailable"]
+
+
+async def test_cancellation_propagates(fresh_sandbox: SandboxServer) -> None:
+    fresh_sandbox.set_latency(5.0, "okx")
+    async with KeyChecker(settings(fresh_sandbox, check_timeout=10)) as checker:
+        task = asyncio.create_task(
+            checker.check("okx", "site", creds(fresh_sandbox, "okx", "read_only"))
+        )
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task

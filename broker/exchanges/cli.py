@@ -105,11 +105,10 @@ def _print_text(result: CheckResult, masked_key: str, out: TextIO) -> None:
         verdict = "[bold red]REJECTED[/]"
     console.print(f"{result.exchange} {result.role} key {masked_key}: {verdict}")
     rights = Table(show_header=True, header_style="bold", box=None)
-    for name in type(result.permissions).model_fields:
+    names = list(type(result.permissions).model_fields)
+    for name in names:
         rights.add_column(name)
-    rights.add_row(
-        *("yes" if getattr(result.permissions, name) else "no" for name in rights_names(result))
-    )
+    rights.add_row(*("yes" if getattr(result.permissions, name) else "no" for name in names))
     console.print(rights)
     if result.ip_restricted is None:
         ip_text = "unknown"
@@ -126,7 +125,3 @@ def _print_text(result: CheckResult, masked_key: str, out: TextIO) -> None:
         style = "red" if item.severity == "error" else "yellow"
         console.print(f"[{style}]{item.severity}[/] {item.code}: ", end="")
         console.print(item.message, markup=False)
-
-
-def rights_names(result: CheckResult) -> list[str]:
-    return list(type(result.permissions).model_fields)

@@ -243,3 +243,26 @@ async def test_cancellation_propagates(fresh_sandbox: SandboxServer) -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+def _strings(value: object) -> list[str]:
+    if isinstance(value, dict):
+        return [s for item in value.values() for s in _strings(item)]
+    return [value] if isinstance(value, str) else []
+
+
+async def test_every_rest_endpoint_of_every_exchange_is_redirected() -> None:
+    """No REST URL of any supported exchange escapes KEYBROKER_EXCHANGE_URLS."""
+    from broker.exchanges.registry import ADAPTERS
+
+    base = "http://127.0.0.1:1/prefix"
+    factory = ClientFactory({exchange: f"{base}/{exchange}" for exchange in ADAPTERS}, 1)
+    try:
+        for exchange in ADAPTERS:
+            urls = _strings(factory.template(exchange).urls["api"])
+            rest = [u for u in urls if u.startswith(("http://", "https://"))]
+            assert rest, exchange
+            assert all(u.startswith(f"{base}/{exchange}") for u in rest), (exchange, rest)
+            assert not any("{hostname}" in u for u in urls), exchange
+    finally:
+        await factory.aclose()

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import hvac
 import pytest
+import requests
 
 from broker.bootstrap import apply_layout, issue_approle_credentials
 from broker.client import KeyNotFound, RobotKeyClient, SiteKeyClient
@@ -102,3 +103,23 @@ def test_site_and_robot_read_their_keys_and_the_robot_rides_out_a_deletion(
         hvac.Client(url=env.settings.vault_addr, token=token).secrets.kv.v2.read_secret_version(
             "robot/alice/binance", mount_point=env.mount, raise_on_deleted_version=True
         )
+
+
+def test_site_client_replaces_a_token_vault_has_expired(env: BrokerEnv, devvault, sandbox) -> None:
+    _submit(env, sandbox, "site", "read_only")
+    posts: list[str] = []
+
+    class Counting(requests.Session):
+        def post(self, url, *args, **kwargs):  # type: ignore[override]
+            posts.append(url)
+            return super().post(url, *args, **kwargs)
+
+    site = SiteKeyClient(
+        env.url, env.site_backend_token, env.settings.vault_addr, session=Counting()
+    )
+    assert site.get_key("alice", "binance").version == 1
+    # Vault's clock moves past the 5 min site token; the client's own clock does not,
+    # so only the 403 tells it: it fetches a new token once and reads again.
+    devvault.clock.advance(600)
+    assert site.get_key("alice", "binance").version == 1
+    assert len(posts) == 2

@@ -96,7 +96,12 @@ class _MaskedEntry:
     Each run of `*` stands for an unknown run of address characters (digits, dots,
     hex digits and colons: KuCoin's `**` hides two octets and the dot between them).
     Such an entry can say "this address is *possibly* listed" but never "listed":
-    the hidden part is exactly what would prove it. It never covers a CIDR.
+    the hidden part is exactly what would prove it. The only unambiguous entry is one
+    with nothing hidden, which is parsed as a plain address instead. Being the only
+    configured egress consistent with the mask is not proof either (`203.**.10` is
+    just as consistent with 203.99.99.10, an address the user may not control). So a
+    consistent masked entry yields `ip_whitelist_unverifiable` (a warning), an
+    inconsistent one `ip_whitelist_mismatch`, and it never covers a CIDR.
     """
 
     text: str

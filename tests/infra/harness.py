@@ -169,6 +169,10 @@ def run_program(
     `pulumi preview`, where computed outputs are unknown and `.apply` bodies are skipped.
     """
     mocks = RecordingMocks(known_outputs=not preview)
+    # Pulumi's runtime uses the thread's current event loop; an earlier async test
+    # (pytest-asyncio) may have closed it and left none. Give each run its own.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview)
     values = {f"{PROJECT}:{k}": v for k, v in config.items()}
     values.update({f"{PROJECT}:{k}": v for k, v in (secrets or {}).items()})
@@ -192,5 +196,7 @@ def run_program(
         program()
     finally:
         pulumi.runtime.set_all_config({})
+        asyncio.set_event_loop(None)
+        loop.close()
     run.resources = mocks.registered
     return run

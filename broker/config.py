@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     )
     site_token_role: str = "keybroker-site"
     caller_cache_ttl: Seconds = 5.0
+    # The one address the broker's exchange requests leave from, when known: a successful
+    # signed call then proves a whitelist the exchange will not disclose (Binance).
+    broker_egress_ip: str | None = None
 
     @field_validator("kv_mount")
     @classmethod
@@ -124,6 +127,13 @@ class Settings(BaseSettings):
     def _networks(cls, value: list[str]) -> list[str]:
         for item in value:
             ipaddress.ip_network(item, strict=False)  # raises ValueError naming the item
+        return value
+
+    @field_validator("broker_egress_ip")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is not None:
+            ipaddress.ip_address(value)
         return value
 
     @field_validator("exchange_urls")

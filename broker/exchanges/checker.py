@@ -36,7 +36,7 @@ class KeyChecker:
 
     def __init__(self, settings: Settings, broker_egress_ip: str | None = None) -> None:
         self._settings = settings
-        self._broker_egress = broker_egress_ip or getattr(settings, "broker_egress_ip", None)
+        self._broker_egress = broker_egress_ip or settings.broker_egress_ip
         self._enabled = frozenset(settings.exchanges)
         self._clients = ClientFactory(settings.exchange_urls, settings.check_timeout)
 

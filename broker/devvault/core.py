@@ -49,7 +49,7 @@ _METHOD_OPS = {
 MERGE_PATCH = "application/merge-patch+json"
 
 
-def _token_from(request: Request) -> str:
+def token_from_request(request: Request) -> str:
     token = request.headers.get("x-vault-token", "")
     if not token:
         auth = request.headers.get("authorization", "")
@@ -275,7 +275,7 @@ class Core:
         spec = matched[0] if matched else None
         ctx = Ctx(self, request, operation, path, mount or self.mounts["sys/"], data)
 
-        token_id = _token_from(request)
+        token_id = token_from_request(request)
         if spec is not None and spec.unauthenticated:
             if token_id:
                 ctx.token = self.tokens.lookup(token_id)

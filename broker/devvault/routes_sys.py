@@ -15,8 +15,7 @@ import binascii
 import re
 from typing import Any
 
-from broker.devvault.clock import rfc3339
-from broker.devvault.errors import VaultError, bad_request, not_found, permission_denied
+from broker.devvault.errors import bad_request, not_found, permission_denied
 from broker.devvault.params import as_int, as_str, as_str_list
 from broker.devvault.protocol import Result
 from broker.devvault.routing import Backend, Ctx, PathSpec, spec
@@ -257,10 +256,10 @@ def capabilities_accessor(ctx: Ctx, _: Match) -> Result:
 def unwrap(ctx: Ctx, _: Match) -> Result:
     """DOC system/wrapping-unwrap.mdx: the wrapping token as X-Vault-Token, or another
     token (allowed `update` on sys/wrapping/unwrap) with the wrapping token in the body."""
-    from broker.devvault.core import _token_from
+    from broker.devvault.core import token_from_request
 
     core = ctx.core
-    header = _token_from(ctx.request)
+    header = token_from_request(ctx.request)
     body_token = as_str(ctx.data, "token")
     if body_token and header and header == body_token:
         raise bad_request("Do not use the wrapping token in both the header and the body")
@@ -281,9 +280,9 @@ def unwrap(ctx: Ctx, _: Match) -> Result:
 
 
 def wrapping_lookup(ctx: Ctx, _: Match) -> Result:
-    from broker.devvault.core import _token_from
+    from broker.devvault.core import token_from_request
 
-    token = as_str(ctx.data, "token") or _token_from(ctx.request)
+    token = as_str(ctx.data, "token") or token_from_request(ctx.request)
     return Result(data=ctx.core.wrapping.lookup(token))
 
 
@@ -291,10 +290,6 @@ def wrap(ctx: Ctx, _: Match) -> Result:
     if not ctx.request.headers.get("x-vault-wrap-ttl"):
         raise bad_request("wrap ttl must be set (X-Vault-Wrap-TTL)")
     return Result(data=dict(ctx.data))
-
-
-def server_time(ctx: Ctx) -> str:
-    return rfc3339(ctx.core.clock.now())
 
 
 class SystemBackend(Backend):
@@ -354,6 +349,3 @@ class SystemBackend(Backend):
             spec("wrapping/lookup", update=wrapping_lookup, read=wrapping_lookup, **unauth),
             spec("wrapping/wrap", update=wrap),
         ]
-
-
-__all__ = ["SystemBackend", "VaultError"]

@@ -40,6 +40,9 @@ class DevVaultHTTPServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
+    # The stdlib default backlog (5) drops connects under bursts (hundreds of concurrent
+    # broker requests in the benches), which clients see as one-second SYN retries.
+    request_queue_size = 1024
 
     def __init__(self, address: tuple[str, int], devvault: DevVaultServer) -> None:
         self.devvault = devvault

@@ -156,3 +156,30 @@ def test_wrapping_ttl_enforced_by_policy(
         headers={"X-Vault-Wrap-TTL": "1m"},
     )
     assert ok.status_code == 200 and ok.json()["wrap_info"]["ttl"] == 60
+
+
+def test_secret_id_lookup_and_destroy_by_accessor(
+    root: hvac.Client, approle: str, endpoint
+) -> None:
+    name, role_id = _role(root, approle, token_policies=["default"])
+    secret = root.auth.approle.generate_secret_id(
+        name, metadata={"host": "robot-1"}, mount_point=approle
+    )["data"]
+    looked = root.auth.approle.read_secret_id(name, secret["secret_id"], mount_point=approle)
+    assert looked["data"]["metadata"] == {"host": "robot-1"}
+    assert looked["data"]["secret_id_accessor"] == secret["secret_id_accessor"]
+    root.auth.approle.destroy_secret_id_accessor(
+        name, secret["secret_id_accessor"], mount_point=approle
+    )
+    with pytest.raises(hvac.exceptions.InvalidRequest):
+        hvac.Client(url=endpoint.addr).auth.approle.login(
+            role_id, secret["secret_id"], mount_point=approle
+        )
+
+
+def test_custom_role_id(root: hvac.Client, approle: str) -> None:
+    name, _ = _role(root, approle, token_policies=["default"])
+    root.auth.approle.update_role_id(name, "my-role-id", mount_point=approle)
+    assert root.auth.approle.read_role_id(name, mount_point=approle)["data"]["role_id"] == (
+        "my-role-id"
+    )

@@ -228,3 +228,31 @@ def test_sys_audit_needs_sudo(
     with pytest.raises(hvac.exceptions.Forbidden):
         c1.sys.list_enabled_audit_devices()
     assert isinstance(c2.sys.list_enabled_audit_devices()["data"], dict)
+
+
+# -- audit devices (DOC system/audit.mdx, audit-hash.mdx, audit/file.mdx) -----------------
+def test_audit_device_enable_list_hash_disable(root: hvac.Client) -> None:
+    """`file_path=discard` works on any Vault; the hash is HMAC-SHA256 with the device's
+    salt: stable per device, never the input itself."""
+    path = unique_name("audit")
+    root.sys.enable_audit_device("file", path=path, options={"file_path": "discard"})
+    try:
+        devices = root.sys.list_enabled_audit_devices()["data"]
+        assert devices[f"{path}/"]["type"] == "file"
+        assert devices[f"{path}/"]["options"]["file_path"] == "discard"
+        first = root.write_data(f"sys/audit-hash/{path}", data={"input": "canary"})["data"]["hash"]
+        again = root.write_data(f"sys/audit-hash/{path}", data={"input": "canary"})["data"]["hash"]
+        assert first == again and first.startswith("hmac-sha256:") and "canary" not in first
+    finally:
+        root.sys.disable_audit_device(path)
+    assert f"{path}/" not in root.sys.list_enabled_audit_devices()["data"]
+
+
+# -- cubbyhole (DOC secrets/cubbyhole.mdx) --------------------------------------------------
+def test_cubbyhole_is_private_to_each_token(root: hvac.Client, client_for: Callable) -> None:
+    one = client_for(root.auth.token.create(policies=["default"], ttl="5m")["auth"]["client_token"])
+    two = client_for(root.auth.token.create(policies=["default"], ttl="5m")["auth"]["client_token"])
+    one.write_data("cubbyhole/note", data={"v": "mine"})
+    assert one.read("cubbyhole/note")["data"] == {"v": "mine"}
+    assert one.list("cubbyhole/")["data"]["keys"] == ["note"]
+    assert two.read("cubbyhole/note") is None  # hvac: None on 404

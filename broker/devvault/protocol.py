@@ -12,8 +12,8 @@ class Request:
     method: str  # HTTP method, upper case (LIST included)
     path: str  # logical path after /v1/, no leading slash, e.g. "kv/data/foo"
     query: Mapping[str, str]
-    headers: Mapping[str, str]  # lower-cased names
-    body: bytes
+    headers: Mapping[str, str] = field(repr=False)  # lower-cased names; carry the token
+    body: bytes = field(repr=False)  # may carry secrets
     remote_addr: str
     remote_port: int = 0
 

@@ -321,3 +321,17 @@ def test_stopped_server_answers_nothing_even_on_kept_alive_connections() -> None
     srv.stop()
     with pytest.raises(requests.exceptions.ConnectionError):
         client.auth.token.lookup_self()
+
+
+def test_request_objects_do_not_show_tokens_or_bodies() -> None:
+    from broker.devvault.protocol import Request
+
+    request = Request(
+        "POST",
+        "kv/data/x",
+        {},
+        {"x-vault-token": "hvs.canary-token"},
+        b'{"data": {"secret": "canary-secret"}}',
+        "127.0.0.1",
+    )
+    assert "canary" not in repr(request)

@@ -296,13 +296,12 @@ class SystemBackend(Backend):
     type = "system"
 
     def paths(self) -> list[PathSpec]:
-        unauth = {"unauthenticated": True}
         return [
-            spec("health", read=health, **unauth),
-            spec("seal-status", read=seal_status, **unauth),
-            spec("init", read=init_status, update=initialize, **unauth),
-            spec("unseal", update=unseal, **unauth),
-            spec("leader", read=leader, **unauth),
+            spec("health", read=health, unauthenticated=True),
+            spec("seal-status", read=seal_status, unauthenticated=True),
+            spec("init", read=init_status, update=initialize, unauthenticated=True),
+            spec("unseal", update=unseal, unauthenticated=True),
+            spec("leader", read=leader, unauthenticated=True),
             spec("seal", update=seal, sudo=("update",)),
             spec("mounts", read=list_mounts),
             spec("mounts/(?P<path>.+?)/tune", read=read_tune, update=write_tune),
@@ -345,7 +344,12 @@ class SystemBackend(Backend):
             spec("capabilities-self", update=capabilities_self),
             spec("capabilities", update=capabilities),
             spec("capabilities-accessor", update=capabilities_accessor),
-            spec("wrapping/unwrap", update=unwrap, **unauth),
-            spec("wrapping/lookup", update=wrapping_lookup, read=wrapping_lookup, **unauth),
+            spec("wrapping/unwrap", update=unwrap, unauthenticated=True),
+            spec(
+                "wrapping/lookup",
+                update=wrapping_lookup,
+                read=wrapping_lookup,
+                unauthenticated=True,
+            ),
             spec("wrapping/wrap", update=wrap),
         ]

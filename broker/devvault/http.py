@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from broker.devvault.faults import FAULT_MESSAGE
 from broker.devvault.protocol import Request, Response
@@ -167,6 +167,15 @@ class _Handler(socketserver.StreamRequestHandler):
         url = urlsplit(self.path)
         headers = self.headers
         devvault = self.server.devvault
+        decoded = unquote(url.path)
+        canonical = clean_path(decoded)
+        if canonical != decoded:
+            # Go's http.ServeMux (Vault's router) answers a non-canonical path (`..`, `.`,
+            # `//`, also percent-encoded) with a 301 to the cleaned one, so `..` never
+            # reaches the ACL or a backend.
+            location = quote(canonical) + (f"?{url.query}" if url.query else "")
+            self._write(Response(301, None, {"Location": location}))
+            return
         if url.path.startswith("/_devvault/"):
             self._write(
                 _control(devvault, self.command, url.path[len("/_devvault/") :], headers, body)
@@ -175,7 +184,7 @@ class _Handler(socketserver.StreamRequestHandler):
         if not url.path.startswith("/v1/"):
             self._write(Response(404, {"errors": []}))
             return
-        logical = unquote(url.path[len("/v1/") :])
+        logical = decoded[len("/v1/") :]
         action = devvault.faults.take(logical)
         if action.delay:
             time.sleep(action.delay)
@@ -215,6 +224,25 @@ class _Handler(socketserver.StreamRequestHandler):
             lines.append("Connection: close")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         self.wfile.write(head + payload)
+
+
+def clean_path(path: str) -> str:
+    """Go's path.Clean as net/http's cleanPath applies it: keep a trailing slash."""
+    if not path:
+        return "/"
+    parts: list[str] = []
+    for segment in path.split("/"):
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if parts:
+                parts.pop()
+            continue
+        parts.append(segment)
+    cleaned = "/" + "/".join(parts)
+    if path.endswith("/") and cleaned != "/":
+        cleaned += "/"
+    return cleaned
 
 
 # -- /_devvault/ controls ----------------------------------------------------------------

@@ -7,7 +7,9 @@ capabilities); DOC api-docs/system/*.mdx.
 
 from __future__ import annotations
 
+import http.client as http_client
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import hvac
 import pytest
@@ -256,3 +258,32 @@ def test_cubbyhole_is_private_to_each_token(root: hvac.Client, client_for: Calla
     assert one.read("cubbyhole/note")["data"] == {"v": "mine"}
     assert one.list("cubbyhole/")["data"]["keys"] == ["note"]
     assert two.read("cubbyhole/note") is None  # hvac: None on 404
+
+
+# -- path canonicalisation (Go net/http ServeMux, which routes Vault's API) --------------
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("sys/../sys/health", "/v1/sys/health"),
+        ("sys/./health", "/v1/sys/health"),
+        ("sys//health", "/v1/sys/health"),
+        ("sys/%2e%2e/sys/health", "/v1/sys/health"),
+    ],
+)
+def test_non_canonical_paths_redirect_to_the_clean_path(
+    http: RawHTTP, raw: str, clean: str
+) -> None:
+    # http.client sends the path as given (requests would remove dot segments itself).
+    parsed = urlsplit(http.endpoint.addr)
+    conn_type = (
+        http_client.HTTPSConnection if parsed.scheme == "https" else http_client.HTTPConnection
+    )
+    conn = conn_type(parsed.hostname or "127.0.0.1", parsed.port, timeout=10)
+    try:
+        conn.request("GET", f"/v1/{raw}")
+        resp = conn.getresponse()
+        resp.read()
+    finally:
+        conn.close()
+    assert resp.status == 301
+    assert (resp.getheader("Location") or "").endswith(clean)

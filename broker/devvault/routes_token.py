@@ -81,9 +81,24 @@ def renew_self(ctx: Ctx, _: Match) -> Result:
 
 
 def renew(ctx: Ctx, _: Match) -> Result:
-    entry = require_found(ctx.core.tokens.lookup(as_str(ctx.data, "token")))
+    token = as_str(ctx.data, "token")
+    if not token:
+        raise bad_request("missing token ID")
+    entry = ctx.core.tokens.lookup(token)
+    if entry is None:
+        raise bad_request("token not found")  # CODE token_store.go handleRenew
     warnings = ctx.core.tokens.renew(entry, parse_duration(ctx.data.get("increment"), "increment"))
     return Result(auth=ctx.core.tokens.auth_block(entry), warnings=warnings or None)
+
+
+def renew_accessor(ctx: Ctx, _: Match) -> Result:
+    entry = ctx.core.tokens.by_accessor(as_str(ctx.data, "accessor"))
+    if entry is None:
+        raise bad_request("invalid accessor")
+    warnings = ctx.core.tokens.renew(entry, parse_duration(ctx.data.get("increment"), "increment"))
+    auth = ctx.core.tokens.auth_block(entry)
+    auth["client_token"] = ""  # DOC: accessor operations never reveal the token
+    return Result(auth=auth, warnings=warnings or None)
 
 
 def _revocable(entry: TokenEntry) -> TokenEntry:
@@ -169,11 +184,12 @@ class TokenBackend(Backend):
             spec("create", update=create),
             spec("create-orphan", update=create_orphan),
             spec("create/(?P<role>[^/]+)", update=create_with_role),
-            spec("lookup-self", read=lookup_self),
+            spec("lookup-self", read=lookup_self, update=lookup_self),
             spec("lookup", update=lookup, read=lookup),
             spec("lookup-accessor", update=lookup_accessor),
             spec("renew-self", update=renew_self),
             spec("renew", update=renew),
+            spec("renew-accessor", update=renew_accessor),
             spec("revoke-self", update=revoke_self),
             spec("revoke", update=revoke),
             spec("revoke-accessor", update=revoke_accessor),

@@ -547,6 +547,8 @@ class TokenStore:
     def renew(self, entry: TokenEntry, increment: float) -> list[str]:
         """DOC auth/token renew-self: new TTL = increment (or the creation TTL), capped by
         the explicit max TTL, the token's max TTL and the system max, from creation."""
+        if entry.type == "batch":
+            raise bad_request("batch tokens cannot be renewed")  # CODE handleRenew
         if not entry.renewable:
             raise bad_request("lease is not renewable")
         now = self.clock.now()

@@ -312,3 +312,14 @@ def test_periodic_token_renews_to_its_period(root: hvac.Client, client_for: Call
     client = client_for(auth["client_token"])
     assert client.auth.token.lookup_self()["data"]["period"] == 1800
     assert client.auth.token.renew_self(increment="5m")["auth"]["lease_duration"] == 1800
+
+
+def test_renew_by_accessor_and_batch_tokens_cannot_renew(
+    root: hvac.Client, client_for: Callable
+) -> None:
+    auth = _token(root, policies=["default"], ttl="10m")
+    renewed = root.auth.token.renew_accessor(auth["accessor"], increment="20m")["auth"]
+    assert renewed["lease_duration"] == 1200 and renewed["client_token"] == ""
+    batch = _token(root, policies=["default"], type="batch", ttl="5m")
+    with pytest.raises(hvac.exceptions.InvalidRequest, match="batch tokens cannot be renewed"):
+        client_for(batch["client_token"]).auth.token.renew_self()

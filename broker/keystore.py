@@ -16,9 +16,10 @@ and a reader only believes the slot of the current version. A write is:
 2. stage: write custom_metadata = slot `vN.*` + new slot `v(N+1).*`. Readers still see
    version N and its facts; a failure here changed nothing;
 3. commit: write the data with `cas=N`. A mismatch means another writer got there
-   first: go back to 1. Any other failure: undo step 2 (or, if Vault did apply the
-   write before failing, carry on as committed). When Vault refuses the undo as well,
-   `StagingLeft` carries the undo for the caller to retry once Vault is back;
+   first: go back to 1. Any other failure is retried once with the same cas (harmless
+   if the first attempt did land: cas refuses the repeat), then step 2 is undone. When
+   Vault refuses the undo as well, `StagingLeft` carries the undo for the caller to
+   retry once Vault is back;
 4. destroy every version up to N, so a replaced key cannot be read back.
 
 Step 4 runs after the commit point: its failure does not undo the new key; it is
@@ -240,11 +241,8 @@ class KeyStore:
             except _CasMismatch:
                 before = _UNREAD
                 continue
-            except (VaultUnavailable, VaultRefused) as exc:
-                if not await self._landed_anyway(paths, base, txn):
-                    await self._undo_or_defer(paths, before, base, txn, exc)
-                    raise
-                created_time = ""
+            except (VaultUnavailable, VaultRefused):
+                created_time = await self._retry_write(paths, data, before, base, txn)
             return await self._finish(paths, facts, before, base, created_time)
         raise WriteConflict("the key kept changing while it was being replaced; retry")
 
@@ -274,17 +272,26 @@ class KeyStore:
         )
         return WriteResult(stored=stored, created=base == 0, cleanup_pending=pending)
 
-    async def _landed_anyway(self, paths: KeyPaths, base: int, txn: str) -> bool:
-        """After a failed data write: did Vault apply it before the connection failed?"""
+    async def _retry_write(
+        self,
+        paths: KeyPaths,
+        data: dict[str, str],
+        before: StoredKey | None,
+        base: int,
+        txn: str,
+    ) -> str:
+        """The data write failed, maybe after Vault applied it (lost answer). Repeat it
+        once with the same cas, which makes a repeat harmless: success means the first
+        attempt had not landed. A cas mismatch means that it, or another writer, did;
+        the broker cannot read data to tell which, so it answers 503 and leaves the key
+        as it is (the client's retry replaces it cleanly). Otherwise undo the stage."""
         try:
-            now = await self.read_metadata(paths)
-        except (VaultUnavailable, VaultRefused):
-            return False
-        return (
-            now is not None
-            and now.version == base + 1
-            and now.custom_metadata.get(f"v{base + 1}.txn") == txn
-        )
+            return await self._write_data(paths, data, cas=base)
+        except _CasMismatch:
+            raise VaultUnavailable("Vault failed while the key was being written") from None
+        except (VaultUnavailable, VaultRefused) as exc:
+            await self._undo_or_defer(paths, before, base, txn, exc)
+            raise
 
     async def _undo_or_defer(
         self,

@@ -1,4 +1,4 @@
-"""The broker's own connection to Vault: one hvac client, shared by all requests.
+"""The broker's own connection to Vault, shared by all requests.
 
 Two paths, one token:
 - `request()`: the per-request calls (KV metadata/data/destroy, token lookup, site token
@@ -164,7 +164,7 @@ class VaultSession:
         message = ", ".join(errors)
         if status == 403:
             raise VaultRefused(f"Vault refused the broker's {operation} call", message)
-        if status in (429, 500, 502, 503) or status >= 500:
+        if status == 429 or status >= 500:  # rate limited, sealed, failing
             raise VaultUnavailable(f"Vault is unavailable ({status})")
         raise hvac_errors.VaultError.from_status(
             status, message, errors=errors, method=method.lower(), url=path

@@ -93,7 +93,7 @@ def create_app(
             close = getattr(the_checker, "aclose", None)
             if close is not None:
                 await close()
-            session.close()
+            await session.aclose()
             audit.close()
 
     app = FastAPI(

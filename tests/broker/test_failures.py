@@ -22,11 +22,12 @@ from broker.sandbox.keys import ROBOT_EGRESS_IP, new_key
 from tests.broker.helpers import assert_envelope, key_body
 from tests.fixtures.broker import BrokerEnv, new_account
 
+# Each fault hits two requests: the step's own and the one retry the broker (the data
+# write, safe under cas) or aiohttp (an idempotent read on a dropped connection) makes.
+# Single faults are absorbed; test_single_* pin that.
 FAULTS: dict[str, Callable[[Any], None]] = {
-    "fail_503": lambda dv: dv.faults.fail_next(1, status=503),
-    "fail_500": lambda dv: dv.faults.fail_next(1, status=500),
-    # Two: aiohttp retries an idempotent request once on a dropped keep-alive connection
-    # (a single drop of a GET is absorbed, which test_single_dropped_read_is_retried pins).
+    "fail_503": lambda dv: dv.faults.fail_next(2, status=503),
+    "fail_500": lambda dv: dv.faults.fail_next(2, status=500),
     "drop": lambda dv: dv.faults.drop_next(2),
     "seal": lambda dv: dv.faults.seal(),
 }
@@ -140,6 +141,33 @@ def test_single_dropped_read_is_retried(faulty_broker, fresh_sandbox) -> None:
         response = http.put(f"/v1/accounts/{account}/keys/binance/site", json=key_body(key))
     assert response.status_code == 201, response.text
     assert snapshot(env, account)["current_version"] == 1
+
+
+@pytest.mark.parametrize("fault", ["fail", "drop"])
+def test_single_failed_data_write_is_retried_under_cas(faulty_broker, fresh_sandbox, fault) -> None:
+    env, devvault = faulty_broker
+    account = new_account()
+    key = fresh_sandbox.key("binance", "read_only")
+    path = f"/v1/accounts/{account}/keys/binance/site"
+    with env.http() as http:
+        assert http.put(path, json=key_body(key)).status_code == 201
+        session = env.running.app.state.broker.session
+        original = session.request
+        armed = {"done": False}
+
+        async def request(op: str, *args: Any, **kwargs: Any) -> Any:
+            if op == "write_data" and not armed["done"]:
+                armed["done"] = True
+                if fault == "fail":
+                    devvault.faults.fail_next(1, status=503)
+                else:
+                    devvault.faults.drop_next(1)
+            return await original(op, *args, **kwargs)
+
+        session.request = request  # type: ignore[method-assign]
+        replaced = http.put(path, json=key_body(key, "Second"))
+    assert replaced.status_code == 200, replaced.text
+    assert snapshot(env, account)["versions"] == {"1": True, "2": False}
 
 
 @pytest.mark.parametrize("fault", ["fail_503", "seal"])

@@ -4,6 +4,8 @@ caller lookup cache. Against devvault, whose clock can be advanced to age tokens
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import hvac
 import pytest
@@ -14,6 +16,8 @@ from broker.callers import CallerDirectory, UnknownCaller
 from broker.config import Settings
 from broker.layout import BROKER_POLICY, INTAKE_POLICY, layout_from_settings
 from broker.vault_session import VaultRefused, VaultSession, VaultUnavailable
+
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -32,6 +36,18 @@ def approle_session(devvault, root: hvac.Client) -> VaultSession:
             vault_secret_id=SecretStr(creds.secret_id),
         )
     )
+
+
+def run_closing(session: VaultSession, scenario: Callable[[], Awaitable[T]]) -> T:
+    """asyncio.run(scenario()), then close the session's connection pool on that loop."""
+
+    async def main() -> T:
+        try:
+            return await scenario()
+        finally:
+            await session.aclose()
+
+    return asyncio.run(main())
 
 
 def own_token(session: VaultSession) -> str:
@@ -127,7 +143,7 @@ def test_caller_cache_is_short_and_bounded(devvault, laid_out) -> None:
             with pytest.raises(UnknownCaller):
                 await callers.resolve(bad)
 
-    asyncio.run(scenario())
+    run_closing(session, scenario)
 
 
 def test_caller_cache_never_outlives_the_token(devvault, laid_out) -> None:
@@ -141,7 +157,7 @@ def test_caller_cache_never_outlives_the_token(devvault, laid_out) -> None:
         with pytest.raises(UnknownCaller):
             await callers.resolve(token)
 
-    asyncio.run(scenario())
+    run_closing(session, scenario)
 
 
 def test_a_burst_with_a_new_token_costs_one_lookup(devvault, laid_out) -> None:
@@ -161,5 +177,5 @@ def test_a_burst_with_a_new_token_costs_one_lookup(devvault, laid_out) -> None:
     async def burst() -> list:
         return await asyncio.gather(*(callers.resolve(token) for _ in range(30)))
 
-    resolved = asyncio.run(burst())
+    resolved = run_closing(session, burst)
     assert len(lookups) == 1 and all(c.has(INTAKE_POLICY) for c in resolved)

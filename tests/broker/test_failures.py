@@ -193,6 +193,23 @@ def test_destroy_failure_after_commit_keeps_the_new_key_and_cleans_up_next_time(
     assert snapshot(env, account)["versions"] == {"1": True, "2": True, "3": False}
 
 
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+@pytest.mark.parametrize("step", ["read_metadata", "delete"])
+def test_vault_failure_while_deleting_keeps_the_key(faulty_broker, fresh_sandbox, step, fault):
+    env, devvault = faulty_broker
+    account = new_account()
+    path = f"/v1/accounts/{account}/keys/binance/site"
+    with env.http() as http:
+        http.put(path, json=key_body(fresh_sandbox.key("binance", "read_only")))
+        before = snapshot(env, account)
+        arm_at(env, devvault, step, fault)
+        response = http.delete(path)
+        devvault.faults.reset()
+        assert_envelope(response, 503, "vault_unavailable")
+        assert snapshot(env, account) == before
+        assert http.delete(path).status_code == 204
+
+
 @pytest.mark.parametrize("fault", ["fail_503", "seal", "drop"])
 def test_vault_down_during_caller_lookup_is_503_not_401(faulty_broker, fault) -> None:
     env, devvault = faulty_broker
@@ -216,6 +233,9 @@ def test_sealed_vault_everywhere(faulty_broker, fresh_sandbox) -> None:
             http.get(f"/v1/accounts/{account}/keys"),
             http.get(f"/v1/accounts/{account}/keys/binance/site"),
             http.delete(f"/v1/accounts/{account}/keys/binance/site"),
+            http.post(
+                "/v1/site-tokens", json={}, headers={"Authorization": f"Bearer {env.both_token}"}
+            ),
         ):
             assert_envelope(response, 503, "vault_unavailable")
         devvault.faults.unseal()

@@ -88,6 +88,8 @@ class Core:
         self.audit = AuditBroker(audit_dir)
         self.mounts: dict[str, MountEntry] = {}  # route prefix -> mount
         self.cubbyholes: dict[str, dict[str, dict[str, Any]]] = {}
+        # DOC secrets/cubbyhole.mdx: a cubbyhole lives and dies with its token.
+        self.tokens.on_forget.append(self._drop_cubbyhole)
         self._mount(
             "sys/",
             "system",
@@ -108,6 +110,9 @@ class Core:
             self.seal.sealed = False
             self.root_token = self.tokens.create_root(root_token).id
         self._requested_root = root_token
+
+    def _drop_cubbyhole(self, token_id: str) -> None:
+        self.cubbyholes.pop(token_id, None)
 
     # -- mounts --------------------------------------------------------------------
     def _mount(

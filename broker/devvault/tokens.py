@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -220,6 +220,8 @@ class TokenStore:
     def __init__(self, clock: Clock, *, strict_batch_roles: bool = True) -> None:
         self.clock = clock
         self.strict_batch_roles = strict_batch_roles
+        # Called with each revoked/expired token id (the core drops its cubbyhole).
+        self.on_forget: list[Callable[[str], None]] = []
         self._tokens: dict[str, TokenEntry] = {}
         self._accessors: dict[str, str] = {}
         self.roles: dict[str, TokenRole] = {}
@@ -588,6 +590,8 @@ class TokenStore:
 
     def _forget(self, entry: TokenEntry) -> None:
         self._tokens.pop(entry.id, None)
+        for hook in self.on_forget:
+            hook(entry.id)
         if entry.accessor:
             self._accessors.pop(entry.accessor, None)
         if entry.parent:

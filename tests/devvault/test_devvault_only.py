@@ -335,3 +335,12 @@ def test_request_objects_do_not_show_tokens_or_bodies() -> None:
         "127.0.0.1",
     )
     assert "canary" not in repr(request)
+
+
+def test_cubbyhole_dies_with_its_token(devvault: DevVaultServer) -> None:
+    root = _root(devvault)
+    token = root.auth.token.create(policies=["default"], ttl="5m")["auth"]["client_token"]
+    hvac.Client(url=devvault.addr, token=token).write_data("cubbyhole/x", data={"v": "1"})
+    assert token in devvault.core.cubbyholes
+    root.auth.token.revoke(token)
+    assert token not in devvault.core.cubbyholes

@@ -260,8 +260,8 @@ class KeyStore:
         if stale:
             try:
                 await self._destroy(paths, stale)
-            except VaultUnavailable:
-                pending = True
+            except (VaultUnavailable, VaultRefused):
+                pending = True  # the new version stands; the next write destroys these
         stored = StoredKey(
             version=version,
             created_at=before.created_at if before else created_time,

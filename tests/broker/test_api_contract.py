@@ -196,7 +196,9 @@ def test_site_tokens_plain_and_wrapped(broker_env: BrokerEnv) -> None:
         assert wrapped.status_code == 201, wrapped.text
         assert set(wrapped.json()) == {"wrap_token", "wrap_ttl"}
         assert wrapped.json()["wrap_ttl"] == 60
-        unwrapped = hvac.Client(url=broker_env.root.url).sys.unwrap(wrapped.json()["wrap_token"])
+        # The wrapping token as X-Vault-Token, no body (reference/vault.md §4.4).
+        wrapping = hvac.Client(url=broker_env.root.url, token=wrapped.json()["wrap_token"])
+        unwrapped = wrapping.sys.unwrap()
         assert "keybroker-site-read" in unwrapped["auth"]["policies"]
 
         header = http.post("/v1/site-tokens", headers={"X-Vault-Wrap-TTL": "30s"})

@@ -116,7 +116,11 @@ def serve() -> int:
         return 2
     from broker.api.app import create_app
 
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except (OSError, ValueError) as exc:  # e.g. an unreadable KEYBROKER_VAULT_CACERT
+        print(f"keybroker serve: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
     if not is_loopback(host):
         log.warning("listening beyond loopback on %s:%d (KEYBROKER_LISTEN)", host, port)
     log.info("keybroker listening on http://%s:%d (Vault %s)", host, port, settings.vault_addr)

@@ -43,6 +43,14 @@ def test_malformed_listen_address_exits_2(monkeypatch, capsys) -> None:
     assert "KEYBROKER_LISTEN" in capsys.readouterr().err
 
 
+def test_unreadable_vault_ca_exits_2(monkeypatch, capsys, tmp_path) -> None:
+    _clean_env(monkeypatch)
+    monkeypatch.setenv("KEYBROKER_VAULT_TOKEN", "t")
+    monkeypatch.setenv("KEYBROKER_VAULT_CACERT", str(tmp_path / "missing.pem"))
+    assert serve() == 2
+    assert "keybroker serve:" in capsys.readouterr().err
+
+
 def test_loopback_detection() -> None:
     assert all(is_loopback(h) for h in ("127.0.0.1", "127.8.9.1", "::1", "localhost"))
     assert not any(is_loopback(h) for h in ("0.0.0.0", "10.0.0.1", "::", "example.com"))

@@ -86,7 +86,10 @@ def check_raw_path(raw_path: bytes) -> None:
         text = raw_path.decode("ascii")
     except UnicodeDecodeError:
         raise InvalidIdentifier("path", "must be ASCII (percent-encode other bytes)") from None
-    for raw_segment in text.split("/"):
+    segments = text.split("/")
+    if "" in segments[1:-1]:  # `a//b`: an empty identifier, never a valid one
+        raise InvalidIdentifier("path", "must not contain empty segments")
+    for raw_segment in segments:
         try:
             segment = unquote(raw_segment, errors="strict")
         except UnicodeDecodeError:

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import http.client
 import json
-from urllib.parse import urlsplit
+import re
+from urllib.parse import quote, urlsplit
 
+import hvac.exceptions
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.broker.helpers import assert_envelope, key_body
 from tests.fixtures.broker import BrokerEnv, new_account
@@ -182,3 +186,44 @@ def test_unknown_exchange_key_is_refused_by_the_exchange_not_stored(
     reasons = assert_envelope(response, 422, "key_rejected")["reasons"]
     assert "invalid_credentials" in {r["code"] for r in reasons}
     assert broker_env.account_paths(account) == []
+
+
+def _accounts(env: BrokerEnv) -> set[str]:
+    """Every account entry under site/ and robot/ (two LIST calls, whatever the size)."""
+    found = set()
+    for role in ("site", "robot"):
+        try:
+            keys = env.root.secrets.kv.v2.list_secrets(role, mount_point=env.mount)
+        except hvac.exceptions.InvalidPath:
+            continue
+        found |= {f"{role}/{k}" for k in keys["data"]["keys"]}
+    return found
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    account=st.one_of(
+        st.text(min_size=0, max_size=70),
+        st.from_regex(r"[a-z0-9][a-z0-9_-]{0,10}", fullmatch=True),
+        st.text(alphabet="./%2fFeE\\\x00 -_a", max_size=12),
+    )
+)
+def test_any_account_is_refused_or_stored_at_exactly_its_own_path(
+    broker_env: BrokerEnv, sandbox, account: str
+) -> None:
+    """Property: whatever the client sends as an account, the broker either refuses it
+    with 400 and writes nothing, or stores the key at site/<that account>/binance."""
+    body = json.dumps(key_body(sandbox.key("binance", "read_only"))).encode()
+    before = _accounts(broker_env)
+    encoded = quote(account, safe="")
+    response = raw_request(broker_env, "PUT", f"/v1/accounts/{encoded}/keys/binance/site", body)
+    after = _accounts(broker_env)
+    if response.status_code == 400:
+        assert after == before
+        return
+    assert response.status_code in (200, 201), response.text
+    assert re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", account, flags=re.ASCII)
+    assert after - before <= {f"site/{account}/"}
+    assert broker_env.account_paths(account) == [f"site/{account}/binance"]

@@ -95,6 +95,7 @@ def test_names_with_control_or_invisible_characters_are_refused(name: str) -> No
         b"/v1/accounts/a%0a/keys",
         b"/v1/accounts/a%e2%80%ae/keys",  # U+202E right-to-left override
         b"/v1/accounts/a%ff/keys",  # not UTF-8
+        b"/v1/accounts//keys",
     ],
 )
 def test_raw_paths_that_would_split_or_hide_segments_are_refused(raw: bytes) -> None:

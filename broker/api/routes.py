@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+from anyio import to_thread
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
@@ -191,8 +192,6 @@ async def healthz() -> dict[str, str]:
 
 @open_router.get("/readyz", responses={503: {"model": ErrorBody}})
 async def readyz(request: Request) -> JSONResponse:
-    from anyio import to_thread
-
     ready, detail = await to_thread.run_sync(state_of(request).session.health)
     if ready:
         return JSONResponse({"status": "ready"})

@@ -227,14 +227,24 @@ def _apply_token_role(
     client: hvac.Client, role: TokenRole, record: Callable[[str, bool, str], None]
 ) -> None:
     path = f"auth/token/roles/{role.name}"
-    wanted = role.vault_payload()
+    # hvac's create_or_update_role has no token_type / token_bound_cidrs: raw write.
+    _apply_settings(client, path, role.vault_payload(), f"token role {role.name}", record)
+
+
+def _apply_settings(
+    client: hvac.Client,
+    path: str,
+    wanted: dict[str, Any],
+    step: str,
+    record: Callable[[str, bool, str], None],
+) -> None:
+    """Write a role's settings at `path` unless Vault already holds the same ones."""
     current = client.read(path)
     if current is not None and _same_settings(_data(current), wanted):
-        record(f"token role {role.name}", False, "already in place")
+        record(step, False, "already in place")
         return
-    # hvac's create_or_update_role has no token_type / token_bound_cidrs: raw write.
     client.write_data(path, data=wanted)
-    record(f"token role {role.name}", True, "written" if current is None else "updated")
+    record(step, True, "written" if current is None else "updated")
 
 
 def _apply_approle_auth(
@@ -251,13 +261,7 @@ def _apply_approle(
     client: hvac.Client, role: AppRole, record: Callable[[str, bool, str], None]
 ) -> None:
     path = f"auth/{APPROLE_MOUNT}/role/{role.name}"
-    wanted = role.vault_payload()
-    current = client.read(path)
-    if current is not None and _same_settings(_data(current), wanted):
-        record(f"approle {role.name}", False, "already in place")
-        return
-    client.write_data(path, data=wanted)
-    record(f"approle {role.name}", True, "written" if current is None else "updated")
+    _apply_settings(client, path, role.vault_payload(), f"approle {role.name}", record)
 
 
 def _apply_audit_device(

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 from broker.sandbox.keys import SandboxKey
 from broker.sandbox.state import Fault, SandboxState
@@ -212,6 +212,19 @@ def parse_int(value: str | None) -> int:
         return int(require(value))
     except ValueError:
         raise Refused(Refusal.BAD_TIMESTAMP) from None
+
+
+def split_signature(raw: str) -> tuple[str, str | None]:
+    """`a=1&b=2&signature=xyz` -> (`a=1&b=2`, decoded `xyz`): the signed part of a
+    Binance-style parameter string (Binance, MEXC, BingX) and the signature it carries."""
+    kept: list[str] = []
+    signature: str | None = None
+    for part in raw.split("&") if raw else []:
+        if part.startswith("signature="):
+            signature = unquote(part[len("signature=") :])
+        else:
+            kept.append(part)
+    return "&".join(kept), signature
 
 
 def within(now_ms: int, stamp_ms: int, behind_ms: int, ahead_ms: int) -> bool:

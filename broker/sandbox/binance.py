@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 from datetime import timedelta
-from urllib.parse import unquote
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -33,6 +32,7 @@ from broker.sandbox.base import (
     parse_int,
     require,
     same,
+    split_signature,
 )
 from broker.sandbox.keys import SandboxKey
 from broker.sandbox.state import SandboxState
@@ -63,18 +63,6 @@ _ERRORS: dict[Refusal, tuple[int, int, str]] = {
 }
 
 
-def _signed_payload(raw: str) -> tuple[str, str | None]:
-    """Split `a=1&b=2&signature=xyz` into the signed part and the (decoded) signature."""
-    kept: list[str] = []
-    signature: str | None = None
-    for part in raw.split("&") if raw else []:
-        if part.startswith("signature="):
-            signature = unquote(part[len("signature=") :])
-        else:
-            kept.append(part)
-    return "&".join(kept), signature
-
-
 def _verify_asymmetric(key: SandboxKey, payload: str, signature: str) -> bool:
     try:
         private = serialization.load_pem_private_key(key.secret.encode(), password=None)
@@ -100,9 +88,8 @@ class Binance(ExchangeSim):
     def authenticate(self, request: SandboxRequest, state: SandboxState) -> SandboxKey:
         api_key = require(self.presented_key(request))
         # totalParams = query string followed by the body (docs, "SIGNED Endpoint Examples").
-        body = request.body.decode("utf-8", "replace")
-        total = "&".join(part for part in (request.raw_query, body) if part)
-        payload, signature = _signed_payload(total)
+        total = "&".join(part for part in (request.raw_query, request.text) if part)
+        payload, signature = split_signature(total)
         params = request.query | request.form
         key = state.find_key(self.name, api_key)
         if key is None:

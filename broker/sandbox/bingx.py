@@ -26,6 +26,7 @@ from broker.sandbox.base import (
     parse_int,
     require,
     same,
+    split_signature,
 )
 from broker.sandbox.keys import SandboxKey
 from broker.sandbox.state import SandboxState
@@ -52,16 +53,6 @@ _ERRORS: dict[Refusal, tuple[int, str]] = {
 _ERRORS[Refusal.BAD_PASSPHRASE] = _ERRORS[Refusal.BAD_SIGNATURE]
 
 
-def _split_signature(raw: str) -> tuple[str, str | None]:
-    kept, signature = [], None
-    for part in raw.split("&") if raw else []:
-        if part.startswith("signature="):
-            signature = unquote(part[len("signature=") :])
-        else:
-            kept.append(part)
-    return "&".join(kept), signature
-
-
 class Bingx(ExchangeSim):
     name = "bingx"
 
@@ -70,7 +61,7 @@ class Bingx(ExchangeSim):
 
     def authenticate(self, request: SandboxRequest, state: SandboxState) -> SandboxKey:
         api_key = require(self.presented_key(request))
-        payload, signature = _split_signature(request.raw_query)
+        payload, signature = split_signature(request.raw_query)
         if not signature:
             raise Refused(Refusal.MISSING_CREDENTIALS)
         params = request.query

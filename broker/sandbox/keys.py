@@ -21,20 +21,10 @@ from typing import Any, Literal
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-EXCHANGES: tuple[str, ...] = (
-    "binance",
-    "okx",
-    "bybit",
-    "kucoin",
-    "gate",
-    "bitget",
-    "htx",
-    "bingx",
-    "kraken",
-    "mexc",
-    "coinbase",
-    "deribit",
-)
+from broker.config import DEFAULT_EXCHANGES
+
+# The exchanges the broker supports, declared once (broker/config.py).
+EXCHANGES: tuple[str, ...] = DEFAULT_EXCHANGES
 # Exchanges whose keys carry a passphrase chosen by the user (reference/exchanges.md).
 PASSPHRASE_EXCHANGES = frozenset({"okx", "kucoin", "bitget"})
 

@@ -12,8 +12,6 @@ https://mexcdevelop.github.io/apidocs/spot_v3_en/#error-code (700001, 700002, 70
 
 from __future__ import annotations
 
-from urllib.parse import unquote
-
 from broker.sandbox.base import (
     Endpoint,
     ExchangeSim,
@@ -26,6 +24,7 @@ from broker.sandbox.base import (
     parse_int,
     require,
     same,
+    split_signature,
 )
 from broker.sandbox.keys import SandboxKey
 from broker.sandbox.state import SandboxState
@@ -54,16 +53,6 @@ _ERRORS: dict[Refusal, tuple[int, int, str]] = {
 _ERRORS[Refusal.BAD_PASSPHRASE] = _ERRORS[Refusal.BAD_SIGNATURE]
 
 
-def _split_signature(raw: str) -> tuple[str, str | None]:
-    kept, signature = [], None
-    for part in raw.split("&") if raw else []:
-        if part.startswith("signature="):
-            signature = unquote(part[len("signature=") :])
-        else:
-            kept.append(part)
-    return "&".join(kept), signature
-
-
 class Mexc(ExchangeSim):
     name = "mexc"
 
@@ -72,7 +61,7 @@ class Mexc(ExchangeSim):
 
     def authenticate(self, request: SandboxRequest, state: SandboxState) -> SandboxKey:
         api_key = require(self.presented_key(request))
-        payload, signature = _split_signature(request.raw_query)
+        payload, signature = split_signature(request.raw_query)
         key = state.find_key(self.name, api_key)
         if key is None:
             raise Refused(Refusal.UNKNOWN_KEY)

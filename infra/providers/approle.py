@@ -15,19 +15,23 @@ from typing import Any
 
 import hvac.exceptions
 import pulumi
-from botocore.exceptions import ClientError
 from pulumi import dynamic
 
 from broker.bootstrap import issue_approle_credentials
-from infra.providers.clients import AwsTarget, ProviderError, read_root_token, vault_client
+from infra.providers.clients import (
+    props_root_token,
+    props_vault_client,
+    root_token_for_cleanup,
+    vault_access_props,
+)
+from infra.providers.diffs import changed, diff_result
 
 WRAPPED_OUTPUT = "wrapped_secret_id"
 
 
 class BrokerSecretIdProvider(dynamic.ResourceProvider):
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
-        token = read_root_token(AwsTarget.from_props(props), props["token_secret_arn"])
-        with vault_client(props["address"], props.get("ca_cert_pem"), token) as client:
+        with props_vault_client(props, props_root_token(props)) as client:
             creds = issue_approle_credentials(
                 client, props["role_name"], wrap_ttl=int(float(props["wrap_ttl_s"]))
             )
@@ -42,10 +46,8 @@ class BrokerSecretIdProvider(dynamic.ResourceProvider):
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
         keys = ("address", "role_name", "rotation", "wrap_ttl_s", "token_secret_arn")
-        replaces = [k for k in keys if olds.get(k) != news.get(k)]
         # A CA change alone (same Vault, new certificates) needs no new secret-id.
-        changed = bool(replaces) or olds.get("ca_cert_pem") != news.get("ca_cert_pem")
-        return dynamic.DiffResult(changes=changed, replaces=replaces, delete_before_replace=False)
+        return diff_result(changed(olds, news, keys), changed(olds, news, ("ca_cert_pem",)))
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
         kept = {k: olds.get(k) for k in ("role_id", WRAPPED_OUTPUT, "issued_at")}
@@ -56,7 +58,7 @@ class BrokerSecretIdProvider(dynamic.ResourceProvider):
         wrapped = props.get(WRAPPED_OUTPUT)
         if not wrapped:
             return
-        with vault_client(props["address"], props.get("ca_cert_pem"), wrapped) as client:
+        with props_vault_client(props, wrapped) as client:
             try:
                 answer = client.sys.unwrap()
             except (hvac.exceptions.Forbidden, hvac.exceptions.InvalidRequest):
@@ -64,12 +66,10 @@ class BrokerSecretIdProvider(dynamic.ResourceProvider):
         accessor = (answer.get("data") or {}).get("secret_id_accessor")
         if not accessor:
             return
-        try:
-            token = read_root_token(AwsTarget.from_props(props), props["token_secret_arn"])
-        except (ProviderError, ClientError) as exc:  # revoked (prod), or the record is gone
-            pulumi.log.warn(f"unused broker secret-id left to expire: {exc}")
+        token = root_token_for_cleanup(props, "unused broker secret-id left to expire")
+        if token is None:
             return
-        with vault_client(props["address"], props.get("ca_cert_pem"), token) as client:
+        with props_vault_client(props, token) as client:
             client.auth.approle.destroy_secret_id_accessor(props["role_name"], accessor)
 
 
@@ -92,11 +92,13 @@ class BrokerSecretId(dynamic.Resource, module="keybroker", name="BrokerSecretId"
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         props = {
-            "address": address,
-            "ca_cert_pem": ca_cert_pem,
-            "token_secret_arn": token_secret_arn,
-            "region": region,
-            "endpoint_url": endpoint_url,
+            **vault_access_props(
+                address=address,
+                ca_cert_pem=ca_cert_pem,
+                token_secret_arn=token_secret_arn,
+                region=region,
+                endpoint_url=endpoint_url,
+            ),
             "role_name": role_name,
             "wrap_ttl_s": wrap_ttl_s,
             "rotation": rotation,

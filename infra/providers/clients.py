@@ -12,13 +12,15 @@ import os
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import hvac
+import pulumi
 import requests
+from botocore.exceptions import ClientError
 
 VAULT_TIMEOUT_S = 15
 
@@ -63,6 +65,32 @@ def vault_client(
     finally:
         if ca_path is not None:
             os.unlink(ca_path)
+
+
+def props_vault_client(
+    props: dict[str, Any], token: str | None = None
+) -> AbstractContextManager[hvac.Client]:
+    """`vault_client` for a resource's `address` and `ca_cert_pem` properties."""
+    return vault_client(props["address"], props.get("ca_cert_pem"), token)
+
+
+def vault_access_props(
+    *,
+    address: pulumi.Input[str],
+    ca_cert_pem: pulumi.Input[str],
+    token_secret_arn: pulumi.Input[str],
+    region: str,
+    endpoint_url: str | None,
+) -> dict[str, Any]:
+    """The properties of a resource that acts on Vault with the initial root token:
+    where Vault is, which CA it shows, and where the token's record lives."""
+    return {
+        "address": address,
+        "ca_cert_pem": ca_cert_pem,
+        "token_secret_arn": token_secret_arn,
+        "region": region,
+        "endpoint_url": endpoint_url,
+    }
 
 
 READY_TIMEOUT_S = 120.0
@@ -121,3 +149,19 @@ def read_root_token(aws: AwsTarget, secret_arn: str) -> str:
             ' (vault operator generate-root) and store it there as {"root_token": "<token>"}'
         )
     return str(token)
+
+
+def props_root_token(props: dict[str, Any]) -> str:
+    """The root token named by a resource's `token_secret_arn` (see vault_access_props)."""
+    return read_root_token(AwsTarget.from_props(props), props["token_secret_arn"])
+
+
+def root_token_for_cleanup(props: dict[str, Any], left_behind: str) -> str | None:
+    """The root token for a delete step, or None with a warning naming what is
+    `left_behind`: a delete must not fail once the token is revoked (prod) or its
+    record is gone."""
+    try:
+        return props_root_token(props)
+    except (ProviderError, ClientError) as exc:
+        pulumi.log.warn(f"{left_behind}: {exc}")
+        return None

@@ -16,6 +16,7 @@ import pulumi
 from pulumi import dynamic
 
 from infra.providers.clients import AwsTarget, ProviderError
+from infra.providers.diffs import changed, diff_result
 
 _REPLACE_ON = ("region", "endpoint_url", "alias", "existing_key_arn")
 
@@ -44,12 +45,9 @@ class KmsKeyProvider(dynamic.ResourceProvider):
         return dynamic.CreateResult(meta["KeyId"], _outs(props, meta, managed=True))
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
-        replaces = [k for k in _REPLACE_ON if (olds.get(k) or None) != (news.get(k) or None)]
-        changes = replaces or any(
-            olds.get(k) != news.get(k) for k in ("description", "deletion_window_days")
-        )
-        return dynamic.DiffResult(
-            changes=bool(changes), replaces=replaces, delete_before_replace=False
+        return diff_result(
+            changed(olds, news, _REPLACE_ON, blank_is_none=True),
+            changed(olds, news, ("description", "deletion_window_days")),
         )
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:

@@ -16,7 +16,13 @@ import hvac.exceptions
 import pulumi
 from pulumi import dynamic
 
-from infra.providers.clients import AwsTarget, revoked_record, vault_client
+from infra.providers.clients import (
+    AwsTarget,
+    props_vault_client,
+    revoked_record,
+    vault_access_props,
+)
+from infra.providers.diffs import changed, diff_result
 
 
 class RootTokenRevocationProvider(dynamic.ResourceProvider):
@@ -29,7 +35,7 @@ class RootTokenRevocationProvider(dynamic.ResourceProvider):
         if token:
             # Forbidden: already revoked by hand; recorded below all the same.
             with (
-                vault_client(props["address"], props.get("ca_cert_pem"), token) as client,
+                props_vault_client(props, token) as client,
                 contextlib.suppress(hvac.exceptions.Forbidden),
             ):
                 client.auth.token.revoke_self()
@@ -38,15 +44,10 @@ class RootTokenRevocationProvider(dynamic.ResourceProvider):
         return dynamic.CreateResult(arn, {**props, "revoked_at": record.get("revoked_at")})
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
-        replaces = (
-            ["token_secret_arn"]
-            if olds.get("token_secret_arn") != news.get("token_secret_arn")
-            else []
+        return diff_result(
+            changed(olds, news, ("token_secret_arn",)),
+            changed(olds, news, ("address", "ca_cert_pem", "after")),
         )
-        changed = bool(replaces) or any(
-            olds.get(k) != news.get(k) for k in ("address", "ca_cert_pem", "after")
-        )
-        return dynamic.DiffResult(changes=changed, replaces=replaces, delete_before_replace=False)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
         return dynamic.UpdateResult({**news, "revoked_at": olds.get("revoked_at")})
@@ -69,11 +70,13 @@ class RootTokenRevocation(dynamic.Resource, module="keybroker", name="RootTokenR
     ) -> None:
         """`after`: ids of the resources that need the root token (ordering and diff)."""
         props = {
-            "address": address,
-            "ca_cert_pem": ca_cert_pem,
-            "token_secret_arn": token_secret_arn,
-            "region": region,
-            "endpoint_url": endpoint_url,
+            **vault_access_props(
+                address=address,
+                ca_cert_pem=ca_cert_pem,
+                token_secret_arn=token_secret_arn,
+                region=region,
+                endpoint_url=endpoint_url,
+            ),
             "after": after,
             "revoked_at": None,
         }

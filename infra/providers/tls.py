@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pulumi import dynamic
 
+from infra.providers.diffs import changed, diff_result
+
 KEYS_OUTPUT = "key_pems"
 
 
@@ -116,10 +118,7 @@ class TlsBundleProvider(dynamic.ResourceProvider):
         )
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
-        replaces = [k for k in ("ca_name", "nodes", "validity_days") if olds.get(k) != news.get(k)]
-        return dynamic.DiffResult(
-            changes=bool(replaces), replaces=replaces, delete_before_replace=False
-        )
+        return diff_result(changed(olds, news, ("ca_name", "nodes", "validity_days")))
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         return None  # lives in state only

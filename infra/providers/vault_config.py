@@ -12,19 +12,19 @@ from typing import Any
 
 import hvac.exceptions
 import pulumi
-from botocore.exceptions import ClientError
 from pulumi import dynamic
 
 from broker.bootstrap import apply_layout
 from broker.layout import ROBOT_READ_POLICY
 from infra.layout_props import layout_from_props
 from infra.providers.clients import (
-    AwsTarget,
-    ProviderError,
-    read_root_token,
-    vault_client,
+    props_root_token,
+    props_vault_client,
+    root_token_for_cleanup,
+    vault_access_props,
     wait_until_active,
 )
+from infra.providers.diffs import changed, diff_result
 
 
 def robot_role_name(layout_props: dict[str, Any]) -> str:
@@ -41,8 +41,7 @@ class VaultConfigProvider(dynamic.ResourceProvider):
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
         keys = ("address", "ca_cert_pem", "token_secret_arn", "layout")
-        changed = any(olds.get(k) != news.get(k) for k in keys)
-        return dynamic.DiffResult(changes=changed, replaces=[], delete_before_replace=False)
+        return diff_result([], changed(olds, news, keys))
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
         return dynamic.UpdateResult(_apply(news))
@@ -54,13 +53,10 @@ class VaultConfigProvider(dynamic.ResourceProvider):
         purpose: Pulumi never destroys stored keys nor switches auditing off.
         """
         layout = layout_from_props(props["layout"])
-        aws = AwsTarget.from_props(props)
-        try:
-            token = read_root_token(aws, props["token_secret_arn"])
-        except (ProviderError, ClientError) as exc:  # revoked (prod), or the record is gone
-            pulumi.log.warn(f"Vault layout left in place: {exc}")
+        token = root_token_for_cleanup(props, "Vault layout left in place")
+        if token is None:
             return
-        with vault_client(props["address"], props.get("ca_cert_pem"), token) as client:
+        with props_vault_client(props, token) as client:
             for role in layout.approles:
                 client.delete(f"auth/approle/role/{role.name}")
             client.delete(f"auth/token/roles/{layout.site_token_role.name}")
@@ -70,8 +66,7 @@ class VaultConfigProvider(dynamic.ResourceProvider):
 
 def _apply(props: dict[str, Any]) -> dict[str, Any]:
     layout = layout_from_props(props["layout"])
-    token = read_root_token(AwsTarget.from_props(props), props["token_secret_arn"])
-    with vault_client(props["address"], props.get("ca_cert_pem"), token) as client:
+    with props_vault_client(props, props_root_token(props)) as client:
         wait_until_active(client)
         report = apply_layout(client, layout)
         try:
@@ -106,11 +101,13 @@ class VaultConfig(dynamic.Resource, module="keybroker", name="VaultConfig"):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         props = {
-            "address": address,
-            "ca_cert_pem": ca_cert_pem,
-            "token_secret_arn": token_secret_arn,
-            "region": region,
-            "endpoint_url": endpoint_url,
+            **vault_access_props(
+                address=address,
+                ca_cert_pem=ca_cert_pem,
+                token_secret_arn=token_secret_arn,
+                region=region,
+                endpoint_url=endpoint_url,
+            ),
             "layout": layout,
             "site_token_role": None,
             "robot_role_id": None,

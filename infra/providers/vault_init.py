@@ -19,7 +19,14 @@ import pulumi
 import requests
 from pulumi import dynamic
 
-from infra.providers.clients import AwsTarget, ProviderError, root_token_record, vault_client
+from infra.providers.clients import (
+    AwsTarget,
+    ProviderError,
+    props_vault_client,
+    root_token_record,
+    vault_client,
+)
+from infra.providers.diffs import changed, diff_result
 from infra.providers.secrets import create_secret, delete_secret, find_secret
 
 # Init happens once per Vault: the resource is never replaced (a replacement would
@@ -58,7 +65,7 @@ class VaultInitProvider(dynamic.ResourceProvider):
                     f"secret {name} already exists but Vault is not initialised: delete it"
                     " or choose another keybroker:secretsPrefix"
                 )
-        with vault_client(props["address"], props.get("ca_cert_pem")) as client:
+        with props_vault_client(props) as client:
             answer = client.sys.initialize(
                 recovery_shares=int(props["recovery_shares"]),
                 recovery_threshold=int(props["recovery_threshold"]),
@@ -85,12 +92,11 @@ class VaultInitProvider(dynamic.ResourceProvider):
         return dynamic.CreateResult(root_name, _outs(props, root_arn, recovery_arn))
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
-        changed = any((olds.get(k) or None) != (news.get(k) or None) for k in _FIXED + _UPDATABLE)
-        return dynamic.DiffResult(changes=changed, replaces=[], delete_before_replace=False)
+        return diff_result([], changed(olds, news, _FIXED + _UPDATABLE, blank_is_none=True))
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
         """Same Vault, same records: follow a new address or CA, re-encrypt under a new key."""
-        moved = [k for k in _FIXED if (olds.get(k) or None) != (news.get(k) or None)]
+        moved = changed(olds, news, _FIXED, blank_is_none=True)
         if moved:
             raise ProviderError(
                 f"{', '.join(moved)} cannot change once Vault is initialised: the recovery"

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Mapping
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from pulumi_policy import (
     EnforcementLevel,
     Policy,
     PolicyConfigSchema,
+    PolicyResource,
     ReportViolation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
@@ -45,6 +47,11 @@ def _reporter(report: ReportViolation, remediation: str) -> Callable[[str], None
     return lambda message: report(f"{message} Remediation: {remediation}", None)
 
 
+def _is_container(args: ResourceValidationArgs, role: str | None = None) -> bool:
+    """A Docker container (of `role`, "vault" or "broker", when given)."""
+    return args.resource_type == p.CONTAINER and (role is None or p.role(args.props) == role)
+
+
 # --- Vault containers ---------------------------------------------------------------------
 
 NO_DEV_MODE = (
@@ -55,7 +62,7 @@ NO_DEV_MODE = (
 
 
 def check_vault_not_dev(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if args.resource_type != p.CONTAINER or p.role(args.props) != "vault":
+    if not _is_container(args, "vault"):
         return
     fail = _reporter(report, NO_DEV_MODE)
     command = [str(c) for c in args.props.get("command") or []]
@@ -78,7 +85,7 @@ TLS_ON = (
 
 
 def check_vault_tls(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if args.resource_type != p.CONTAINER or p.role(args.props) != "vault":
+    if not _is_container(args, "vault"):
         return
     fail = _reporter(report, TLS_ON)
     environment = p.envs(args.props)
@@ -114,7 +121,7 @@ AUTO_UNSEAL = (
 
 
 def check_vault_auto_unseal(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if args.resource_type != p.CONTAINER or p.role(args.props) != "vault":
+    if not _is_container(args, "vault"):
         return
     fail = _reporter(report, AUTO_UNSEAL)
     for file, text in p.server_configs(args.props):
@@ -132,7 +139,7 @@ EXPLICIT_MLOCK = (
 
 
 def check_vault_mlock_explicit(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if args.resource_type != p.CONTAINER or p.role(args.props) != "vault":
+    if not _is_container(args, "vault"):
         return
     fail = _reporter(report, EXPLICIT_MLOCK)
     for file, text in p.server_configs(args.props):
@@ -160,7 +167,7 @@ def _secret_name(name: str) -> bool:
 
 
 def check_no_plain_secret_env(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if args.resource_type != p.CONTAINER:
+    if not _is_container(args):
         return
     fail = _reporter(report, NO_PLAIN_SECRETS)
     for name, value in sorted(p.envs(args.props).items()):
@@ -197,7 +204,7 @@ BROKER_HARDENED = (
 
 
 def check_broker_hardened(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if args.resource_type != p.CONTAINER or p.role(args.props) != "broker":
+    if not _is_container(args, "broker"):
         return
     fail = _reporter(report, BROKER_HARDENED)
     props = args.props
@@ -236,7 +243,7 @@ LOOPBACK_IN_DEV = (
 
 
 def check_dev_ports_loopback(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if args.resource_type != p.CONTAINER:
+    if not _is_container(args):
         return
     if p.environment(args.props, args.get_config()) != "dev":
         return
@@ -259,7 +266,7 @@ NOT_PRIVILEGED = "Remove privileged, and host network/pid/ipc modes: they undo c
 
 
 def check_not_privileged(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if args.resource_type != p.CONTAINER:
+    if not _is_container(args):
         return
     fail = _reporter(report, NOT_PRIVILEGED)
     if args.props.get("privileged"):
@@ -277,7 +284,7 @@ PUBLIC_PORTS = (
 
 def check_no_wildcard_ports(args: ResourceValidationArgs, report: ReportViolation) -> None:
     """Everywhere (dev has the mandatory rule): no port published on all interfaces."""
-    if args.resource_type != p.CONTAINER:
+    if not _is_container(args):
         return
     for port in args.props.get("ports") or []:
         if str(port.get("ip") or "0.0.0.0") in ("0.0.0.0", "::"):
@@ -292,7 +299,7 @@ BROKER_VAULT_TLS = (
 
 
 def check_broker_talks_tls(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if args.resource_type != p.CONTAINER or p.role(args.props) != "broker":
+    if not _is_container(args, "broker"):
         return
     env = p.envs(args.props)
     if not env.get("KEYBROKER_VAULT_ADDR", "").startswith("https://"):
@@ -305,7 +312,7 @@ RESTART = "Set restart to unless-stopped (Vault) or on-failure (broker) so outag
 
 
 def check_restart_policy(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if args.resource_type != p.CONTAINER or args.props.get("start") is False:
+    if not _is_container(args) or args.props.get("start") is False:
         return  # a never-started container (e.g. the broker's seed) has nothing to restart
     if str(args.props.get("restart") or "no") not in ("always", "unless-stopped", "on-failure"):
         _reporter(report, RESTART)(f"Container {args.name} is never restarted.")
@@ -328,6 +335,10 @@ SITE_TOKEN_LIMITS = (
 )
 
 
+def _site_token_cap(args: ResourceValidationArgs) -> float:
+    return float(args.get_config().get("maxSiteTokenTtlSeconds", DEFAULT_MAX_SITE_TOKEN_TTL_S))
+
+
 def _seconds(value: str) -> float | None:
     try:
         return parse_duration(value)
@@ -337,10 +348,10 @@ def _seconds(value: str) -> float | None:
 
 def check_broker_token_cap(args: ResourceValidationArgs, report: ReportViolation) -> None:
     """For batch site tokens the broker holds the cap (broker/layout.py TokenRole)."""
-    if args.resource_type != p.CONTAINER or p.role(args.props) != "broker":
+    if not _is_container(args, "broker"):
         return
     fail = _reporter(report, SITE_TOKEN_LIMITS)
-    cap = float(args.get_config().get("maxSiteTokenTtlSeconds", DEFAULT_MAX_SITE_TOKEN_TTL_S))
+    cap = _site_token_cap(args)
     env = p.envs(args.props)
     # Unset means the broker's default, 15m (CONTRACTS.md §7).
     max_ttl = _seconds(env.get("KEYBROKER_SITE_TOKEN_MAX_TTL", "15m"))
@@ -355,7 +366,7 @@ def check_site_token_limits(args: ResourceValidationArgs, report: ReportViolatio
     if args.resource_type != p.VAULT_CONFIG:
         return
     fail = _reporter(report, SITE_TOKEN_LIMITS)
-    cap = float(args.get_config().get("maxSiteTokenTtlSeconds", DEFAULT_MAX_SITE_TOKEN_TTL_S))
+    cap = _site_token_cap(args)
     role = _layout(args.props).get("site_token_role") or {}
     if not role:
         fail("The layout declares no site token role.")
@@ -467,11 +478,15 @@ AUDIT = (
 )
 
 
-def check_audit_devices(args: StackValidationArgs, report: ReportViolation) -> None:
-    fail = _reporter(report, AUDIT)
-    vaults = [
+def _vault_nodes(args: StackValidationArgs) -> list[PolicyResource]:
+    return [
         r for r in args.resources if r.resource_type == p.CONTAINER and p.role(r.props) == "vault"
     ]
+
+
+def check_audit_devices(args: StackValidationArgs, report: ReportViolation) -> None:
+    fail = _reporter(report, AUDIT)
+    vaults = _vault_nodes(args)
     configs = [r for r in args.resources if r.resource_type == p.VAULT_CONFIG]
     if vaults and not configs:
         fail("The stack runs Vault but configures no audit devices (no VaultConfig resource).")
@@ -497,9 +512,7 @@ HA = "Run 3 Vault nodes (keybroker:vaultNodes: 3) in prod: Raft needs a quorum t
 def check_ha_in_prod(args: StackValidationArgs, report: ReportViolation) -> None:
     if _stack_environment(args) != "prod":
         return
-    nodes = [
-        r for r in args.resources if r.resource_type == p.CONTAINER and p.role(r.props) == "vault"
-    ]
+    nodes = _vault_nodes(args)
     if len(nodes) < 3:
         _reporter(report, HA)(f"The prod stack runs {len(nodes)} Vault node(s).")
 
@@ -525,7 +538,11 @@ _TTL_SCHEMA = PolicyConfigSchema(
 )
 
 
-def _resource(
+_Kind = TypeVar("_Kind", ResourceValidationPolicy, StackValidationPolicy)
+
+
+def _policy(
+    kind: type[_Kind],
     name: str,
     description: str,
     fn: Any,
@@ -533,8 +550,8 @@ def _resource(
     severity: Severity,
     remediation: str,
     **extra: Any,
-) -> ResourceValidationPolicy:
-    return ResourceValidationPolicy(
+) -> _Kind:
+    return kind(
         name=name,
         description=description,
         validate=fn,
@@ -545,22 +562,8 @@ def _resource(
     )
 
 
-def _stack(
-    name: str,
-    description: str,
-    fn: Any,
-    level: EnforcementLevel,
-    severity: Severity,
-    remediation: str,
-) -> StackValidationPolicy:
-    return StackValidationPolicy(
-        name=name,
-        description=description,
-        validate=fn,
-        enforcement_level=level,
-        severity=severity,
-        remediation_steps=remediation,
-    )
+_resource = partial(_policy, ResourceValidationPolicy)
+_stack = partial(_policy, StackValidationPolicy)
 
 
 POLICIES: list[Policy] = [

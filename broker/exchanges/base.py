@@ -93,12 +93,16 @@ class Adapter(ABC):
         """The contract reason for an exception raised while inspecting."""
         if isinstance(exc, InspectionFailed):
             return exc.reason
-        code = self.error_code(error_body(exc))
-        if code is not None and code in self.error_codes:
-            reason_code = self.error_codes[code]
-            detail = self.error_messages.get(code)
-            return errors.reason(reason_code, self.id, detail)
+        known = self.known_error(self.error_code(error_body(exc)))
+        if known is not None:
+            return known
         return errors.reason_for_exception(exc, self.id)
+
+    def known_error(self, code: str | None) -> Reason | None:
+        """Our reason for one of this exchange's own error codes; None when unmapped."""
+        if code is None or code not in self.error_codes:
+            return None
+        return errors.reason(self.error_codes[code], self.id, self.error_messages.get(code))
 
     def error_code(self, body: Any) -> str | None:
         """The exchange's error code in an error body (most use a top-level `code`)."""
@@ -131,10 +135,23 @@ def split_list(value: Any) -> list[str]:
     raise InspectionFailed(errors.unexpected_shape("ip/permission list"))
 
 
-def whitelist(entries: list[str]) -> tuple[bool, list[str]]:
-    """(ip_restricted, ip_whitelist) from a reported list; `*` alone means "any IP"."""
-    entries = [entry for entry in entries if entry != "*"]
+def whitelist(value: Any) -> tuple[bool, list[str]]:
+    """(ip_restricted, ip_whitelist) from a reported list or comma-separated string
+    (`split_list`); `*` alone means "any IP"."""
+    entries = [entry for entry in split_list(value) if entry != "*"]
     return bool(entries), entries
+
+
+def payload(answer: Any, what: str, *, ok: str, code: str = "code", data: str = "data") -> Any:
+    """The `data` member of an answer whose `code` member reads `ok`.
+
+    The exchange's error codes reach us as ccxt exceptions (`map_error`); an answer that
+    still carries another code is not the documented success shape, so nothing is read.
+    """
+    body = require_dict(answer, what)
+    if str(body.get(code)) != ok:
+        raise InspectionFailed(errors.unexpected_shape(f"{what} {code}"))
+    return body.get(data)
 
 
 def from_timestamp(seconds: float, what: str) -> datetime:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from broker.exchanges.base import Adapter, Credentials, from_timestamp, require_dict
+from broker.exchanges.errors import CLOCK_SKEW, WRONG_SECRET
 from broker.reasons import Inspection, Permissions, ReasonCode
 
 
@@ -28,8 +29,8 @@ class BinanceAdapter(Adapter):
     error_messages = {
         "-2015": "Binance refused the request (-2015): the API key is invalid, the broker's "
         "IP is not whitelisted, or the key lacks permission; Binance does not say which",
-        "-1022": "Invalid key: the signature was refused (wrong secret)",
-        "-1021": "the exchange rejected the request time (clock skew or delay); try again",
+        "-1022": WRONG_SECRET,
+        "-1021": CLOCK_SKEW,
     }
 
     async def inspect(self, exchange: Any, credentials: Credentials) -> Inspection:

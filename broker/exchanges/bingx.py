@@ -13,11 +13,11 @@ from broker.exchanges.base import (
     Adapter,
     Credentials,
     InspectionFailed,
+    payload,
     require_dict,
-    split_list,
     whitelist,
 )
-from broker.exchanges.errors import unexpected_shape
+from broker.exchanges.errors import CLOCK_SKEW, WRONG_SECRET, unexpected_shape
 from broker.reasons import Inspection, Permissions, ReasonCode
 
 
@@ -37,8 +37,8 @@ class BingxAdapter(Adapter):
         "80012": ReasonCode.EXCHANGE_UNAVAILABLE,
     }
     error_messages = {
-        "100001": "Invalid key: the signature was refused (wrong secret)",
-        "100421": "the exchange rejected the request time (clock skew or delay); try again",
+        "100001": WRONG_SECRET,
+        "100421": CLOCK_SKEW,
     }
 
     async def inspect(self, exchange: Any, credentials: Credentials) -> Inspection:
@@ -46,15 +46,12 @@ class BingxAdapter(Adapter):
 
 
 def parse(answer: Any) -> Inspection:
-    body = require_dict(answer, "apiPermissions")
-    if str(body.get("code")) != "0":
-        raise InspectionFailed(unexpected_shape("apiPermissions code"))
-    data = require_dict(body.get("data"), "apiPermissions data")
+    data = require_dict(payload(answer, "apiPermissions", ok="0"), "apiPermissions data")
     raw = data.get("permissions")
     if not isinstance(raw, list):
         raise InspectionFailed(unexpected_shape("apiPermissions permissions"))
     perms = {str(p) for p in raw}
-    restricted, ips = whitelist(split_list(data.get("ipAddresses")))
+    restricted, ips = whitelist(data.get("ipAddresses"))
     return Inspection(
         exchange="bingx",
         permissions=Permissions(

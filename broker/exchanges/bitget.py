@@ -13,12 +13,12 @@ from typing import Any
 from broker.exchanges.base import (
     Adapter,
     Credentials,
-    InspectionFailed,
+    payload,
     require_dict,
     split_list,
     whitelist,
 )
-from broker.exchanges.errors import unexpected_shape
+from broker.exchanges.errors import CLOCK_SKEW, WRONG_SECRET
 from broker.reasons import Inspection, Permissions, ReasonCode
 
 _READ_CODES = {"stor", "coor", "cpor", "smor", "wtor", "ttor", "taxr", "chor", "p2pr", "pllr"}
@@ -42,10 +42,10 @@ class BitgetAdapter(Adapter):
         "429": ReasonCode.RATE_LIMITED,
     }
     error_messages = {
-        "40009": "Invalid key: the signature was refused (wrong secret)",
+        "40009": WRONG_SECRET,
         "40012": "Invalid key: the key or passphrase was refused",
-        "40004": "the exchange rejected the request time (clock skew or delay); try again",
-        "40008": "the exchange rejected the request time (clock skew or delay); try again",
+        "40004": CLOCK_SKEW,
+        "40008": CLOCK_SKEW,
     }
 
     async def inspect(self, exchange: Any, credentials: Credentials) -> Inspection:
@@ -53,12 +53,9 @@ class BitgetAdapter(Adapter):
 
 
 def parse(answer: Any) -> Inspection:
-    body = require_dict(answer, "account/info")
-    if str(body.get("code")) != "00000":
-        raise InspectionFailed(unexpected_shape("account/info code"))
-    data = require_dict(body.get("data"), "account/info data")
+    data = require_dict(payload(answer, "account/info", ok="00000"), "account/info data")
     codes = set(split_list(data.get("authorities")))
-    restricted, ips = whitelist(split_list(data.get("ips")))
+    restricted, ips = whitelist(data.get("ips"))
     return Inspection(
         exchange="bitget",
         permissions=Permissions(

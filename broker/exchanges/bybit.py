@@ -15,11 +15,12 @@ from broker.exchanges.base import (
     Adapter,
     Credentials,
     InspectionFailed,
+    payload,
     require_dict,
     split_list,
     whitelist,
 )
-from broker.exchanges.errors import unexpected_shape
+from broker.exchanges.errors import CLOCK_SKEW, WRONG_SECRET, unexpected_shape
 from broker.reasons import Inspection, Permissions, ReasonCode
 
 
@@ -37,8 +38,8 @@ class BybitAdapter(Adapter):
         "10016": ReasonCode.EXCHANGE_UNAVAILABLE,
     }
     error_messages = {
-        "10004": "Invalid key: the signature was refused (wrong secret)",
-        "10002": "the exchange rejected the request time (clock skew or delay); try again",
+        "10004": WRONG_SECRET,
+        "10002": CLOCK_SKEW,
     }
 
     def error_code(self, body: Any) -> str | None:
@@ -55,17 +56,15 @@ def _names(groups: dict[str, Any], group: str) -> set[str]:
 
 
 def parse(answer: Any) -> Inspection:
-    body = require_dict(answer, "query-api")
-    if str(body.get("retCode")) != "0":
-        raise InspectionFailed(unexpected_shape("query-api retCode"))
-    result = require_dict(body.get("result"), "query-api result")
+    body = payload(answer, "query-api", ok="0", code="retCode", data="result")
+    result = require_dict(body, "query-api result")
     groups = require_dict(result.get("permissions") or {}, "query-api permissions")
     writable = str(result.get("readOnly")) == "0"
     wallet = _names(groups, "Wallet")
     futures = bool(
         _names(groups, "ContractTrade") | _names(groups, "Derivatives") | _names(groups, "Options")
     )
-    restricted, ips = whitelist(split_list(result.get("ips")))
+    restricted, ips = whitelist(result.get("ips"))
     expires_at = None
     expired_text = result.get("expiredAt")
     if isinstance(expired_text, str) and expired_text:

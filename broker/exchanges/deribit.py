@@ -27,7 +27,6 @@ from broker.exchanges.base import (
     InspectionFailed,
     error_body,
     require_dict,
-    split_list,
     whitelist,
 )
 from broker.exchanges.errors import reason, unexpected_shape
@@ -146,7 +145,7 @@ def parse(answer: Any, api_key: str) -> Inspection:
     entry = own[0]
     if entry.get("enabled") is False:
         raise InspectionFailed(reason(ReasonCode.INVALID_CREDENTIALS, "deribit", "key disabled"))
-    restricted, ips = whitelist(split_list(entry.get("ip_whitelist")))
+    restricted, ips = whitelist(entry.get("ip_whitelist"))
     return Inspection(
         exchange="deribit",
         permissions=_permissions(scopes(str(entry.get("max_scope", "")))),

@@ -26,6 +26,11 @@ MESSAGES: dict[ReasonCode, str] = {
     ReasonCode.RATE_LIMITED: "The exchange is rate limiting requests: try again later",
 }
 
+# Fixed details several exchanges' error codes share (`Adapter.error_messages`).
+WRONG_SECRET = "Invalid key: the signature was refused (wrong secret)"
+WRONG_PASSPHRASE = "Invalid key: the passphrase was refused"
+CLOCK_SKEW = "the exchange rejected the request time (clock skew or delay); try again"
+
 _WARNINGS = frozenset(
     {
         ReasonCode.KEY_EXPIRING,
@@ -58,11 +63,7 @@ def reason_for_exception(exc: BaseException, exchange: str) -> Reason:
         return reason(ReasonCode.RATE_LIMITED, exchange)
     if isinstance(exc, ccxt.InvalidNonce):
         # Timestamp outside the exchange's window: our clock or a slow path, not the key.
-        return reason(
-            ReasonCode.EXCHANGE_UNAVAILABLE,
-            exchange,
-            "the exchange rejected the request time (clock skew or delay); try again",
-        )
+        return reason(ReasonCode.EXCHANGE_UNAVAILABLE, exchange, CLOCK_SKEW)
     if isinstance(exc, ccxt.NetworkError | TimeoutError):
         return reason(ReasonCode.EXCHANGE_UNAVAILABLE, exchange)
     if isinstance(exc, ccxt.AccountSuspended):

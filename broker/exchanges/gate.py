@@ -17,10 +17,9 @@ from broker.exchanges.base import (
     Credentials,
     InspectionFailed,
     require_dict,
-    split_list,
     whitelist,
 )
-from broker.exchanges.errors import reason, unexpected_shape
+from broker.exchanges.errors import CLOCK_SKEW, WRONG_SECRET, reason, unexpected_shape
 from broker.reasons import Inspection, Permissions, ReasonCode
 
 
@@ -41,12 +40,11 @@ class GateAdapter(Adapter):
         "SERVER_ERROR": ReasonCode.EXCHANGE_UNAVAILABLE,
     }
     error_messages = {
-        "INVALID_SIGNATURE": "Invalid key: the signature was refused (wrong secret)",
+        "INVALID_SIGNATURE": WRONG_SECRET,
         "ACCOUNT_LOCKED": "the account is locked",
         "FORBIDDEN": "the key lacks Gate's `account` read permission, so its rights cannot "
         "be read; grant it and submit again",
-        "REQUEST_EXPIRED": "the exchange rejected the request time (clock skew or delay); try "
-        "again",
+        "REQUEST_EXPIRED": CLOCK_SKEW,
     }
 
     def error_code(self, body: Any) -> str | None:
@@ -96,7 +94,7 @@ def parse(answer: Any, api_key: str) -> Inspection:
         granted.add(name)
         if perm.get("read_only") is not True:
             writable.add(name)
-    restricted, ips = whitelist(split_list(entry.get("ip_whitelist")))
+    restricted, ips = whitelist(entry.get("ip_whitelist"))
     return Inspection(
         exchange="gate",
         permissions=Permissions(

@@ -63,11 +63,8 @@ class HtxAdapter(Adapter):
         if body.get("status") == "error" or (
             body.get("code") is not None and str(body.get("code")) != "200"
         ):
-            code = self.error_code(body)
-            if code in self.error_codes:
-                detail = self.error_messages.get(code)
-                raise InspectionFailed(reason(self.error_codes[code], self.id, detail))
-            raise InspectionFailed(unexpected_shape(f"{what} code"))
+            known = self.known_error(self.error_code(body))
+            raise InspectionFailed(known if known is not None else unexpected_shape(f"{what} code"))
         return body
 
     async def inspect(self, exchange: Any, credentials: Credentials) -> Inspection:
@@ -92,7 +89,7 @@ def parse(body: Any, api_key: str, now: datetime | None = None) -> Inspection:
         )
     entry = own[0]
     perms = set(split_list(entry.get("permission")))
-    restricted, ips = whitelist(split_list(entry.get("ipAddresses")))
+    restricted, ips = whitelist(entry.get("ipAddresses"))
     now = now or datetime.now(UTC)
     expires_at = None
     if entry.get("status") == "expired":

@@ -22,7 +22,7 @@ from broker.exchanges.base import (
     split_list,
     whitelist,
 )
-from broker.exchanges.errors import reason, unexpected_shape
+from broker.exchanges.errors import WRONG_SECRET, reason, unexpected_shape
 from broker.reasons import Inspection, Permissions, Reason, ReasonCode
 
 
@@ -47,7 +47,7 @@ class KrakenAdapter(Adapter):
         "EGeneral:Internal error": ReasonCode.EXCHANGE_UNAVAILABLE,
     }
     error_messages = {
-        "EAPI:Invalid signature": "Invalid key: the signature was refused (wrong secret)",
+        "EAPI:Invalid signature": WRONG_SECRET,
         "EGeneral:Permission denied": "IP not allowed: Kraken denied a request that needs no "
         "permission (the key's IP allowlist, most likely)",
         "EAPI:Invalid nonce": "the exchange refused the request nonce; try again",
@@ -82,7 +82,7 @@ def parse(answer: Any) -> Inspection:
         raise InspectionFailed(unexpected_shape("GetApiKeyInfo error"))
     result = require_dict(body.get("result"), "GetApiKeyInfo result")
     words = {_words(name) for name in split_list(result.get("permissions"))}
-    restricted, ips = whitelist(split_list(result.get("ipAllowlist")))
+    restricted, ips = whitelist(result.get("ipAllowlist"))
     expires_at = None
     valid_until = str(result.get("validUntil", "0") or "0")
     try:

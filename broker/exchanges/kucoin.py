@@ -13,12 +13,12 @@ from typing import Any
 from broker.exchanges.base import (
     Adapter,
     Credentials,
-    InspectionFailed,
+    payload,
     require_dict,
     split_list,
     whitelist,
 )
-from broker.exchanges.errors import unexpected_shape
+from broker.exchanges.errors import CLOCK_SKEW, WRONG_PASSPHRASE, WRONG_SECRET
 from broker.reasons import Inspection, Permissions, ReasonCode
 
 
@@ -38,10 +38,10 @@ class KucoinAdapter(Adapter):
         "500000": ReasonCode.EXCHANGE_UNAVAILABLE,
     }
     error_messages = {
-        "400004": "Invalid key: the passphrase was refused",
-        "400005": "Invalid key: the signature was refused (wrong secret)",
+        "400004": WRONG_PASSPHRASE,
+        "400005": WRONG_SECRET,
         "411100": "the account is frozen",
-        "400002": "the exchange rejected the request time (clock skew or delay); try again",
+        "400002": CLOCK_SKEW,
     }
 
     async def inspect(self, exchange: Any, credentials: Credentials) -> Inspection:
@@ -49,12 +49,9 @@ class KucoinAdapter(Adapter):
 
 
 def parse(answer: Any) -> Inspection:
-    body = require_dict(answer, "user/api-key")
-    if str(body.get("code")) != "200000":
-        raise InspectionFailed(unexpected_shape("user/api-key code"))
-    data = require_dict(body.get("data"), "user/api-key data")
+    data = require_dict(payload(answer, "user/api-key", ok="200000"), "user/api-key data")
     perms = set(split_list(data.get("permission")))
-    restricted, ips = whitelist(split_list(data.get("ipWhitelist")))
+    restricted, ips = whitelist(data.get("ipWhitelist"))
     return Inspection(
         exchange="kucoin",
         permissions=Permissions(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from broker.exchanges.base import Adapter, Credentials, require_dict
-from broker.exchanges.errors import reason
+from broker.exchanges.errors import CLOCK_SKEW, WRONG_SECRET, reason
 from broker.reasons import Inspection, Permissions, ReasonCode
 
 
@@ -29,8 +29,8 @@ class MexcAdapter(Adapter):
         "429": ReasonCode.RATE_LIMITED,
     }
     error_messages = {
-        "700002": "Invalid key: the signature was refused (wrong secret)",
-        "700003": "the exchange rejected the request time (clock skew or delay); try again",
+        "700002": WRONG_SECRET,
+        "700003": CLOCK_SKEW,
     }
 
     async def inspect(self, exchange: Any, credentials: Credentials) -> Inspection:

@@ -14,11 +14,12 @@ from broker.exchanges.base import (
     Adapter,
     Credentials,
     InspectionFailed,
+    payload,
     require_dict,
     split_list,
     whitelist,
 )
-from broker.exchanges.errors import unexpected_shape
+from broker.exchanges.errors import CLOCK_SKEW, WRONG_PASSPHRASE, WRONG_SECRET, unexpected_shape
 from broker.reasons import Inspection, Permissions, ReasonCode
 
 
@@ -48,11 +49,11 @@ class OkxAdapter(Adapter):
         "50102": ReasonCode.EXCHANGE_UNAVAILABLE,
     }
     error_messages = {
-        "50105": "Invalid key: the passphrase was refused",
-        "50113": "Invalid key: the signature was refused (wrong secret)",
+        "50105": WRONG_PASSPHRASE,
+        "50113": WRONG_SECRET,
         "50101": "Invalid key: the key belongs to another environment (demo vs live)",
         "50100": "the key is frozen",
-        "50102": "the exchange rejected the request time (clock skew or delay); try again",
+        "50102": CLOCK_SKEW,
     }
 
     async def inspect(self, exchange: Any, credentials: Credentials) -> Inspection:
@@ -60,17 +61,14 @@ class OkxAdapter(Adapter):
 
 
 def parse(answer: Any) -> Inspection:
-    body = require_dict(answer, "account/config")
-    if str(body.get("code")) != "0":
-        raise InspectionFailed(unexpected_shape("account/config code"))
-    data = body.get("data")
+    data = payload(answer, "account/config", ok="0")
     if not isinstance(data, list) or not data:
         raise InspectionFailed(unexpected_shape("account/config data"))
     config = require_dict(data[0], "account/config data[0]")
     perms = set(split_list(config.get("perm")))
     trade = "trade" in perms
     beyond_spot = str(config.get("acctLv", "")) != "1"
-    restricted, ips = whitelist(split_list(config.get("ip")))
+    restricted, ips = whitelist(config.get("ip"))
     return Inspection(
         exchange="okx",
         permissions=Permissions(

@@ -10,6 +10,10 @@ Building a ccxt exchange costs 3-20 ms (its describe() tree is deep-merged), too
 for hundreds of concurrent checks, so one template per exchange is built once and each
 check works on a shallow copy carrying that check's credentials. Nothing a check writes
 (credentials, last response, options) is shared: the copy gets its own `options` dict.
+
+Exchange classes come from broker/exchanges/ccxt_loader.py, which loads only the modules
+of exchanges that are actually checked (the configured, enabled ones) instead of all of
+ccxt's (~0.5 s and ~40 MB less).
 """
 
 from __future__ import annotations
@@ -17,14 +21,19 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import aiohttp
-import ccxt.async_support as ccxt_async
-from ccxt.async_support.base.exchange import Exchange
 
+from broker.exchanges import ccxt_loader
 from broker.exchanges.base import Credentials
+
+if TYPE_CHECKING:
+    from ccxt.async_support.base.exchange import Exchange
+
+# Before anything in the process imports ccxt the eager way.
+ccxt_loader.install()
 
 # ccxt logs every request's headers (api keys, OKX/Bitget plain passphrases) and URLs
 # (HTX puts the api key in the query) at DEBUG on `self.logger`. Each client gets this
@@ -90,7 +99,7 @@ class ClientFactory:
         return template
 
     def _build(self, exchange_id: str) -> Exchange:
-        cls = getattr(ccxt_async, exchange_id)
+        cls = ccxt_loader.exchange_class(exchange_id)
         exchange: Exchange = cls(
             {
                 "enableRateLimit": False,  # one request per check; ccxt's throttle only delays

@@ -14,20 +14,12 @@ from typing import ClassVar, Literal
 
 from policies.analysis import Counterexample, Principal, find_granted, shape_of
 from policies.analysis.glob import example_path, may_overlap
-from policies.model import PathRule, Policy
+from policies.model import OPERATIONS, PathRule, Policy
 
 Severity = Literal["error", "warning", "note"]
 WRITE_CAPABILITIES: tuple[str, ...] = ("create", "update", "patch", "delete", "sudo")
-ALL_CAPABILITIES: tuple[str, ...] = (
-    "read",
-    "list",
-    "create",
-    "update",
-    "patch",
-    "delete",
-    "recover",
-    "sudo",
-)
+# Every operation a capability grants (help needs none), and sudo.
+ALL_CAPABILITIES: tuple[str, ...] = (*(op for op in OPERATIONS if op != "help"), "sudo")
 
 
 @dataclass(frozen=True)
@@ -62,6 +54,17 @@ class LintContext:
             self._single[id(stanza)] = principal
         return find_granted(principal, pattern, tuple(capabilities))
 
+    def first_reach(
+        self, stanza: PathRule, patterns: Iterable[str], capabilities: Iterable[str]
+    ) -> Counterexample | None:
+        """`stanza_reaches` for the first of `patterns` the stanza reaches, if any."""
+        wanted = tuple(capabilities)
+        for pattern in patterns:
+            hit = self.stanza_reaches(stanza, pattern, wanted)
+            if hit:
+                return hit
+        return None
+
 
 class LintRule:
     """Base class: subclasses set the metadata and override one of the checks."""
@@ -89,6 +92,29 @@ class LintRule:
     ) -> LintFinding:
         concrete = path or example_path(stanza.path)  # a path, never a pattern
         return LintFinding(self.id, message, stanza, concrete, capability, principal)
+
+    def reach_finding(
+        self, stanza: PathRule, hit: Counterexample, message: str, principal: str | None = None
+    ) -> LintFinding:
+        """A finding at the path and capability the analysis found granted."""
+        return self.finding(stanza, message, hit.path, hit.capability, principal)
+
+
+class StanzaRule(LintRule):
+    """A rule that judges each stanza of a policy on its own (`check_stanza`)."""
+
+    admin_exempt: ClassVar[bool] = False  # True: admin policies may do this
+
+    def check_policy(self, policy: Policy, ctx: LintContext) -> Iterator[LintFinding]:
+        if self.admin_exempt and policy.name in ctx.admin_policies:
+            return
+        for stanza in policy.rules:
+            yield from self.check_stanza(stanza, policy, ctx)
+
+    def check_stanza(
+        self, stanza: PathRule, policy: Policy, ctx: LintContext
+    ) -> Iterator[LintFinding]:
+        raise NotImplementedError
 
 
 class Registry:

@@ -17,10 +17,11 @@ from policies.lint.base import (
     LintContext,
     LintFinding,
     LintRule,
+    StanzaRule,
     grants,
     registry,
 )
-from policies.model import Policy
+from policies.model import PathRule, Policy
 
 # Endpoints that decide who can do what: policies, auth methods and their roles,
 # audit devices, mounts, raw storage, identity groups/entities (which carry policies).
@@ -52,118 +53,116 @@ def _is_glob(path: str) -> bool:
 
 
 @registry.register
-class SysWildcardGrant(LintRule):
+class SysWildcardGrant(StanzaRule):
     id = "KB101"
     name = "wildcard grant on sys/"
     rationale = "A glob over sys/ hands out system endpoints nobody listed one by one."
 
-    def check_policy(self, policy: Policy, ctx: LintContext) -> Iterator[LintFinding]:
-        for stanza in policy.rules:
-            if not _is_glob(stanza.path):
-                continue
-            hit = ctx.stanza_reaches(stanza, "sys/*", ALL_CAPABILITIES)
-            if hit:
-                yield self.finding(
-                    stanza,
-                    f'glob "{stanza.path}" grants {hit.capability} on system path {hit.path}',
-                    hit.path,
-                    hit.capability,
-                )
+    def check_stanza(
+        self, stanza: PathRule, policy: Policy, ctx: LintContext
+    ) -> Iterator[LintFinding]:
+        hit = (
+            ctx.stanza_reaches(stanza, "sys/*", ALL_CAPABILITIES) if _is_glob(stanza.path) else None
+        )
+        if hit:
+            yield self.reach_finding(
+                stanza,
+                hit,
+                f'glob "{stanza.path}" grants {hit.capability} on system path {hit.path}',
+            )
 
 
 @registry.register
-class SudoOutsideAdmin(LintRule):
+class SudoOutsideAdmin(StanzaRule):
     id = "KB102"
     name = "sudo outside an admin policy"
     rationale = "sudo unlocks root-protected endpoints; only an admin policy should hold it."
+    admin_exempt = True
 
-    def check_policy(self, policy: Policy, ctx: LintContext) -> Iterator[LintFinding]:
-        if policy.name in ctx.admin_policies:
-            return
-        for stanza in policy.rules:
-            if "sudo" in grants(stanza):
-                yield self.finding(
-                    stanza,
-                    f'"{stanza.path}" grants sudo in non-admin policy {policy.name}',
-                    capability="sudo",
-                )
+    def check_stanza(
+        self, stanza: PathRule, policy: Policy, ctx: LintContext
+    ) -> Iterator[LintFinding]:
+        if "sudo" in grants(stanza):
+            yield self.finding(
+                stanza,
+                f'"{stanza.path}" grants sudo in non-admin policy {policy.name}',
+                capability="sudo",
+            )
 
 
 @registry.register
-class LegacyPolicySyntax(LintRule):
+class LegacyPolicySyntax(StanzaRule):
     id = "KB103"
     name = "legacy policy = syntax"
     rationale = 'policy = "write" silently grants read and list as well; spell out capabilities.'
 
-    def check_policy(self, policy: Policy, ctx: LintContext) -> Iterator[LintFinding]:
-        for stanza in policy.rules:
-            if stanza.legacy_policy is not None:
-                caps = ", ".join(sorted(stanza.capabilities))
-                yield self.finding(
-                    stanza,
-                    f'"{stanza.path}" uses policy = "{stanza.legacy_policy}", '
-                    f"which grants [{caps}]",
-                )
+    def check_stanza(
+        self, stanza: PathRule, policy: Policy, ctx: LintContext
+    ) -> Iterator[LintFinding]:
+        if stanza.legacy_policy is not None:
+            caps = ", ".join(sorted(stanza.capabilities))
+            yield self.finding(
+                stanza,
+                f'"{stanza.path}" uses policy = "{stanza.legacy_policy}", which grants [{caps}]',
+            )
 
 
 @registry.register
-class MountRootGrant(LintRule):
+class MountRootGrant(StanzaRule):
     id = "KB104"
     name = "grant at a mount root"
     rationale = "A glob right under a mount covers every sub-API (data, metadata, destroy, config)."
 
-    def check_policy(self, policy: Policy, ctx: LintContext) -> Iterator[LintFinding]:
-        for stanza in policy.rules:
-            shape = shape_of(stanza.path)
-            if not grants(stanza) or len(shape.parts) < 2 or shape.parts[0] in {"+", ""}:
-                continue
-            second = shape.parts[1]
-            at_root = second == "+" or (shape.prefix and len(shape.parts) == 2 and second == "")
-            if at_root:
-                yield self.finding(
-                    stanza,
-                    f'"{stanza.path}" grants {", ".join(sorted(grants(stanza)))} across every '
-                    f"sub-API of the {shape.parts[0]}/ mount",
-                )
+    def check_stanza(
+        self, stanza: PathRule, policy: Policy, ctx: LintContext
+    ) -> Iterator[LintFinding]:
+        shape = shape_of(stanza.path)
+        if not grants(stanza) or len(shape.parts) < 2 or shape.parts[0] in {"+", ""}:
+            return
+        second = shape.parts[1]
+        at_root = second == "+" or (shape.prefix and len(shape.parts) == 2 and second == "")
+        if at_root:
+            yield self.finding(
+                stanza,
+                f'"{stanza.path}" grants {", ".join(sorted(grants(stanza)))} across every '
+                f"sub-API of the {shape.parts[0]}/ mount",
+            )
 
 
 @registry.register
-class AccessControlWrite(LintRule):
+class AccessControlWrite(StanzaRule):
     id = "KB105"
     name = "write to policies, auth methods or roles"
     rationale = "Whoever writes policies, auth roles, audit devices or mounts owns the Vault."
+    admin_exempt = True
 
-    def check_policy(self, policy: Policy, ctx: LintContext) -> Iterator[LintFinding]:
-        if policy.name in ctx.admin_policies:
-            return
-        for stanza in policy.rules:
-            for pattern in ACCESS_CONTROL_PATTERNS:
-                hit = ctx.stanza_reaches(stanza, pattern, WRITE_CAPABILITIES)
-                if hit:
-                    yield self.finding(
-                        stanza,
-                        f'"{stanza.path}" grants {hit.capability} on access-control path '
-                        f"{hit.path}",
-                        hit.path,
-                        hit.capability,
-                    )
-                    break
+    def check_stanza(
+        self, stanza: PathRule, policy: Policy, ctx: LintContext
+    ) -> Iterator[LintFinding]:
+        hit = ctx.first_reach(stanza, ACCESS_CONTROL_PATTERNS, WRITE_CAPABILITIES)
+        if hit:
+            yield self.reach_finding(
+                stanza,
+                hit,
+                f'"{stanza.path}" grants {hit.capability} on access-control path {hit.path}',
+            )
 
 
 @registry.register
-class TopLevelWildcard(LintRule):
+class TopLevelWildcard(StanzaRule):
     id = "KB106"
     name = "wildcard at the top level"
     rationale = "A top-level * or + reaches every mount, sys/ and auth/ included."
 
-    def check_policy(self, policy: Policy, ctx: LintContext) -> Iterator[LintFinding]:
-        for stanza in policy.rules:
-            shape = shape_of(stanza.path)
-            top = shape.parts[0] == "+" or (shape.prefix and len(shape.parts) == 1)
-            if top and grants(stanza):
-                yield self.finding(
-                    stanza, f'"{stanza.path}" is a top-level wildcard that grants access'
-                )
+    def check_stanza(
+        self, stanza: PathRule, policy: Policy, ctx: LintContext
+    ) -> Iterator[LintFinding]:
+        shape = shape_of(stanza.path)
+        top = shape.parts[0] == "+" or (shape.prefix and len(shape.parts) == 1)
+        if top and grants(stanza):
+            yield self.finding(
+                stanza, f'"{stanza.path}" is a top-level wildcard that grants access'
+            )
 
 
 @registry.register
@@ -196,28 +195,29 @@ class BroadSecretGlob(LintRule):
 
 
 @registry.register
-class ParametersOnKVv2(LintRule):
+class ParametersOnKVv2(StanzaRule):
     id = "KB108"
     name = "parameter constraints on KV v2"
     rationale = "Vault ignores allowed/denied/required parameters for KV v2 data: false safety."
 
-    def check_policy(self, policy: Policy, ctx: LintContext) -> Iterator[LintFinding]:
-        for stanza in policy.rules:
-            constrained = (
-                stanza.allowed_parameters or stanza.denied_parameters or stanza.required_parameters
-            )
-            if not constrained or stanza.is_deny:
-                continue
-            for mount in sorted(ctx.kv_v2_mounts):
-                hit = ctx.stanza_reaches(stanza, f"{mount}/*", ALL_CAPABILITIES)
-                if hit:
-                    yield self.finding(
-                        stanza,
-                        f'"{stanza.path}" sets parameter constraints on KV v2 mount {mount}/, '
-                        "which does not support them",
-                        hit.path,
-                    )
-                    break
+    def check_stanza(
+        self, stanza: PathRule, policy: Policy, ctx: LintContext
+    ) -> Iterator[LintFinding]:
+        constrained = (
+            stanza.allowed_parameters or stanza.denied_parameters or stanza.required_parameters
+        )
+        if not constrained or stanza.is_deny:
+            return
+        for mount in sorted(ctx.kv_v2_mounts):
+            hit = ctx.stanza_reaches(stanza, f"{mount}/*", ALL_CAPABILITIES)
+            if hit:
+                yield self.finding(
+                    stanza,
+                    f'"{stanza.path}" sets parameter constraints on KV v2 mount {mount}/, '
+                    "which does not support them",
+                    hit.path,
+                )
+                return
 
 
 @registry.register
@@ -250,29 +250,27 @@ class WrappingTTLOddity(LintRule):
 
 
 @registry.register
-class TokenCreateWithoutRole(LintRule):
+class TokenCreateWithoutRole(StanzaRule):
     id = "KB110"
     name = "token creation without a role"
     rationale = "Role-less auth/token/create mints tokens with any of the caller's policies."
+    admin_exempt = True
 
-    def check_policy(self, policy: Policy, ctx: LintContext) -> Iterator[LintFinding]:
-        if policy.name in ctx.admin_policies:
-            return
-        for stanza in policy.rules:
-            hit = None
-            for pattern in TOKEN_CREATE_PATTERNS:
-                hit = hit or ctx.stanza_reaches(stanza, pattern, ("create", "update"))
-            if hit is None and _is_glob(stanza.path):
-                # A glob over the role name picks any role, present or future.
-                hit = ctx.stanza_reaches(stanza, "auth/token/create/*", ("create", "update"))
-            if hit:
-                yield self.finding(
-                    stanza,
-                    f'"{stanza.path}" lets the holder create tokens at {hit.path} without a '
-                    "fixed token role",
-                    hit.path,
-                    hit.capability,
-                )
+    def check_stanza(
+        self, stanza: PathRule, policy: Policy, ctx: LintContext
+    ) -> Iterator[LintFinding]:
+        patterns = TOKEN_CREATE_PATTERNS
+        if _is_glob(stanza.path):
+            # A glob over the role name picks any role, present or future.
+            patterns = (*patterns, "auth/token/create/*")
+        hit = ctx.first_reach(stanza, patterns, ("create", "update"))
+        if hit:
+            yield self.reach_finding(
+                stanza,
+                hit,
+                f'"{stanza.path}" lets the holder create tokens at {hit.path} without a '
+                "fixed token role",
+            )
 
 
 @registry.register
@@ -326,11 +324,10 @@ class ShadowedDeny(LintRule):
                 if hit is None or hit.rule is None:
                     continue
                 winner = hit.rule.sources[0]
-                yield self.finding(
+                yield self.reach_finding(
                     stanza,
+                    hit,
                     f'deny "{stanza.path}" does not hold at {hit.path}: "{winner.path}" '
                     f"({winner.policy}) applies there and grants {hit.capability}",
-                    hit.path,
-                    hit.capability,
                     principal=name,
                 )

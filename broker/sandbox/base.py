@@ -146,6 +146,21 @@ class ExchangeSim:
 
     # --- shared -----------------------------------------------------------------------
 
+    def known_key(self, state: SandboxState, api_key: str | None) -> SandboxKey:
+        """The key the request names, or this exchange's unknown-key refusal."""
+        key = state.find_key(self.name, api_key)
+        if key is None:
+            raise Refused(Refusal.UNKNOWN_KEY)
+        return key
+
+    def admit(self, request: SandboxRequest, key: SandboxKey) -> None:
+        """Once a key is authenticated: refuse a caller outside its IP whitelist, then an
+        expired key (the order exchanges check them in)."""
+        if not key.allows_ip(request.client_ip):
+            raise Refused(Refusal.IP_REFUSED)
+        if key.expired(request.now):
+            raise Refused(Refusal.KEY_EXPIRED)
+
     def route(self, request: SandboxRequest) -> Endpoint | None:
         return self.endpoints.get((request.method, request.path))
 
@@ -165,10 +180,7 @@ class ExchangeSim:
                 return endpoint.public(request, state)
             assert endpoint.handler is not None
             key = self.authenticate(request, state)
-            if not key.allows_ip(request.client_ip):
-                raise Refused(Refusal.IP_REFUSED)
-            if key.expired(request.now):
-                raise Refused(Refusal.KEY_EXPIRED)
+            self.admit(request, key)
             if endpoint.needs_read and not key.read:
                 raise Refused(Refusal.NO_PERMISSION)
             return endpoint.handler(request, key, state)
@@ -200,6 +212,13 @@ def same(expected: str, presented: str | None) -> bool:
     return hmac.compare_digest(expected.encode(), presented.encode())
 
 
+def verify(expected: str, presented: str | None, refusal: Refusal = Refusal.BAD_SIGNATURE) -> None:
+    """A signature (or passphrase, or secret) must match in constant time, or the
+    exchange refuses: a bad signature unless another refusal is named."""
+    if not same(expected, presented):
+        raise Refused(refusal)
+
+
 def require(value: str | None) -> str:
     """A header or parameter the exchange requires; its absence is a refusal."""
     if not value:
@@ -225,6 +244,15 @@ def split_signature(raw: str) -> tuple[str, str | None]:
         else:
             kept.append(part)
     return "&".join(kept), signature
+
+
+def recv_window(value: str | None, default_ms: int, max_ms: int | None = None) -> int:
+    """A Binance-style `recvWindow` parameter in ms, the default when absent; outside
+    (0, max_ms] it is refused as a bad timestamp."""
+    window = parse_int(value or str(default_ms))
+    if max_ms is not None and not 0 < window <= max_ms:
+        raise Refused(Refusal.BAD_TIMESTAMP)
+    return window
 
 
 def within(now_ms: int, stamp_ms: int, behind_ms: int, ahead_ms: int) -> bool:

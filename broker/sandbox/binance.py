@@ -30,6 +30,7 @@ from broker.sandbox.base import (
     hmac_hex,
     ms,
     parse_int,
+    recv_window,
     require,
     same,
     split_signature,
@@ -91,15 +92,11 @@ class Binance(ExchangeSim):
         total = "&".join(part for part in (request.raw_query, request.text) if part)
         payload, signature = split_signature(total)
         params = request.query | request.form
-        key = state.find_key(self.name, api_key)
-        if key is None:
-            raise Refused(Refusal.UNKNOWN_KEY)
+        key = self.known_key(state, api_key)
         if signature is None:
             raise Refused(Refusal.MISSING_CREDENTIALS)
         stamp = parse_int(params.get("timestamp"))
-        window = parse_int(params.get("recvWindow") or str(DEFAULT_RECV_WINDOW_MS))
-        if not 0 < window <= MAX_RECV_WINDOW_MS:
-            raise Refused(Refusal.BAD_TIMESTAMP)
+        window = recv_window(params.get("recvWindow"), DEFAULT_RECV_WINDOW_MS, MAX_RECV_WINDOW_MS)
         check_window(request, stamp, behind_ms=window, ahead_ms=1000)
         if key.key_type in ("rsa", "ed25519"):
             valid = _verify_asymmetric(key, payload, signature)

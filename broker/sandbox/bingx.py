@@ -24,9 +24,10 @@ from broker.sandbox.base import (
     hmac_hex,
     ms,
     parse_int,
+    recv_window,
     require,
-    same,
     split_signature,
+    verify,
 )
 from broker.sandbox.keys import SandboxKey
 from broker.sandbox.state import SandboxState
@@ -68,14 +69,11 @@ class Bingx(ExchangeSim):
         stamp_text = params.get("timestamp")
         if not stamp_text:
             raise Refused(Refusal.BAD_TIMESTAMP)
-        window = parse_int(params.get("recvWindow") or str(DEFAULT_RECV_WINDOW_MS))
+        window = recv_window(params.get("recvWindow"), DEFAULT_RECV_WINDOW_MS)
         check_window(request, parse_int(stamp_text), behind_ms=window, ahead_ms=window)
-        key = state.find_key(self.name, api_key)
-        if key is None:
-            raise Refused(Refusal.UNKNOWN_KEY)
+        key = self.known_key(state, api_key)
         # BingX signs the parameter string before URL-encoding (ccxt signs `rawencode`).
-        if not same(hmac_hex(key.secret, unquote(payload)), signature):
-            raise Refused(Refusal.BAD_SIGNATURE)
+        verify(hmac_hex(key.secret, unquote(payload)), signature)
         return key
 
     def refusal(self, refusal: Refusal, request: SandboxRequest) -> Reply:

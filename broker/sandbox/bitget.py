@@ -23,7 +23,7 @@ from broker.sandbox.base import (
     hmac_b64,
     ms,
     parse_int,
-    same,
+    verify,
 )
 from broker.sandbox.keys import SandboxKey
 from broker.sandbox.state import SandboxState
@@ -64,15 +64,11 @@ class Bitget(ExchangeSim):
                 raise Refused(Refusal.MISSING_CREDENTIALS)
         stamp_text = headers["ACCESS-TIMESTAMP"]
         check_window(request, parse_int(stamp_text), behind_ms=WINDOW_MS, ahead_ms=WINDOW_MS)
-        key = state.find_key(self.name, headers["ACCESS-KEY"])
-        if key is None:
-            raise Refused(Refusal.UNKNOWN_KEY)
-        if not same(key.passphrase or "", headers["ACCESS-PASSPHRASE"]):
-            raise Refused(Refusal.BAD_PASSPHRASE)
+        key = self.known_key(state, headers["ACCESS-KEY"])
+        verify(key.passphrase or "", headers["ACCESS-PASSPHRASE"], Refusal.BAD_PASSPHRASE)
         target = request.path + (f"?{unquote(request.raw_query)}" if request.raw_query else "")
         payload = stamp_text + request.method + target + request.text
-        if not same(hmac_b64(key.secret, payload), headers["ACCESS-SIGN"]):
-            raise Refused(Refusal.BAD_SIGNATURE)
+        verify(hmac_b64(key.secret, payload), headers["ACCESS-SIGN"])
         return key
 
     def refusal(self, refusal: Refusal, request: SandboxRequest) -> Reply:

@@ -16,7 +16,6 @@ from broker.sandbox.base import (
     Endpoint,
     ExchangeSim,
     Refusal,
-    Refused,
     Reply,
     SandboxRequest,
     check_window,
@@ -24,7 +23,7 @@ from broker.sandbox.base import (
     iso_z,
     parse_int,
     require,
-    same,
+    verify,
 )
 from broker.sandbox.keys import SandboxKey
 from broker.sandbox.state import SandboxState
@@ -55,9 +54,7 @@ class Bybit(ExchangeSim):
 
     def authenticate(self, request: SandboxRequest, state: SandboxState) -> SandboxKey:
         api_key = require(self.presented_key(request))
-        key = state.find_key(self.name, api_key)
-        if key is None:
-            raise Refused(Refusal.UNKNOWN_KEY)
+        key = self.known_key(state, api_key)
         stamp_text = require(request.headers.get("X-BAPI-TIMESTAMP"))
         stamp = parse_int(stamp_text)
         window_text = request.headers.get("X-BAPI-RECV-WINDOW") or str(DEFAULT_RECV_WINDOW_MS)
@@ -65,8 +62,7 @@ class Bybit(ExchangeSim):
         check_window(request, stamp, behind_ms=window, ahead_ms=1000)
         signed = request.text if request.method == "POST" else request.raw_query
         payload = stamp_text + api_key + window_text + signed
-        if not same(hmac_hex(key.secret, payload), require(request.headers.get("X-BAPI-SIGN"))):
-            raise Refused(Refusal.BAD_SIGNATURE)
+        verify(hmac_hex(key.secret, payload), require(request.headers.get("X-BAPI-SIGN")))
         return key
 
     def refusal(self, refusal: Refusal, request: SandboxRequest) -> Reply:

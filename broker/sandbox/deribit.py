@@ -31,7 +31,7 @@ from broker.sandbox.base import (
     hmac_hex,
     ms,
     parse_int,
-    same,
+    verify,
 )
 from broker.sandbox.keys import SandboxKey
 from broker.sandbox.state import SandboxState
@@ -84,14 +84,11 @@ class Deribit(ExchangeSim):
         fields = _header_fields(request.headers.get("Authorization"))
         if not all(fields.get(name) for name in ("id", "ts", "sig", "nonce")):
             raise Refused(Refusal.MISSING_CREDENTIALS)
-        key = state.find_key(self.name, fields["id"])
-        if key is None:
-            raise Refused(Refusal.UNKNOWN_KEY)
+        key = self.known_key(state, fields["id"])
         check_window(request, parse_int(fields["ts"]), WINDOW_MS, WINDOW_MS)
         body = request.text
         payload = f"{fields['ts']}\n{fields['nonce']}\n{request.method}\n{request.target}\n{body}\n"
-        if not same(hmac_hex(key.secret, payload), fields["sig"]):
-            raise Refused(Refusal.BAD_SIGNATURE)
+        verify(hmac_hex(key.secret, payload), fields["sig"])
         return key
 
     def refusal(self, refusal: Refusal, request: SandboxRequest) -> Reply:
@@ -139,10 +136,7 @@ class Deribit(ExchangeSim):
 
     def public_auth(self, request: SandboxRequest, state: SandboxState) -> Reply:
         key = self._auth_grant(request, state)
-        if not key.allows_ip(request.client_ip):
-            raise Refused(Refusal.IP_REFUSED)
-        if key.expired(request.now):
-            raise Refused(Refusal.KEY_EXPIRED)
+        self.admit(request, key)
         result = {
             "access_token": secrets.token_urlsafe(24),
             "expires_in": 900,
@@ -162,14 +156,12 @@ class Deribit(ExchangeSim):
         if key is None:
             raise Refused(Refusal.UNKNOWN_KEY)
         if grant == "client_credentials":
-            if not same(key.secret, query.get("client_secret")):
-                raise Refused(Refusal.UNKNOWN_KEY)
+            verify(key.secret, query.get("client_secret"), Refusal.UNKNOWN_KEY)
             return key
         stamp = query.get("timestamp")
         check_window(request, parse_int(stamp), WINDOW_MS, WINDOW_MS)
         payload = f"{stamp}\n{query.get('nonce', '')}\n{query.get('data', '')}"
-        if not same(hmac_hex(key.secret, payload), query.get("signature")):
-            raise Refused(Refusal.BAD_SIGNATURE)
+        verify(hmac_hex(key.secret, payload), query.get("signature"))
         return key
 
     @property

@@ -23,14 +23,13 @@ from broker.sandbox.base import (
     Endpoint,
     ExchangeSim,
     Refusal,
-    Refused,
     Reply,
     SandboxRequest,
     check_window,
     hmac_hex,
     parse_int,
     require,
-    same,
+    verify,
 )
 from broker.sandbox.keys import SandboxKey
 from broker.sandbox.state import SandboxState
@@ -78,15 +77,12 @@ class Gate(ExchangeSim):
             require(headers.get(name))
         stamp_text = headers["Timestamp"]
         check_window(request, parse_int(stamp_text) * 1000, WINDOW_MS, WINDOW_MS)
-        key = state.find_key(self.name, headers["KEY"])
-        if key is None:
-            raise Refused(Refusal.UNKNOWN_KEY)
+        key = self.known_key(state, headers["KEY"])
         body_hash = hashlib.sha512(request.body).hexdigest()
         payload = "\n".join(
             (request.method, request.path, unquote(request.raw_query), body_hash, stamp_text)
         )
-        if not same(hmac_hex(key.secret, payload, "sha512"), headers["SIGN"]):
-            raise Refused(Refusal.BAD_SIGNATURE)
+        verify(hmac_hex(key.secret, payload, "sha512"), headers["SIGN"])
         return key
 
     def refusal(self, refusal: Refusal, request: SandboxRequest) -> Reply:

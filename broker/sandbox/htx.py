@@ -109,9 +109,7 @@ class Htx(ExchangeSim):
             raise Refused(Refusal.MISSING_CREDENTIALS)
         if params["SignatureMethod"] != "HmacSHA256" or params["SignatureVersion"] != "2":
             raise Refused(Refusal.BAD_SIGNATURE)
-        key = state.find_key(self.name, unquote(params["AccessKeyId"]))
-        if key is None:
-            raise Refused(Refusal.UNKNOWN_KEY)
+        key = self.known_key(state, unquote(params["AccessKeyId"]))
         check_window(request, _timestamp_ms(params["Timestamp"]), WINDOW_MS, WINDOW_MS)
         query = "&".join(f"{n}={v}" for n, v in sorted(p for p in pairs if p[0] != "Signature"))
         try:

@@ -33,7 +33,7 @@ from broker.sandbox.base import (
     SandboxRequest,
     hmac_digest,
     require,
-    same,
+    verify,
 )
 from broker.sandbox.keys import SandboxKey
 from broker.sandbox.state import SandboxState
@@ -65,9 +65,7 @@ class Kraken(ExchangeSim):
     def authenticate(self, request: SandboxRequest, state: SandboxState) -> SandboxKey:
         api_key = require(self.presented_key(request))
         presented = require(request.headers.get("API-Sign"))
-        key = state.find_key(self.name, api_key)
-        if key is None:
-            raise Refused(Refusal.UNKNOWN_KEY)
+        key = self.known_key(state, api_key)
         nonce_text = request.form.get("nonce", "")
         if not _DIGITS.fullmatch(nonce_text):
             raise Refused(Refusal.BAD_TIMESTAMP)
@@ -77,8 +75,7 @@ class Kraken(ExchangeSim):
             raise Refused(Refusal.BAD_SIGNATURE) from None
         digest = hashlib.sha256(nonce_text.encode() + request.body).digest()
         expected = base64.b64encode(hmac_digest(secret, request.path.encode() + digest, "sha512"))
-        if not same(expected.decode(), presented):
-            raise Refused(Refusal.BAD_SIGNATURE)
+        verify(expected.decode(), presented)
         # Checked after the signature so that a forged request cannot burn nonces.
         if not state.accept_nonce(key.api_key, int(nonce_text), key.nonce_window):
             raise Refused(Refusal.BAD_TIMESTAMP)

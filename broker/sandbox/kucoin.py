@@ -30,7 +30,7 @@ from broker.sandbox.base import (
     ms,
     parse_int,
     require,
-    same,
+    verify,
 )
 from broker.sandbox.keys import SandboxKey
 from broker.sandbox.state import SandboxState
@@ -89,12 +89,9 @@ class Kucoin(ExchangeSim):
             require(headers.get(name))
         stamp_text = headers["KC-API-TIMESTAMP"]
         check_window(request, parse_int(stamp_text), behind_ms=WINDOW_MS, ahead_ms=WINDOW_MS)
-        key = state.find_key(self.name, headers["KC-API-KEY"])
-        if key is None:
-            raise Refused(Refusal.UNKNOWN_KEY)
+        key = self.known_key(state, headers["KC-API-KEY"])
         payload = stamp_text + request.method + request.target + request.text
-        if not same(hmac_b64(key.secret, payload), headers["KC-API-SIGN"]):
-            raise Refused(Refusal.BAD_SIGNATURE)
+        verify(hmac_b64(key.secret, payload), headers["KC-API-SIGN"])
         header_version = headers.get("KC-API-KEY-VERSION", "1")
         if header_version in ("2", "3"):
             expected = hmac_b64(key.secret, key.passphrase or "")
@@ -102,8 +99,7 @@ class Kucoin(ExchangeSim):
             expected = key.passphrase or ""
         else:
             raise Refused(Refusal.BAD_PASSPHRASE)
-        if not same(expected, headers["KC-API-PASSPHRASE"]):
-            raise Refused(Refusal.BAD_PASSPHRASE)
+        verify(expected, headers["KC-API-PASSPHRASE"], Refusal.BAD_PASSPHRASE)
         return key
 
     def refusal(self, refusal: Refusal, request: SandboxRequest) -> Reply:

@@ -22,9 +22,10 @@ from broker.sandbox.base import (
     check_window,
     hmac_hex,
     parse_int,
+    recv_window,
     require,
-    same,
     split_signature,
+    verify,
 )
 from broker.sandbox.keys import SandboxKey
 from broker.sandbox.state import SandboxState
@@ -62,18 +63,13 @@ class Mexc(ExchangeSim):
     def authenticate(self, request: SandboxRequest, state: SandboxState) -> SandboxKey:
         api_key = require(self.presented_key(request))
         payload, signature = split_signature(request.raw_query)
-        key = state.find_key(self.name, api_key)
-        if key is None:
-            raise Refused(Refusal.UNKNOWN_KEY)
+        key = self.known_key(state, api_key)
         if not signature:
             raise Refused(Refusal.BAD_SIGNATURE)
         params = request.query
-        window = parse_int(params.get("recvWindow") or str(DEFAULT_RECV_WINDOW_MS))
-        if not 0 < window <= MAX_RECV_WINDOW_MS:
-            raise Refused(Refusal.BAD_TIMESTAMP)
+        window = recv_window(params.get("recvWindow"), DEFAULT_RECV_WINDOW_MS, MAX_RECV_WINDOW_MS)
         check_window(request, parse_int(params.get("timestamp")), window, 1000)
-        if not same(hmac_hex(key.secret, payload), signature):
-            raise Refused(Refusal.BAD_SIGNATURE)
+        verify(hmac_hex(key.secret, payload), signature)
         return key
 
     def refusal(self, refusal: Refusal, request: SandboxRequest) -> Reply:

@@ -24,7 +24,7 @@ from broker.sandbox.base import (
     check_window,
     hmac_b64,
     require,
-    same,
+    verify,
 )
 from broker.sandbox.keys import SandboxKey
 from broker.sandbox.state import SandboxState
@@ -86,14 +86,12 @@ class Okx(ExchangeSim):
         stamp_text = request.headers["OK-ACCESS-TIMESTAMP"]
         stamp = _parse_iso(stamp_text)
         check_window(request, stamp, behind_ms=WINDOW_MS, ahead_ms=WINDOW_MS)
-        key = state.find_key(self.name, request.headers["OK-ACCESS-KEY"])
-        if key is None:
-            raise Refused(Refusal.UNKNOWN_KEY)
-        if not same(key.passphrase or "", request.headers["OK-ACCESS-PASSPHRASE"]):
-            raise Refused(Refusal.BAD_PASSPHRASE)
+        key = self.known_key(state, request.headers["OK-ACCESS-KEY"])
+        verify(
+            key.passphrase or "", request.headers["OK-ACCESS-PASSPHRASE"], Refusal.BAD_PASSPHRASE
+        )
         payload = stamp_text + request.method + request.target + request.text
-        if not same(hmac_b64(key.secret, payload), request.headers["OK-ACCESS-SIGN"]):
-            raise Refused(Refusal.BAD_SIGNATURE)
+        verify(hmac_b64(key.secret, payload), request.headers["OK-ACCESS-SIGN"])
         return key
 
     def refusal(self, refusal: Refusal, request: SandboxRequest) -> Reply:

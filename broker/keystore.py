@@ -32,7 +32,9 @@ is never carried forward as the facts of a version it did not write.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -47,7 +49,11 @@ from broker.vault_session import VaultRefused, VaultSession, VaultUnavailable
 _CAS_MISMATCH = "check-and-set parameter did not match"
 _PERMISSIONS = ("read", "spot_trade", "margin", "futures", "withdraw", "transfer")
 _VALUE_MAX = 512  # KV v2 custom_metadata value limit (reference/vault.md §3)
-CAS_ATTEMPTS = 4
+# A cas mismatch means another writer committed a version, so every lost round is
+# progress for someone; writers in other broker processes can still win several rounds
+# in a row, hence a generous bound and a jittered pause that breaks lock-step retries.
+CAS_ATTEMPTS = 12
+CAS_BACKOFF_SECONDS = 0.005
 
 
 class StagingLeft(VaultUnavailable):
@@ -221,7 +227,9 @@ class KeyStore:
         Raises VaultUnavailable / VaultRefused (nothing changed) or WriteConflict.
         """
         own_txns: set[str] = set()
-        for _ in range(CAS_ATTEMPTS):
+        for attempt in range(CAS_ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(random.uniform(0, CAS_BACKOFF_SECONDS * attempt))
             if isinstance(before, _Unread):
                 before = await self.read_metadata(paths)
             base = before.version if before else 0

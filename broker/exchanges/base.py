@@ -154,6 +154,19 @@ def payload(answer: Any, what: str, *, ok: str, code: str = "code", data: str = 
     return body.get(data)
 
 
+def own_entry(
+    listing: Any, what: str, *, match: str, api_key: str, exchange: str, detail: str
+) -> dict[str, Any]:
+    """The calling key's entry in an answer listing the account's keys (HTX, Deribit):
+    the one entry whose `match` field is our api key; none or several is unverifiable."""
+    if not isinstance(listing, list):
+        raise InspectionFailed(errors.unexpected_shape(what))
+    own = [entry for entry in listing if isinstance(entry, dict) and entry.get(match) == api_key]
+    if len(own) != 1:
+        raise InspectionFailed(errors.reason(ReasonCode.UNVERIFIABLE, exchange, detail))
+    return own[0]
+
+
 def from_timestamp(seconds: float, what: str) -> datetime:
     """A UTC time from epoch seconds; absurd values are a shape error, not a crash."""
     try:

@@ -26,10 +26,11 @@ from broker.exchanges.base import (
     Credentials,
     InspectionFailed,
     error_body,
+    own_entry,
     require_dict,
     whitelist,
 )
-from broker.exchanges.errors import reason, unexpected_shape
+from broker.exchanges.errors import reason
 from broker.reasons import Inspection, Permissions, ReasonCode
 
 
@@ -133,16 +134,14 @@ def parse_auth(answer: Any) -> Inspection:
 
 
 def parse(answer: Any, api_key: str) -> Inspection:
-    body = require_dict(answer, "list_api_keys")
-    keys = body.get("result")
-    if not isinstance(keys, list):
-        raise InspectionFailed(unexpected_shape("list_api_keys result"))
-    own = [k for k in keys if isinstance(k, dict) and k.get("client_id") == api_key]
-    if len(own) != 1:
-        raise InspectionFailed(
-            reason(ReasonCode.UNVERIFIABLE, "deribit", "the key is missing from its key list")
-        )
-    entry = own[0]
+    entry = own_entry(
+        require_dict(answer, "list_api_keys").get("result"),
+        "list_api_keys result",
+        match="client_id",
+        api_key=api_key,
+        exchange="deribit",
+        detail="the key is missing from its key list",
+    )
     if entry.get("enabled") is False:
         raise InspectionFailed(reason(ReasonCode.INVALID_CREDENTIALS, "deribit", "key disabled"))
     restricted, ips = whitelist(entry.get("ip_whitelist"))

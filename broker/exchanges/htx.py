@@ -16,11 +16,12 @@ from broker.exchanges.base import (
     Adapter,
     Credentials,
     InspectionFailed,
+    own_entry,
     require_dict,
     split_list,
     whitelist,
 )
-from broker.exchanges.errors import reason, unexpected_shape
+from broker.exchanges.errors import unexpected_shape
 from broker.reasons import Inspection, Permissions, ReasonCode
 
 
@@ -79,15 +80,14 @@ class HtxAdapter(Adapter):
 
 
 def parse(body: Any, api_key: str, now: datetime | None = None) -> Inspection:
-    data = require_dict(body, "user/api-key").get("data")
-    if not isinstance(data, list):
-        raise InspectionFailed(unexpected_shape("user/api-key data"))
-    own = [entry for entry in data if isinstance(entry, dict) and entry.get("accessKey") == api_key]
-    if len(own) != 1:
-        raise InspectionFailed(
-            reason(ReasonCode.UNVERIFIABLE, "htx", "the key is missing from its own key list")
-        )
-    entry = own[0]
+    entry = own_entry(
+        require_dict(body, "user/api-key").get("data"),
+        "user/api-key data",
+        match="accessKey",
+        api_key=api_key,
+        exchange="htx",
+        detail="the key is missing from its own key list",
+    )
     perms = set(split_list(entry.get("permission")))
     restricted, ips = whitelist(entry.get("ipAddresses"))
     now = now or datetime.now(UTC)

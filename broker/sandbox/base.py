@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote
 
 from broker.sandbox.keys import SandboxKey
@@ -102,6 +102,15 @@ class Refusal(StrEnum):
     RATE_LIMITED = "rate_limited"
     UNAVAILABLE = "unavailable"
     NOT_FOUND = "not_found"
+
+
+_Rendering = TypeVar("_Rendering")
+
+
+def without_passphrase(table: dict[Refusal, _Rendering]) -> dict[Refusal, _Rendering]:
+    """A refusal table for an exchange with no passphrase: `BAD_PASSPHRASE` (never raised
+    there) renders as a bad signature, so that the table stays total all the same."""
+    return {**table, Refusal.BAD_PASSPHRASE: table[Refusal.BAD_SIGNATURE]}
 
 
 class Refused(Exception):

@@ -28,30 +28,31 @@ from broker.sandbox.base import (
     require,
     split_signature,
     verify,
+    without_passphrase,
 )
 from broker.sandbox.keys import SandboxKey
 from broker.sandbox.state import SandboxState
 
 DEFAULT_RECV_WINDOW_MS = 5_000
 
-_ERRORS: dict[Refusal, tuple[int, str]] = {
-    Refusal.UNKNOWN_KEY: (100413, "Incorrect apiKey"),
-    Refusal.KEY_EXPIRED: (100413, "Incorrect apiKey"),
-    Refusal.BAD_SIGNATURE: (100001, "Signature verification failed"),
-    Refusal.BAD_TIMESTAMP: (100421, "Null timestamp or timestamp mismatch"),
-    Refusal.IP_REFUSED: (100419, "IP does not match IP whitelist"),
-    Refusal.NO_PERMISSION: (
-        100004,
-        "Permission denied as the API key was created without the permission",
-    ),
-    # ccxt files this one under OperationFailed (exchanges.md): faithful, not a typo.
-    Refusal.RATE_LIMITED: (
-        100410,
-        "The endpoint trigger frequency limit rule is currently in the disabled period",
-    ),
-}
-# No passphrase on this exchange: the refusals table stays total all the same.
-_ERRORS[Refusal.BAD_PASSPHRASE] = _ERRORS[Refusal.BAD_SIGNATURE]
+_ERRORS: dict[Refusal, tuple[int, str]] = without_passphrase(
+    {
+        Refusal.UNKNOWN_KEY: (100413, "Incorrect apiKey"),
+        Refusal.KEY_EXPIRED: (100413, "Incorrect apiKey"),
+        Refusal.BAD_SIGNATURE: (100001, "Signature verification failed"),
+        Refusal.BAD_TIMESTAMP: (100421, "Null timestamp or timestamp mismatch"),
+        Refusal.IP_REFUSED: (100419, "IP does not match IP whitelist"),
+        Refusal.NO_PERMISSION: (
+            100004,
+            "Permission denied as the API key was created without the permission",
+        ),
+        # ccxt files this one under OperationFailed (exchanges.md): faithful, not a typo.
+        Refusal.RATE_LIMITED: (
+            100410,
+            "The endpoint trigger frequency limit rule is currently in the disabled period",
+        ),
+    }
+)
 
 
 class Bingx(ExchangeSim):

@@ -24,26 +24,30 @@ from broker.sandbox.base import (
     parse_int,
     require,
     verify,
+    without_passphrase,
 )
 from broker.sandbox.keys import SandboxKey
 from broker.sandbox.state import SandboxState
 
 DEFAULT_RECV_WINDOW_MS = 5_000
 
-_ERRORS: dict[Refusal, tuple[int, str]] = {
-    Refusal.UNKNOWN_KEY: (10003, "API key is invalid."),
-    Refusal.KEY_EXPIRED: (33004, "Your api key has expired."),
-    Refusal.BAD_SIGNATURE: (
-        10004,
-        "Error sign, please check your signature generation algorithm.",
-    ),
-    Refusal.BAD_TIMESTAMP: (10002, "The request time exceeds the time window range."),
-    Refusal.IP_REFUSED: (10010, "Unmatched IP, please check your API key's bound IP addresses."),
-    Refusal.NO_PERMISSION: (10005, "Permission denied, please check your API key permissions."),
-    Refusal.RATE_LIMITED: (10006, "Too many visits. Exceeded the API Rate Limit."),
-}
-# No passphrase on this exchange: the refusals table stays total all the same.
-_ERRORS[Refusal.BAD_PASSPHRASE] = _ERRORS[Refusal.BAD_SIGNATURE]
+_ERRORS: dict[Refusal, tuple[int, str]] = without_passphrase(
+    {
+        Refusal.UNKNOWN_KEY: (10003, "API key is invalid."),
+        Refusal.KEY_EXPIRED: (33004, "Your api key has expired."),
+        Refusal.BAD_SIGNATURE: (
+            10004,
+            "Error sign, please check your signature generation algorithm.",
+        ),
+        Refusal.BAD_TIMESTAMP: (10002, "The request time exceeds the time window range."),
+        Refusal.IP_REFUSED: (
+            10010,
+            "Unmatched IP, please check your API key's bound IP addresses.",
+        ),
+        Refusal.NO_PERMISSION: (10005, "Permission denied, please check your API key permissions."),
+        Refusal.RATE_LIMITED: (10006, "Too many visits. Exceeded the API Rate Limit."),
+    }
+)
 
 
 class Bybit(ExchangeSim):

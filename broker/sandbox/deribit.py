@@ -73,6 +73,19 @@ def scope(key: SandboxKey) -> str:
     return f"account:{read} trade:{trade} wallet:{wallet} block_trade:{read}"
 
 
+def _rpc(request: SandboxRequest, member: str, value: object, status: int = 200) -> Reply:
+    """Deribit's JSON-RPC envelope around a `result` or an `error`."""
+    body = {
+        "jsonrpc": "2.0",
+        member: value,
+        "testnet": False,
+        "usIn": request.now_ms * 1000,
+        "usOut": request.now_ms * 1000 + 150,
+        "usDiff": 150,
+    }
+    return Reply.json(body, status)
+
+
 class Deribit(ExchangeSim):
     name = "deribit"
 
@@ -93,27 +106,10 @@ class Deribit(ExchangeSim):
 
     def refusal(self, refusal: Refusal, request: SandboxRequest) -> Reply:
         status, code, message = _ERRORS[refusal]
-        body = {
-            "jsonrpc": "2.0",
-            "error": {"code": code, "message": message},
-            "testnet": False,
-            "usIn": request.now_ms * 1000,
-            "usOut": request.now_ms * 1000 + 150,
-            "usDiff": 150,
-        }
-        return Reply.json(body, status)
+        return _rpc(request, "error", {"code": code, "message": message}, status)
 
     def _result(self, request: SandboxRequest, result: object) -> Reply:
-        return Reply.json(
-            {
-                "jsonrpc": "2.0",
-                "result": result,
-                "testnet": False,
-                "usIn": request.now_ms * 1000,
-                "usOut": request.now_ms * 1000 + 150,
-                "usDiff": 150,
-            }
-        )
+        return _rpc(request, "result", result)
 
     def list_api_keys(self, request: SandboxRequest, key: SandboxKey, state: SandboxState) -> Reply:
         entries = [

@@ -30,6 +30,7 @@ from broker.sandbox.base import (
     parse_int,
     require,
     verify,
+    without_passphrase,
 )
 from broker.sandbox.keys import SandboxKey
 from broker.sandbox.state import SandboxState
@@ -37,28 +38,36 @@ from broker.sandbox.state import SandboxState
 WINDOW_MS = 60_000
 ACCOUNT_USER_ID = 1667201533
 
-_ERRORS: dict[Refusal, tuple[int, str, str]] = {
-    Refusal.MISSING_CREDENTIALS: (401, "MISSING_REQUIRED_HEADER", "Missing required header: {h}"),
-    Refusal.UNKNOWN_KEY: (401, "INVALID_KEY", "Invalid key provided"),
-    Refusal.KEY_EXPIRED: (401, "INVALID_KEY", "Invalid key provided"),
-    Refusal.BAD_SIGNATURE: (401, "INVALID_SIGNATURE", "Signature mismatch"),
-    Refusal.BAD_TIMESTAMP: (
-        401,
-        "REQUEST_EXPIRED",
-        "gap between request Timestamp and server time exceeds 60",
-    ),
-    Refusal.IP_REFUSED: (
-        403,
-        "IP_FORBIDDEN",
-        "Request IP not in whitelist: {ip}",
-    ),
-    Refusal.NO_PERMISSION: (403, "FORBIDDEN", "Request API key does not have account permission"),
-    Refusal.RATE_LIMITED: (429, "TOO_MANY_REQUESTS", "Request Rate limit Exceeded"),
-    Refusal.UNAVAILABLE: (503, "SERVER_ERROR", "Internal server error"),
-    Refusal.NOT_FOUND: (404, "NOT_FOUND", "Not found"),
-}
-# No passphrase on this exchange: the refusals table stays total all the same.
-_ERRORS[Refusal.BAD_PASSPHRASE] = _ERRORS[Refusal.BAD_SIGNATURE]
+_ERRORS: dict[Refusal, tuple[int, str, str]] = without_passphrase(
+    {
+        Refusal.MISSING_CREDENTIALS: (
+            401,
+            "MISSING_REQUIRED_HEADER",
+            "Missing required header: {h}",
+        ),
+        Refusal.UNKNOWN_KEY: (401, "INVALID_KEY", "Invalid key provided"),
+        Refusal.KEY_EXPIRED: (401, "INVALID_KEY", "Invalid key provided"),
+        Refusal.BAD_SIGNATURE: (401, "INVALID_SIGNATURE", "Signature mismatch"),
+        Refusal.BAD_TIMESTAMP: (
+            401,
+            "REQUEST_EXPIRED",
+            "gap between request Timestamp and server time exceeds 60",
+        ),
+        Refusal.IP_REFUSED: (
+            403,
+            "IP_FORBIDDEN",
+            "Request IP not in whitelist: {ip}",
+        ),
+        Refusal.NO_PERMISSION: (
+            403,
+            "FORBIDDEN",
+            "Request API key does not have account permission",
+        ),
+        Refusal.RATE_LIMITED: (429, "TOO_MANY_REQUESTS", "Request Rate limit Exceeded"),
+        Refusal.UNAVAILABLE: (503, "SERVER_ERROR", "Internal server error"),
+        Refusal.NOT_FOUND: (404, "NOT_FOUND", "Not found"),
+    }
+)
 
 
 def masked(api_key: str) -> str:

@@ -34,26 +34,27 @@ from broker.sandbox.base import (
     hmac_digest,
     require,
     verify,
+    without_passphrase,
 )
 from broker.sandbox.keys import SandboxKey
 from broker.sandbox.state import SandboxState
 
 _DIGITS = re.compile(r"[0-9]{1,30}")
 
-_ERRORS: dict[Refusal, str] = {
-    Refusal.MISSING_CREDENTIALS: "EAPI:Invalid key",
-    Refusal.UNKNOWN_KEY: "EAPI:Invalid key",
-    Refusal.KEY_EXPIRED: "EAPI:Invalid key",
-    Refusal.BAD_SIGNATURE: "EAPI:Invalid signature",
-    Refusal.BAD_TIMESTAMP: "EAPI:Invalid nonce",
-    Refusal.IP_REFUSED: "EGeneral:Permission denied",
-    Refusal.NO_PERMISSION: "EGeneral:Permission denied",
-    Refusal.RATE_LIMITED: "EAPI:Rate limit exceeded",
-    Refusal.UNAVAILABLE: "EService:Unavailable",
-    Refusal.NOT_FOUND: "EGeneral:Unknown method",
-}
-# No passphrase on this exchange: the refusals table stays total all the same.
-_ERRORS[Refusal.BAD_PASSPHRASE] = _ERRORS[Refusal.BAD_SIGNATURE]
+_ERRORS: dict[Refusal, str] = without_passphrase(
+    {
+        Refusal.MISSING_CREDENTIALS: "EAPI:Invalid key",
+        Refusal.UNKNOWN_KEY: "EAPI:Invalid key",
+        Refusal.KEY_EXPIRED: "EAPI:Invalid key",
+        Refusal.BAD_SIGNATURE: "EAPI:Invalid signature",
+        Refusal.BAD_TIMESTAMP: "EAPI:Invalid nonce",
+        Refusal.IP_REFUSED: "EGeneral:Permission denied",
+        Refusal.NO_PERMISSION: "EGeneral:Permission denied",
+        Refusal.RATE_LIMITED: "EAPI:Rate limit exceeded",
+        Refusal.UNAVAILABLE: "EService:Unavailable",
+        Refusal.NOT_FOUND: "EGeneral:Unknown method",
+    }
+)
 
 
 class Kraken(ExchangeSim):

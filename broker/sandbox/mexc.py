@@ -26,6 +26,7 @@ from broker.sandbox.base import (
     require,
     split_signature,
     verify,
+    without_passphrase,
 )
 from broker.sandbox.keys import SandboxKey
 from broker.sandbox.state import SandboxState
@@ -33,25 +34,25 @@ from broker.sandbox.state import SandboxState
 DEFAULT_RECV_WINDOW_MS = 5_000
 MAX_RECV_WINDOW_MS = 60_000
 
-_ERRORS: dict[Refusal, tuple[int, int, str]] = {
-    Refusal.MISSING_CREDENTIALS: (400, 700001, "API-key format invalid"),
-    # ccxt files 10072 under BadRequest (exchanges.md): faithful, the caller must map it.
-    Refusal.UNKNOWN_KEY: (400, 10072, "Api key info invalid"),
-    Refusal.KEY_EXPIRED: (400, 10072, "Api key info invalid"),
-    Refusal.BAD_SIGNATURE: (400, 700002, "Signature for this request is not valid."),
-    Refusal.BAD_TIMESTAMP: (
-        400,
-        700003,
-        "Timestamp for this request is outside of the recvWindow.",
-    ),
-    # ccxt files 700006 under BadRequest too.
-    Refusal.IP_REFUSED: (400, 700006, "IP [{ip}] not in the ip white list"),
-    Refusal.NO_PERMISSION: (400, 700007, "No permission to access the endpoint."),
-    Refusal.RATE_LIMITED: (429, 429, "Too Many Requests"),
-    Refusal.NOT_FOUND: (404, 404, "Not Found"),
-}
-# No passphrase on this exchange: the refusals table stays total all the same.
-_ERRORS[Refusal.BAD_PASSPHRASE] = _ERRORS[Refusal.BAD_SIGNATURE]
+_ERRORS: dict[Refusal, tuple[int, int, str]] = without_passphrase(
+    {
+        Refusal.MISSING_CREDENTIALS: (400, 700001, "API-key format invalid"),
+        # ccxt files 10072 under BadRequest (exchanges.md): faithful, the caller must map it.
+        Refusal.UNKNOWN_KEY: (400, 10072, "Api key info invalid"),
+        Refusal.KEY_EXPIRED: (400, 10072, "Api key info invalid"),
+        Refusal.BAD_SIGNATURE: (400, 700002, "Signature for this request is not valid."),
+        Refusal.BAD_TIMESTAMP: (
+            400,
+            700003,
+            "Timestamp for this request is outside of the recvWindow.",
+        ),
+        # ccxt files 700006 under BadRequest too.
+        Refusal.IP_REFUSED: (400, 700006, "IP [{ip}] not in the ip white list"),
+        Refusal.NO_PERMISSION: (400, 700007, "No permission to access the endpoint."),
+        Refusal.RATE_LIMITED: (429, 429, "Too Many Requests"),
+        Refusal.NOT_FOUND: (404, 404, "Not Found"),
+    }
+)
 
 
 class Mexc(ExchangeSim):

@@ -47,9 +47,13 @@ def _reporter(report: ReportViolation, remediation: str) -> Callable[[str], None
     return lambda message: report(f"{message} Remediation: {remediation}", None)
 
 
-def _is_container(args: ResourceValidationArgs, role: str | None = None) -> bool:
+def _is_container(
+    resource: ResourceValidationArgs | PolicyResource, role: str | None = None
+) -> bool:
     """A Docker container (of `role`, "vault" or "broker", when given)."""
-    return args.resource_type == p.CONTAINER and (role is None or p.role(args.props) == role)
+    return resource.resource_type == p.CONTAINER and (
+        role is None or p.role(resource.props) == role
+    )
 
 
 # --- Vault containers ---------------------------------------------------------------------
@@ -185,7 +189,7 @@ PINNED = (
 
 def check_images_pinned(args: ResourceValidationArgs, report: ReportViolation) -> None:
     fail = _reporter(report, PINNED)
-    if args.resource_type == p.CONTAINER:
+    if _is_container(args):
         if not p.pinned(str(args.props.get("image") or "")):
             fail(f"Container {args.name} uses an image not pinned by digest.")
     elif (
@@ -479,9 +483,7 @@ AUDIT = (
 
 
 def _vault_nodes(args: StackValidationArgs) -> list[PolicyResource]:
-    return [
-        r for r in args.resources if r.resource_type == p.CONTAINER and p.role(r.props) == "vault"
-    ]
+    return [r for r in args.resources if _is_container(r, "vault")]
 
 
 def check_audit_devices(args: StackValidationArgs, report: ReportViolation) -> None:
@@ -499,7 +501,7 @@ def check_audit_devices(args: StackValidationArgs, report: ReportViolation) -> N
 
 def _stack_environment(args: StackValidationArgs) -> str | None:
     for r in args.resources:
-        if r.resource_type == p.CONTAINER:
+        if _is_container(r):
             env = p.environment(r.props, args.get_config())
             if env:
                 return env

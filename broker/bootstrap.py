@@ -30,6 +30,8 @@ from broker.layout import AppRole, AuditDevice, TokenRole, VaultLayout, layout_f
 APPROLE_MOUNT = "approle"
 
 _T = TypeVar("_T")
+# How an apply step reports itself: (step name, whether it changed Vault, detail).
+_Record = Callable[[str, bool, str], None]
 
 StepCallback = Callable[[str], None]
 
@@ -160,7 +162,7 @@ def _apply_mount(
     client: hvac.Client,
     layout: VaultLayout,
     mounts: Mapping[str, Any],
-    record: Callable[[str, bool, str], None],
+    record: _Record,
 ) -> None:
     name = f"mount {layout.mount}/ (kv v2)"
     if f"{layout.mount}/" in mounts:
@@ -209,9 +211,7 @@ def retry_kv_upgrade(
     return call()
 
 
-def _apply_policy(
-    client: hvac.Client, name: str, text: str, record: Callable[[str, bool, str], None]
-) -> None:
+def _apply_policy(client: hvac.Client, name: str, text: str, record: _Record) -> None:
     try:
         current = _data(client.sys.read_acl_policy(name)).get("policy")
     except hvac.exceptions.InvalidPath:
@@ -223,9 +223,7 @@ def _apply_policy(
     record(f"policy {name}", True, "written" if current is None else "updated")
 
 
-def _apply_token_role(
-    client: hvac.Client, role: TokenRole, record: Callable[[str, bool, str], None]
-) -> None:
+def _apply_token_role(client: hvac.Client, role: TokenRole, record: _Record) -> None:
     path = f"auth/token/roles/{role.name}"
     # hvac's create_or_update_role has no token_type / token_bound_cidrs: raw write.
     _apply_settings(client, path, role.vault_payload(), f"token role {role.name}", record)
@@ -236,7 +234,7 @@ def _apply_settings(
     path: str,
     wanted: dict[str, Any],
     step: str,
-    record: Callable[[str, bool, str], None],
+    record: _Record,
 ) -> None:
     """Write a role's settings at `path` unless Vault already holds the same ones."""
     current = client.read(path)
@@ -248,7 +246,7 @@ def _apply_settings(
 
 
 def _apply_approle_auth(
-    client: hvac.Client, auth_methods: Mapping[str, Any], record: Callable[[str, bool, str], None]
+    client: hvac.Client, auth_methods: Mapping[str, Any], record: _Record
 ) -> None:
     if f"{APPROLE_MOUNT}/" in auth_methods:
         record(f"auth method {APPROLE_MOUNT}/", False, "already in place")
@@ -257,9 +255,7 @@ def _apply_approle_auth(
     record(f"auth method {APPROLE_MOUNT}/", True, "enabled")
 
 
-def _apply_approle(
-    client: hvac.Client, role: AppRole, record: Callable[[str, bool, str], None]
-) -> None:
+def _apply_approle(client: hvac.Client, role: AppRole, record: _Record) -> None:
     path = f"auth/{APPROLE_MOUNT}/role/{role.name}"
     _apply_settings(client, path, role.vault_payload(), f"approle {role.name}", record)
 
@@ -268,7 +264,7 @@ def _apply_audit_device(
     client: hvac.Client,
     device: AuditDevice,
     audit: Mapping[str, Any],
-    record: Callable[[str, bool, str], None],
+    record: _Record,
 ) -> None:
     name = f"audit device {device.path.strip('/')}/ ({device.type})"
     if f"{device.path.strip('/')}/" in audit:  # a mismatch was refused in _preflight

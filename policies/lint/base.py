@@ -1,8 +1,9 @@
 """Lint rule plumbing: one small class per rule, collected by a registry (Checkov style).
 
-A rule looks at one policy at a time (`check_policy`) or at the policy set of one
-principal (`check_principal`); it yields `LintFinding`s that point at the stanza
-(file and line) and name a concrete path the stanza reaches.
+A rule looks at one policy at a time (`check_policy`; a `StanzaRule` at each of its
+stanzas, `check_stanza`) or at the policy set of one principal (`check_principal`); it
+yields `LintFinding`s that point at the stanza (file and line) and name a concrete path
+the stanza reaches.
 """
 
 from __future__ import annotations

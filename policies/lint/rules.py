@@ -61,9 +61,9 @@ class SysWildcardGrant(StanzaRule):
     def check_stanza(
         self, stanza: PathRule, policy: Policy, ctx: LintContext
     ) -> Iterator[LintFinding]:
-        hit = (
-            ctx.stanza_reaches(stanza, "sys/*", ALL_CAPABILITIES) if _is_glob(stanza.path) else None
-        )
+        if not _is_glob(stanza.path):
+            return
+        hit = ctx.stanza_reaches(stanza, "sys/*", ALL_CAPABILITIES)
         if hit:
             yield self.reach_finding(
                 stanza,

@@ -9,7 +9,9 @@ The exceptions are the ccxt classes that reference records ccxt raising for each
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import ccxt
 import pytest
@@ -29,7 +31,7 @@ from broker.exchanges import (
 )
 from broker.exchanges.base import Credentials, InspectionFailed
 from broker.exchanges.registry import ADAPTERS
-from broker.reasons import Permissions, ReasonCode
+from broker.reasons import Inspection, Permissions, ReasonCode
 
 
 def test_registry_has_every_exchange_once() -> None:
@@ -226,6 +228,31 @@ def test_deribit_list_api_keys_example() -> None:
     other = deribit.parse(answer, "other")
     assert other.permissions == Permissions(read=True)
     assert other.ip_whitelist == ["203.0.113.10"]
+
+
+@pytest.mark.parametrize(
+    ("parse", "field", "wrap"),
+    [
+        (htx.parse, "accessKey", lambda keys: {"code": 200, "data": keys}),
+        (deribit.parse, "client_id", lambda keys: {"jsonrpc": "2.0", "result": keys}),
+    ],
+    ids=["htx", "deribit"],
+)
+def test_listed_keys_need_exactly_one_own_entry(
+    parse: Callable[[Any, str], Inspection], field: str, wrap: Callable[[Any], Any]
+) -> None:
+    """HTX and Deribit list keys (reference/exchanges.md): ours missing or listed twice
+    is unverifiable, never another key's rights; a listing that is not a list is a shape
+    error."""
+    mine = {field: "mine", "permission": "readOnly", "max_scope": "account:read"}
+    for keys in ([{field: "other"}], [mine, dict(mine)], ["mine"]):
+        with pytest.raises(InspectionFailed) as caught:
+            parse(wrap(keys), "mine")
+        assert caught.value.reason.code is ReasonCode.UNVERIFIABLE
+    with pytest.raises(InspectionFailed) as caught:
+        parse(wrap({field: "mine"}), "mine")
+    assert caught.value.reason.code is ReasonCode.EXCHANGE_UNAVAILABLE
+    assert parse(wrap([{field: "other"}, mine]), "mine").permissions.read
 
 
 def test_deribit_auth_scope() -> None:

@@ -6,6 +6,8 @@ operation); never an account, a key or a token.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -50,8 +52,25 @@ class BrokerMetrics:
             registry=self.registry,
         )
 
+        # Labelled children by label value: `.labels()` validates and locks on every
+        # call, and the hot paths (one to four Vault calls per request) reuse few values.
+        self._vault_children: dict[str, Any] = {}
+        self._site_token_children = {
+            wrapped: self.site_tokens.labels(wrapped=str(wrapped).lower())
+            for wrapped in (False, True)
+        }
+
     def observe_vault(self, operation: str, seconds: float) -> None:
-        self.vault_seconds.labels(operation=operation).observe(seconds)
+        child = self._vault_children.get(operation)
+        if child is None:
+            child = self._vault_children[operation] = self.vault_seconds.labels(operation=operation)
+        child.observe(seconds)
+
+    def site_token_minted(self, wrapped: bool) -> None:
+        self._site_token_children[wrapped].inc()
+
+    def auth_failure(self, status: int) -> None:
+        self.auth_failures.labels(status=str(status)).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

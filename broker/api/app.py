@@ -12,6 +12,7 @@ from anyio import to_thread
 from fastapi import FastAPI
 
 from broker.api.errors import CatchAll, install_error_handlers
+from broker.api.hot import HotRoutes
 from broker.api.limits import RequestGuard
 from broker.api.routes import open_router, router
 from broker.api.state import BrokerState
@@ -113,6 +114,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(open_router)
+    app.add_middleware(HotRoutes)  # innermost: the two busy endpoints without the router
     app.add_middleware(CatchAll)
     app.add_middleware(RequestGuard)  # added last = outermost: runs before everything else
     return app

@@ -31,24 +31,31 @@ def require(policy: str | None) -> Callable[..., Awaitable[AuthenticatedCaller]]
         request: Request,
         credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
     ) -> AuthenticatedCaller:
-        state: BrokerState = state_of(request)
-        token = credentials.credentials if credentials else ""
-        audit_id = state.audit.fingerprint(token) if token else ""
-        try:
-            caller = await state.callers.resolve(token)
-        except UnknownCaller:
-            _refuse(state, request, 401, audit_id, "unknown or missing token")
-            raise
-        if policy is not None and not caller.has(policy):
-            _refuse(state, request, 403, audit_id, f"token lacks policy {policy}")
-            raise ApiError(403, "forbidden", f"this endpoint needs a token with policy {policy}")
-        return AuthenticatedCaller(caller, audit_id)
+        return await authenticate(request, credentials, policy)
 
     return dependency
 
 
+async def authenticate(
+    request: Request, credentials: HTTPAuthorizationCredentials | None, policy: str | None
+) -> AuthenticatedCaller:
+    """The caller behind `credentials` (from `bearer`), holding `policy` unless None."""
+    state: BrokerState = state_of(request)
+    token = credentials.credentials if credentials else ""
+    audit_id = state.audit.fingerprint(token) if token else ""
+    try:
+        caller = await state.callers.resolve(token)
+    except UnknownCaller:
+        _refuse(state, request, 401, audit_id, "unknown or missing token")
+        raise
+    if policy is not None and not caller.has(policy):
+        _refuse(state, request, 403, audit_id, f"token lacks policy {policy}")
+        raise ApiError(403, "forbidden", f"this endpoint needs a token with policy {policy}")
+    return AuthenticatedCaller(caller, audit_id)
+
+
 def _refuse(state: BrokerState, request: Request, status: int, caller: str, why: str) -> None:
-    state.metrics.auth_failures.labels(status=str(status)).inc()
+    state.metrics.auth_failure(status)
     state.audit.emit(
         "auth.failed",
         status=status,

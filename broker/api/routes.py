@@ -93,6 +93,14 @@ async def put_key(
     request: Request,
     who: AuthenticatedCaller = Depends(intake_caller),
 ) -> JSONResponse:
+    return await submit_key(request, account, exchange, role, who)
+
+
+async def submit_key(
+    request: Request, account: str, exchange: str, role: str, who: AuthenticatedCaller
+) -> JSONResponse:
+    """PUT /v1/accounts/{account}/keys/{exchange}/{role} for an authenticated caller
+    (also served by broker/api/hot.py)."""
     intake = state_of(request).intake
     paths = intake.key_paths(account, exchange, role)  # 400 before the body is even read
     body = await parse_body(request, KeySubmission)
@@ -162,13 +170,18 @@ async def check_key(
 async def create_site_token(
     request: Request, who: AuthenticatedCaller = Depends(site_backend_caller)
 ) -> JSONResponse:
+    return await mint_site_token(request, who)
+
+
+async def mint_site_token(request: Request, who: AuthenticatedCaller) -> JSONResponse:
+    """POST /v1/site-tokens for an authenticated caller (also served by broker/api/hot.py)."""
     state = state_of(request)
     body = await parse_body(request, SiteTokenRequest)
     ttl = state.minter.ttl(body.ttl)
     wrap_ttl = state.minter.wrap_ttl(body.wrap_ttl or request.headers.get("x-vault-wrap-ttl"))
     minted = await state.minter.mint(ttl, wrap_ttl)
     wrapped = not isinstance(minted, SiteToken)
-    state.metrics.site_tokens.labels(wrapped=str(wrapped).lower()).inc()
+    state.metrics.site_token_minted(wrapped)
     state.audit.emit("site_token.minted", caller=who.audit_id, ttl=int(ttl), wrapped=wrapped)
     if isinstance(minted, SiteToken):
         view: BaseModel = SiteTokenView(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import logging
 import socket
@@ -38,6 +39,20 @@ class RunningBroker:
         self.stop()
 
 
+def fast_io() -> dict[str, Any]:
+    """uvicorn options for uvloop and httptools when installed (pyproject lists both).
+
+    uvicorn's "auto" picks them too; naming them makes a missing one visible in the
+    options rather than a silent fallback to the pure-Python loop and h11 parser.
+    """
+    options: dict[str, Any] = {}
+    if importlib.util.find_spec("uvloop") is not None:
+        options["loop"] = "uvloop"
+    if importlib.util.find_spec("httptools") is not None:
+        options["http"] = "httptools"
+    return options
+
+
 def start_in_thread(
     settings: Settings, host: str = "127.0.0.1", port: int = 0, **app_kwargs: Any
 ) -> RunningBroker:
@@ -50,7 +65,12 @@ def start_in_thread(
     app = create_app(settings, **app_kwargs)
     sock = _bind(host, port)
     config = uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=5
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+        **fast_io(),
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(
@@ -124,5 +144,5 @@ def serve() -> int:
     if not is_loopback(host):
         log.warning("listening beyond loopback on %s:%d (KEYBROKER_LISTEN)", host, port)
     log.info("keybroker listening on http://%s:%d (Vault %s)", host, port, settings.vault_addr)
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False, **fast_io())
     return 0

@@ -26,7 +26,10 @@ from broker.config import Settings
 class AuditLog:
     def __init__(self, settings: Settings, stream: TextIO | None = None) -> None:
         key = settings.audit_hmac_key
-        self._hmac_key = key.get_secret_value().encode() if key else secrets.token_bytes(32)
+        hmac_key = key.get_secret_value().encode() if key else secrets.token_bytes(32)
+        # Keyed once: each fingerprint copies this state instead of re-deriving the
+        # HMAC pads from the key (two per request: the caller's token, the api_key).
+        self._keyed = hmac.new(hmac_key, digestmod=hashlib.sha256)
         self._lock = threading.Lock()
         self._owned: TextIO | None = None
         if stream is not None:
@@ -38,7 +41,9 @@ class AuditLog:
 
     def fingerprint(self, value: str) -> str:
         """A stable, non-reversible id for a key or token (first 128 bits of HMAC-SHA256)."""
-        return hmac.new(self._hmac_key, value.encode(), hashlib.sha256).hexdigest()[:32]
+        mac = self._keyed.copy()
+        mac.update(value.encode())
+        return mac.hexdigest()[:32]
 
     def emit(self, event: str, **fields: Any) -> None:
         record = {"ts": datetime.now(UTC).isoformat(), "event": event, **fields}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import io
 import json
 from datetime import UTC, datetime
@@ -89,6 +91,11 @@ def test_audit_lines_are_json_and_identify_keys_by_hmac() -> None:
     again = AuditLog(Settings(audit_hmac_key="k" * 32), stream=io.StringIO())
     other = AuditLog(Settings(audit_hmac_key="x" * 32), stream=io.StringIO())
     assert again.fingerprint("THE-API-KEY") == key_id != other.fingerprint("THE-API-KEY")
+    # The documented id: the first 128 bits of HMAC-SHA256 under the audit key, stable
+    # across calls (the keyed state is copied, never updated in place).
+    expected = hmac.new(b"k" * 32, b"THE-API-KEY", hashlib.sha256).hexdigest()[:32]
+    assert key_id == expected == audit.fingerprint("THE-API-KEY")
+    assert audit.fingerprint("other") != key_id
 
 
 def test_audit_file_is_created_private(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -33,10 +33,13 @@ fmt: $(BIN)/.installed
 bench: $(BIN)/.installed
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
+# Real deployments (Docker host + Pulumi CLI). preview and up run the policy pack first.
 preview up destroy: $(BIN)/.installed
+	@command -v pulumi >/dev/null || { echo "pulumi CLI not found: https://www.pulumi.com/docs/install/"; exit 2; }
 	@mkdir -p .pulumi-state
 	PATH=$(CURDIR)/$(BIN):$$PATH pulumi stack select --create $(STACK)
-	PATH=$(CURDIR)/$(BIN):$$PATH pulumi $@ --stack $(STACK) $(if $(filter up destroy,$@),--yes,)
+	PATH=$(CURDIR)/$(BIN):$$PATH pulumi $@ --stack $(STACK) \
+	  $(if $(filter preview up,$@),--policy-pack policies/pack,) $(if $(filter up destroy,$@),--yes,)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .keybroker

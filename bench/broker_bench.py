@@ -11,8 +11,8 @@ client) share a GIL. The layout is applied with broker/bootstrap.py. Then it mea
    same token role on the same Vault, same client concurrency      (target >= 0.8);
 3. 500 concurrent submissions against a sandbox answering with 100 ms latency: wall
    time per wave                                                   (target < 0.3 s);
-plus the broker's cold start (process start to /healthz) and its RSS after every
-exchange adapter was loaded.
+plus the broker's cold start (process start to /healthz, median of three starts) and
+its RSS after every exchange adapter was loaded.
 
 Usage: .venv/bin/python bench/broker_bench.py [--quick]
 """
@@ -64,6 +64,12 @@ def _rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of `pid` so far (/proc/<pid>/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Process:
@@ -276,44 +282,74 @@ def main() -> int:
         creds = issue_approle_credentials(root, "keybroker-broker")
         intake = create_caller_token(root, [INTAKE_POLICY], "2h")
         backend = create_caller_token(root, [SITE_BACKEND_POLICY], "2h")
-        broker_port = _free_port()
-        broker_url = f"http://127.0.0.1:{broker_port}"
-        broker = Process(
-            ["serve"],
-            f"{broker_url}/healthz",
-            {
+
+        def serve_env(port: int) -> dict[str, str]:
+            return {
                 "KEYBROKER_VAULT_ADDR": vault_addr,
                 "KEYBROKER_VAULT_ROLE_ID": creds.role_id,
                 "KEYBROKER_VAULT_SECRET_ID": creds.secret_id,
                 "KEYBROKER_EXCHANGE_URLS": json.dumps(exchange_urls),
                 "KEYBROKER_ROBOT_EGRESS_IPS": ROBOT_EGRESS_IP,
                 "KEYBROKER_AUDIT_LOG": os.devnull,
-                "KEYBROKER_LISTEN": f"127.0.0.1:{broker_port}",
-            },
-        )
-        processes.append(broker)
-        key = keys["binance"]["read_only"]
-        print(f"broker cold start (process start to /healthz): {broker.cold_start:.2f} s")
+                "KEYBROKER_LISTEN": f"127.0.0.1:{port}",
+            }
 
+        # One start is a noisy sample on a shared machine: the median of three, the
+        # first two stopped as soon as they answer.
+        starts = []
+        for _ in range(2):
+            port = _free_port()
+            extra = Process(["serve"], f"http://127.0.0.1:{port}/healthz", serve_env(port))
+            starts.append(extra.cold_start)
+            extra.stop()
+        broker_port = _free_port()
+        broker_url = f"http://127.0.0.1:{broker_port}"
+        broker = Process(["serve"], f"{broker_url}/healthz", serve_env(broker_port))
+        processes.append(broker)
+        starts.append(broker.cold_start)
+        key = keys["binance"]["read_only"]
+        print(
+            f"broker cold start (process start to /healthz): median {statistics.median(starts):.2f}"
+            f" s of {', '.join(f'{s:.2f}' for s in starts)} (target < 1.5 s)"
+        )
+
+        # One submission first: it waits for the background ccxt preload, whose CPU
+        # would otherwise be counted against the first figures below.
+        httpx.put(
+            f"{broker_url}/v1/accounts/warm-{uuid.uuid4().hex[:8]}/keys/binance/site",
+            json={"name": "warm", "api_key": key.api_key, "secret": key.secret},
+            headers={"Authorization": f"Bearer {intake}"},
+            timeout=30,
+        ).raise_for_status()
         for latency in (0.0, 0.1):
             set_sandbox_latency(sandbox_url, latency)
+            cpu = _cpu_seconds(broker.proc.pid)
             t = bench_intake(broker_url, root, settings, key, intake, n)
+            # 4 warm-up requests, then two broker sides x 5 samples per round.
+            puts = 2 + max(1, n // 5) * 5 * 2
+            cpu_per_put = (_cpu_seconds(broker.proc.pid) - cpu) / puts
             baseline = t["check"] + t["write"]
             print(
                 f"intake, sandbox latency {latency * 1000:.0f} ms: direct check "
                 f"{t['check'] * 1000:.1f} ms + direct write {t['write'] * 1000:.1f} ms = "
                 f"{baseline * 1000:.1f} ms; broker new key {t['new'] * 1000:.1f} ms "
                 f"(ratio {t['new'] / baseline:.2f}), replacement {t['replace'] * 1000:.1f} ms "
-                f"(ratio {t['replace'] / baseline:.2f}); target <= 1.2"
+                f"(ratio {t['replace'] / baseline:.2f}); target <= 1.2; broker CPU "
+                f"{cpu_per_put * 1000:.1f} ms per PUT"
             )
         set_sandbox_latency(sandbox_url, 0.0)
 
+        count, workers = 400 if args.quick else 1200, 8
+        cpu = _cpu_seconds(broker.proc.pid)
         through, direct = bench_site_tokens(
-            broker_url, root, settings.site_token_role, backend, 400 if args.quick else 1200, 8
+            broker_url, root, settings.site_token_role, backend, count, workers
         )
+        minted = 3 * (count // workers + 2) * workers  # three rounds, each with its warm-up
+        cpu_per_token = (_cpu_seconds(broker.proc.pid) - cpu) / minted
         print(
             f"site tokens: broker {through:.0f}/s, direct hvac {direct:.0f}/s, ratio "
-            f"{through / direct:.2f} (target >= 0.8)"
+            f"{through / direct:.2f} (target >= 0.8); broker CPU "
+            f"{cpu_per_token * 1000:.2f} ms per token"
         )
 
         waves = bench_waves(broker_url, sandbox_url, key, intake, 500, 2 if args.quick else 3)
@@ -329,7 +365,10 @@ def main() -> int:
         ) as http:
             for exchange, labels in keys.items():
                 http.post("/v1/keys/check", json=labels["read_only"].check_body(exchange))
-        print(f"broker RSS with every adapter loaded: {_rss_mb(broker.proc.pid):.0f} MB")
+        print(
+            f"broker RSS with every adapter loaded: {_rss_mb(broker.proc.pid):.0f} MB"
+            " (target < 150 MB)"
+        )
         print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     finally:
         for process in reversed(processes):

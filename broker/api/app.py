@@ -31,9 +31,10 @@ PRELOAD_DELAY = 0.5
 
 
 class _LazyChecker:
-    """broker.exchanges.KeyChecker, created on first use: importing ccxt takes about a
-    second, which should not delay the broker's start (the lifespan preloads it in the
-    background, so the first key check normally does not wait for it either)."""
+    """broker.exchanges.KeyChecker, created on first use: importing ccxt (even trimmed by
+    broker/exchanges/ccxt_loader.py, ~0.6 s) should not delay the broker's start (the
+    lifespan preloads it in the background, so the first key check normally does not
+    wait for it either)."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings

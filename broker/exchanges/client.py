@@ -13,7 +13,7 @@ check works on a shallow copy carrying that check's credentials. Nothing a check
 
 Exchange classes come from broker/exchanges/ccxt_loader.py, which loads only the modules
 of exchanges that are actually checked (the configured, enabled ones) instead of all of
-ccxt's (~0.5 s and ~40 MB less).
+ccxt's ~110 (measured: ~0.5 s and ~40 MB less; figures in ccxt_loader's docstring).
 """
 
 from __future__ import annotations

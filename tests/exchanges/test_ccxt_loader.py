@@ -71,6 +71,7 @@ def lazy() -> dict:
             n for n in sys.modules if n.startswith(("ccxt.async_support.", "ccxt."))
             and n.rsplit(".", 1)[1] in ccxt.exchanges
         )
+        listed_by_dir = "woo" in dir(ccxt_async) and "binance" in dir(ccxt)
         woo = ccxt_async.woo  # never touched by the broker
         from ccxt.async_support import AuthenticationError, NetworkError
         from ccxt.base.errors import AuthenticationError as BaseAuthError
@@ -86,7 +87,7 @@ def lazy() -> dict:
             "lazy": [ccxt_loader.is_lazy(ccxt), ccxt_loader.is_lazy(ccxt_async)],
             "same_object": ccxt_loader.install() is ccxt_async,
             "loaded_at_install": loaded_at_install,
-            "woo": [woo.__module__, issubclass(woo, ccxt_async.Exchange)],
+            "woo": [woo.__module__, issubclass(woo, ccxt_async.Exchange), listed_by_dir],
             "errors": [AuthenticationError is BaseAuthError is ccxt.AuthenticationError,
                        issubclass(NetworkError, ccxt.BaseError), ccxt.errors.__name__],
             "htx_is_class": isinstance(ccxt_async.htx, type),
@@ -114,7 +115,7 @@ def test_exchange_lists_and_all_are_intact(lazy: dict, plain: dict) -> None:
 
 
 def test_any_exchange_loads_on_first_access(lazy: dict) -> None:
-    assert lazy["woo"] == ["ccxt.async_support.woo", True]
+    assert lazy["woo"] == ["ccxt.async_support.woo", True, True]
     assert lazy["htx_is_class"] is True
     assert lazy["kraken_is_class"] is True
     assert lazy["sync_bybit"] == "ccxt.bybit"

@@ -289,6 +289,9 @@ class DevStack:
             exchanges=sorted(exchange_urls),
             exchange_urls=exchange_urls,
             robot_egress_ips=[ROBOT_EGRESS_IP],
+            # The sandbox sees the broker at the robot's egress too, so a signed call that
+            # succeeds proves a whitelist the exchange will not list (Binance).
+            broker_egress_ip=ROBOT_EGRESS_IP,
             site_egress_ips=[LOOPBACK_CIDR],
             listen="127.0.0.1:0",
             audit_log=self.state_file.parent / "audit.log",

@@ -95,6 +95,9 @@ class TokenRole:
                 self.explicit_max_ttl if enforced_by_vault else 0
             ),
             "token_bound_cidrs": list(self.bound_cidrs),
+            # Only the allowed policies: Vault's `default` policy would add sys/ and token
+            # self-service paths that a site token has no use for.
+            "token_no_default_policy": True,
         }
 
 

@@ -89,7 +89,8 @@ def test_site_role_mints_batch_orphan_tokens(root: hvac.Client, layout: Layout) 
     auth = _site_token(root, layout)
     assert auth["token_type"] == "batch" and auth["orphan"] is True
     assert auth["renewable"] is False and auth["lease_duration"] == 300
-    assert auth["policies"] == sorted(["default", layout.policies[SITE_READ_POLICY]])
+    # token_no_default_policy: the site read policy and nothing else.
+    assert auth["policies"] == [layout.policies[SITE_READ_POLICY]]
     # Vault does NOT apply a role's explicit max TTL to batch tokens (CODE token_store.go
     # handleCreateCommon: `if role != nil && te.Type != logical.TokenTypeBatch`), so the
     # 15m cap of CONTRACTS.md §2 is the broker's job (400 for a longer ttl).

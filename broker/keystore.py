@@ -16,7 +16,9 @@ and a reader only believes the slot of the current version. A write is:
 2. stage: write custom_metadata = slot `vN.*` + new slot `v(N+1).*`. Readers still see
    version N and its facts; a failure here changed nothing;
 3. commit: write the data with `cas=N`. A mismatch means another writer got there
-   first: go back to 1. Any other failure is retried once with the same cas (harmless
+   first: go back to 1 (at most CAS_ATTEMPTS rounds; a writer that loses them all
+   removes its stage slots, which may now label the winner's version, and answers
+   WriteConflict). Any other failure is retried once with the same cas (harmless
    if the first attempt did land: cas refuses the repeat), then step 2 is undone. When
    Vault refuses the undo as well, `StagingLeft` carries the undo for the caller to
    retry once Vault is back;
@@ -252,7 +254,29 @@ class KeyStore:
             except (VaultUnavailable, VaultRefused):
                 created_time = await self._retry_write(paths, data, before, base, txn)
             return await self._finish(paths, facts, before, base, created_time)
+        await self._drop_lost_stages(paths, own_txns)
         raise WriteConflict("the key kept changing while it was being replaced; retry")
+
+    async def _drop_lost_stages(self, paths: KeyPaths, own_txns: set[str]) -> None:
+        """Every round was lost, so our last stage now labels another writer's version:
+        remove our slots, so that version shows no facts rather than ours. Best effort: a
+        failure here leaves the labels until the key's next write, as the docstring says."""
+        try:
+            now = await self.read_metadata(paths)
+            if now is None:
+                return
+            ours = {
+                key.split(".", 1)[0]
+                for key, value in now.custom_metadata.items()
+                if key.endswith(".txn") and value in own_txns
+            }
+            if ours:
+                kept = {
+                    k: v for k, v in now.custom_metadata.items() if k.split(".", 1)[0] not in ours
+                }
+                await self._post_metadata(paths, kept)
+        except (VaultUnavailable, VaultRefused):
+            pass
 
     async def _finish(
         self,

@@ -353,3 +353,44 @@ def test_concurrent_replacements_end_with_one_consistent_version(
         view = http.get(f"/v1/accounts/{account}/keys/binance/site").json()
     assert view["name"] == winner["name"] and view["version"] == 20
     assert view["api_key_masked"] == f"{writer.api_key[:4]}...{writer.api_key[-4:]}"
+
+
+def test_a_key_that_keeps_changing_gives_up_with_503_and_writes_nothing(
+    faulty_broker, fresh_sandbox, monkeypatch
+) -> None:
+    """Another writer commits before every one of the broker's cas writes: after its
+    bounded rounds the broker answers 503 and the other writer's data stands untouched."""
+    import broker.keystore as keystore
+
+    monkeypatch.setattr(keystore, "CAS_BACKOFF_SECONDS", 0.0)
+    env, _ = faulty_broker
+    account = new_account()
+    key = fresh_sandbox.key("binance", "read_only")
+    relative = f"site/{account}/binance"
+    interloper = {"api_key": "someone-else", "secret": "not-ours"}
+    session = env.running.app.state.broker.session
+    original = session.request
+    rounds = {"n": 0}
+
+    async def request(op: str, *args: Any, **kwargs: Any) -> Any:
+        if op == "write_data":
+            rounds["n"] += 1
+            await asyncio.to_thread(
+                env.root.secrets.kv.v2.create_or_update_secret,
+                relative,
+                interloper,
+                mount_point=env.mount,
+            )
+        return await original(op, *args, **kwargs)
+
+    session.request = request  # type: ignore[method-assign]
+    with env.http() as http:
+        response = http.put(f"/v1/accounts/{account}/keys/binance/site", json=key_body(key))
+    body = assert_envelope(response, 503, "vault_unavailable")
+    assert "concurrently" in body["message"] and response.headers["Retry-After"]
+    assert rounds["n"] == keystore.CAS_ATTEMPTS
+    assert env.read_key("site", account, "binance") == interloper
+    # Nothing of the refused submission labels the other writer's version.
+    with env.http() as http:
+        view = http.get(f"/v1/accounts/{account}/keys/binance/site").json()
+    assert view["status"] == "unknown" and view["name"] == "", view

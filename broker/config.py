@@ -184,8 +184,15 @@ def _read_config_file(path: Path) -> dict[str, Any]:
 
     try:
         data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"KEYBROKER_CONFIG_FILE: cannot read {path}: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"KEYBROKER_CONFIG_FILE: cannot read {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        # Never str(exc): PyYAML quotes the offending line, which may hold a token.
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(
+            f"KEYBROKER_CONFIG_FILE: {path} is not valid YAML or JSON{where}"
+        ) from None
     if not isinstance(data, dict):
         raise ConfigError(f"KEYBROKER_CONFIG_FILE: {path} must hold a mapping")
     return {str(k).lower().removeprefix("keybroker_"): v for k, v in data.items()}

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from broker import ids
 from broker.audit import AuditLog
 from broker.config import Settings
-from broker.exchanges.base import Credentials
+from broker.exchanges.base import Credentials, mask_api_key
 from broker.keystore import KeyFacts, KeyStore, StagingLeft, StoredKey
 from broker.layout import KeyPaths
 from broker.metrics import BrokerMetrics
@@ -81,14 +81,6 @@ class SubmitOutcome:
     record: KeyRecord
     created: bool
     warnings: list[Reason]
-
-
-def mask_api_key(api_key: str) -> str:
-    """At most the first 4 and last 4 characters, and never more than half the key."""
-    shown = min(4, len(api_key) // 4)
-    if shown == 0:
-        return "****"
-    return f"{api_key[:shown]}...{api_key[-shown:]}"
 
 
 class Intake:

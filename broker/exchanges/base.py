@@ -35,16 +35,18 @@ class Credentials:
 
     def __repr__(self) -> str:
         has_passphrase = self.passphrase is not None
-        return f"Credentials(api_key={mask(self.api_key)!r}, passphrase={has_passphrase})"
+        return f"Credentials(api_key={mask_api_key(self.api_key)!r}, passphrase={has_passphrase})"
 
     __str__ = __repr__
 
 
-def mask(api_key: str) -> str:
-    """At most the first 4 and last 4 characters (CONTRACTS.md §3 api_key_masked)."""
-    if len(api_key) <= 8:
-        return "*" * len(api_key)
-    return f"{api_key[:4]}...{api_key[-4:]}"
+def mask_api_key(api_key: str) -> str:
+    """At most the first 4 and last 4 characters (CONTRACTS.md §3 api_key_masked), and
+    never more than half the key, so short keys are not all but revealed."""
+    shown = min(4, len(api_key) // 4)
+    if shown == 0:
+        return "****"
+    return f"{api_key[:shown]}...{api_key[-shown:]}"
 
 
 class InspectionFailed(Exception):

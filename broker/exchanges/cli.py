@@ -13,7 +13,7 @@ import sys
 from typing import TextIO
 
 from broker.config import ConfigError, Settings, load_settings
-from broker.exchanges.base import Credentials, mask
+from broker.exchanges.base import Credentials, mask_api_key
 from broker.exchanges.registry import get_adapter
 from broker.reasons import CheckResult
 
@@ -68,7 +68,7 @@ def check_key(
     if output_format == "json":
         print(result.model_dump_json(), file=out)
     else:
-        _print_text(result, mask(api_key), out)
+        _print_text(result, mask_api_key(api_key), out)
     if result.accepted:
         return EXIT_ACCEPTED
     return EXIT_RETRYABLE if result.retryable else EXIT_REJECTED

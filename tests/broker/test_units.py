@@ -12,7 +12,7 @@ import pytest
 
 from broker.audit import AuditLog
 from broker.config import Settings
-from broker.intake import mask_api_key
+from broker.exchanges.base import mask_api_key
 from broker.keystore import KeyFacts
 from broker.reasons import Permissions, ReasonCode
 from broker.site_tokens import InvalidTTL, parse_ttl

@@ -109,6 +109,8 @@ def create_app(
         summary="Checks crypto-exchange API keys and keeps them in HashiCorp Vault.",
         docs_url=None,  # only /healthz, /readyz and /openapi.json are open
         redoc_url=None,
+        # No 307 to the slash-less path: it would answer before authentication.
+        redirect_slashes=False,
         lifespan=lifespan,
     )
     app.state.broker = state

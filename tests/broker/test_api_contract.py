@@ -267,3 +267,19 @@ def test_unknown_paths_and_methods_use_the_envelope(broker_env: BrokerEnv) -> No
         assert_envelope(http.get("/v1/nope"), 404, "not_found")
         assert_envelope(http.post("/v1/accounts/a1/keys"), 405, "method_not_allowed")
         assert_envelope(http.patch("/healthz"), 405, "method_not_allowed")
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("PUT", "/v1/accounts/a1/keys/binance/site/"), ("GET", "/v1/accounts/a1/keys/")],
+)
+def test_trailing_slash_gets_no_redirect_before_authentication(
+    broker_env: BrokerEnv, method: str, path: str
+) -> None:
+    """Only /healthz, /readyz and /openapi.json are open: an unauthenticated request with
+    a trailing slash gets the envelope, not a 307 to the authenticated route."""
+    with broker_env.http(None) as http:
+        response = http.request(method, path, json={}, follow_redirects=False)
+    assert response.status_code in (401, 404), response.status_code
+    assert "location" not in response.headers
+    assert set(response.json()) == {"error", "message", "reasons"}

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
@@ -52,17 +52,20 @@ class _Stoppable(Protocol):
 
 @dataclass
 class DevState:
-    """What the state file holds (CONTRACTS.md §6, plus the robot's AppRole)."""
+    """What the state file holds (CONTRACTS.md §6, plus the robot's AppRole).
+
+    Tokens, sandbox keys and the secret-id belong in the 0600 file only, never in a repr.
+    """
 
     broker_url: str
     vault_addr: str
-    root_token: str
-    intake_token: str
-    site_backend_token: str
+    root_token: str = field(repr=False)
+    intake_token: str = field(repr=False)
+    site_backend_token: str = field(repr=False)
     sandbox_url: str
-    sandbox_keys: dict[str, dict[str, dict[str, str]]]
+    sandbox_keys: dict[str, dict[str, dict[str, str]]] = field(repr=False)
     robot_role_id: str
-    robot_secret_id: str
+    robot_secret_id: str = field(repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)

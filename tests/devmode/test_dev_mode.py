@@ -281,3 +281,22 @@ def test_binary_mode_runs_vault_server_dev_as_a_child(tmp_path: Path, monkeypatc
     assert not _port_open(seen["vault_addr"])  # the child was stopped
     # `vault server -dev` prints its root token: its log is as private as the state file.
     assert stat.S_IMODE((tmp_path / "kb" / "vault.log").stat().st_mode) == 0o600
+
+
+def test_dev_state_repr_holds_no_secret() -> None:
+    from broker.devmode import DevState
+
+    canary = "CANARY-devstate-0123456789"
+    state = DevState(
+        broker_url="http://127.0.0.1:1",
+        vault_addr="http://127.0.0.1:2",
+        root_token=f"hvs.{canary}-root",
+        intake_token=f"hvs.{canary}-intake",
+        site_backend_token=f"hvs.{canary}-backend",
+        sandbox_url="http://127.0.0.1:3",
+        sandbox_keys={"binance": {"read_only": {"api_key": "k", "secret": f"{canary}-s"}}},
+        robot_role_id="role-id",
+        robot_secret_id=f"{canary}-secret-id",
+    )
+    assert canary not in repr(state)
+    assert canary in str(state.to_json())  # the state file itself keeps them (0600)

@@ -74,6 +74,10 @@ class CallerDirectory:
             data = None
         if data is None:
             raise UnknownCaller("unknown token")
+        if data.get("num_uses"):
+            # A lookup by the broker does not spend the caller's uses, so honouring a
+            # use-limited token would let it work any number of times: refuse it.
+            raise UnknownCaller("use-limited tokens are not accepted")
         policies = frozenset(
             [*(data.get("policies") or []), *(data.get("identity_policies") or [])]
         )

@@ -314,12 +314,18 @@ class KeyStore:
     ) -> str:
         """The data write failed, maybe after Vault applied it (lost answer). Repeat it
         once with the same cas, which makes a repeat harmless: success means the first
-        attempt had not landed. A cas mismatch means that it, or another writer, did;
-        the broker cannot read data to tell which, so it answers 503 and leaves the key
-        as it is (the client's retry replaces it cleanly). Otherwise undo the stage."""
+        attempt had not landed. A cas mismatch means that it, or another writer, did:
+        when the new current version still carries our stage (our txn), it was ours and
+        the write goes on to its end; otherwise answer 503 and leave the key as it is
+        (the client's retry replaces it cleanly). Any other failure undoes the stage."""
         try:
             return await self._write_data(paths, data, cas=base)
         except _CasMismatch:
+            now = await self.read_metadata(paths)
+            if now and now.version == base + 1 and now.custom_metadata.get(
+                f"v{base + 1}.txn"
+            ) == txn:
+                return now.updated_at  # our first attempt landed; its answer was lost
             raise VaultUnavailable("Vault failed while the key was being written") from None
         except (VaultUnavailable, VaultRefused) as exc:
             await self._undo_or_defer(paths, before, base, txn, exc)

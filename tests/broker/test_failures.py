@@ -394,3 +394,34 @@ def test_a_key_that_keeps_changing_gives_up_with_503_and_writes_nothing(
     with env.http() as http:
         view = http.get(f"/v1/accounts/{account}/keys/binance/site").json()
     assert view["status"] == "unknown" and view["name"] == "", view
+
+
+def test_a_data_write_whose_answer_is_lost_still_completes(faulty_broker, fresh_sandbox) -> None:
+    """Vault applies the data write but the answer never arrives: the repeat meets a cas
+    mismatch, the broker recognises its own stage on the new version, and finishes the
+    replacement (old version destroyed, 200) instead of leaving it half done."""
+    from broker.vault_session import VaultUnavailable
+
+    env, _ = faulty_broker
+    account = new_account()
+    key = fresh_sandbox.key("binance", "read_only")
+    path = f"/v1/accounts/{account}/keys/binance/site"
+    with env.http() as http:
+        assert http.put(path, json=key_body(key)).status_code == 201
+        session = env.running.app.state.broker.session
+        original = session._send
+        lost = {"done": False}
+
+        async def send(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+            answer = await original(method, url, *args, **kwargs)
+            if method == "POST" and "/data/" in url and not lost["done"]:
+                lost["done"] = True
+                raise VaultUnavailable("connection lost after Vault applied the write")
+            return answer
+
+        session._send = send  # type: ignore[method-assign]
+        replaced = http.put(path, json=key_body(key, "Second"))
+    assert lost["done"]
+    assert replaced.status_code == 200, replaced.text
+    assert replaced.json()["version"] == 2 and replaced.json()["name"] == "Second"
+    assert snapshot(env, account)["versions"] == {"1": True, "2": False}

@@ -90,7 +90,7 @@ def test_serve_runs_the_broker_from_the_environment(devvault) -> None:
         assert httpx.get(f"http://127.0.0.1:{port}/v1/accounts/a/keys").status_code == 401
     finally:
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=15)
+        out, err = proc.communicate(timeout=15)
     assert f"listening on http://127.0.0.1:{port}" in err
-    assert devvault.root_token not in err
+    assert devvault.root_token not in out + err
     assert proc.returncode == 0

@@ -16,6 +16,7 @@ from moto import mock_aws
 
 from broker.devvault.server import DevVaultServer
 from infra.providers.clients import AwsTarget
+from tests.fixtures.vault import real_vault_from_env
 
 REGION = "eu-west-1"
 
@@ -37,6 +38,10 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsTarget]:
 @pytest.fixture
 def fresh_vault(tmp_path: Path) -> Iterator[DevVaultServer]:
     """An uninitialised devvault with a KMS-like seal: `sys/init` gives recovery keys."""
+    if real_vault_from_env() is not None:
+        # These provider tests initialise Vault, which a given (already initialised)
+        # Vault cannot do again: they run on a fresh devvault only, and say so.
+        pytest.skip("needs a fresh, uninitialised Vault (sys/init): runs on devvault only")
     server = DevVaultServer(audit_dir=tmp_path / "audit", initialized=False, auto_unseal=True)
     server.start()
     try:

@@ -94,7 +94,9 @@ def test_the_broker_itself_cannot_read_key_data(broker_env: BrokerEnv, sandbox) 
     account = new_account()
     key = sandbox.key("binance", "read_only")
     with broker_env.http() as http:
-        http.put(f"/v1/accounts/{account}/keys/binance/site", json=key_body(key))
+        stored = http.put(f"/v1/accounts/{account}/keys/binance/site", json=key_body(key))
+    # The key must really be there, or the refused read below proves nothing.
+    assert stored.status_code == 201, stored.text
     state = broker_env.running.app.state.broker
     with pytest.raises(VaultRefused):
         state.session.call_blocking(

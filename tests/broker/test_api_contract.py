@@ -7,7 +7,9 @@ keys are the sandbox's default keys, checked by the real adapters through ccxt.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from datetime import datetime
+from typing import Any
 
 import hvac
 import pytest
@@ -209,17 +211,48 @@ def test_site_tokens_plain_and_wrapped(broker_env: BrokerEnv) -> None:
         assert_envelope(http.post("/v1/site-tokens", json={"ttl": "soon"}), 400, "invalid_request")
 
 
-@pytest.mark.parametrize(
-    ("method", "path", "policy_token"),
-    [
-        ("PUT", "/v1/accounts/a1/keys/binance/site", "intake"),
-        ("GET", "/v1/accounts/a1/keys", "intake"),
-        ("GET", "/v1/accounts/a1/keys/binance/site", "intake"),
-        ("DELETE", "/v1/accounts/a1/keys/binance/site", "intake"),
-        ("POST", "/v1/keys/check", "intake"),
-        ("POST", "/v1/site-tokens", "site_backend"),
-    ],
-)
+# Every /v1 endpoint with the marker policy it needs (CONTRACTS.md §1);
+# test_every_v1_route_is_in_the_auth_table keeps this list complete.
+PROTECTED_ENDPOINTS = [
+    ("PUT", "/v1/accounts/a1/keys/binance/site", "intake"),
+    ("GET", "/v1/accounts/a1/keys", "intake"),
+    ("GET", "/v1/accounts/a1/keys/binance/site", "intake"),
+    ("DELETE", "/v1/accounts/a1/keys/binance/site", "intake"),
+    ("POST", "/v1/keys/check", "intake"),
+    ("POST", "/v1/site-tokens", "site_backend"),
+]
+
+
+def _endpoints(routes: Iterable[Any]) -> Iterator[Any]:
+    """The endpoint routes under `routes`, looking inside included routers (newer FastAPI
+    keeps an included router as one entry of `app.routes`)."""
+    for route in routes:
+        inner = getattr(getattr(route, "original_router", route), "routes", None)
+        if inner is not None:
+            yield from _endpoints(inner)
+        elif hasattr(route, "path_regex"):
+            yield route
+
+
+def test_every_v1_route_is_in_the_auth_table(broker_env: BrokerEnv) -> None:
+    """A new /v1 route cannot slip past the 401/403 checks below untested."""
+    routes = [
+        (method, route)
+        for route in _endpoints(broker_env.running.app.routes)
+        if route.path.startswith("/v1/")
+        for method in getattr(route, "methods", None) or ()
+    ]
+    assert len(routes) >= len(PROTECTED_ENDPOINTS), [route.path for _, route in routes]
+    for method, route in routes:
+        covered = [
+            path
+            for listed, path, _ in PROTECTED_ENDPOINTS
+            if listed == method and route.path_regex.match(path)
+        ]
+        assert covered, f"{method} {route.path} is missing from PROTECTED_ENDPOINTS"
+
+
+@pytest.mark.parametrize(("method", "path", "policy_token"), PROTECTED_ENDPOINTS)
 def test_authentication_401_and_authorization_403(
     broker_env: BrokerEnv, method: str, path: str, policy_token: str
 ) -> None:

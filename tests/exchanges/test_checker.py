@@ -174,13 +174,16 @@ async def test_secrets_never_reach_logs(
         for exchange, label in checks:
             await checker.check(exchange, "site", creds(fresh_sandbox, exchange, label))
         wrong = creds(fresh_sandbox, "bitget", "read_only")
-        await checker.check("bitget", "site", Credentials(wrong.api_key, "x" * 32, "bad"))
+        # A wrong secret and passphrase are presented too: they are canaries as well.
+        wrong = Credentials(wrong.api_key, "wrong-bitget-secret-canary-7f3a9c", "wrong-pass-canary")
+        await checker.check("bitget", "site", wrong)
     logged = caplog.text + "".join(str(r.__dict__) for r in caplog.records)
     for exchange, label in checks:
         key = fresh_sandbox.key(exchange, label)
         for secret in filter(None, (key.api_key, key.secret, key.passphrase)):
             assert secret not in logged
-    assert wrong.api_key not in logged
+    for secret in (wrong.api_key, wrong.secret, wrong.passphrase):
+        assert secret not in logged
     assert "exchange check failed" in logged  # the failure itself is logged, safely
 
 

@@ -81,20 +81,6 @@ def test_secret_id_and_wrapping_token_expire(devvault: DevVaultServer) -> None:
         hvac.Client(url=devvault.addr).auth.approle.login(role_id, secret_id)
 
 
-def test_batch_child_stops_working_with_parent(devvault: DevVaultServer) -> None:
-    root = _root(devvault)
-    root.sys.create_or_update_acl_policy(
-        "creator", 'path "auth/token/create" { capabilities = ["update"] }'
-    )
-    parent = root.auth.token.create(policies=["creator"], ttl="1h")["auth"]["client_token"]
-    child = hvac.Client(url=devvault.addr, token=parent).auth.token.create(type="batch", ttl="10m")[
-        "auth"
-    ]["client_token"]
-    root.auth.token.revoke(parent)
-    with pytest.raises(hvac.exceptions.Forbidden):
-        hvac.Client(url=devvault.addr, token=child).auth.token.lookup_self()
-
-
 # -- faults ------------------------------------------------------------------------------
 def test_seal_gives_503_and_health_reports_it(devvault: DevVaultServer) -> None:
     root = _root(devvault)

@@ -174,6 +174,20 @@ def test_revoke_revokes_children(
     assert client_for(orphan_auth["client_token"]).auth.token.lookup_self()["data"]["orphan"]
 
 
+def test_batch_child_stops_working_with_parent(
+    root: hvac.Client, make_policy: Callable, client_for: Callable
+) -> None:
+    """reference/vault.md §4.3 (DOC concepts/tokens.mdx): a non-orphan batch token
+    "Stops Working" when its parent is revoked."""
+    creator = make_policy('path "auth/token/create" { capabilities = ["update"] }')
+    parent = _token(root, policies=[creator], ttl="1h")["client_token"]
+    child = _token(client_for(parent), type="batch", ttl="10m")["client_token"]
+    assert client_for(child).auth.token.lookup_self()["data"]["type"] == "batch"
+    root.auth.token.revoke(parent)
+    with pytest.raises(hvac.exceptions.Forbidden):
+        client_for(child).auth.token.lookup_self()
+
+
 def test_revoke_accessor(root: hvac.Client, client_for: Callable) -> None:
     auth = _token(root, policies=["default"], ttl="10m")
     root.auth.token.revoke_accessor(auth["accessor"])

@@ -1,14 +1,17 @@
 """apply_layout against a Vault through hvac (CONTRACTS.md §2; reference/vault.md §3-§5).
 
-Tests that use `vault_client` run unchanged against a real Vault when
-KEYBROKER_TEST_VAULT_ADDR/TOKEN are set; they apply the default layout (as everyone
-sharing that Vault does) and use unique account names. Tests that need an empty
-Vault or change the layout use a fresh `devvault`.
+Every test runs unchanged against a real Vault when KEYBROKER_TEST_VAULT_ADDR/TOKEN
+are set. Tests that only use the layout apply the default one (as everyone sharing that
+Vault does) and use unique account names; tests that watch a first apply, change the
+layout or make it conflict use the shipped layout under unique names
+(tests/bootstrap/unique_layout.py) and remove it afterwards.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
+from collections.abc import Iterator
 
 import hvac
 import hvac.exceptions
@@ -31,12 +34,10 @@ from broker.layout import (
     AuditDevice,
     build_layout,
 )
+from tests.bootstrap.unique_layout import UniqueLayout, remove_layout, unique_layout
+from tests.fixtures.vault import unique_name
 
 MOUNT = "exchange-keys"
-
-
-def _root(devvault) -> hvac.Client:
-    return hvac.Client(url=devvault.addr, token=devvault.root_token)
 
 
 def _account() -> str:
@@ -56,32 +57,46 @@ def _read(client: hvac.Client, path: str) -> dict:
 
 
 @pytest.fixture
+def fresh_layout(vault_client: hvac.Client) -> Iterator[UniqueLayout]:
+    """The shipped layout under unique names, not applied yet; removed afterwards."""
+    names = unique_layout()
+    yield names
+    remove_layout(vault_client, names)
+
+
+@pytest.fixture
 def layout_applied(vault_client: hvac.Client) -> hvac.Client:
     apply_layout(vault_client, build_layout())
     return vault_client
 
 
-def test_first_apply_creates_everything_second_changes_nothing(devvault) -> None:
-    client = _root(devvault)
+def test_first_apply_creates_everything_second_changes_nothing(
+    fresh_layout: UniqueLayout, vault_client: hvac.Client
+) -> None:
+    client, names = vault_client, fresh_layout
+    # approle/ is one per Vault: on a shared Vault another test may have enabled it.
+    had_approle = "approle/" in client.sys.list_auth_methods()["data"]
     lines: list[str] = []
-    first = apply_layout(client, build_layout(), on_step=lines.append)
+    first = apply_layout(client, names.layout, on_step=lines.append)
     assert first.changed
-    names = [step.name for step in first.steps]
-    assert names == [
-        "mount exchange-keys/ (kv v2)",
-        "exchange-keys max_versions=5",
-        *(f"policy {name}" for name in POLICY_NAMES),
-        "token role keybroker-site",
+    steps = [step.name for step in first.steps]
+    assert steps == [
+        f"mount {names.mount}/ (kv v2)",
+        f"{names.mount} max_versions=5",
+        *(f"policy {names.policy[name]}" for name in POLICY_NAMES),
+        f"token role {names.site_role}",
         "auth method approle/",
-        "approle keybroker-broker",
-        "approle keybroker-robot",
+        f"approle {names.approle['keybroker-broker']}",
+        f"approle {names.approle['keybroker-robot']}",
     ]
-    assert all(step.changed for step in first.steps)
+    changed = {step.name: step.changed for step in first.steps}
+    assert changed.pop("auth method approle/") is not had_approle
+    assert all(changed.values()), changed
     assert lines == [str(step) for step in first.steps]
 
-    second = apply_layout(client, build_layout(), on_step=lines.append)
+    second = apply_layout(client, names.layout, on_step=lines.append)
     assert not second.changed
-    assert [step.name for step in second.steps] == names
+    assert [step.name for step in second.steps] == steps
     assert second.summary() == "nothing to do: all 11 steps already in place"
 
 
@@ -116,52 +131,69 @@ def test_layout_reads_back(layout_applied: hvac.Client) -> None:
     assert robot["token_policies"] == [ROBOT_READ_POLICY]
 
 
-def test_drift_is_repaired_and_only_the_drifted_step_reports_a_change(devvault) -> None:
-    client = _root(devvault)
-    layout = build_layout()
+def test_drift_is_repaired_and_only_the_drifted_step_reports_a_change(
+    fresh_layout: UniqueLayout, vault_client: hvac.Client
+) -> None:
+    client, names = vault_client, fresh_layout
+    layout, intake = names.layout, names.policy[INTAKE_POLICY]
     apply_layout(client, layout)
-    client.sys.create_or_update_acl_policy(INTAKE_POLICY, 'path "*" { capabilities = ["read"] }')
+    client.sys.create_or_update_acl_policy(intake, 'path "*" { capabilities = ["read"] }')
     client.write_data(
-        "auth/token/roles/keybroker-site",
+        f"auth/token/roles/{names.site_role}",
         data={**layout.site_token_role.vault_payload(), "token_bound_cidrs": ["0.0.0.0/0"]},
     )
-    client.write_data(f"{MOUNT}/config", data={"max_versions": 50})
+    client.write_data(f"{names.mount}/config", data={"max_versions": 50})
 
     report = apply_layout(client, layout)
     assert {step.name for step in report.changed_steps} == {
-        f"policy {INTAKE_POLICY}",
-        "token role keybroker-site",
-        f"{MOUNT} max_versions=5",
+        f"policy {intake}",
+        f"token role {names.site_role}",
+        f"{names.mount} max_versions=5",
     }
     assert all(step.detail in ("updated", "configured") for step in report.changed_steps)
-    assert (
-        client.sys.read_acl_policy(INTAKE_POLICY)["data"]["policy"]
-        == layout.policies[INTAKE_POLICY]
-    )
-    assert client.read("auth/token/roles/keybroker-site")["data"]["token_bound_cidrs"] == []
+    assert client.sys.read_acl_policy(intake)["data"]["policy"] == layout.policies[intake]
+    role = client.read(f"auth/token/roles/{names.site_role}")["data"]
+    assert role["token_bound_cidrs"] == []
 
 
-def test_a_mount_of_another_kind_is_a_conflict_and_nothing_changes(devvault) -> None:
-    client = _root(devvault)
+def test_a_mount_of_another_kind_is_a_conflict_and_nothing_changes(
+    vault_client: hvac.Client,
+) -> None:
+    client = vault_client
+    auth_before = set(client.sys.list_auth_methods()["data"])
     # Every Vault has a cubbyhole/ mount: a layout naming it collides with another type.
-    with pytest.raises(LayoutConflict, match="cubbyhole/ exists as 'cubbyhole'"):
-        apply_layout(client, build_layout(mount="cubbyhole"))
-    policies = client.sys.list_acl_policies()["data"]["keys"]
-    assert not set(POLICY_NAMES) & set(policies)
-    assert "approle/" not in client.sys.list_auth_methods()["data"]
+    names = unique_layout(mount="cubbyhole")
+    try:
+        with pytest.raises(LayoutConflict, match="cubbyhole/ exists as 'cubbyhole'"):
+            apply_layout(client, names.layout)
+        policies = client.sys.list_acl_policies()["data"]["keys"]
+        assert not set(names.policy.values()) & set(policies)
+        assert set(client.sys.list_auth_methods()["data"]) == auth_before
+        roles = client.list("auth/token/roles") or {"data": {"keys": []}}
+        assert names.site_role not in roles["data"]["keys"]
+    finally:
+        remove_layout(client, names)
 
 
-def test_audit_devices_are_enabled_once_and_a_different_one_is_a_conflict(devvault) -> None:
-    client = _root(devvault)
-    device = AuditDevice(path="file", type="file", options={"file_path": "discard"})
-    first = apply_layout(client, build_layout(audit_devices=(device,)))
-    assert first.steps[0].name == "audit device file/ (file)" and first.steps[0].changed
-    assert client.sys.list_enabled_audit_devices()["data"]["file/"]["type"] == "file"
-    assert not apply_layout(client, build_layout(audit_devices=(device,))).changed
+def test_audit_devices_are_enabled_once_and_a_different_one_is_a_conflict(
+    fresh_layout: UniqueLayout, vault_client: hvac.Client
+) -> None:
+    client = vault_client
+    # A unique path, and "discard" as the file: nothing is written, nothing shared clashes.
+    path = unique_name("file")
+    device = AuditDevice(path=path, type="file", options={"file_path": "discard"})
+    layout = dataclasses.replace(fresh_layout.layout, audit_devices=(device,))
+    try:
+        first = apply_layout(client, layout)
+        assert first.steps[0].name == f"audit device {path}/ (file)" and first.steps[0].changed
+        assert client.sys.list_enabled_audit_devices()["data"][f"{path}/"]["type"] == "file"
+        assert not apply_layout(client, layout).changed
 
-    other = AuditDevice(path="file", type="file", options={"file_path": "stdout"})
-    with pytest.raises(LayoutConflict, match="audit device file/"):
-        apply_layout(client, build_layout(audit_devices=(other,)))
+        other = AuditDevice(path=path, type="file", options={"file_path": "stdout"})
+        with pytest.raises(LayoutConflict, match=f"audit device {path}/"):
+            apply_layout(client, dataclasses.replace(layout, audit_devices=(other,)))
+    finally:
+        client.sys.disable_audit_device(path)
 
 
 def test_site_token_reads_site_keys_and_is_denied_robot_keys(
@@ -197,16 +229,34 @@ def test_batch_site_token_role_carries_no_explicit_max_ttl() -> None:
     assert role.vault_payload()["token_explicit_max_ttl"] == "0s"
 
 
-def test_site_tokens_are_bound_to_the_configured_cidrs(devvault) -> None:
-    client = _root(devvault)
-    apply_layout(client, build_layout(site_token_cidrs=("10.20.0.0/16",)))
-    client.secrets.kv.v2.create_or_update_secret(
-        "site/alice/binance", {"api_key": "k", "secret": "s"}, mount_point=MOUNT
-    )
-    token = client.auth.token.create(role_name="keybroker-site")["auth"]["client_token"]
-    # This test talks from 127.0.0.1, outside 10.20.0.0/16: the token is refused.
-    with pytest.raises(hvac.exceptions.Forbidden):
-        _read(hvac.Client(url=devvault.addr, token=token), "site/alice/binance")
+def test_site_tokens_are_bound_to_the_configured_cidrs(vault_client: hvac.Client) -> None:
+    client = vault_client
+    names = unique_layout(site_token_cidrs=("10.20.0.0/16",))
+    try:
+        apply_layout(client, names.layout)
+        client.secrets.kv.v2.create_or_update_secret(
+            "site/alice/binance", {"api_key": "k", "secret": "s"}, mount_point=names.mount
+        )
+        token = client.auth.token.create(role_name=names.site_role)["auth"]["client_token"]
+        site = hvac.Client(url=client.url, token=token)
+        # This test talks from 127.0.0.1, outside 10.20.0.0/16: the token is refused.
+        with pytest.raises(hvac.exceptions.Forbidden):
+            site.secrets.kv.v2.read_secret_version(
+                "site/alice/binance", mount_point=names.mount, raise_on_deleted_version=True
+            )
+        # Control: the same layout without the binding reads the key, so the CIDR refused.
+        client.write_data(
+            f"auth/token/roles/{names.site_role}",
+            data={**names.layout.site_token_role.vault_payload(), "token_bound_cidrs": []},
+        )
+        token = client.auth.token.create(role_name=names.site_role)["auth"]["client_token"]
+        site = hvac.Client(url=client.url, token=token)
+        read = site.secrets.kv.v2.read_secret_version(
+            "site/alice/binance", mount_point=names.mount, raise_on_deleted_version=True
+        )
+        assert read["data"]["data"]["api_key"] == "k"
+    finally:
+        remove_layout(client, names)
 
 
 def test_broker_approle_writes_keys_but_cannot_read_them(layout_applied: hvac.Client) -> None:

@@ -16,7 +16,9 @@ import hvac
 import pytest
 
 from broker.bootstrap import apply_layout, create_caller_token, run_bootstrap
+from broker.devvault.server import DevVaultServer
 from broker.layout import INTAKE_POLICY, build_layout
+from tests.fixtures.vault import VaultEndpoint, real_vault_from_env
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -24,9 +26,27 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     # Only the defaults of CONTRACTS.md §7 apply, whatever the developer's shell holds.
+    # KEYBROKER_TEST_* choose the test Vault (tests/fixtures/vault.py), not a setting:
+    # kept, or this module would silently fall back to a devvault.
     for name in list(os.environ):
+        if name.startswith("KEYBROKER_TEST_"):
+            continue
         if name.startswith("KEYBROKER_") or name in ("VAULT_TOKEN", "VAULT_CACERT"):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def own_vault(request: pytest.FixtureRequest) -> DevVaultServer:
+    """A fresh devvault, for runs of `keybroker vault bootstrap` that really write: the
+    command writes the shipped names (policies, site role, AppRoles) with this test's
+    settings, which other tests sharing a real Vault rely on, and counts the steps it
+    changes, which only an empty Vault makes exact."""
+    if real_vault_from_env() is not None:
+        pytest.skip(
+            "needs a Vault of its own: bootstrap would rewrite the shipped policy, role and "
+            "AppRole names other tests on the shared Vault rely on"
+        )
+    return request.getfixturevalue("devvault")
 
 
 def _closed_port() -> int:
@@ -35,7 +55,8 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_cli_applies_the_layout_then_reports_nothing_to_do(devvault) -> None:
+def test_cli_applies_the_layout_then_reports_nothing_to_do(own_vault: DevVaultServer) -> None:
+    devvault = own_vault
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYBROKER_")}
     env["VAULT_TOKEN"] = devvault.root_token
     command = [sys.executable, "-m", "broker", "vault", "bootstrap", "--addr", devvault.addr]
@@ -53,7 +74,10 @@ def test_cli_applies_the_layout_then_reports_nothing_to_do(devvault) -> None:
         assert devvault.root_token not in output
 
 
-def test_settings_shape_the_layout(devvault, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_settings_shape_the_layout(
+    own_vault: DevVaultServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    devvault = own_vault
     monkeypatch.setenv("VAULT_TOKEN", devvault.root_token)
     monkeypatch.setenv("KEYBROKER_SITE_EGRESS_IPS", "192.0.2.0/24,198.51.100.7")
     monkeypatch.setenv("KEYBROKER_ROBOT_EGRESS_IPS", "203.0.113.10")
@@ -71,8 +95,10 @@ def test_settings_shape_the_layout(devvault, monkeypatch: pytest.MonkeyPatch) ->
     )
 
 
-def test_missing_token_exits_2(devvault, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run_bootstrap(devvault.addr) == 2
+def test_missing_token_exits_2(
+    vault_endpoint: VaultEndpoint, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_bootstrap(vault_endpoint.addr) == 2
     assert "VAULT_TOKEN is not set" in capsys.readouterr().err
 
 
@@ -86,33 +112,34 @@ def test_unreachable_vault_exits_2(monkeypatch, capsys: pytest.CaptureFixture[st
 
 
 def test_permission_denied_exits_2_and_changes_nothing(
-    devvault, monkeypatch, capsys: pytest.CaptureFixture[str]
+    vault_client: hvac.Client, monkeypatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    root = hvac.Client(url=devvault.addr, token=devvault.root_token)
-    apply_layout(root, build_layout())
+    root = vault_client
+    apply_layout(root, build_layout())  # the default layout, as everyone sharing Vault has it
     weak = create_caller_token(root, [INTAKE_POLICY], ttl="5m")
     monkeypatch.setenv("VAULT_TOKEN", weak)
-    assert run_bootstrap(devvault.addr) == 2
+    assert run_bootstrap(root.url) == 2
     out = capsys.readouterr()
     assert "permission denied" in out.err
     assert weak not in out.err + out.out
 
 
-def test_unknown_token_exits_2(devvault, monkeypatch, capsys) -> None:
+def test_unknown_token_exits_2(vault_endpoint: VaultEndpoint, monkeypatch, capsys) -> None:
     monkeypatch.setenv("VAULT_TOKEN", "hvs.not-a-real-token")
-    assert run_bootstrap(devvault.addr) == 2
+    assert run_bootstrap(vault_endpoint.addr) == 2
     assert "keybroker vault bootstrap:" in capsys.readouterr().err
 
 
-def test_conflict_exits_2(devvault, monkeypatch, capsys) -> None:
-    monkeypatch.setenv("VAULT_TOKEN", devvault.root_token)
+def test_conflict_exits_2(vault_endpoint: VaultEndpoint, monkeypatch, capsys) -> None:
+    # Found before any write (broker/bootstrap.py preflight): safe on a shared Vault.
+    monkeypatch.setenv("VAULT_TOKEN", vault_endpoint.root_token)
     monkeypatch.setenv("KEYBROKER_KV_MOUNT", "cubbyhole")
-    assert run_bootstrap(devvault.addr) == 2
+    assert run_bootstrap(vault_endpoint.addr) == 2
     assert "conflict, nothing changed" in capsys.readouterr().err
 
 
-def test_invalid_configuration_exits_2(devvault, monkeypatch, capsys) -> None:
-    monkeypatch.setenv("VAULT_TOKEN", devvault.root_token)
+def test_invalid_configuration_exits_2(vault_endpoint: VaultEndpoint, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("VAULT_TOKEN", vault_endpoint.root_token)
     monkeypatch.setenv("KEYBROKER_SITE_EGRESS_IPS", "not-an-ip")
-    assert run_bootstrap(devvault.addr) == 2
+    assert run_bootstrap(vault_endpoint.addr) == 2
     assert "KEYBROKER_SITE_EGRESS_IPS" in capsys.readouterr().err

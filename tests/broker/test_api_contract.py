@@ -321,8 +321,8 @@ def test_trailing_slash_gets_no_redirect_before_authentication(
 def test_use_limited_caller_tokens_are_refused(broker_env: BrokerEnv) -> None:
     """The broker's lookup does not spend a caller's uses, so a token with num_uses would
     work any number of times: it is refused (401) instead."""
-    token = broker_env.root.auth.token.create(
-        policies=["keybroker-intake"], ttl="10m", num_uses=1
-    )["auth"]["client_token"]
+    token = broker_env.root.auth.token.create(policies=["keybroker-intake"], ttl="10m", num_uses=1)[
+        "auth"
+    ]["client_token"]
     with broker_env.http(token) as http:
         assert_envelope(http.get("/v1/accounts/a1/keys"), 401, "unauthorized")

@@ -322,9 +322,11 @@ class KeyStore:
             return await self._write_data(paths, data, cas=base)
         except _CasMismatch:
             now = await self.read_metadata(paths)
-            if now and now.version == base + 1 and now.custom_metadata.get(
-                f"v{base + 1}.txn"
-            ) == txn:
+            if (
+                now
+                and now.version == base + 1
+                and now.custom_metadata.get(f"v{base + 1}.txn") == txn
+            ):
                 return now.updated_at  # our first attempt landed; its answer was lost
             raise VaultUnavailable("Vault failed while the key was being written") from None
         except (VaultUnavailable, VaultRefused) as exc:

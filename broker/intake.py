@@ -27,7 +27,7 @@ from broker.exchanges.base import Credentials, mask_api_key
 from broker.keystore import KeyFacts, KeyStore, StagingLeft, StoredKey
 from broker.layout import KeyPaths
 from broker.metrics import BrokerMetrics
-from broker.reasons import CheckResult, Permissions, Reason, ReasonCode, Severity
+from broker.reasons import CheckResult, Reason, ReasonCode, Severity
 from broker.vault_session import VaultRefused, VaultUnavailable
 
 EXCHANGE_RETRY_AFTER = 5
@@ -324,7 +324,7 @@ class Intake:
                 ReasonCode.EXCHANGE_UNAVAILABLE,
                 f"{exchange} did not answer within {self._settings.check_timeout:g}s",
             )
-            return _unchecked(exchange, role, reason)
+            return CheckResult.refused(exchange, role, reason)  # type: ignore[arg-type]
         finally:
             self._metrics.check_seconds.labels(exchange=exchange).observe(
                 time.perf_counter() - started
@@ -343,16 +343,3 @@ class Intake:
 
 def _codes(reasons: Iterable[Reason]) -> list[str]:
     return [r.code.value for r in reasons]
-
-
-def _unchecked(exchange: str, role: str, reason: Reason) -> CheckResult:
-    return CheckResult(
-        accepted=False,
-        exchange=exchange,
-        role=role,  # type: ignore[arg-type]
-        permissions=Permissions(),
-        ip_restricted=None,
-        ip_whitelist=None,
-        expires_at=None,
-        reasons=[reason],
-    )

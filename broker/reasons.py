@@ -111,6 +111,20 @@ class CheckResult(BaseModel):
     expires_at: datetime | None
     reasons: list[Reason]
 
+    @classmethod
+    def refused(cls, exchange: str, role: Role, reason: Reason) -> CheckResult:
+        """A check that ended before any rights were read: one reason, nothing granted."""
+        return cls(
+            accepted=False,
+            exchange=exchange,
+            role=role,
+            permissions=Permissions(),
+            ip_restricted=None,
+            ip_whitelist=None,
+            expires_at=None,
+            reasons=[reason],
+        )
+
     @property
     def retryable(self) -> bool:
         return any(r.code in RETRYABLE_CODES for r in self.reasons)

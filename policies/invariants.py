@@ -29,18 +29,10 @@ from typing import Literal
 import yaml
 
 from policies.analysis.glob import PatternError, validate_pattern
+from policies.model import ANALYSED_CAPABILITIES
 
 # What an invariant may talk about: Vault's operations that need a capability, and sudo.
-INVARIANT_CAPABILITIES: tuple[str, ...] = (
-    "read",
-    "list",
-    "create",
-    "update",
-    "patch",
-    "delete",
-    "recover",
-    "sudo",
-)
+INVARIANT_CAPABILITIES = ANALYSED_CAPABILITIES
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 
 Effect = Literal["deny", "allow"]

@@ -33,6 +33,9 @@ OPERATIONS: tuple[str, ...] = (
     "recover",
     "help",
 )
+# What the analysis, the invariants and the lint rules ask about: every operation that
+# needs a capability, plus sudo (the matched rule's root privileges).
+ANALYSED_CAPABILITIES: tuple[str, ...] = (*(op for op in OPERATIONS if op != "help"), "sudo")
 
 
 @dataclass(frozen=True)

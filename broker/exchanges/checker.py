@@ -19,7 +19,7 @@ from broker.exchanges.base import Credentials
 from broker.exchanges.client import ClientFactory
 from broker.exchanges.errors import reason
 from broker.exchanges.registry import get_adapter
-from broker.reasons import CheckResult, Inspection, Permissions, Reason, ReasonCode
+from broker.reasons import CheckResult, Inspection, Reason, ReasonCode
 
 log = logging.getLogger(__name__)
 
@@ -93,16 +93,7 @@ class KeyChecker:
             raise ValueError(f"role must be site or robot, not {role!r}")
         outcome = await self.inspect(exchange, credentials)
         if isinstance(outcome, Reason):
-            return CheckResult(
-                accepted=False,
-                exchange=exchange,
-                role=role,  # type: ignore[arg-type]
-                permissions=Permissions(),
-                ip_restricted=None,
-                ip_whitelist=None,
-                expires_at=None,
-                reasons=[outcome],
-            )
+            return CheckResult.refused(exchange, role, outcome)  # type: ignore[arg-type]
         if self._egress_proven(outcome, role):
             outcome = outcome.model_copy(update={"ip_whitelist_verified": True})
         reasons = rules.evaluate(outcome, role, self._settings, now=now)

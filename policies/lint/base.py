@@ -15,12 +15,12 @@ from typing import ClassVar, Literal
 
 from policies.analysis import Counterexample, Principal, find_granted, shape_of
 from policies.analysis.glob import example_path, may_overlap
-from policies.model import OPERATIONS, PathRule, Policy
+from policies.model import ANALYSED_CAPABILITIES, PathRule, Policy
 
 Severity = Literal["error", "warning", "note"]
 WRITE_CAPABILITIES: tuple[str, ...] = ("create", "update", "patch", "delete", "sudo")
 # Every operation a capability grants (help needs none), and sudo.
-ALL_CAPABILITIES: tuple[str, ...] = (*(op for op in OPERATIONS if op != "help"), "sudo")
+ALL_CAPABILITIES = ANALYSED_CAPABILITIES
 
 
 @dataclass(frozen=True)

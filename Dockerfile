@@ -10,7 +10,6 @@ RUN python -m venv /opt/keybroker
 COPY pyproject.toml README.md ./
 COPY broker ./broker
 COPY policies ./policies
-COPY infra ./infra
 RUN /opt/keybroker/bin/pip install . \
  && /opt/keybroker/bin/python -m compileall -q /opt/keybroker
 
@@ -26,4 +25,4 @@ EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=5s --retries=3 \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=3)"]
 # Unwraps the AppRole secret-id (if delivered), then runs `keybroker serve`.
-ENTRYPOINT ["python", "-m", "infra.launcher"]
+ENTRYPOINT ["python", "-m", "broker.launcher"]

@@ -50,7 +50,7 @@ from broker.bootstrap import (  # noqa: E402
 from broker.config import Settings  # noqa: E402
 from broker.exchanges import Credentials, KeyChecker  # noqa: E402
 from broker.layout import INTAKE_POLICY, SITE_BACKEND_POLICY, layout_from_settings  # noqa: E402
-from broker.sandbox.keys import ROBOT_EGRESS_IP  # noqa: E402
+from keybroker_dev.sandbox.keys import ROBOT_EGRESS_IP  # noqa: E402
 
 
 def _free_port() -> int:

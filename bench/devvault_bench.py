@@ -71,7 +71,7 @@ class Figures:
 def devvault(in_process: bool) -> Iterator[tuple[str, str, int | None]]:
     token = "hvs." + secrets.token_urlsafe(18)
     if in_process:
-        from broker.devvault.server import DevVaultServer
+        from keybroker_dev.devvault.server import DevVaultServer
 
         with DevVaultServer(root_token=token) as srv:
             yield srv.addr, token, None

@@ -35,7 +35,7 @@ WAVE_EXCHANGES = ("binance", "okx", "bybit", "kucoin", "gate", "bitget", "htx", 
 
 def serve_sandbox(conn: Connection) -> None:
     """Child process: the sandbox; obeys ("latency", seconds) and ("stop",) messages."""
-    from broker.sandbox import SandboxServer
+    from keybroker_dev.sandbox import SandboxServer
 
     with SandboxServer() as sandbox:
         keys = {

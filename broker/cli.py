@@ -7,10 +7,12 @@ in the module that owns it and is imported when the command runs, so that
 
 from __future__ import annotations
 
+import importlib
 import sys
 from enum import StrEnum
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -27,6 +29,27 @@ policy_app = typer.Typer(
 )
 vault_app = typer.Typer(help="Operate on an existing Vault.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
+
+
+def _version(show: bool) -> None:
+    if show:
+        try:
+            typer.echo(f"keybroker {version('keybroker')}")
+        except PackageNotFoundError:  # running from a checkout that was never installed
+            typer.echo("keybroker (not installed: no version metadata)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Checks crypto-exchange API keys with the exchange and keeps them in HashiCorp Vault."""
+
+
 app.add_typer(vault_app, name="vault")
 
 
@@ -75,8 +98,7 @@ def dev(
     ] = (VaultMode.devvault),
 ) -> None:
     """Run Vault, the exchange sandbox and the broker locally, all on loopback."""
-    from broker.devmode import run
-
+    run = _dev_tool("keybroker_dev.devmode", "run")
     raise typer.Exit(run(state_file=state_file, vault_mode=vault.value))
 
 
@@ -195,8 +217,7 @@ def devvault(
     ] = None,
 ) -> None:
     """Run only the in-memory Vault-API-compatible server, unsealed, until interrupted."""
-    from broker.devvault.server import run_forever
-
+    run_forever = _dev_tool("keybroker_dev.devvault.server", "run_forever")
     raise typer.Exit(run_forever(host=host, port=port, root_token=root_token))
 
 
@@ -209,9 +230,24 @@ def sandbox(
     ] = None,
 ) -> None:
     """Run only the exchange sandbox; prints its base URL, exchange URLs and keys as JSON."""
-    from broker.sandbox.server import run_forever
-
+    run_forever = _dev_tool("keybroker_dev.sandbox.server", "run_forever")
     raise typer.Exit(run_forever(host=host, port=port, keys_file=keys))
+
+
+def _dev_tool(module: str, name: str) -> Any:
+    """A function of the doubles' distribution, or a clear exit when it is not installed."""
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not exc.name.startswith("keybroker_dev"):
+            raise
+        typer.echo(
+            "error: this command runs keybroker's local doubles (devvault, the exchange "
+            "sandbox), which are not installed. From a checkout: pip install ./devtools "
+            "(or run `make dev`).",
+            err=True,
+        )
+        raise typer.Exit(2) from None
 
 
 def main() -> None:

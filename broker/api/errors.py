@@ -111,7 +111,11 @@ def install_error_handlers(app: FastAPI) -> None:
         message = {404: "no such endpoint", 405: "method not allowed on this endpoint"}.get(
             exc.status_code, code.replace("_", " ")
         )
-        return error_response(ApiError(exc.status_code, code, message, headers=exc.headers))
+        return error_response(
+            ApiError(
+                exc.status_code, code, message, headers=dict(exc.headers) if exc.headers else None
+            )
+        )
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         return error_response(ApiError(400, "invalid_request", "the request is malformed"))

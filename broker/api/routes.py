@@ -7,7 +7,7 @@ contract's 400 without the offending input echoed back.
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from anyio import to_thread
 from fastapi import APIRouter, Depends, Request, Response
@@ -38,7 +38,9 @@ intake_caller = require(INTAKE_POLICY)
 site_backend_caller = require(SITE_BACKEND_POLICY)
 any_caller = require(None)
 
-_ERRORS = {status: {"model": ErrorBody} for status in (400, 401, 403, 404, 413, 422, 503)}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody} for status in (400, 401, 403, 404, 413, 422, 503)
+}
 
 
 def _body_schema(model: type[BaseModel]) -> dict:

@@ -4,7 +4,7 @@ Hardened: non-root user, read-only root filesystem, no-new-privileges, every
 capability dropped, memory and CPU limits, a health check. Its Vault credentials are
 an AppRole role-id (not secret, an env var) and a secret-id that only exists
 response-wrapped: the single-use wrapping token is a file (a secret input) in a small
-volume, and `infra.launcher` unwraps it at start and deletes it. No secret is ever a
+volume, and `broker.launcher` unwraps it at start and deletes it. No secret is ever a
 container environment variable.
 
 Why a seed container: the Docker provider uploads files by copying a tar to "/" of

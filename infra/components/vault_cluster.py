@@ -114,7 +114,7 @@ class VaultCluster(pulumi.ComponentResource):
             )
         )
         node_key: pulumi.Output[str] = tls.key_pems.apply(lambda keys: keys[index])
-        key_pem: pulumi.Output[str] = pulumi.Output.secret(node_key)  # type: ignore[arg-type]  # SDK stub infers T=Never
+        key_pem: pulumi.Output[str] = pulumi.Output.secret(node_key)
         envs = [
             f"VAULT_ADDR=https://127.0.0.1:{vault_hcl.API_PORT}",  # for the health check CLI
             f"VAULT_CACERT={vault_hcl.CA_FILE}",

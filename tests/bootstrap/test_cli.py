@@ -16,8 +16,8 @@ import hvac
 import pytest
 
 from broker.bootstrap import apply_layout, create_caller_token, run_bootstrap
-from broker.devvault.server import DevVaultServer
 from broker.layout import INTAKE_POLICY, build_layout
+from keybroker_dev.devvault.server import DevVaultServer
 from tests.fixtures.vault import VaultEndpoint, real_vault_from_env
 
 REPO = Path(__file__).resolve().parents[2]

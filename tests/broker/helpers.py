@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from broker.sandbox.keys import SandboxKey
+from keybroker_dev.sandbox.keys import SandboxKey
 
 
 def key_body(key: SandboxKey, name: str = "Main key") -> dict[str, Any]:

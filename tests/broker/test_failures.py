@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from broker.sandbox.keys import ROBOT_EGRESS_IP, new_key
+from keybroker_dev.sandbox.keys import ROBOT_EGRESS_IP, new_key
 from tests.broker.helpers import assert_envelope, key_body
 from tests.fixtures.broker import BrokerEnv, new_account
 

@@ -24,8 +24,8 @@ import hvac.exceptions
 import pytest
 import requests
 
-from broker import devmode
-from broker.devmode import DevModeError, DevStack, DevState, next_steps, write_state_file
+from keybroker_dev import devmode
+from keybroker_dev.devmode import DevModeError, DevStack, DevState, next_steps, write_state_file
 
 REPO = Path(__file__).resolve().parents[2]
 STATE_KEYS = {
@@ -247,7 +247,7 @@ FAKE_VAULT = """#!{python}
 import os, sys
 assert sys.argv[1:] == ["server", "-dev", "-dev-no-store-token"], sys.argv
 host, port = os.environ["VAULT_DEV_LISTEN_ADDRESS"].rsplit(":", 1)
-from broker.devvault.server import run_forever
+from keybroker_dev.devvault.server import run_forever
 sys.exit(run_forever(host, int(port), os.environ["VAULT_DEV_ROOT_TOKEN_ID"]))
 """
 
@@ -284,7 +284,7 @@ def test_binary_mode_runs_vault_server_dev_as_a_child(tmp_path: Path, monkeypatc
 
 
 def test_dev_state_repr_holds_no_secret() -> None:
-    from broker.devmode import DevState
+    from keybroker_dev.devmode import DevState
 
     canary = "CANARY-devstate-0123456789"
     state = DevState(

@@ -16,7 +16,7 @@ import hvac
 import pytest
 import requests
 
-from broker.devvault.server import DevVaultServer
+from keybroker_dev.devvault.server import DevVaultServer
 from tests.fixtures.vault import (
     VaultEndpoint,
     real_vault_from_env,

@@ -19,8 +19,8 @@ import hvac
 import pytest
 import requests
 
-from broker.devvault.faults import RemoteFaults
-from broker.devvault.server import DevVaultServer
+from keybroker_dev.devvault.faults import RemoteFaults
+from keybroker_dev.devvault.server import DevVaultServer
 
 CANARY_SECRET = "canary-secret-7f3a9d"
 
@@ -310,7 +310,7 @@ def test_stopped_server_answers_nothing_even_on_kept_alive_connections() -> None
 
 
 def test_request_objects_do_not_show_tokens_or_bodies() -> None:
-    from broker.devvault.protocol import Request
+    from keybroker_dev.devvault.protocol import Request
 
     request = Request(
         "POST",

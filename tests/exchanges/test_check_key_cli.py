@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from broker.cli import app
 from broker.reasons import CheckResult
-from broker.sandbox import SandboxServer
-from broker.sandbox.keys import ROBOT_EGRESS_IP
+from keybroker_dev.sandbox import SandboxServer
+from keybroker_dev.sandbox.keys import ROBOT_EGRESS_IP
 
 runner = CliRunner()
 

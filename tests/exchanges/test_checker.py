@@ -13,8 +13,8 @@ from broker.config import Settings
 from broker.exchanges.base import Credentials
 from broker.exchanges.checker import KeyChecker
 from broker.exchanges.client import ClientFactory, redirect_urls
-from broker.sandbox import SandboxServer
-from broker.sandbox.keys import ROBOT_EGRESS_IP
+from keybroker_dev.sandbox import SandboxServer
+from keybroker_dev.sandbox.keys import ROBOT_EGRESS_IP
 
 
 def creds(sandbox: SandboxServer, exchange: str, label: str) -> Credentials:

@@ -1,4 +1,4 @@
-"""End to end through real ccxt signing against the exchange sandbox (broker/sandbox).
+"""End to end through real ccxt signing against the exchange sandbox (keybroker_dev.sandbox).
 
 Every scenario of the issue's acceptance list, on every exchange, through
 `check_key` (the `keybroker check-key` implementation): the JSON it prints is the
@@ -23,8 +23,8 @@ import pytest
 from broker.config import Settings
 from broker.exchanges.cli import check_key
 from broker.exchanges.registry import ADAPTERS
-from broker.sandbox import SandboxKey, SandboxServer
-from broker.sandbox.keys import ROBOT_EGRESS_IP
+from keybroker_dev.sandbox import SandboxKey, SandboxServer
+from keybroker_dev.sandbox.keys import ROBOT_EGRESS_IP
 
 EXCHANGES = sorted(ADAPTERS)
 PASSPHRASE_EXCHANGES = sorted(e for e, a in ADAPTERS.items() if a.requires_passphrase)

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from moto import mock_aws
 
-from broker.devvault.server import DevVaultServer
 from infra.providers.clients import AwsTarget
+from keybroker_dev.devvault.server import DevVaultServer
 from tests.fixtures.vault import real_vault_from_env
 
 REGION = "eu-west-1"

@@ -16,10 +16,9 @@ import hvac
 import hvac.exceptions
 import pytest
 
-from broker.devvault.server import DevVaultServer
+from broker.launcher import LaunchError, unwrap_secret_id
 from broker.layout import BROKER_POLICY, build_layout
 from infra import vault_hcl
-from infra.launcher import LaunchError, unwrap_secret_id
 from infra.layout_props import layout_to_props
 from infra.providers.approle import BrokerSecretIdProvider
 from infra.providers.clients import AwsTarget, ProviderError
@@ -27,6 +26,7 @@ from infra.providers.kms import KmsKeyProvider
 from infra.providers.root_token import RootTokenRevocationProvider
 from infra.providers.vault_config import VaultConfigProvider
 from infra.providers.vault_init import VaultInitProvider, secret_names
+from keybroker_dev.devvault.server import DevVaultServer
 from tests.infra.conftest import REGION
 
 PREFIX = "keybroker/test"
@@ -323,7 +323,7 @@ def test_root_token_revocation(
 def test_launcher_main_refuses_to_start_without_its_secret_id(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from infra import launcher
+    from broker import launcher
 
     monkeypatch.setenv(launcher.WRAPPED_FILE_ENV, str(tmp_path / "gone.wrap"))
     assert launcher.main() == 2

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import ccxt.async_support as ccxt
 
-from broker.sandbox import SandboxKey
+from keybroker_dev.sandbox import SandboxKey
 
 
 @cache

@@ -12,7 +12,7 @@ from typing import Any
 
 import ccxt
 
-from broker.sandbox import SandboxKey
+from keybroker_dev.sandbox import SandboxKey
 
 Outcome = tuple[type[Exception], str]  # ccxt exception class, code/text in its message
 Rights = tuple[bool, bool, Any]  # (can trade, can withdraw, ip facts)

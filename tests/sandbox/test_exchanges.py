@@ -15,7 +15,7 @@ from typing import Any
 import ccxt.async_support as ccxt_async
 import pytest
 
-from broker.sandbox import SandboxKey, SandboxServer
+from keybroker_dev.sandbox import SandboxKey, SandboxServer
 from tests.sandbox.ccxt_client import client
 from tests.sandbox.specs import BY_NAME, SPECS, Outcome, Spec
 

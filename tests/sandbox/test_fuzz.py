@@ -9,10 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
-from broker.sandbox.base import Refusal, SandboxRequest
-from broker.sandbox.catalog import SIMULATORS
-from broker.sandbox.keys import default_keys
-from broker.sandbox.state import SandboxState
+from keybroker_dev.sandbox.base import Refusal, SandboxRequest
+from keybroker_dev.sandbox.catalog import SIMULATORS
+from keybroker_dev.sandbox.keys import default_keys
+from keybroker_dev.sandbox.state import SandboxState
 
 # Headers and parameters the twelve exchanges read, so the fuzzer reaches their parsers.
 AUTH_NAMES = [

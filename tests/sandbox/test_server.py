@@ -9,8 +9,8 @@ import sys
 import aiohttp
 import pytest
 
-from broker.sandbox import SandboxKey, SandboxKeyError, SandboxServer, SandboxStateError
-from broker.sandbox.keys import EXCHANGES, PASSPHRASE_EXCHANGES, new_key
+from keybroker_dev.sandbox import SandboxKey, SandboxKeyError, SandboxServer, SandboxStateError
+from keybroker_dev.sandbox.keys import EXCHANGES, PASSPHRASE_EXCHANGES, new_key
 
 LABELS = {
     "read_only",
@@ -101,14 +101,14 @@ def test_keys_file_round_trip(tmp_path) -> None:
     keys = [new_key("kucoin", "mine", key_version=1, ip_whitelist=["203.0.113.10"])]
     path = tmp_path / "keys.json"
     path.write_text(json.dumps([key.to_json() for key in keys]))
-    from broker.sandbox.keys import load_keys_file
+    from keybroker_dev.sandbox.keys import load_keys_file
 
     loaded = load_keys_file(path)
     assert loaded == keys
 
 
 def test_keys_file_errors_are_typed(tmp_path) -> None:
-    from broker.sandbox.keys import load_keys_file
+    from keybroker_dev.sandbox.keys import load_keys_file
 
     path = tmp_path / "keys.json"
     path.write_text("{not json")
@@ -257,7 +257,7 @@ def test_cli_prints_the_description_as_its_first_line(tmp_path) -> None:
 
 
 def test_run_forever_refuses_a_bad_keys_file(tmp_path, capsys) -> None:
-    from broker.sandbox import run_forever
+    from keybroker_dev.sandbox import run_forever
 
     keys_file = tmp_path / "keys.json"
     keys_file.write_text('{"not": "a list"}')

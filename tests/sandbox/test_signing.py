@@ -15,8 +15,8 @@ import aiohttp
 import ccxt.async_support as ccxt_async
 import pytest
 
-from broker.sandbox import SandboxKey, SandboxServer
-from broker.sandbox.keys import new_key
+from keybroker_dev.sandbox import SandboxKey, SandboxServer
+from keybroker_dev.sandbox.keys import new_key
 from tests.sandbox.ccxt_client import client
 from tests.sandbox.specs import BY_NAME, SPECS, Spec
 

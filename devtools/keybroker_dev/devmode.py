@@ -1,0 +1,394 @@
+"""`keybroker dev`: Vault, the exchange sandbox and the broker on loopback (CONTRACTS.md §6).
+
+One process tree: devvault and the sandbox run in this process (threads), or a real
+`vault server -dev` child with `--vault binary`. The layout is applied with the same
+`apply_layout` as `keybroker vault bootstrap`; the broker logs in with its own AppRole
+and sends its exchange requests to the sandbox. Connection details (which include
+tokens and sandbox secrets) go only to the state file, created with mode 0600; the
+terminal gets the file's path and commands that read it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from contextlib import ExitStack, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, Protocol
+
+import hvac
+import requests
+
+from broker.bootstrap import apply_layout, create_caller_token, issue_approle_credentials
+from broker.layout import INTAKE_POLICY, SITE_BACKEND_POLICY, build_layout
+
+ROBOT_EGRESS_IP = (
+    "203.0.113.10"  # the sandbox's simulated client IP (devtools/keybroker_dev/sandbox/keys.py)
+)
+LOOPBACK_CIDR = "127.0.0.1/32"
+CALLER_TOKEN_TTL = "24h"
+VAULT_START_TIMEOUT = 30.0
+
+Say = Callable[[str], None]
+
+
+class DevModeError(Exception):
+    """Dev mode cannot start; the message says what to do."""
+
+
+class _Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+@dataclass
+class DevState:
+    """What the state file holds (CONTRACTS.md §6, plus the robot's AppRole).
+
+    Tokens, sandbox keys and the secret-id belong in the 0600 file only, never in a repr.
+    """
+
+    broker_url: str
+    vault_addr: str
+    root_token: str = field(repr=False)
+    intake_token: str = field(repr=False)
+    site_backend_token: str = field(repr=False)
+    sandbox_url: str
+    sandbox_keys: dict[str, dict[str, dict[str, str]]] = field(repr=False)
+    robot_role_id: str
+    robot_secret_id: str = field(repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+# --- the state file ----------------------------------------------------------------------
+
+
+def _private_dir(path: Path) -> None:
+    """Create the state file's directory 0700. An existing one is left as it is: the
+    user may have pointed --state-file into a shared directory such as /tmp."""
+    if not path.exists():
+        path.mkdir(mode=0o700, parents=True)
+
+
+def write_state_file(path: Path, state: DevState) -> None:
+    """Write atomically; the file is 0600 from its first byte, its new parent dir 0700."""
+    parent = path.parent
+    _private_dir(parent)
+    tmp = parent / f".{path.name}.{os.getpid()}.tmp"
+    with suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(state.to_json(), out, indent=2)
+        out.write("\n")
+    os.replace(tmp, path)
+
+
+# --- Vault: in-process devvault or a `vault server -dev` child ---------------------------
+
+
+class _BinaryVault:
+    """A real `vault server -dev` on a free loopback port; stopped with SIGTERM."""
+
+    def __init__(self, log_path: Path) -> None:
+        binary = shutil.which("vault")
+        if binary is None:
+            raise DevModeError(
+                "--vault binary needs a `vault` binary on PATH; install Vault or use"
+                " --vault devvault (the in-memory server)"
+            )
+        self.root_token = secrets.token_urlsafe(24)
+        port = _free_port()
+        self.addr = f"http://127.0.0.1:{port}"
+        env = dict(os.environ)
+        # Passed in the environment rather than argv, so `ps` does not show the token.
+        env["VAULT_DEV_ROOT_TOKEN_ID"] = self.root_token
+        env["VAULT_DEV_LISTEN_ADDRESS"] = f"127.0.0.1:{port}"
+        # The dev server prints its root token: the log is as private as the state file.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        self._log = os.fdopen(os.open(log_path, flags, 0o600), "ab")
+        self._proc = subprocess.Popen(  # noqa: S603 - fixed argv, binary from PATH
+            # -dev-no-store-token: leave the user's ~/.vault-token alone.
+            [binary, "server", "-dev", "-dev-no-store-token"],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + VAULT_START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise DevModeError(f"`vault server -dev` exited with {self._proc.returncode}")
+            with suppress(requests.RequestException):
+                if requests.get(f"{self.addr}/v1/sys/health", timeout=1).status_code == 200:
+                    return
+            time.sleep(0.1)
+        self.stop()
+        raise DevModeError("`vault server -dev` did not become ready in time")
+
+    def stop(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._log.close()
+
+
+def _import_broker() -> None:
+    with suppress(ImportError):  # reported properly when the broker is started
+        importlib.import_module("broker.api.app")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --- the whole stack ---------------------------------------------------------------------
+
+
+class DevStack:
+    """Starts the parts in order and stops them in reverse, also when a start fails."""
+
+    def __init__(self, state_file: Path, vault_mode: str, say: Say) -> None:
+        if vault_mode not in ("devvault", "binary"):
+            raise DevModeError(f"unknown vault mode {vault_mode!r}: use devvault or binary")
+        self.state_file = state_file
+        self.vault_mode = vault_mode
+        self.say = say
+        self._stack = ExitStack()
+        self.state: DevState | None = None
+
+    def start(self) -> DevState:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        self._stack.close()
+
+    def _own(self, part: _Stoppable) -> None:
+        self._stack.callback(part.stop)
+
+    def _start(self) -> DevState:
+        _private_dir(self.state_file.parent)  # before anything writes logs into it
+        # The broker's imports (FastAPI, ccxt) take seconds: load them while Vault and
+        # the sandbox start.
+        warm_up = threading.Thread(target=_import_broker, name="import-broker", daemon=True)
+        warm_up.start()
+        vault_addr, root_token = self._start_vault()
+        self.say(f"  Vault: {vault_addr}")
+        sandbox = self._start_sandbox()
+        self.say(f"  sandbox: {sandbox.base_url} ({len(sandbox.exchange_urls)} exchanges)")
+        client = hvac.Client(url=vault_addr, token=root_token, timeout=10)
+
+        self.say("Applying the Vault layout (mount, policies, token role, AppRoles)")
+        # Site tokens are bound to loopback (the site runs here); the robot logs in
+        # from loopback too. ROBOT_EGRESS_IP is the robot's address *at the exchange*.
+        layout = build_layout(site_token_cidrs=(LOOPBACK_CIDR,), robot_cidrs=(LOOPBACK_CIDR,))
+        apply_layout(client, layout, on_step=lambda line: self.say(f"  {line}"))
+        broker_creds = issue_approle_credentials(client, "keybroker-broker")
+        robot_creds = issue_approle_credentials(client, "keybroker-robot")
+        intake_token = create_caller_token(
+            client, [INTAKE_POLICY], CALLER_TOKEN_TTL, display_name="dev-intake"
+        )
+        site_backend_token = create_caller_token(
+            client, [SITE_BACKEND_POLICY], CALLER_TOKEN_TTL, display_name="dev-site-backend"
+        )
+
+        broker_url = self._start_broker(
+            vault_addr=vault_addr,
+            role_id=broker_creds.role_id,
+            secret_id=broker_creds.secret_id,
+            exchange_urls=dict(sandbox.exchange_urls),
+            mount=layout.mount,
+        )
+        self.say(f"  broker: {broker_url}")
+        self.state = DevState(
+            broker_url=broker_url,
+            vault_addr=vault_addr,
+            root_token=root_token,
+            intake_token=intake_token,
+            site_backend_token=site_backend_token,
+            sandbox_url=sandbox.base_url,
+            sandbox_keys={
+                exchange: {label: key.credentials() for label, key in labels.items()}
+                for exchange, labels in sandbox.keys.items()
+            },
+            robot_role_id=robot_creds.role_id,
+            robot_secret_id=robot_creds.secret_id,
+        )
+        write_state_file(self.state_file, self.state)
+        # In-memory Vault and tokens die with us: leave no stale credentials behind.
+        self._stack.callback(self._remove_state_file)
+        return self.state
+
+    def _start_vault(self) -> tuple[str, str]:
+        if self.vault_mode == "binary":
+            self.say("Starting Vault (`vault server -dev`)")
+            vault = _BinaryVault(self.state_file.parent / "vault.log")
+            self._own(vault)
+            return vault.addr, vault.root_token
+        self.say("Starting Vault (devvault, in memory)")
+        try:
+            from keybroker_dev.devvault.server import DevVaultServer
+        except ImportError as exc:
+            raise DevModeError(f"devvault is not available ({exc})") from None
+
+        server = DevVaultServer(host="127.0.0.1", port=0).start()
+        self._own(server)
+        return str(server.addr), str(server.root_token)
+
+    def _start_sandbox(self) -> Any:
+        self.say("Starting the exchange sandbox")
+        from keybroker_dev.sandbox import SandboxServer
+
+        sandbox = SandboxServer(host="127.0.0.1", port=0, client_ip=ROBOT_EGRESS_IP).start()
+        self._own(sandbox)
+        return sandbox
+
+    def _start_broker(
+        self,
+        *,
+        vault_addr: str,
+        role_id: str,
+        secret_id: str,
+        exchange_urls: dict[str, str],
+        mount: str,
+    ) -> str:
+        self.say("Starting the broker")
+        from broker.config import load_settings
+
+        try:
+            from broker.api.server import start_in_thread
+        except ImportError as exc:
+            raise DevModeError(f"the broker service is not available ({exc})") from None
+
+        settings = load_settings(
+            vault_addr=vault_addr,
+            vault_token=None,
+            vault_role_id=role_id,
+            vault_secret_id=secret_id,
+            kv_mount=mount,
+            exchanges=sorted(exchange_urls),
+            exchange_urls=exchange_urls,
+            robot_egress_ips=[ROBOT_EGRESS_IP],
+            # The sandbox sees the broker at the robot's egress too, so a signed call that
+            # succeeds proves a whitelist the exchange will not list (Binance).
+            broker_egress_ip=ROBOT_EGRESS_IP,
+            site_egress_ips=[LOOPBACK_CIDR],
+            listen="127.0.0.1:0",
+            audit_log=self.state_file.parent / "audit.log",
+        )
+        running = start_in_thread(settings, host="127.0.0.1", port=0)
+        self._own(running)
+        return str(running.url).rstrip("/")
+
+    def _remove_state_file(self) -> None:
+        with suppress(FileNotFoundError):
+            self.state_file.unlink()
+
+
+# --- `keybroker dev` ---------------------------------------------------------------------
+
+
+def next_steps(state_file: Path) -> str:
+    """What to try first; every secret is read from the state file, none is printed."""
+    s = str(state_file)
+    return f"""
+keybroker dev is running. Connection details, tokens and sandbox keys: {s} (mode 0600).
+
+Try it (needs curl and jq):
+
+  S={s}
+  # submit the sandbox's read-only Binance key as alice's site key
+  jq '.sandbox_keys.binance.read_only + {{name: "alice main"}}' $S |
+    curl -s -X PUT "$(jq -r .broker_url $S)/v1/accounts/alice/keys/binance/site" \\
+      -H "Authorization: Bearer $(jq -r .intake_token $S)" \\
+      -H 'Content-Type: application/json' -d @- | jq .
+  # a key that can withdraw is refused (422, reason withdraw_enabled)
+  jq '.sandbox_keys.binance.withdraw_enabled + {{name: "risky"}}' $S |
+    curl -s -X PUT "$(jq -r .broker_url $S)/v1/accounts/alice/keys/binance/site" \\
+      -H "Authorization: Bearer $(jq -r .intake_token $S)" \\
+      -H 'Content-Type: application/json' -d @- | jq .
+  # a short-lived site token, then the site key read straight from Vault
+  TOKEN=$(curl -s -X POST "$(jq -r .broker_url $S)/v1/site-tokens" \\
+      -H "Authorization: Bearer $(jq -r .site_backend_token $S)" -d '{{}}' | jq -r .token)
+  curl -s -H "X-Vault-Token: $TOKEN" \\
+      "$(jq -r .vault_addr $S)/v1/exchange-keys/data/site/alice/binance" | jq .data.metadata
+
+Services use broker/client.py (docs/client.md). Press Ctrl-C to stop everything.
+"""
+
+
+class _Interrupted(BaseException):  # BaseException: no `except Exception` swallows it
+    """SIGINT/SIGTERM arrived while the stack was still starting."""
+
+
+def run(state_file: Path, vault_mode: str) -> int:
+    """Start everything, print what to do next, and run until SIGINT or SIGTERM.
+
+    Exit 0 after a clean stop, 2 when dev mode cannot start as asked (e.g. no `vault`
+    binary), 1 when a part failed to start, 130 when interrupted during start-up.
+    """
+    say: Say = lambda line: print(line, flush=True)  # noqa: E731
+    stop = threading.Event()
+    ready = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+        if not ready.is_set():  # abandon the start-up; DevStack.start stops what runs
+            raise _Interrupted
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    started = time.monotonic()
+    stack: DevStack | None = None
+    try:
+        stack = DevStack(Path(state_file), vault_mode, say)
+        stack.start()
+        ready.set()
+        say(f"Ready in {time.monotonic() - started:.1f}s.")
+        say(next_steps(Path(state_file)))
+        while not stop.wait(0.5):
+            pass
+        say("Stopping...")
+        return 0
+    except _Interrupted:
+        say("Interrupted during start-up.")
+        return 130
+    except DevModeError as exc:
+        print(f"keybroker dev: {exc}", file=sys.stderr, flush=True)
+        return 2
+    except Exception as exc:
+        # Our parts' errors carry no secrets (hvac/requests name the URL, not the token).
+        print(f"keybroker dev: start-up failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        ready.set()  # a late signal must not raise inside the clean-up below
+        if stack is not None:
+            stack.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if stop.is_set():
+            say("Stopped.")

@@ -6,7 +6,7 @@ differs, and reports each step as changed or already in place. Conflicts that ca
 be fixed without destroying data (a mount or audit device of the same name but another
 kind) are detected before anything is written, so a failed run changes nothing.
 
-Vault API facts relied on: reference/vault.md §3 (KV v2 config), §4.3 (token roles),
+Vault API facts relied on: docs/facts/vault.md §3 (KV v2 config), §4.3 (token roles),
 §4.5 (mounts, audit devices, ACL policies), §5 (AppRole, hvac method map).
 """
 

@@ -1,7 +1,7 @@
 """Who is calling: the caller's Vault token resolved to its policies.
 
 `Authorization: Bearer <token>` is looked up with `POST auth/token/lookup` using the
-broker's own token (CONTRACTS.md §3). Answers are cached briefly (`caller_cache_ttl`,
+broker's own token (docs/contracts.md §3). Answers are cached briefly (`caller_cache_ttl`,
 never beyond the token's own expiry) in a bounded map keyed by a hash of the token, so
 a burst of requests costs one lookup, and a revoked token stops working within the TTL.
 """

@@ -1,4 +1,4 @@
-"""`keybroker` command line (CONTRACTS.md §5).
+"""`keybroker` command line (docs/contracts.md §5).
 
 This module only declares the commands and their options; each command's work lives
 in the module that owns it and is imported when the command runs, so that
@@ -82,7 +82,7 @@ class VaultMode(StrEnum):
 
 @app.command()
 def serve() -> None:
-    """Run the broker from configuration (KEYBROKER_* environment, CONTRACTS.md §7)."""
+    """Run the broker from configuration (KEYBROKER_* environment, docs/contracts.md §7)."""
     from broker.api.server import serve as run
 
     raise typer.Exit(run())
@@ -251,5 +251,5 @@ def _dev_tool(module: str, name: str) -> Any:
 
 
 def main() -> None:
-    # Typer/click already exit 2 on usage errors, as CONTRACTS.md §5 asks.
+    # Typer/click already exit 2 on usage errors, as docs/contracts.md §5 asks.
     sys.exit(app())

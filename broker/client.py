@@ -24,9 +24,9 @@ Both renew their Vault token before it expires. Errors are typed (KeyNotFound,
 AccessDenied, VaultUnavailable, BrokerUnavailable) and their messages, like the
 key objects' repr and the log lines, never hold a secret or a token.
 
-Vault API facts relied on: reference/vault.md §3 (KV v2 data/metadata reads, 404 on
+Vault API facts relied on: docs/facts/vault.md §3 (KV v2 data/metadata reads, 404 on
 deleted keys), §4.2 (error statuses), §5 (AppRole login); the broker's site-token
-endpoint: CONTRACTS.md §3.
+endpoint: docs/contracts.md §3.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class KeyBrokerClientError(Exception):
 
 
 class InvalidIdentifier(KeyBrokerClientError, ValueError):
-    """An account or exchange id that could not be a key path (CONTRACTS.md §2)."""
+    """An account or exchange id that could not be a key path (docs/contracts.md §2)."""
 
 
 class KeyNotFound(KeyBrokerClientError):
@@ -113,7 +113,7 @@ class ExchangeKey:
 
 
 def _mask(api_key: str) -> str:
-    # CONTRACTS.md §3: at most the first 4 and last 4 characters.
+    # docs/contracts.md §3: at most the first 4 and last 4 characters.
     return f"{api_key[:4]}...{api_key[-4:]}" if len(api_key) > 12 else "***"
 
 

@@ -1,4 +1,4 @@
-"""Broker configuration: environment variables with the `KEYBROKER_` prefix (CONTRACTS.md §7).
+"""Broker configuration: environment variables with the `KEYBROKER_` prefix (docs/contracts.md §7).
 
 A config file (YAML or JSON) may be given with `KEYBROKER_CONFIG_FILE`; environment
 variables override it. Durations accept Vault's syntax (`90s`, `5m`, `1h`) or seconds.
@@ -103,7 +103,7 @@ class Settings(BaseSettings):
     check_timeout: Seconds = 10.0
     listen: str = "127.0.0.1:8080"
 
-    # Extensions (not in CONTRACTS.md §7, compatible additions).
+    # Extensions (not in docs/contracts.md §7, compatible additions).
     audit_log: Path | None = None  # JSON lines; stderr when unset
     audit_hmac_key: SecretStr | None = (
         None  # identifies keys in audit lines; random per process when unset

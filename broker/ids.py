@@ -1,4 +1,4 @@
-"""Identifier validation (CONTRACTS.md §2 "Identifiers").
+"""Identifier validation (docs/contracts.md §2 "Identifiers").
 
 Every identifier that becomes part of a Vault path goes through here first, so that no
 request can name a path outside its own key: no `..`, no `/` (raw or `%2f`), no NUL or

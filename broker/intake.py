@@ -6,7 +6,7 @@
        destroyed) under a per-key lock -> audit -> the stored key's view
 
 Nothing here knows about HTTP; the API maps the exceptions below onto the error
-envelope of CONTRACTS.md §3. Secrets live only in the `Credentials` object and the
+envelope of docs/contracts.md §3. Secrets live only in the `Credentials` object and the
 dict handed to the key store; they are never logged, audited or put in a message.
 """
 

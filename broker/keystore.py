@@ -1,6 +1,6 @@
 """Keys in the KV v2 mount, written so that a failure at any step leaves Vault as it was.
 
-The broker's policy can write key data but never read it (CONTRACTS.md §2), so every
+The broker's policy can write key data but never read it (docs/contracts.md §2), so every
 fact the API reports comes from the key's metadata: `version`, `created_at` and
 `updated_at` from KV's own metadata, the rest from `custom_metadata`, which holds only
 non-secret facts (name, masked key, status, checked_at, permissions summary, IP facts,
@@ -50,7 +50,7 @@ from broker.vault_session import VaultRefused, VaultSession, VaultUnavailable
 
 _CAS_MISMATCH = "check-and-set parameter did not match"
 _PERMISSIONS = ("read", "spot_trade", "margin", "futures", "withdraw", "transfer")
-_VALUE_MAX = 512  # KV v2 custom_metadata value limit (reference/vault.md §3)
+_VALUE_MAX = 512  # KV v2 custom_metadata value limit (docs/facts/vault.md §3)
 # A cas mismatch means another writer committed a version, so every lost round is
 # progress for someone; writers in other broker processes can still win several rounds
 # in a row, hence a generous bound and a jittered pause that breaks lock-step retries.

@@ -1,6 +1,6 @@
 """Entry point of the broker image: unwrap the AppRole secret-id, then `keybroker serve`.
 
-The deployment uploads a single-use wrapping token (reference/vault.md §4.4) to
+The deployment uploads a single-use wrapping token (docs/facts/vault.md §4.4) to
 KEYBROKER_VAULT_WRAPPED_SECRET_ID_FILE. The launcher unwraps it against Vault, deletes
 the file, and hands the secret-id to the broker inside this process only: it is never
 a container environment variable, never on disk after start, never logged. A token

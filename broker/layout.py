@@ -1,4 +1,4 @@
-"""The one declarative Vault layout (CONTRACTS.md §2).
+"""The one declarative Vault layout (docs/contracts.md §2).
 
 Dev mode, `keybroker vault bootstrap` and the Pulumi stacks all apply this same
 description; nothing else spells out mount names, policy texts, roles or paths.

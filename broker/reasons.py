@@ -1,4 +1,4 @@
-"""The vocabulary of a key check: reason codes (CONTRACTS.md §4), permissions, results.
+"""The vocabulary of a key check: reason codes (docs/contracts.md §4), permissions, results.
 
 Shared by the exchange adapters, the acceptance rules, the HTTP API and `check-key`.
 Nothing here may ever hold a secret: these objects end up in responses and audit lines.
@@ -100,7 +100,7 @@ class Inspection(BaseModel):
 
 
 class CheckResult(BaseModel):
-    """CONTRACTS.md §3 CheckResult."""
+    """docs/contracts.md §3 CheckResult."""
 
     accepted: bool
     exchange: str

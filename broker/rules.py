@@ -1,6 +1,6 @@
 """Acceptance rules: pure functions of (inspection, role, settings) -> reasons.
 
-Exactly CONTRACTS.md §4. No I/O, no clock unless given (`now`), no exchange knowledge:
+Exactly docs/contracts.md §4. No I/O, no clock unless given (`now`), no exchange knowledge:
 adapters normalize, these rules judge. The order of the returned reasons is stable
 (blocking, rights, IP, expiry) so that messages read the same for the same key.
 

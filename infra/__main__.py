@@ -26,7 +26,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def broker_settings(cfg: StackConfig, site_token_role: str) -> dict[str, str]:
-    """The broker's non-secret KEYBROKER_* settings (CONTRACTS.md §7)."""
+    """The broker's non-secret KEYBROKER_* settings (docs/contracts.md §7)."""
     settings = {
         "KEYBROKER_KV_MOUNT": cfg.kv_mount,
         "KEYBROKER_SITE_TOKEN_TTL": f"{cfg.site_token_ttl:g}",

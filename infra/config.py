@@ -29,7 +29,7 @@ SECRET_KEYS: tuple[str, ...] = ("auditHmacKey",)
 # `repo[:tag]@sha256:<64 hex>`: the tag is informative, the digest decides what runs.
 DIGEST_REF = re.compile(r"^[a-z0-9][a-z0-9._/:-]*@sha256:[0-9a-f]{64}$")
 LOOPBACK = ("127.0.0.1", "::1")
-# CONTRACTS.md §2: site tokens have an explicit max TTL of 15m by default; the stack
+# docs/contracts.md §2: site tokens have an explicit max TTL of 15m by default; the stack
 # refuses anything beyond this hard ceiling.
 SITE_TOKEN_MAX_TTL_CEILING = 3600.0
 KMS_ARN = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]{36}$")

@@ -1,6 +1,6 @@
 """Vault server configuration (HCL) for one node of the cluster.
 
-Follows reference/vault.md §6 (DOC configuration/*.mdx): integrated Raft storage with a
+Follows docs/facts/vault.md §6 (DOC configuration/*.mdx): integrated Raft storage with a
 `retry_join` stanza per peer, a TLS listener, `disable_mlock` always written out (Vault
 1.20+ refuses to start with Raft when it is left implicit), and an `awskms` seal. No
 credential ever goes into this file: the seal reads AWS credentials from the standard

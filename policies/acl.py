@@ -1,4 +1,4 @@
-"""Vault's ACL evaluator, reproduced exactly (`vault/acl.go`, reference/vault.md §1.2-1.9).
+"""Vault's ACL evaluator, reproduced exactly (`vault/acl.go`, docs/facts/vault.md §1.2-1.9).
 
 `ACL(policies)` compiles parsed policies like Vault's `NewACL`: three rule tables
 (exact paths, `*` prefixes, `+` segment patterns) whose entries merge every stanza with

@@ -1,6 +1,6 @@
 """`keybroker policy check`: invariants decided exactly, plus the built-in lint rules.
 
-Exit codes (CONTRACTS.md §5): 0 pass, 1 violation, 2 error (unreadable or malformed
+Exit codes (docs/contracts.md §5): 0 pass, 1 violation, 2 error (unreadable or malformed
 policies or invariants, with file and line).
 """
 

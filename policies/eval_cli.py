@@ -1,4 +1,4 @@
-"""`keybroker policy eval`: decide requests as Vault would (CONTRACTS.md §5).
+"""`keybroker policy eval`: decide requests as Vault would (docs/contracts.md §5).
 
 Single mode prints `allow` or `deny` (exit 0 / 1); any usage or input problem prints
 one clear line on stderr and exits 2. Batch mode reads JSON lines

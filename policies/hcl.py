@@ -5,7 +5,7 @@ Two layers, both written for Vault's exact semantics:
 1. A small HCL1 lexer/parser (the grammar of `github.com/hashicorp/hcl` v1, which Vault
    uses) that keeps every `path` block as its own item with its line number. pyhcl is
    not used on purpose: it merges duplicate `path` blocks, which changes the meaning of
-   a policy (reference/vault.md §1.1). JSON documents (first non-blank character `{`)
+   a policy (docs/facts/vault.md §1.1). JSON documents (first non-blank character `{`)
    go through the same AST, flattened the way HCL's JSON parser flattens them.
 2. The policy decoder: `vault/policy.go` `parseACLPolicyWithTemplating`/`parsePaths`
    plus the relevant parts of HCL's reflection decoder (repeated keys append to lists

@@ -1,4 +1,4 @@
-"""The invariants file (CONTRACTS.md §5): principals, invariants, matrix path classes.
+"""The invariants file (docs/contracts.md §5): principals, invariants, matrix path classes.
 
 Format (every key beyond `principals` and `invariants` is an optional extension):
 

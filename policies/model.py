@@ -1,6 +1,6 @@
 """Parsed Vault ACL policies: the data the parser produces and the evaluator consumes.
 
-Follows Vault's `vault/policy.go` (reference/vault.md §1.1). Owned by the ACL engine;
+Follows Vault's `vault/policy.go` (docs/facts/vault.md §1.1). Owned by the ACL engine;
 other modules (analysis, lint, devvault, the policy pack) only read these objects.
 """
 
@@ -22,7 +22,7 @@ CAPABILITIES: tuple[str, ...] = (
     "recover",
 )
 DENY = "deny"
-# Operations `ACL.allow_operation` decides (CONTRACTS.md §5 `policy eval --op`).
+# Operations `ACL.allow_operation` decides (docs/contracts.md §5 `policy eval --op`).
 OPERATIONS: tuple[str, ...] = (
     "read",
     "list",

@@ -1,7 +1,7 @@
 """Request-parameter value matching, as Vault's `vault/acl.go` does it.
 
 Functions `valueInAllowedParameterList`, `valueInDeniedParameterList` and
-`valueInParameterList` (reference/vault.md §1.6), with the default (non-legacy) list
+`valueInParameterList` (docs/facts/vault.md §1.6), with the default (non-legacy) list
 handling that Vault uses since 1.21 (`VAULT_LEGACY_EXACT_MATCHING_ON_LIST` unset).
 
 Go's `reflect.DeepEqual` is type-strict, Python's `==` is not (`True == 1`,

@@ -1,4 +1,4 @@
-"""broker/config.py: CONTRACTS.md §7 settings, their parsing and their error messages."""
+"""broker/config.py: docs/contracts.md §7 settings, their parsing and their error messages."""
 
 from __future__ import annotations
 

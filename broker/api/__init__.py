@@ -1,4 +1,4 @@
-"""The broker's HTTP edge (CONTRACTS.md §3): thin routes over broker/intake.py."""
+"""The broker's HTTP edge (docs/contracts.md §3): thin routes over broker/intake.py."""
 
 from broker.api.app import create_app
 

@@ -1,4 +1,4 @@
-"""Caller authentication (CONTRACTS.md §3): `Authorization: Bearer <Vault token>`.
+"""Caller authentication (docs/contracts.md §3): `Authorization: Bearer <Vault token>`.
 
 401 when the token is missing or unknown to Vault, 403 when it lacks the endpoint's
 policy. Both are audited with an HMAC of the token, never the token itself.

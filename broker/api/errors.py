@@ -1,4 +1,4 @@
-"""The error envelope `{"error", "message", "reasons"}` for every failure (CONTRACTS.md §3).
+"""The error envelope `{"error", "message", "reasons"}` for every failure (docs/contracts.md §3).
 
 Domain exceptions map onto (status, code) here and nowhere else. Messages are our own
 texts: an exception's message is only used where it was written by this code base, and

@@ -1,4 +1,4 @@
-"""The routes of CONTRACTS.md §3. Each one parses, calls the workflow, and shapes the answer.
+"""The routes of docs/contracts.md §3. Each one parses, calls the workflow, and shapes the answer.
 
 Bodies are parsed here (after authentication) rather than by FastAPI's body injection,
 so that an unauthenticated caller always gets 401 first and a malformed body gets the

@@ -1,4 +1,4 @@
-"""Request and response bodies of the HTTP API (CONTRACTS.md §3).
+"""Request and response bodies of the HTTP API (docs/contracts.md §3).
 
 Credentials are `SecretStr`, so a request model's repr, str or validation error never
 shows them. Unknown fields are refused: a mistyped `passphase` must not be dropped

@@ -2,7 +2,7 @@
 one normalized `Inspection` (broker/reasons.py).
 
 An adapter knows three things about its exchange, and nothing else:
-- which ccxt implicit method(s) read the calling key's own rights (reference/exchanges.md),
+- which ccxt implicit method(s) read the calling key's own rights (docs/facts/exchanges.md),
 - how that answer maps onto read / spot_trade / margin / futures / withdraw / transfer,
   IP whitelist and expiry,
 - which of the exchange's error codes ccxt files under a misleading exception class.
@@ -41,7 +41,7 @@ class Credentials:
 
 
 def mask_api_key(api_key: str) -> str:
-    """At most the first 4 and last 4 characters (CONTRACTS.md §3 api_key_masked), and
+    """At most the first 4 and last 4 characters (docs/contracts.md §3 api_key_masked), and
     never more than half the key, so short keys are not all but revealed."""
     shown = min(4, len(api_key) // 4)
     if shown == 0:

@@ -1,4 +1,4 @@
-"""Binance: GET /sapi/v1/account/apiRestrictions (reference/exchanges.md, Binance).
+"""Binance: GET /sapi/v1/account/apiRestrictions (docs/facts/exchanges.md, Binance).
 
 Quirks: only `ipRestrict` is readable (the IP list endpoints were discontinued
 2021-11-17), so the whitelist is never known; -2015 means "invalid key, IP or

@@ -1,4 +1,4 @@
-"""BingX: GET /openApi/v1/account/apiPermissions (reference/exchanges.md, BingX).
+"""BingX: GET /openApi/v1/account/apiPermissions (docs/facts/exchanges.md, BingX).
 
 Quirks: `permissions` is a list of numbers (1 spot trading, 2 reading, 3 perpetual
 futures, 4 universal transfer, 5 withdrawal, 7 sub-account transfer); ccxt files

@@ -1,4 +1,4 @@
-"""Bitget: GET /api/v2/spot/account/info (reference/exchanges.md, Bitget).
+"""Bitget: GET /api/v2/spot/account/info (docs/facts/exchanges.md, Bitget).
 
 Quirks: `authorities` codes end in `or` (read-only) or `ow` (read-write): `stow` spot,
 `smow` margin, `coow`/`cpow` futures orders/holdings, `wtow` transfers, `wwow`

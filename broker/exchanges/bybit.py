@@ -1,4 +1,4 @@
-"""Bybit: GET /v5/user/query-api (reference/exchanges.md, Bybit).
+"""Bybit: GET /v5/user/query-api (docs/facts/exchanges.md, Bybit).
 
 Quirks: `readOnly` 1 overrides any write right listed; futures rights sit under
 `ContractTrade`, `Derivatives` and `Options`; withdraw and transfers under `Wallet`;

@@ -1,4 +1,4 @@
-"""`keybroker check-key` (CONTRACTS.md §5): inspect one key, store nothing.
+"""`keybroker check-key` (docs/contracts.md §5): inspect one key, store nothing.
 
 Exit 0 accepted, 1 rejected, 3 retryable (exchange unavailable or rate limited),
 2 usage error (missing credentials, unknown or disabled exchange, bad configuration).

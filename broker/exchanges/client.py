@@ -1,10 +1,10 @@
 """ccxt.async_support clients aimed at the configured base URLs, sharing one HTTP session.
 
-`KEYBROKER_EXCHANGE_URLS` (CONTRACTS.md §7): the base URL's scheme, host and port replace
+`KEYBROKER_EXCHANGE_URLS` (docs/contracts.md §7): the base URL's scheme, host and port replace
 those of every REST endpoint of that exchange, and the base URL's path is put in front of
 each endpoint's path. Exchanges whose URLs are templated on `{hostname}` (okx, bybit,
 bitget, htx, bingx) also get `hostname` set to the base's host:port, because HTX signs
-the host it believes it talks to (reference/exchanges.md, HTX signing).
+the host it believes it talks to (docs/facts/exchanges.md, HTX signing).
 
 Building a ccxt exchange costs 3-20 ms (its describe() tree is deep-merged), too slow
 for hundreds of concurrent checks, so one template per exchange is built once and each

@@ -1,4 +1,4 @@
-"""Coinbase Advanced Trade: GET /api/v3/brokerage/key_permissions (reference/exchanges.md).
+"""Coinbase Advanced Trade: GET /api/v3/brokerage/key_permissions (docs/facts/exchanges.md).
 
 Quirks: current (CDP) keys are EC/Ed25519 private keys signing JWTs, not HMAC; they
 are refused before any request (`non_hmac_key`) with ccxt's own test for them (key name

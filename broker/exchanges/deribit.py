@@ -1,4 +1,4 @@
-"""Deribit: GET /api/v2/private/list_api_keys (reference/exchanges.md, Deribit).
+"""Deribit: GET /api/v2/private/list_api_keys (docs/facts/exchanges.md, Deribit).
 
 One signed request lists the account's keys; ours is the entry whose `client_id` is
 our api key. Rights come from its `max_scope` (`trade:read_write wallet:none ...`):

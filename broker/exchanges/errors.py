@@ -1,6 +1,6 @@
-"""Shared mapping from ccxt exceptions to the contract's reason codes (CONTRACTS.md §4).
+"""Shared mapping from ccxt exceptions to the contract's reason codes (docs/contracts.md §4).
 
-ccxt's class hierarchy (reference/exchanges.md, "ccxt cross-cutting facts"):
+ccxt's class hierarchy (docs/facts/exchanges.md, "ccxt cross-cutting facts"):
 PermissionDenied < AuthenticationError < ExchangeError; RateLimitExceeded, DDoSProtection,
 ExchangeNotAvailable (> OnMaintenance), InvalidNonce, RequestTimeout < NetworkError.
 Exchange-specific misfilings (MEXC 700006 as BadRequest, Kraken bad signature as

@@ -1,4 +1,4 @@
-"""Gate: GET /api/v4/account/main_keys (reference/exchanges.md, Gate).
+"""Gate: GET /api/v4/account/main_keys (docs/facts/exchanges.md, Gate).
 
 One request reads every main-account key with its `perms` and `ip_whitelist`; keys
 come back masked (`c5dcfbf1f3a7*****`), so ours is the one whose visible prefix starts

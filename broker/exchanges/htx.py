@@ -1,5 +1,5 @@
 """HTX (Huobi): GET /v2/user/uid, then GET /v2/user/api-key?uid=..&accessKey=..
-(reference/exchanges.md, HTX): the only exchange that needs two signed requests.
+(docs/facts/exchanges.md, HTX): the only exchange that needs two signed requests.
 
 Quirks: v2 errors such as `{"code": 1002, "message": "unauthorized"}` come back from
 ccxt as data, not exceptions, so each answer's `code` is checked here; v1-style errors

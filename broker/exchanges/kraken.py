@@ -1,4 +1,4 @@
-"""Kraken (spot): POST /0/private/GetApiKeyInfo (reference/exchanges.md, Kraken).
+"""Kraken (spot): POST /0/private/GetApiKeyInfo (docs/facts/exchanges.md, Kraken).
 
 Quirks: errors are a list of strings (`["EAPI:Invalid key"]`) and ccxt files
 `EAPI:Invalid signature` as a plain ExchangeError; the secret must be base64 (ccxt

@@ -1,4 +1,4 @@
-"""KuCoin: GET /api/v1/user/api-key (reference/exchanges.md, KuCoin).
+"""KuCoin: GET /api/v1/user/api-key (docs/facts/exchanges.md, KuCoin).
 
 Quirks: `ipWhitelist` entries are masked (`203.**.154`) and kept as reported (the rules
 treat them cautiously); `Transfer` covers moving funds out, withdrawals included;

@@ -1,4 +1,4 @@
-"""MEXC: no endpoint reads the calling key's own rights (reference/exchanges.md, MEXC).
+"""MEXC: no endpoint reads the calling key's own rights (docs/facts/exchanges.md, MEXC).
 
 One signed GET /api/v3/account proves the key, secret and IP are accepted (so a wrong
 secret still answers invalid_credentials), then the check answers `unverifiable`: its

@@ -1,4 +1,4 @@
-"""OKX: GET /api/v5/account/config (reference/exchanges.md, OKX).
+"""OKX: GET /api/v5/account/config (docs/facts/exchanges.md, OKX).
 
 Quirks: `perm` has no futures/margin split. The account mode `acctLv` decides what a
 `trade` key can reach: 1 = spot mode (spot only); 2, 3, 4 = spot-and-futures,

@@ -1,4 +1,4 @@
-"""`keybroker dev`: Vault, the exchange sandbox and the broker on loopback (CONTRACTS.md §6).
+"""`keybroker dev`: Vault, the exchange sandbox and the broker on loopback (docs/contracts.md §6).
 
 One process tree: devvault and the sandbox run in this process (threads), or a real
 `vault server -dev` child with `--vault binary`. The layout is applied with the same
@@ -54,7 +54,7 @@ class _Stoppable(Protocol):
 
 @dataclass
 class DevState:
-    """What the state file holds (CONTRACTS.md §6, plus the robot's AppRole).
+    """What the state file holds (docs/contracts.md §6, plus the robot's AppRole).
 
     Tokens, sandbox keys and the secret-id belong in the 0600 file only, never in a repr.
     """

@@ -2,7 +2,7 @@
 
 Per node: a data volume (Raft), a log volume (file audit device), and a container that
 runs `vault server` explicitly (the official image's default command is dev mode,
-reference/pulumi.md §7) with the HCL from infra/vault_hcl.py and the node's TLS
+docs/facts/pulumi.md §7) with the HCL from infra/vault_hcl.py and the node's TLS
 material uploaded (the key as a secret input). The image is pinned by digest.
 """
 

@@ -1,4 +1,4 @@
-"""The broker's AppRole secret-id, issued response-wrapped (reference/vault.md §4.4, §5).
+"""The broker's AppRole secret-id, issued response-wrapped (docs/facts/vault.md §4.4, §5).
 
 `broker.bootstrap.issue_approle_credentials` asks Vault for a fresh secret-id with a
 wrap TTL, so neither this provider nor Pulumi ever sees the secret-id itself: only a

@@ -94,7 +94,7 @@ def vault_access_props(
 
 
 READY_TIMEOUT_S = 120.0
-# sys/health (reference/vault.md §4.5): 200 active, 429 unsealed standby, 473 performance
+# sys/health (docs/facts/vault.md §4.5): 200 active, 429 unsealed standby, 473 performance
 # standby (standbys forward requests to the leader); 501 not initialised, 503 sealed.
 _READY = (200, 429, 473)
 

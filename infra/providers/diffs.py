@@ -1,7 +1,7 @@
 """The `diff` answer every provider gives: which watched properties changed.
 
 Pulumi asks `diff` whether a resource changes and which properties force a
-replacement (reference/pulumi.md §2); the providers never delete before replacing.
+replacement (docs/facts/pulumi.md §2); the providers never delete before replacing.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""KMS key for Vault's `awskms` auto-unseal (reference/vault.md §6), via boto3.
+"""KMS key for Vault's `awskms` auto-unseal (docs/facts/vault.md §6), via boto3.
 
 Either the stack creates a symmetric key with an alias (and owns it: deleting the
 resource schedules the key's deletion), or config names an existing key ARN, which is

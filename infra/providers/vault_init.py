@@ -1,4 +1,4 @@
-"""Vault initialisation with auto-unseal (reference/vault.md §6, `PUT /v1/sys/init`).
+"""Vault initialisation with auto-unseal (docs/facts/vault.md §6, `PUT /v1/sys/init`).
 
 `create` initialises an uninitialised Vault with recovery shares (the awskms seal
 unseals it), and writes the recovery keys and the initial root token to Secrets

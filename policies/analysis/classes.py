@@ -6,7 +6,7 @@ Every rule key and every pattern is a `GlobShape`: per segment position, a part 
 is `+` (anything), a literal the segment must equal, or (last part of a glob) a
 literal the segment must start with; plus a segment-count condition (`== m` or
 `>= m`). Vault decides a request from which rules match the request path and, for
-`list`, the path with a `/` appended or removed (reference/vault.md §1.4); rule
+`list`, the path with a `/` appended or removed (docs/facts/vault.md §1.4); rule
 priority depends on the keys only. So two paths that every shape treats alike at
 every position, with the same segment count (up to a bound) and the same
 "last segment empty" flag, get the same answer from the evaluator.

@@ -9,7 +9,7 @@ the capabilities of the rule the evaluator says applies.
 What "principal P holds capability c at concrete path p" means:
 - read, create, update, patch, delete, recover: the request `c` on `p`;
   list: the LIST request on `p`, whose path carries a trailing `/` (the HTTP layer
-  adds it, reference/vault.md §1.3); sudo: the rule applied to `p` (or to its LIST
+  adds it, docs/facts/vault.md §1.3); sudo: the rule applied to `p` (or to its LIST
   request) holds `sudo` (RootPrivs, §1.2).
 - For `deny` questions ("may P ever do c at p?") c is held when the applied rule
   grants c and its wrapping-TTL bounds are satisfiable: some request (with the

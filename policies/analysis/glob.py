@@ -1,6 +1,6 @@
 """Vault glob patterns split into segments: the vocabulary of the exact analysis.
 
-A Vault path pattern (reference/vault.md §1.1, §1.4) is a `/`-separated list of
+A Vault path pattern (docs/facts/vault.md §1.1, §1.4) is a `/`-separated list of
 parts. A part that is exactly `+` matches any one segment (the empty one too); a
 trailing `*` makes the last part a prefix (`sec*` matches `secret/...`, `a/*` matches
 `a/` and anything below it). Every other character is literal, `+` inside a part

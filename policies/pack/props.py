@@ -1,8 +1,8 @@
 """Reading the resource properties the keybroker policy pack checks.
 
 CrossGuard hands a policy the engine's camelCase property names with secrets already
-unwrapped to plaintext (reference/pulumi.md §4), so nothing here may echo a value into
-a message. Docker shapes follow pulumi-docker 5.x (reference/pulumi.md §3).
+unwrapped to plaintext (docs/facts/pulumi.md §4), so nothing here may echo a value into
+a message. Docker shapes follow pulumi-docker 5.x (docs/facts/pulumi.md §3).
 """
 
 from __future__ import annotations

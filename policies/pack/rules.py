@@ -2,8 +2,8 @@
 
 Mandatory rules stop `pulumi preview/up`; advisory ones warn. Every rule carries a
 remediation text, repeated in each violation message. Rules never echo property
-values: CrossGuard shows them secrets in plaintext (reference/pulumi.md §4).
-Hardening facts: reference/pulumi.md §7 (HashiCorp production hardening).
+values: CrossGuard shows them secrets in plaintext (docs/facts/pulumi.md §4).
+Hardening facts: docs/facts/pulumi.md §7 (HashiCorp production hardening).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from policies.pack import props as p
 
 MANDATORY = EnforcementLevel.MANDATORY
 ADVISORY = EnforcementLevel.ADVISORY
-DEFAULT_MAX_SITE_TOKEN_TTL_S = 900  # CONTRACTS.md §2: explicit max TTL 15m
+DEFAULT_MAX_SITE_TOKEN_TTL_S = 900  # docs/contracts.md §2: explicit max TTL 15m
 KEY_OPERATIONS = ("read", "list", "create", "update", "patch", "delete")
 # KV v2 API prefixes under which a key (or its versions) can be reached.
 KV_PREFIXES = ("data", "metadata", "delete", "undelete", "destroy")
@@ -357,7 +357,7 @@ def check_broker_token_cap(args: ResourceValidationArgs, report: ReportViolation
     fail = _reporter(report, SITE_TOKEN_LIMITS)
     cap = _site_token_cap(args)
     env = p.envs(args.props)
-    # Unset means the broker's default, 15m (CONTRACTS.md §7).
+    # Unset means the broker's default, 15m (docs/contracts.md §7).
     max_ttl = _seconds(env.get("KEYBROKER_SITE_TOKEN_MAX_TTL", "15m"))
     ttl = _seconds(env.get("KEYBROKER_SITE_TOKEN_TTL", "5m"))
     if max_ttl is None or not 0 < max_ttl <= cap:

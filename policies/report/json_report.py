@@ -1,4 +1,4 @@
-"""JSON reports (CONTRACTS.md §5)."""
+"""JSON reports (docs/contracts.md §5)."""
 
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ class Violation:
     detail: str = ""
 
     def as_json(self) -> dict[str, object]:
-        """The record of CONTRACTS.md §5 (`policy check --format json`)."""
+        """The record of docs/contracts.md §5 (`policy check --format json`)."""
         return {
             "id": self.id,
             "principal": self.principal,

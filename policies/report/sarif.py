@@ -1,4 +1,4 @@
-"""SARIF 2.1.0 for code-scanning tools (reference/pulumi.md §6).
+"""SARIF 2.1.0 for code-scanning tools (docs/facts/pulumi.md §6).
 
 Plain dicts, not sarif-om (whose suppression field predates the final 2.1.0 names).
 `ruleId` is stable across runs (lint id or invariant id), locations are file:line of

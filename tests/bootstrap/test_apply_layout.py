@@ -1,4 +1,4 @@
-"""apply_layout against a Vault through hvac (CONTRACTS.md §2; reference/vault.md §3-§5).
+"""apply_layout against a Vault through hvac (docs/contracts.md §2; docs/facts/vault.md §3-§5).
 
 Every test runs unchanged against a real Vault when KEYBROKER_TEST_VAULT_ADDR/TOKEN
 are set. Tests that only use the layout apply the default one (as everyone sharing that

@@ -1,4 +1,4 @@
-"""`keybroker vault bootstrap --addr URL` (CONTRACTS.md §5): exit codes and output.
+"""`keybroker vault bootstrap --addr URL` (docs/contracts.md §5): exit codes and output.
 
 Exit 0 when the layout is in place; 2 with a message on stderr for a missing or refused
 token, an unreachable Vault or a conflicting layout. The token never reaches the output.
@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Only the defaults of CONTRACTS.md §7 apply, whatever the developer's shell holds.
+    # Only the defaults of docs/contracts.md §7 apply, whatever the developer's shell holds.
     # KEYBROKER_TEST_* choose the test Vault (tests/fixtures/vault.py), not a setting:
     # kept, or this module would silently fall back to a devvault.
     for name in list(os.environ):

@@ -1,4 +1,4 @@
-"""layout_from_settings: which KEYBROKER_* settings shape the layout (CONTRACTS.md §2, §7)."""
+"""layout_from_settings: which KEYBROKER_* settings shape the layout (docs/contracts.md §2, §7)."""
 
 from __future__ import annotations
 

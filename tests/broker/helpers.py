@@ -27,7 +27,7 @@ def check_body(key: SandboxKey, role: str) -> dict[str, Any]:
 
 
 def assert_envelope(response: Any, status: int, error: str) -> dict[str, Any]:
-    """CONTRACTS.md §3: every failure is {"error", "message", "reasons"}."""
+    """docs/contracts.md §3: every failure is {"error", "message", "reasons"}."""
     assert response.status_code == status, response.text
     body = response.json()
     assert set(body) == {"error", "message", "reasons"}, body

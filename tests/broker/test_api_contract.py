@@ -1,4 +1,4 @@
-"""Every endpoint and status code of CONTRACTS.md §3, over real loopback HTTP.
+"""Every endpoint and status code of docs/contracts.md §3, over real loopback HTTP.
 
 The broker runs in uvicorn on a free port in front of the session Vault (devvault, or a
 real Vault when KEYBROKER_TEST_VAULT_ADDR/TOKEN are set) and the exchange sandbox; the
@@ -198,7 +198,7 @@ def test_site_tokens_plain_and_wrapped(broker_env: BrokerEnv) -> None:
         assert wrapped.status_code == 201, wrapped.text
         assert set(wrapped.json()) == {"wrap_token", "wrap_ttl"}
         assert wrapped.json()["wrap_ttl"] == 60
-        # The wrapping token as X-Vault-Token, no body (reference/vault.md §4.4).
+        # The wrapping token as X-Vault-Token, no body (docs/facts/vault.md §4.4).
         wrapping = hvac.Client(url=broker_env.root.url, token=wrapped.json()["wrap_token"])
         unwrapped = wrapping.sys.unwrap()
         assert "keybroker-site-read" in unwrapped["auth"]["policies"]
@@ -211,7 +211,7 @@ def test_site_tokens_plain_and_wrapped(broker_env: BrokerEnv) -> None:
         assert_envelope(http.post("/v1/site-tokens", json={"ttl": "soon"}), 400, "invalid_request")
 
 
-# Every /v1 endpoint with the marker policy it needs (CONTRACTS.md §1);
+# Every /v1 endpoint with the marker policy it needs (docs/contracts.md §1);
 # test_every_v1_route_is_in_the_auth_table keeps this list complete.
 PROTECTED_ENDPOINTS = [
     ("PUT", "/v1/accounts/a1/keys/binance/site", "intake"),

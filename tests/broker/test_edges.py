@@ -13,7 +13,7 @@ SECRET_IN_EXCEPTION = "CANARY-IN-EXCEPTION-91c2"
 
 
 class ExplodingChecker:
-    """Stands in for broker.exchanges.KeyChecker (CONTRACTS.md §3 CheckResult producer)
+    """Stands in for broker.exchanges.KeyChecker (docs/contracts.md §3 CheckResult producer)
     with the one behaviour the contract forbids it: raising, with a secret in the text."""
 
     async def check(self, exchange: str, role: str, credentials: object) -> CheckResult:

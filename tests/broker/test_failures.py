@@ -1,6 +1,6 @@
 """Failures halfway: Vault down or sealed at each intake step, the exchange down or slow,
 concurrent replacements. Each request answers 503 with the contract's code and
-Retry-After, and Vault is left as it was (CONTRACTS.md §3).
+Retry-After, and Vault is left as it was (docs/contracts.md §3).
 
 Vault faults come from devvault's fault injection (`fail_next`, `drop_next`, `seal`),
 armed at the exact step: a thin wrapper around the broker's VaultSession arms the fault

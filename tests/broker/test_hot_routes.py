@@ -2,7 +2,7 @@
 
 The served broker (broker_env) goes through HotRoutes; a second app built from the same
 settings with HotRoutes taken out goes through FastAPI's router. Both must give the same
-status and body for the same requests (CONTRACTS.md §3).
+status and body for the same requests (docs/contracts.md §3).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Identifier validation (CONTRACTS.md §2 "Identifiers") and the raw-path guard."""
+"""Identifier validation (docs/contracts.md §2 "Identifiers") and the raw-path guard."""
 
 from __future__ import annotations
 

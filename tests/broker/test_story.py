@@ -90,7 +90,7 @@ def test_site_and_robot_keys_end_to_end(broker_env: BrokerEnv, sandbox) -> None:
 
 
 def test_the_broker_itself_cannot_read_key_data(broker_env: BrokerEnv, sandbox) -> None:
-    """CONTRACTS.md §2: the broker's own policy writes keys but never reads them back."""
+    """docs/contracts.md §2: the broker's own policy writes keys but never reads them back."""
     account = new_account()
     key = sandbox.key("binance", "read_only")
     with broker_env.http() as http:

@@ -60,7 +60,7 @@ def test_facts_round_trip_through_their_version_slot() -> None:
 
 
 def test_slot_values_fit_kv_custom_metadata_limits() -> None:
-    # KV v2: at most 64 keys, values 1..512 bytes (reference/vault.md §3).
+    # KV v2: at most 64 keys, values 1..512 bytes (docs/facts/vault.md §3).
     many_ips = [f"10.0.{i // 256}.{i % 256}" for i in range(200)]
     slot = _facts(ip_whitelist=many_ips, ip_restricted=None).to_slot(1, "txn")
     assert len(slot) * 2 <= 64

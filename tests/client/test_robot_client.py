@@ -1,6 +1,6 @@
 """RobotKeyClient against Vault (devvault, or a real Vault through `vault_client`).
 
-Pins: AppRole login and re-login before expiry (reference/vault.md §5), KV v2 reads and
+Pins: AppRole login and re-login before expiry (docs/facts/vault.md §5), KV v2 reads and
 the 404 of a deleted key (§3), new versions from metadata `current_version`, waiting
 for a deleted key's replacement with bounded backoff, typed errors without secrets.
 """

@@ -1,7 +1,7 @@
 """SiteKeyClient against the real broker (`broker_env`: uvicorn on loopback, AppRole
 login, the layout applied to the session Vault) and Vault.
 
-Pins CONTRACTS.md §3 `POST /v1/site-tokens` (201 {"token", "ttl", ...}; 401/403 for bad
+Pins docs/contracts.md §3 `POST /v1/site-tokens` (201 {"token", "ttl", ...}; 401/403 for bad
 callers) and §2 (site tokens read `exchange-keys/data/site/<account>/<exchange>`).
 """
 

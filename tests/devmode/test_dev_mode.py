@@ -1,4 +1,4 @@
-"""`keybroker dev` (CONTRACTS.md §6): everything on loopback, the state file, Ctrl-C.
+"""`keybroker dev` (docs/contracts.md §6): everything on loopback, the state file, Ctrl-C.
 
 The end-to-end test runs `python -m broker dev` as a child, as `make dev` does, submits a
 real sandbox key through the broker, reads it back with a site token, then sends

@@ -1,6 +1,6 @@
 """AppRole and response wrapping.
 
-Sources: DOC api-docs/auth/approle.mdx (reference/vault.md §5); DOC
+Sources: DOC api-docs/auth/approle.mdx (docs/facts/vault.md §5); DOC
 concepts/response-wrapping.mdx and api-docs/system/wrapping-*.mdx (§4.4, §4.1).
 """
 

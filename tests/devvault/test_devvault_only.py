@@ -4,7 +4,7 @@ fixture (a fresh server per test), skipped against a real Vault.
 
 Vault semantics still cited: token/secret-id/wrapping expiry (DOC concepts/tokens.mdx,
 api-docs/auth/approle.mdx, concepts/response-wrapping.mdx), sealed -> 503 and health
-codes (DOC system/health.mdx, reference/vault.md §4.2, §4.5), audit HMAC (DOC
+codes (DOC system/health.mdx, docs/facts/vault.md §4.2, §4.5), audit HMAC (DOC
 audit/index.mdx, api-docs/system/audit-hash.mdx), init (DOC system/init.mdx).
 """
 

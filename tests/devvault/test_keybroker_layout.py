@@ -1,10 +1,10 @@
 """keybroker's own Vault layout on the endpoint: the shipped policies, the site token role
-and the robot AppRole behave as CONTRACTS.md §2 and DESIGN.md's invariants require.
+and the robot AppRole behave as docs/contracts.md §2 and DESIGN.md's invariants require.
 
 The policies come from `policies/vault/*.hcl` (via `broker.layout.policy_text`, moved to
 a unique mount), the role body from `broker.layout.build_layout` (batch, orphan,
 allowed_policies keybroker-site-read, explicit max TTL 15m, bound CIDRs). Vault
-semantics: reference/vault.md §1 (ACL), §3 (KV v2), §4.3 (token roles), §5 (AppRole).
+semantics: docs/facts/vault.md §1 (ACL), §3 (KV v2), §4.3 (token roles), §5 (AppRole).
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def test_site_role_mints_batch_orphan_tokens(root: hvac.Client, layout: Layout) 
     assert auth["policies"] == [layout.policies[SITE_READ_POLICY]]
     # Vault does NOT apply a role's explicit max TTL to batch tokens (CODE token_store.go
     # handleCreateCommon: `if role != nil && te.Type != logical.TokenTypeBatch`), so the
-    # 15m cap of CONTRACTS.md §2 is the broker's job (400 for a longer ttl).
+    # 15m cap of docs/contracts.md §2 is the broker's job (400 for a longer ttl).
     assert _site_token(root, layout, ttl="1h")["lease_duration"] == 3600
 
 

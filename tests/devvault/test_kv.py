@@ -1,7 +1,7 @@
 """KV version 2: versions, CAS, metadata, soft delete, destroy, create vs update.
 
 Source: DOC api-docs/secret/kv/kv-v2.mdx and CODE vault-plugin-secrets-kv, as
-summarised in reference/vault.md §3; create/update by existence §1.3; hvac map §5.
+summarised in docs/facts/vault.md §3; create/update by existence §1.3; hvac map §5.
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def test_metadata_fields_and_custom_metadata(root: hvac.Client, mount: str) -> N
     assert meta["current_version"] == 1 and meta["max_versions"] == 3
     assert meta["custom_metadata"] == {"owner": "ops"}
     assert meta["delete_version_after"] == "0s"
-    # custom_metadata is also returned on data reads (reference/vault.md §3).
+    # custom_metadata is also returned on data reads (docs/facts/vault.md §3).
     read = _kv(root).read_secret_version("meta", mount_point=mount, raise_on_deleted_version=True)
     assert read["data"]["metadata"]["custom_metadata"] == {"owner": "ops"}
 

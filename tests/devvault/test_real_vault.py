@@ -1,4 +1,4 @@
-"""The real-Vault run of the conformance suite (reference/vault.md; issue 3 acceptance).
+"""The real-Vault run of the conformance suite (docs/facts/vault.md; issue 3 acceptance).
 
 With KEYBROKER_TEST_VAULT_ADDR and KEYBROKER_TEST_VAULT_TOKEN set, every test of this
 folder that uses `endpoint` also runs against that Vault; this test checks the target

@@ -1,6 +1,6 @@
 """sys/ endpoints and the request pipeline, as Vault's docs give them.
 
-Sources: reference/vault.md §1.3 (HTTP -> operation, 405/415), §4.1 (envelope,
+Sources: docs/facts/vault.md §1.3 (HTTP -> operation, 405/415), §4.1 (envelope,
 HTTPSysInjector), §4.2 (error bodies and codes), §4.5 (health, mounts, policies,
 capabilities); DOC api-docs/system/*.mdx.
 """
@@ -46,7 +46,7 @@ def test_init_again_is_refused(http: RawHTTP) -> None:
     assert "already initialized" in resp.json()["errors"][0]
 
 
-# -- errors and the HTTP -> operation mapping (reference/vault.md §1.3, §4.2) ------------
+# -- errors and the HTTP -> operation mapping (docs/facts/vault.md §1.3, §4.2) ------------
 def test_missing_or_unknown_token_is_403_permission_denied(http: RawHTTP) -> None:
     for token in ("", "hvs.doesnotexist"):
         resp = http("GET", "sys/mounts", token=token)

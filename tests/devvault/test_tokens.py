@@ -1,7 +1,7 @@
 """Token auth: create, roles, lookup, renew, revoke, batch tokens, limits.
 
 Source: DOC api-docs/auth/token.mdx and concepts/tokens.mdx, CODE token_store.go
-`handleCreateCommon`, as summarised in reference/vault.md §4.3; error codes §4.2.
+`handleCreateCommon`, as summarised in docs/facts/vault.md §4.3; error codes §4.2.
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ def test_revoke_revokes_children(
 def test_batch_child_stops_working_with_parent(
     root: hvac.Client, make_policy: Callable, client_for: Callable
 ) -> None:
-    """reference/vault.md §4.3 (DOC concepts/tokens.mdx): a non-orphan batch token
+    """docs/facts/vault.md §4.3 (DOC concepts/tokens.mdx): a non-orphan batch token
     "Stops Working" when its parent is revoked."""
     creator = make_policy('path "auth/token/create" { capabilities = ["update"] }')
     parent = _token(root, policies=[creator], ttl="1h")["client_token"]

@@ -1,7 +1,7 @@
 """Adapters' normalization and error mapping on the documented answers.
 
 Every canned body below is the example (or error text) quoted in
-/work/shared/reference/exchanges.md for that exchange, which cites the official docs.
+docs/facts/exchanges.md for that exchange, which cites the official docs.
 The exceptions are the ccxt classes that reference records ccxt raising for each body
 (verified there against ccxt 4.5.90), built the way ccxt builds them: "<id> <body>".
 """
@@ -241,7 +241,7 @@ def test_deribit_list_api_keys_example() -> None:
 def test_listed_keys_need_exactly_one_own_entry(
     parse: Callable[[Any, str], Inspection], field: str, wrap: Callable[[Any], Any]
 ) -> None:
-    """HTX and Deribit list keys (reference/exchanges.md): ours missing or listed twice
+    """HTX and Deribit list keys (docs/facts/exchanges.md): ours missing or listed twice
     is unverifiable, never another key's rights; a listing that is not a list is a shape
     error."""
     mine = {field: "mine", "permission": "readOnly", "max_scope": "account:read"}
@@ -256,7 +256,7 @@ def test_listed_keys_need_exactly_one_own_entry(
 
 
 def test_deribit_auth_scope() -> None:
-    """public/auth result `scope` (reference/exchanges.md, Deribit: granted scope)."""
+    """public/auth result `scope` (docs/facts/exchanges.md, Deribit: granted scope)."""
     answer = {"jsonrpc": "2.0", "result": {"access_token": "t", "expires_in": 900,
               "scope": "connection mainaccount account:none trade:read_write wallet:none",
               "token_type": "bearer"}}  # fmt: skip

@@ -1,4 +1,4 @@
-"""`keybroker check-key` through the real typer command (CONTRACTS.md §5): credentials
+"""`keybroker check-key` through the real typer command (docs/contracts.md §5): credentials
 from flags or KEYBROKER_API_* variables, exchanges reached through KEYBROKER_EXCHANGE_URLS,
 exit codes 0/1/2/3, JSON output a CheckResult, text output without secrets."""
 

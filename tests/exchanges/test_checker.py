@@ -1,4 +1,4 @@
-"""KeyChecker and the client factory: URL redirection (CONTRACTS.md §7), timeouts,
+"""KeyChecker and the client factory: URL redirection (docs/contracts.md §7), timeouts,
 concurrency on one shared session, isolation between concurrent checks, secrets kept
 out of logs. Network traffic goes only to the loopback sandbox."""
 
@@ -207,7 +207,7 @@ async def test_result_never_carries_secrets(fresh_sandbox: SandboxServer) -> Non
 async def test_binance_restriction_proven_only_for_the_broker_egress(
     fresh_sandbox: SandboxServer, robot_egress: list[str], broker_egress: str | None, warned: bool
 ) -> None:
-    """Binance shows only ipRestrict (reference/exchanges.md): the sandbox sees the
+    """Binance shows only ipRestrict (docs/facts/exchanges.md): the sandbox sees the
     broker at 203.0.113.10, so a successful call proves exactly that address."""
     config = settings(fresh_sandbox, robot_egress_ips=robot_egress)
     async with KeyChecker(config, broker_egress_ip=broker_egress) as checker:

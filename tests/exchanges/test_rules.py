@@ -1,4 +1,4 @@
-"""broker.rules against CONTRACTS.md §4: every reason code, its severity and its trigger."""
+"""broker.rules against docs/contracts.md §4: every reason code, its severity and its trigger."""
 
 from __future__ import annotations
 
@@ -162,7 +162,7 @@ def test_site_keys_checked_against_site_egress() -> None:
     assert found == {"ip_whitelist_mismatch": "error", "ip_whitelist_extra": "warning"}
 
 
-# --- masked entries (KuCoin `203.**.154`, reference/exchanges.md KuCoin) -----------------
+# --- masked entries (KuCoin `203.**.154`, docs/facts/exchanges.md KuCoin) -----------------
 
 
 def test_masked_entry_consistent_with_egress_is_unverifiable_not_proof() -> None:
@@ -202,7 +202,7 @@ def test_masked_entry_proves_nothing(listed: list[int], egress: list[int]) -> No
     assert ("ip_whitelist_mismatch" in found) == (not consistent)
 
 
-# --- exchanges that do not disclose the list (Binance: reference/exchanges.md) -------------
+# --- exchanges that do not disclose the list (Binance: docs/facts/exchanges.md) -------------
 
 
 def test_restricted_without_list_warns_unverifiable() -> None:

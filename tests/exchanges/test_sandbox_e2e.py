@@ -3,9 +3,9 @@
 Every scenario of the issue's acceptance list, on every exchange, through
 `check_key` (the `keybroker check-key` implementation): the JSON it prints is the
 CheckResult, its return value the exit code. The sandbox verifies each exchange's
-real request signing (reference/exchanges.md) and counts requests per api key.
+real request signing (docs/facts/exchanges.md) and counts requests per api key.
 
-Expected reasons are the defaults below (CONTRACTS.md §4), changed per exchange only
+Expected reasons are the defaults below (docs/contracts.md §4), changed per exchange only
 where that exchange's permission vocabulary cannot say the thing (each override says
 why; the adapter module docstrings hold the same facts).
 """

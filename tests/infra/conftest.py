@@ -2,7 +2,7 @@
 
 moto's `mock_aws` (moto 5) intercepts boto3 in-process and follows the AWS KMS and
 Secrets Manager APIs; devvault speaks Vault's HTTP API on loopback
-(reference/vault.md §4.5 for sys/init with auto-unseal). Non-AWS HTTP (hvac to
+(docs/facts/vault.md §4.5 for sys/init with auto-unseal). Non-AWS HTTP (hvac to
 devvault) passes through moto untouched.
 """
 

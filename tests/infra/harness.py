@@ -1,6 +1,6 @@
 """Runs the keybroker Pulumi program in-process under `pulumi.runtime.set_mocks`.
 
-Test double for the Pulumi engine, following reference/pulumi.md §1: the mock sees each
+Test double for the Pulumi engine, following docs/facts/pulumi.md §1: the mock sees each
 registration's type token, name and engine (camelCase) inputs, with secrets as wrapped
 dicts; preview is OFF so that every output resolves and no `.apply` is skipped;
 config is injected with `set_all_config` under the real project name. Dynamic

@@ -1,6 +1,6 @@
 """Runs the keybroker policy pack in-process over a mocked program run.
 
-Follows reference/pulumi.md §4: policies are called directly (`policy.validate(args,
+Follows docs/facts/pulumi.md §4: policies are called directly (`policy.validate(args,
 report)`), props are the engine's camelCase inputs with secrets unwrapped to plaintext
 (as CrossGuard's Analyze does with `deserialize_properties(..., proxy_secrets=False)`),
 resource policies see one resource at a time, stack policies see them all.

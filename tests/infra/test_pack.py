@@ -250,7 +250,7 @@ def test_reachability_violation_names_a_concrete_path_and_the_policy_line() -> N
 
 def test_through_crossguards_own_analyzer() -> None:
     """The pack as the CLI runs it: pulumi-policy's analyzer servicer (a private API,
-    pinned by pulumi-policy 1.21, reference/pulumi.md §4 (b)) gets the engine's raw
+    pinned by pulumi-policy 1.21, docs/facts/pulumi.md §4 (b)) gets the engine's raw
     inputs, secrets still wrapped, and maps enforcement levels itself."""
     from google.protobuf import struct_pb2
     from pulumi.runtime.proto import analyzer_pb2

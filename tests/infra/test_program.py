@@ -1,7 +1,7 @@
 """The whole Pulumi program under mocks, for the shipped dev and prod stacks.
 
 Each resource's security-relevant properties are asserted on the inputs the engine
-would receive (reference/pulumi.md §1), with preview off so every output resolves.
+would receive (docs/facts/pulumi.md §1), with preview off so every output resolves.
 """
 
 from __future__ import annotations

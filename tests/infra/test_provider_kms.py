@@ -102,7 +102,7 @@ def test_delete_schedules_deletion_and_removes_the_alias(aws: AwsTarget) -> None
     ],
 )
 def test_providers_pickle_by_reference(provider: type) -> None:
-    """reference/pulumi.md §2: the engine dill-pickles the provider; it must round-trip
+    """docs/facts/pulumi.md §2: the engine dill-pickles the provider; it must round-trip
     and carry no state (no client, no credential)."""
     blob = serialize_provider(provider())
     restored = dill.loads(base64.b64decode(blob))

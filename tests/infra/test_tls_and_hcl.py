@@ -1,5 +1,5 @@
 """The stack's CA and node certificates (cryptography), and the rendered server HCL
-(reference/vault.md §6), parsed back with the project's HCL parser."""
+(docs/facts/vault.md §6), parsed back with the project's HCL parser."""
 
 from __future__ import annotations
 

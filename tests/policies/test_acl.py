@@ -1,4 +1,4 @@
-"""ACL semantics beyond Vault's test tables: lookup quirks (reference/vault.md §1.4),
+"""ACL semantics beyond Vault's test tables: lookup quirks (docs/facts/vault.md §1.4),
 merging (§1.5), parameter matching (§1.6), and properties checked with hypothesis."""
 
 from __future__ import annotations

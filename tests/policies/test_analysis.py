@@ -1,4 +1,4 @@
-"""Exact analysis: Vault's matching quirks (reference/vault.md §1.4), patterns, excepts.
+"""Exact analysis: Vault's matching quirks (docs/facts/vault.md §1.4), patterns, excepts.
 
 Each expectation is Vault's documented behaviour; the analysis must reproduce it
 because it asks the ACL evaluator about representative paths."""
@@ -154,7 +154,7 @@ def test_pattern_plus_is_a_non_empty_segment() -> None:
 
 def test_plus_inside_a_segment_is_literal() -> None:
     # `a/b+c` is a plain exact rule; `a/+x/*` is a segment-table rule whose `+x` part
-    # only matches literally (reference/vault.md §1.1).
+    # only matches literally (docs/facts/vault.md §1.1).
     p = principal(rule("a/b+c", "read"), rule("a/+x/*", "list"))
     hit = find_granted(p, "a/+", ["read"])
     assert hit is not None and hit.path == "a/b+c"

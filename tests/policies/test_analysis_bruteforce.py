@@ -43,7 +43,7 @@ def stanza(draw: st.DrawFn) -> str:
     extra = ""
     roll = draw(st.integers(0, 14))
     # Wrapping bounds refuse the plain request; two stanzas on one key whose merged
-    # bounds cross (max < min) refuse every request (reference/vault.md §1.5).
+    # bounds cross (max < min) refuse every request (docs/facts/vault.md §1.5).
     if roll == 0:
         extra = "  min_wrapping_ttl = 100\n"
     elif roll == 1:

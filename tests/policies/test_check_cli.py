@@ -1,5 +1,5 @@
 """`keybroker policy check` / `policy matrix` through the real CLI (typer's CliRunner),
-exit codes of CONTRACTS.md §5: 0 pass, 1 violation, 2 error with file and line."""
+exit codes of docs/contracts.md §5: 0 pass, 1 violation, 2 error with file and line."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`keybroker policy eval` as CONTRACTS.md §5 specifies it: allow/deny with exit 0/1,
+"""`keybroker policy eval` as docs/contracts.md §5 specifies it: allow/deny with exit 0/1,
 exit 2 and one clear stderr line for every kind of bad input, and a batch mode that
 answers every input line and never aborts the stream."""
 

@@ -17,7 +17,7 @@ from policies.report import render_check, render_matrix
 SEEDED = Path(__file__).parent / "seeded"
 
 # The parts of the SARIF 2.1.0 schema (sarif-schema-2.1.0.json) that code-scanning
-# tools rely on (reference/pulumi.md §6): required members, enums, types.
+# tools rely on (docs/facts/pulumi.md §6): required members, enums, types.
 SARIF_SUBSET = {
     "type": "object",
     "required": ["version", "$schema", "runs"],

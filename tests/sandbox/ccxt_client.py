@@ -1,4 +1,4 @@
-"""A test-local ccxt client pointed at the sandbox, rewriting URLs the way CONTRACTS.md §7
+"""A test-local ccxt client pointed at the sandbox, rewriting URLs the way docs/contracts.md §7
 says `KEYBROKER_EXCHANGE_URLS` does: the base URL's scheme, host and port replace those of
 every REST endpoint, and its path goes in front of the endpoint's path. (The product's own
 rewriting lives in broker/exchanges; this copy keeps the sandbox tests independent of it.)

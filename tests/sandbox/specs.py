@@ -1,4 +1,4 @@
-"""Per-exchange expectations for the sandbox tests, each taken from reference/exchanges.md
+"""Per-exchange expectations for the sandbox tests, each taken from docs/facts/exchanges.md
 (the "Errors" and "ccxt" items of each exchange's section): which ccxt implicit method
 reads the key, how the answer shows trade/withdraw rights and the IP whitelist, and which
 ccxt exception class and exchange code each refusal must produce.

@@ -1,7 +1,7 @@
 """Real ccxt (async) against the sandbox, for every exchange: a correctly signed request is
 accepted and answered in the documented shape; wrong secret, wrong passphrase, unknown
 key, stale timestamp, refused IP and expired key make ccxt raise what the real exchange
-would make it raise (tests/sandbox/specs.py, from reference/exchanges.md); injected faults,
+would make it raise (tests/sandbox/specs.py, from docs/facts/exchanges.md); injected faults,
 outages and timeouts too; and the sandbox counts exactly one request per call.
 """
 

@@ -1,7 +1,7 @@
 """Signing details below what one ccxt call shows: requests ccxt signed are captured and
 then replayed with a header dropped, a parameter added or a nonce reused; key versions,
 signed hosts, asymmetric keys and token grants are exercised one by one. Expected codes
-and texts: reference/exchanges.md, per exchange ("Signing" and "Errors" items).
+and texts: docs/facts/exchanges.md, per exchange ("Signing" and "Errors" items).
 """
 
 from __future__ import annotations

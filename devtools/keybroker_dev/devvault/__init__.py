@@ -6,5 +6,5 @@ every request with the one ACL engine in `policies.acl`. Layout, moto-style:
 state and behaviour live in the model modules (`tokens`, `kv`, `approle`, `policystore`,
 `wrapping`, `audit`, `seal`); `routes_*` translate requests into model calls; `core`
 runs Vault's request pipeline; `http` is the thin transport; `server` starts it.
-Each behaviour cites the document it follows (reference/vault.md sections).
+Each behaviour cites the document it follows (docs/facts/vault.md sections).
 """

@@ -1,6 +1,6 @@
 """AppRole auth method model: roles, role-ids, secret-ids, login.
 
-DOC api-docs/auth/approle.mdx and auth/approle.mdx (reference/vault.md §5): a login
+DOC api-docs/auth/approle.mdx and auth/approle.mdx (docs/facts/vault.md §5): a login
 needs the role's role_id and, with `bind_secret_id` (default), a live secret-id of that
 role; secret-ids expire after `secret_id_ttl`, are consumed by `secret_id_num_uses`
 (0 = unlimited) and may be bound to CIDRs (`secret_id_bound_cidrs` on the role,

@@ -1,7 +1,7 @@
 """Audit devices: the `file` type, writing one Vault-style JSON object per line.
 
 DOC audit/file.mdx, audit/index.mdx, api-docs/system/audit.mdx, audit-hash.mdx
-(reference/vault.md §4.5): each request is logged as a `request` entry before it is
+(docs/facts/vault.md §4.5): each request is logged as a `request` entry before it is
 served and a `response` entry after; every string in request and response data, and
 client tokens and accessors, are replaced by `hmac-sha256:<hex>` keyed with a
 per-device salt (`sys/audit-hash/:path` computes the same hash), unless `log_raw`.

@@ -1,6 +1,6 @@
 """Vault's request pipeline, transport-neutral: Request in, Response out.
 
-Order as in CODE vault/request_handling.go and http/logical.go (reference/vault.md §1.3,
+Order as in CODE vault/request_handling.go and http/logical.go (docs/facts/vault.md §1.3,
 §4): HTTP method -> operation (LIST/`?list=true`, PATCH needs merge-patch JSON: 415);
 sealed -> 503; route to the mount and path; token from `X-Vault-Token` or
 `Authorization: Bearer` (invalid, expired or CIDR-mismatched -> 403); one use counted
@@ -35,7 +35,7 @@ _log = logging.getLogger(__name__)
 
 # Unauthenticated sys paths that answer while sealed or uninitialised (DOC system/*.mdx).
 SEAL_EXEMPT = frozenset({"sys/health", "sys/seal-status", "sys/init", "sys/unseal", "sys/leader"})
-# CODE http/handler.go injectDataIntoTopRoutes (reference/vault.md §4.1).
+# CODE http/handler.go injectDataIntoTopRoutes (docs/facts/vault.md §4.1).
 _INJECT_PREFIXES = ("sys/audit", "sys/auth", "sys/capabilities", "sys/mounts", "sys/policy")
 _METHOD_OPS = {
     "GET": "read",
@@ -343,7 +343,7 @@ class Core:
 
     @staticmethod
     def _envelope(result: Result, mount_type: str, request_id: str) -> dict[str, Any]:
-        """CODE sdk/logical/translate_response.go (reference/vault.md §4.1)."""
+        """CODE sdk/logical/translate_response.go (docs/facts/vault.md §4.1)."""
         body: dict[str, Any] = {
             "request_id": request_id,
             "lease_id": "",

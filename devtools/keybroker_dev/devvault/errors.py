@@ -1,6 +1,6 @@
 """Errors that become Vault error responses.
 
-Vault answers every status >= 400 with `{"errors": [...]}` (reference/vault.md §4.2,
+Vault answers every status >= 400 with `{"errors": [...]}` (docs/facts/vault.md §4.2,
 sdk/logical/response_util.go): 400 invalid request, 403 permission denied, 404
 unsupported path or missing resource, 405 unsupported operation, 415 bad PATCH
 content type, 503 sealed.
@@ -26,7 +26,7 @@ def bad_request(message: str) -> VaultError:
 
 
 def permission_denied() -> VaultError:
-    # Vault's policy denial text (reference/vault.md §4.2; hashicorp/vault#6554).
+    # Vault's policy denial text (docs/facts/vault.md §4.2; hashicorp/vault#6554).
     return VaultError(403, "1 error occurred:\n\t* permission denied\n\n")
 
 

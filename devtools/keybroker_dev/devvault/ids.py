@@ -1,4 +1,4 @@
-"""Random identifiers in Vault's shapes (reference/vault.md §4.3: `hvs.` service and
+"""Random identifiers in Vault's shapes (docs/facts/vault.md §4.3: `hvs.` service and
 `hvb.` batch token prefixes since Vault 1.10)."""
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Follows DOC api-docs/secret/kv/kv-v2.mdx and CODE vault-plugin-secrets-kv
 (path_data.go, path_metadata.go, path_delete.go, path_destroy.go), as summarised in
-reference/vault.md §3. Model only: no HTTP here; `routes_kv` maps requests onto it.
+docs/facts/vault.md §3. Model only: no HTTP here; `routes_kv` maps requests onto it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from keybroker_dev.devvault.errors import VaultError, bad_request, not_found
 from keybroker_dev.devvault.params import as_bool, as_int
 
 DEFAULT_MAX_VERSIONS = 10  # CODE AddVersion defaultMaxVersions
-# CODE path_metadata.go validateCustomMetadata limits (reference/vault.md §3).
+# CODE path_metadata.go validateCustomMetadata limits (docs/facts/vault.md §3).
 MAX_CUSTOM_METADATA_KEYS = 64
 MAX_CUSTOM_METADATA_KEY_LENGTH = 128
 MAX_CUSTOM_METADATA_VALUE_LENGTH = 512
@@ -148,7 +148,7 @@ class KVStore:
         self.config = KVConfig()
         self.keys: dict[str, KeyMetadata] = {}
 
-    # -- existence (decides create vs update, reference/vault.md §1.3) ---------------
+    # -- existence (decides create vs update, docs/facts/vault.md §1.3) ---------------
     def exists(self, path: str) -> bool:
         return path in self.keys
 
@@ -224,7 +224,7 @@ class KVStore:
         view = {"data": None, "metadata": self._version_view(meta, number)}
         if entry.destroyed or entry.deleted(self.clock.now()):
             # DOC kv-v2 / CODE logical.RespondWithStatusCode: 404 whose body is the
-            # normal response with data=null (reference/vault.md §3).
+            # normal response with data=null (docs/facts/vault.md §3).
             raise VaultError(404, body={"data": view})
         view["data"] = entry.data
         return view

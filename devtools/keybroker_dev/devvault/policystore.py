@@ -1,6 +1,6 @@
 """ACL policy store and the per-policy-set cache of compiled ACLs.
 
-Semantics (reference/vault.md §1.8, DOC api-docs/system/policies.mdx): names are
+Semantics (docs/facts/vault.md §1.8, DOC api-docs/system/policies.mdx): names are
 lower-cased and trimmed; `root` cannot be changed or deleted, `default` cannot be
 deleted; a policy name that does not exist acts as an empty policy; policies are
 re-read on every request, so any write or delete invalidates every compiled ACL.
@@ -17,7 +17,7 @@ from keybroker_dev.devvault.errors import bad_request
 from policies.acl import ACL
 from policies.hcl import PolicyParseError, parse_policy
 
-# CODE policy_store.go defaultPolicy (core paths; reference/vault.md §1.8).
+# CODE policy_store.go defaultPolicy (core paths; docs/facts/vault.md §1.8).
 DEFAULT_POLICY = """\
 # Allow tokens to look up their own properties
 path "auth/token/lookup-self" {

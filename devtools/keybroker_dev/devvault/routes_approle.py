@@ -1,4 +1,4 @@
-"""The AppRole backend's paths (DOC api-docs/auth/approle.mdx, reference/vault.md §5).
+"""The AppRole backend's paths (DOC api-docs/auth/approle.mdx, docs/facts/vault.md §5).
 
 `login` is unauthenticated; `role/:name` has an existence check (create vs update).
 """

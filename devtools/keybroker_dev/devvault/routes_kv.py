@@ -1,4 +1,4 @@
-"""The KV version 2 backend's paths (DOC api-docs/secret/kv/kv-v2.mdx, reference/vault.md §3).
+"""The KV version 2 backend's paths (DOC api-docs/secret/kv/kv-v2.mdx, docs/facts/vault.md §3).
 
 `data/` and `metadata/` have existence checks, so the first write of a key needs
 `create` and later writes `update`; `delete/`, `undelete/`, `destroy/` and `config` are

@@ -3,8 +3,8 @@ capabilities and response wrapping.
 
 DOC api-docs/system/{health,seal-status,init,unseal,seal,leader,mounts,auth,
 policies,policy,audit,audit-hash,capabilities-self,capabilities,wrapping-unwrap,
-wrapping-lookup,wrapping-wrap}.mdx; summarised in reference/vault.md §4.4, §4.5.
-Root-protected (sudo) paths per DOC policies.mdx (reference/vault.md §1.7):
+wrapping-lookup,wrapping-wrap}.mdx; summarised in docs/facts/vault.md §4.4, §4.5.
+Root-protected (sudo) paths per DOC policies.mdx (docs/facts/vault.md §1.7):
 `sys/audit` (read), `sys/audit/:path` (update/delete), `sys/auth/:path`, `sys/seal`.
 """
 

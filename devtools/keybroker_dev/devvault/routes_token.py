@@ -1,6 +1,6 @@
 """The `auth/token/` backend: create (plain, orphan, by role), roles, lookup, renew, revoke.
 
-DOC api-docs/auth/token.mdx (reference/vault.md §4.3, hvac map §5). Token roles have an
+DOC api-docs/auth/token.mdx (docs/facts/vault.md §4.3, hvac map §5). Token roles have an
 existence check (create vs update, §1.3). Root-protected per DOC policies.mdx (§1.7):
 `auth/token/accessors` (list) and `auth/token/revoke-orphan`; `id`, `no_parent` and
 `period` on create need root or sudo, checked by the token store.

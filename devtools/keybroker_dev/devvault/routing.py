@@ -2,7 +2,7 @@
 
 Like Vault's logical framework: each mount holds a backend; a backend is a list of
 path patterns (relative to the mount) with one callback per operation, an optional
-existence check (which turns `update` into `create` for new resources, reference/vault.md
+existence check (which turns `update` into `create` for new resources, docs/facts/vault.md
 §1.3) and the operations that are root-protected (need `sudo`, §1.7).
 """
 

@@ -1,6 +1,6 @@
 """Initialisation and the seal: Shamir unseal keys, or auto-unseal with recovery keys.
 
-DOC api-docs/system/init.mdx, unseal.mdx, seal-status.mdx, seal.mdx (reference/vault.md
+DOC api-docs/system/init.mdx, unseal.mdx, seal-status.mdx, seal.mdx (docs/facts/vault.md
 §4.5, §6): `PUT sys/init` once; with Shamir, `secret_threshold` distinct key shares
 unseal; with auto-unseal (`recovery_shares`), the server unseals itself and the
 recovery keys cannot unseal it.
@@ -77,7 +77,7 @@ class SealState:
                 "'key' must be specified in request body as JSON, or 'reset' set to true"
             )
         if self.auto_unseal:
-            # Recovery keys never unseal (DOC init.mdx, reference/vault.md §6).
+            # Recovery keys never unseal (DOC init.mdx, docs/facts/vault.md §6).
             raise bad_request("cannot unseal with recovery keys when using auto-unseal")
         key = _decode_key(raw)
         if key not in self.keys:

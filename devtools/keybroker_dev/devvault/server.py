@@ -1,4 +1,4 @@
-"""Start and stop a devvault: in-process for tests, or `keybroker devvault` (CONTRACTS.md §5).
+"""Start and stop a devvault: in-process for tests, or `keybroker devvault` (docs/contracts.md §5).
 
     with DevVaultServer() as srv:           # 127.0.0.1, free port, random root token
         client = hvac.Client(url=srv.addr, token=srv.root_token)

@@ -1,7 +1,7 @@
 """Token store: service and batch tokens, token roles, creation rules, renewal, revocation.
 
 Follows DOC api-docs/auth/token.mdx, DOC concepts/tokens.mdx and CODE token_store.go
-`handleCreateCommon` as summarised in reference/vault.md §4.3:
+`handleCreateCommon` as summarised in docs/facts/vault.md §4.3:
 - child policies must be a subset of the parent's unless the caller is root/sudo or a
   role's allowed/disallowed policies decide; `default` is added unless opted out;
   `root` swallows every other policy;
@@ -420,7 +420,7 @@ class TokenStore:
         role: TokenRole | None,
         privileged: bool,
     ) -> list[str]:
-        """The policy rules of `handleCreateCommon` (reference/vault.md §4.3)."""
+        """The policy rules of `handleCreateCommon` (docs/facts/vault.md §4.3)."""
         requested = as_str_list(data, "policies") or []
         no_default = as_bool(data, "no_default_policy", False)
         add_default = False
@@ -639,7 +639,7 @@ class TokenStore:
         return data
 
     def auth_block(self, entry: TokenEntry) -> dict[str, Any]:
-        """The response `auth` block (reference/vault.md §4.1)."""
+        """The response `auth` block (docs/facts/vault.md §4.1)."""
         return {
             "client_token": entry.id,
             "accessor": entry.accessor,

@@ -1,6 +1,6 @@
 """Response-wrapping tokens: single-use tokens that hold one response until unwrapped.
 
-DOC concepts/response-wrapping.mdx and api-docs/system/wrapping-*.mdx (reference/vault.md
+DOC concepts/response-wrapping.mdx and api-docs/system/wrapping-*.mdx (docs/facts/vault.md
 §4.4): the wrapped response is replaced by `wrap_info`; `sys/wrapping/unwrap` returns
 the original response once; `sys/wrapping/lookup` shows creation time, path and TTL;
 an expired or used wrapping token is invalid.
@@ -35,7 +35,7 @@ class WrappingStore:
     def wrap(
         self, body: dict[str, Any], ttl: float, path: str, wrapped_accessor: str = ""
     ) -> dict[str, Any]:
-        """Store `body`; return the `wrap_info` block (reference/vault.md §4.1)."""
+        """Store `body`; return the `wrap_info` block (docs/facts/vault.md §4.1)."""
         entry = WrappedResponse(
             token=ids.service_token(),
             accessor=ids.accessor(),

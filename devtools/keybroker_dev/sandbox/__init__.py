@@ -1,6 +1,6 @@
 """Exchange sandbox: each exchange's self-inspection API on loopback, with that exchange's
 own request signing verified and its own response shapes and error codes
-(reference/exchanges.md). Used by tests, benches and `keybroker dev`/`keybroker sandbox`.
+(docs/facts/exchanges.md). Used by tests, benches and `keybroker dev`/`keybroker sandbox`.
 """
 
 from keybroker_dev.sandbox.keys import SandboxKey, SandboxKeyError

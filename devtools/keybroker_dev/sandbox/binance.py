@@ -1,6 +1,6 @@
 """Binance: `GET /sapi/v1/account/apiRestrictions`.
 
-Follows reference/exchanges.md § Binance and the official docs it cites:
+Follows docs/facts/exchanges.md § Binance and the official docs it cites:
 https://developers.binance.com/docs/wallet/account/api-key-permission (endpoint, fields) and
 https://developers.binance.com/docs/binance-spot-api-docs/rest-api/request-security (SIGNED
 endpoints: `X-MBX-APIKEY`, `timestamp`, `recvWindow` default 5000 max 60000, `signature` =

@@ -1,6 +1,6 @@
 """BingX: `GET /openApi/v1/account/apiPermissions` (and `.../apiRestrictions`).
 
-Follows reference/exchanges.md § BingX and the official docs it cites:
+Follows docs/facts/exchanges.md § BingX and the official docs it cites:
 https://bingx-api.github.io/docs/#/en-us/common/authentication (header `X-BX-APIKEY`;
 `timestamp` in ms, optional `recvWindow` (default 5000), `signature` = hex HMAC-SHA256 of
 the parameter string), https://bingx-api.github.io/docs/#/en-us/common/account-api.html

@@ -1,6 +1,6 @@
 """Bitget: `GET /api/v2/spot/account/info`.
 
-Follows reference/exchanges.md § Bitget and the official docs it cites:
+Follows docs/facts/exchanges.md § Bitget and the official docs it cites:
 https://www.bitget.com/api-doc/common/signature (headers `ACCESS-KEY`, `ACCESS-SIGN` =
 base64 HMAC-SHA256 of timestamp + METHOD + requestPath(+?query, not URL-encoded) + body,
 `ACCESS-TIMESTAMP` in ms, accepted within 30 s of server time, plain `ACCESS-PASSPHRASE`),

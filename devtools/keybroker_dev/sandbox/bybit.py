@@ -1,6 +1,6 @@
 """Bybit: `GET /v5/user/query-api`.
 
-Follows reference/exchanges.md § Bybit and the official docs it cites:
+Follows docs/facts/exchanges.md § Bybit and the official docs it cites:
 https://bybit-exchange.github.io/docs/v5/guide#authentication (headers `X-BAPI-API-KEY`,
 `X-BAPI-TIMESTAMP` in ms, `X-BAPI-RECV-WINDOW`, `X-BAPI-SIGN` = hex HMAC-SHA256 of
 timestamp + apiKey + recvWindow + queryString|jsonBody; accepted when

@@ -1,6 +1,6 @@
 """Coinbase Advanced Trade: `GET /api/v3/brokerage/key_permissions`.
 
-Follows reference/exchanges.md § Coinbase and the official docs it cites:
+Follows docs/facts/exchanges.md § Coinbase and the official docs it cites:
 https://docs.cdp.coinbase.com/advanced-trade/reference/retailbrokerageapi_getapikeypermissions
 (`can_view`, `can_trade`, `can_transfer`, `portfolio_uuid`, `portfolio_type`),
 https://docs.cdp.coinbase.com/coinbase-app/authentication-authorization/api-key-authentication

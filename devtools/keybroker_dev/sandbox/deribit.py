@@ -1,6 +1,6 @@
 """Deribit: `GET /api/v2/private/list_api_keys` and `GET /api/v2/public/auth`.
 
-Follows reference/exchanges.md § Deribit and the official docs it cites:
+Follows docs/facts/exchanges.md § Deribit and the official docs it cites:
 https://docs.deribit.com/#authentication (the `deri-hmac-sha256` Authorization header:
 `id=<client_id>,ts=<ms>,sig=<hex HMAC-SHA256 of ts\\nnonce\\nMETHOD\\nURI\\nBODY\\n>,
 nonce=<nonce>`; and `public/auth` with `client_credentials` or `client_signature`),

@@ -1,6 +1,6 @@
 """Gate: `GET /api/v4/account/detail` and `GET /api/v4/account/main_keys`.
 
-Follows reference/exchanges.md § Gate and the official docs it cites:
+Follows docs/facts/exchanges.md § Gate and the official docs it cites:
 https://www.gate.io/docs/developers/apiv4/#authentication (headers `KEY`, `Timestamp` in
 seconds, `SIGN` = hex HMAC-SHA512 of METHOD\\n/api/v4<path>\\n<query, not URL-encoded>\\n
 hex(SHA512(body))\\n<timestamp>; a timestamp more than 60 s off is REQUEST_EXPIRED),

@@ -1,6 +1,6 @@
 """HTX (Huobi): `GET /v2/user/uid`, then `GET /v2/user/api-key?uid=...&accessKey=...`.
 
-Follows reference/exchanges.md § HTX and the official docs it cites:
+Follows docs/facts/exchanges.md § HTX and the official docs it cites:
 https://www.htx.com/en-us/opend/newApiPages/?id=419 (Signature V2: query parameters
 `AccessKeyId`, `SignatureMethod=HmacSHA256`, `SignatureVersion=2`, `Timestamp` as
 `YYYY-MM-DDThh:mm:ss` UTC, sorted by ASCII name with URL-encoded values; `Signature` =

@@ -3,7 +3,7 @@
 A `SandboxKey` is the sandbox's record of one key as the exchange would hold it: the
 rights granted when the user created it, its IP whitelist, its expiry and its signing
 material. Every exchange module renders these same facts in its own vocabulary
-(reference/exchanges.md, summary table), so one key set serves all twelve exchanges.
+(docs/facts/exchanges.md, summary table), so one key set serves all twelve exchanges.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from broker.config import DEFAULT_EXCHANGES
 
 # The exchanges the broker supports, declared once (broker/config.py).
 EXCHANGES: tuple[str, ...] = DEFAULT_EXCHANGES
-# Exchanges whose keys carry a passphrase chosen by the user (reference/exchanges.md).
+# Exchanges whose keys carry a passphrase chosen by the user (docs/facts/exchanges.md).
 PASSPHRASE_EXCHANGES = frozenset({"okx", "kucoin", "bitget"})
 
 # The robot egress address used in tests and dev mode, and a second "office" address.
@@ -125,7 +125,7 @@ class SandboxKey:
         return self.expires_at is not None and self.expires_at <= now
 
     def credentials(self) -> dict[str, str]:
-        """The client's view (CONTRACTS.md §5/§6): api_key, secret and passphrase if any."""
+        """The client's view (docs/contracts.md §5/§6): api_key, secret and passphrase if any."""
         out = {"api_key": self.api_key, "secret": self.secret}
         if self.passphrase is not None:
             out["passphrase"] = self.passphrase

@@ -1,6 +1,6 @@
 """Kraken (spot): `POST /0/private/GetApiKeyInfo`.
 
-Follows reference/exchanges.md § Kraken and the official docs it cites:
+Follows docs/facts/exchanges.md § Kraken and the official docs it cites:
 https://docs.kraken.com/api/docs/guides/spot-rest-auth (headers `API-Key` and `API-Sign` =
 base64 HMAC-SHA512 keyed with the base64-decoded secret over URI path + SHA256(nonce +
 POST data); the nonce must increase for each key), https://docs.kraken.com/api/docs/rest-api/get-api-key-info

@@ -1,6 +1,6 @@
 """KuCoin: `GET /api/v1/user/api-key`.
 
-Follows reference/exchanges.md § KuCoin and the official docs it cites:
+Follows docs/facts/exchanges.md § KuCoin and the official docs it cites:
 https://www.kucoin.com/docs-new/authentication (headers `KC-API-KEY`, `KC-API-SIGN` =
 base64 HMAC-SHA256 of timestamp + METHOD + endpoint(+?query) + body, `KC-API-TIMESTAMP` in
 ms within 5 s of server time, `KC-API-PASSPHRASE`: plain for key version 1, and

@@ -1,6 +1,6 @@
 """MEXC: `GET /api/v3/account` (MEXC documents no endpoint that reads a key's own rights).
 
-Follows reference/exchanges.md § MEXC and the official docs it cites:
+Follows docs/facts/exchanges.md § MEXC and the official docs it cites:
 https://mexcdevelop.github.io/apidocs/spot_v3_en/#signed (header `X-MEXC-APIKEY`;
 `timestamp` in ms and `recvWindow` (default 5000, at most 60000) in the query;
 `signature` = lowercase hex HMAC-SHA256 of the total params),

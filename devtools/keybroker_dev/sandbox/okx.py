@@ -1,6 +1,6 @@
 """OKX: `GET /api/v5/account/config`.
 
-Follows reference/exchanges.md § OKX and the official docs it cites:
+Follows docs/facts/exchanges.md § OKX and the official docs it cites:
 https://www.okx.com/docs-v5/en/#rest-api-authentication-signature (headers `OK-ACCESS-KEY`,
 `OK-ACCESS-SIGN` = base64 HMAC-SHA256 of timestamp + METHOD + requestPath(+?query) + body,
 `OK-ACCESS-TIMESTAMP` ISO 8601 with milliseconds in UTC, plain `OK-ACCESS-PASSPHRASE`;

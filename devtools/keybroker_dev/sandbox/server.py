@@ -188,7 +188,7 @@ class SandboxServer:
         self.state.reset()
 
     def describe(self) -> dict[str, object]:
-        """CONTRACTS.md §5: base_url, exchange_urls and every key's credentials."""
+        """docs/contracts.md §5: base_url, exchange_urls and every key's credentials."""
         return {
             "base_url": self.base_url,
             "exchange_urls": self.exchange_urls,

@@ -17,6 +17,9 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from broker.durations import parse_duration
+from broker.names import DEFAULT_MOUNT, SITE_TOKEN_MAX_TTL_S, SITE_TOKEN_TTL_S
+
 DEFAULT_EXCHANGES = (
     "binance",
     "okx",
@@ -32,33 +35,9 @@ DEFAULT_EXCHANGES = (
     "deribit",
 )
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
-
 
 class ConfigError(ValueError):
     """A configuration value is missing or malformed; the message names the key."""
-
-
-def parse_duration(value: str | int | float) -> float:
-    """Seconds from `300`, `"300"`, `"90s"`, `"5m"`, `"1h"`, `"250ms"`."""
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        return float(value)
-    match = _DURATION.match(str(value))
-    if not match:
-        raise ValueError(f"not a duration: {value!r} (use e.g. 90s, 5m, 1h)")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-
-
-def format_duration(seconds: float) -> str:
-    """The shortest exact Vault-style spelling: 300 -> "5m", 90 -> "90s"."""
-    whole = int(seconds)
-    for unit, size in (("h", 3600), ("m", 60)):
-        if whole and whole % size == 0:
-            return f"{whole // size}{unit}"
-    return f"{whole}s"
 
 
 def _split_csv(value: Any) -> Any:
@@ -88,7 +67,7 @@ class Settings(BaseSettings):
     vault_role_id: str | None = None
     vault_secret_id: SecretStr | None = None
     vault_cacert: Path | None = None
-    kv_mount: str = "exchange-keys"
+    kv_mount: str = DEFAULT_MOUNT
 
     exchanges: CsvList = Field(default_factory=lambda: list(DEFAULT_EXCHANGES))
     exchange_urls: Annotated[dict[str, str], NoDecode, BeforeValidator(_json_map)] = Field(
@@ -98,8 +77,8 @@ class Settings(BaseSettings):
     site_egress_ips: CsvList = Field(default_factory=list)
     allow_futures: bool = False
     require_site_ip_restriction: bool = False
-    site_token_ttl: Seconds = 300.0
-    site_token_max_ttl: Seconds = 900.0
+    site_token_ttl: Seconds = SITE_TOKEN_TTL_S
+    site_token_max_ttl: Seconds = SITE_TOKEN_MAX_TTL_S
     check_timeout: Seconds = 10.0
     listen: str = "127.0.0.1:8080"
 

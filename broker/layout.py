@@ -12,14 +12,12 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import TYPE_CHECKING, Literal
 
-from broker.config import format_duration
+from broker.durations import format_duration
+from broker.names import DEFAULT_MOUNT, SITE_TOKEN_MAX_TTL_S, SITE_TOKEN_TTL_S, Role
 
 if TYPE_CHECKING:
     from broker.config import Settings
 
-DEFAULT_MOUNT = "exchange-keys"
-ROLES: tuple[str, ...] = ("site", "robot")
-Role = Literal["site", "robot"]
 
 SITE_READ_POLICY = "keybroker-site-read"
 ROBOT_READ_POLICY = "keybroker-robot-read"
@@ -149,8 +147,8 @@ class VaultLayout:
 def build_layout(
     *,
     mount: str = DEFAULT_MOUNT,
-    site_token_ttl: float = 300,
-    site_token_max_ttl: float = 900,
+    site_token_ttl: float = SITE_TOKEN_TTL_S,
+    site_token_max_ttl: float = SITE_TOKEN_MAX_TTL_S,
     site_token_cidrs: tuple[str, ...] = (),
     robot_cidrs: tuple[str, ...] = (),
     audit_devices: tuple[AuditDevice, ...] = (),

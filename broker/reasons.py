@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from broker.names import Role
 
 
 class Severity(StrEnum):
@@ -44,8 +45,6 @@ class ReasonCode(StrEnum):
 
 
 RETRYABLE_CODES = frozenset({ReasonCode.EXCHANGE_UNAVAILABLE, ReasonCode.RATE_LIMITED})
-
-Role = Literal["site", "robot"]
 
 
 class Reason(BaseModel):

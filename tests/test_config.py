@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from broker.config import ConfigError, format_duration, load_settings, parse_duration
+from broker.config import ConfigError, load_settings
+from broker.durations import format_duration, parse_duration
 
 CANARY = "hvs.CANARY-config-token-0123456789"
 

@@ -152,11 +152,20 @@ def policy_eval(
         str | None, typer.Option(help="JSON lines file, or - for standard input.")
     ] = None,
 ) -> None:
-    """Decide one request as Vault would: prints allow or deny (exit 0 allow, 1 deny, 2 error)."""
+    """Decide one request as Vault would: prints allow or deny (exit 0 allow, 1 deny, 2 error).
+
+    With --batch, every --policy file applies to every line."""
     from policies.eval_cli import run_batch, run_single
 
     if batch is not None:
-        raise typer.Exit(run_batch(batch))
+        if path is not None or op is not None or param or wrap_ttl is not None:
+            typer.echo(
+                "keybroker policy eval: error: --path, --op, --param and --wrap-ttl belong "
+                "in the batch lines, not beside --batch",
+                err=True,
+            )
+            raise typer.Exit(2)
+        raise typer.Exit(run_batch(batch, policy or []))
     raise typer.Exit(run_single(policy or [], path, op, param or [], wrap_ttl))
 
 

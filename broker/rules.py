@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Protocol
 
+from broker.names import ROLES
 from broker.reasons import Inspection, Reason, ReasonCode
 
 EXPIRY_WARNING = timedelta(days=14)
@@ -39,7 +40,7 @@ def evaluate(
     inspection: Inspection, role: str, settings: RuleSettings, now: datetime | None = None
 ) -> list[Reason]:
     """Every reason for (or against) accepting the key, errors and warnings."""
-    if role not in ("site", "robot"):
+    if role not in ROLES:
         raise ValueError(f"role must be site or robot, not {role!r}")
     if inspection.blocking:
         # The rights could not be read (mexc) or the key cannot be used (CDP): nothing

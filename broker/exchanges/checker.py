@@ -19,6 +19,7 @@ from broker.exchanges.base import Credentials
 from broker.exchanges.client import ClientFactory
 from broker.exchanges.errors import reason
 from broker.exchanges.registry import get_adapter
+from broker.names import ROLES
 from broker.reasons import CheckResult, Inspection, Reason, ReasonCode
 
 log = logging.getLogger(__name__)
@@ -89,18 +90,18 @@ class KeyChecker:
         credentials: Credentials,
         now: datetime | None = None,
     ) -> CheckResult:
-        if role not in ("site", "robot"):
+        if role not in ROLES:
             raise ValueError(f"role must be site or robot, not {role!r}")
         outcome = await self.inspect(exchange, credentials)
         if isinstance(outcome, Reason):
-            return CheckResult.refused(exchange, role, outcome)  # type: ignore[arg-type]
+            return CheckResult.refused(exchange, role, outcome)
         if self._egress_proven(outcome, role):
             outcome = outcome.model_copy(update={"ip_whitelist_verified": True})
         reasons = rules.evaluate(outcome, role, self._settings, now=now)
         return CheckResult(
             accepted=rules.accepted(reasons),
             exchange=exchange,
-            role=role,  # type: ignore[arg-type]
+            role=role,
             permissions=outcome.permissions,
             ip_restricted=outcome.ip_restricted,
             ip_whitelist=outcome.ip_whitelist,

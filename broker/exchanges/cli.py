@@ -15,6 +15,7 @@ from typing import TextIO
 from broker.config import ConfigError, Settings, load_settings
 from broker.exchanges.base import Credentials, mask_api_key
 from broker.exchanges.registry import get_adapter
+from broker.names import ROLES
 from broker.reasons import CheckResult
 
 EXIT_ACCEPTED = 0
@@ -43,7 +44,7 @@ def check_key(
 
     if output_format not in ("text", "json"):
         return usage("--format must be text or json")
-    if role not in ("site", "robot"):
+    if role not in ROLES:
         return usage("--role must be site or robot")
     try:
         settings = settings or load_settings()

@@ -116,7 +116,7 @@ def _mask(api_key: str) -> str:
 
 def _check_account(account: str) -> None:
     if not isinstance(account, str) or not ACCOUNT_PATTERN.fullmatch(account):
-        raise InvalidIdentifier("account must match ^[a-z0-9][a-z0-9_-]{0,63}$")
+        raise InvalidIdentifier(f"account must match ^{ACCOUNT_PATTERN.pattern}$")
 
 
 def _check_ids(account: str, exchange: str) -> None:

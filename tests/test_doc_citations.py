@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 # `docs/facts/vault.md §4.3`, `docs/contracts.md §2`, `docs/facts/exchanges.md § Binance`;
 # not the tail of a URL or of `api-docs/...mdx`.
 CITATION = re.compile(
-    r"(?<![\w./-])(docs/[\w./-]+?\.md)(?![\w-])"
+    r"(?<![\w./-])(docs/\w[\w./-]*?\.md)(?![\w-])"
     r"(?:,?\s*§\s?(?:(?P<number>\d+(?:\.\d+)*)|(?P<name>[A-Z][A-Za-z]+)))?"
 )
 HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*$", re.MULTILINE)
@@ -123,5 +123,6 @@ def test_the_checker_catches_a_broken_citation(tmp_path: Path) -> None:
     ]
     assert "9" not in sections(REPO / "docs/contracts.md")[0]
     assert not list(CITATION.finditer("DOC api-docs/auth/token.mdx and https://x/docs/a.md"))
+    assert not list(CITATION.finditer("every `docs/...md §N` citation"))
     assert STALE.search("see CONTRACTS.md") and STALE.search("(reference/vault.md)")
     assert not STALE.search("https://docs.cdp.coinbase.com/advanced-trade/reference/x")

@@ -14,6 +14,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 INFRA_ONLY = {"pulumi", "pulumi-docker", "pulumi-policy", "boto3"}
+_PIP_WHEEL = (sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q")
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +28,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         shutil.copytree(REPO / package, src / package, ignore=ignore)
     out = tmp_path_factory.mktemp("wheel")
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
-        + ["-w", str(out), str(src)],
+        [*_PIP_WHEEL, "-w", str(out), str(src)],
         capture_output=True,
         text=True,
         timeout=300,

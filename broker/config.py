@@ -17,6 +17,8 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+# format_duration is re-exported for code that still imports it from here.
+from broker.durations import format_duration as format_duration
 from broker.durations import parse_duration
 from broker.names import DEFAULT_MOUNT, SITE_TOKEN_MAX_TTL_S, SITE_TOKEN_TTL_S
 

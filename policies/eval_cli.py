@@ -192,4 +192,4 @@ def run_batch(source: str, policy_files: Sequence[Path] = ()) -> int:
         return _error(f"cannot read {source}: not UTF-8 text")
     if read and failed == read:
         return _error(f"every one of the {read} batch line(s) failed")
-    return EXIT_ALLOW
+    return 0

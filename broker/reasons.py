@@ -95,7 +95,14 @@ class Inspection(BaseModel):
     ip_whitelist: list[str] | None = None
     ip_whitelist_verified: bool = False
     expires_at: datetime | None = None
-    # Set by adapters that cannot read rights (mexc) or cannot take the key (coinbase CDP).
+    # Rights (Permissions field names) the exchange does not report; their value in
+    # `permissions` means nothing. The rules refuse them as `unverifiable` where they
+    # would decide the check, unless the operator accepts them for that exchange.
+    unverified: frozenset[str] = frozenset()
+    # Exchange-specific advice on how to clear a refusal (OKX: futures come with the
+    # account mode), appended to that reason's message.
+    hints: dict[ReasonCode, str] = Field(default_factory=dict)
+    # Set by adapters whose answer settles the check before any right is judged.
     blocking: list[Reason] = Field(default_factory=list)
 
 

@@ -23,7 +23,7 @@ def env(fresh_sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> Sandbo
                  "KEYBROKER_CONFIG_FILE", "KEYBROKER_EXCHANGES"):  # fmt: skip
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("KEYBROKER_EXCHANGE_URLS", json.dumps(fresh_sandbox.exchange_urls))
-    monkeypatch.setenv("KEYBROKER_ROBOT_EGRESS_IPS", ROBOT_EGRESS_IP)
+    monkeypatch.setenv("KEYBROKER_ROBOT_EXCHANGE_EGRESS_IPS", ROBOT_EGRESS_IP)
     monkeypatch.setenv("KEYBROKER_CHECK_TIMEOUT", "2s")
     return fresh_sandbox
 

@@ -25,7 +25,7 @@ def creds(sandbox: SandboxServer, exchange: str, label: str) -> Credentials:
 def settings(sandbox: SandboxServer, **extra: object) -> Settings:
     values: dict[str, object] = {
         "exchange_urls": sandbox.exchange_urls,
-        "robot_egress_ips": [ROBOT_EGRESS_IP],
+        "robot_exchange_egress_ips": [ROBOT_EGRESS_IP],
         "check_timeout": 2.0,
     }
     values.update(extra)
@@ -209,7 +209,7 @@ async def test_binance_restriction_proven_only_for_the_broker_egress(
 ) -> None:
     """Binance shows only ipRestrict (docs/facts/exchanges.md): the sandbox sees the
     broker at 203.0.113.10, so a successful call proves exactly that address."""
-    config = settings(fresh_sandbox, robot_egress_ips=robot_egress)
+    config = settings(fresh_sandbox, robot_exchange_egress_ips=robot_egress)
     async with KeyChecker(config, broker_egress_ip=broker_egress) as checker:
         result = await checker.check(
             "binance", "robot", creds(fresh_sandbox, "binance", "trade_whitelisted")

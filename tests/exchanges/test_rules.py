@@ -23,6 +23,16 @@ class Cfg:
     site_egress_ips: list[str] = field(default_factory=list)
     allow_futures: bool = False
     require_site_ip_restriction: bool = False
+    accept_unverifiable: bool = False
+
+    def egress_for(self, role: str) -> list[str]:
+        return self.robot_egress_ips if role == "robot" else self.site_egress_ips
+
+    def futures_allowed(self, exchange: str) -> bool:
+        return self.allow_futures
+
+    def unverifiable_accepted(self, exchange: str) -> bool:
+        return self.accept_unverifiable
 
 
 SITE_RIGHTS = Permissions(read=True)

@@ -187,7 +187,7 @@ def run_check(
     sandbox: SandboxServer, exchange: str, role: str, key: SandboxKey, **settings: Any
 ) -> tuple[int, dict[str, Any], str, str]:
     out, err = io.StringIO(), io.StringIO()
-    settings.setdefault("robot_egress_ips", [ROBOT_EGRESS_IP])
+    settings.setdefault("robot_exchange_egress_ips", [ROBOT_EGRESS_IP])
     config = Settings(exchange_urls=sandbox.exchange_urls, **settings)
     code = check_key(
         exchange=exchange,
@@ -222,7 +222,7 @@ def test_scenario(fresh_sandbox: SandboxServer, exchange: str, name: str) -> Non
         exchange,
         scenario.role,
         presented,
-        robot_egress_ips=[scenario.egress],
+        robot_exchange_egress_ips=[scenario.egress],
         allow_futures=allow_futures,
         check_timeout=scenario.timeout,
     )
@@ -253,7 +253,7 @@ def test_unlisted_egress_warns_where_list_is_unreadable(
 ) -> None:
     key = fresh_sandbox.key(exchange, "trade_whitelisted")
     code, result, _, _ = run_check(
-        fresh_sandbox, exchange, "robot", key, robot_egress_ips=[OTHER_EGRESS]
+        fresh_sandbox, exchange, "robot", key, robot_exchange_egress_ips=[OTHER_EGRESS]
     )
     assert code == 0
     assert {r["code"]: r["severity"] for r in result["reasons"]} == {

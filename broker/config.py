@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import logging
+import os
 import re
 from functools import cached_property
 from pathlib import Path

@@ -20,7 +20,7 @@ from functools import lru_cache
 from typing import Protocol
 
 from broker.config import env_name
-from broker.reasons import Inspection, Permissions, Reason, ReasonCode, Severity
+from broker.reasons import Inspection, Reason, ReasonCode, Severity
 
 EXPIRY_WARNING = timedelta(days=14)
 
@@ -127,6 +127,10 @@ def permission_reasons(inspection: Inspection, role: str, settings: RuleSettings
     return out
 
 
+# Rights named in an `unverifiable` reason, the most dangerous first.
+_SEVERITY_ORDER = ("withdraw", "transfer", "futures", "margin", "spot_trade", "read")
+
+
 # What an unreadable right would make us refuse, per role: (wording, refused if it holds).
 def _matters(right: str, role: str, exchange: str, settings: RuleSettings) -> str | None:
     if right == "withdraw":
@@ -150,7 +154,7 @@ def unverified_reasons(inspection: Inspection, role: str, settings: RuleSettings
     exchange = inspection.exchange
     unknown = [
         what
-        for right in Permissions.model_fields
+        for right in _SEVERITY_ORDER
         if right in inspection.unverified
         and (what := _matters(right, role, exchange, settings)) is not None
     ]

@@ -24,7 +24,7 @@ from broker.config import Settings
 from broker.exchanges.cli import check_key
 from broker.exchanges.registry import ADAPTERS
 from keybroker_dev.sandbox import SandboxKey, SandboxServer
-from keybroker_dev.sandbox.keys import ROBOT_EGRESS_IP
+from keybroker_dev.sandbox.keys import ROBOT_EGRESS_IP, cdp_ed25519_secret, cdp_es256_secret
 
 EXCHANGES = sorted(ADAPTERS)
 PASSPHRASE_EXCHANGES = sorted(e for e, a in ADAPTERS.items() if a.requires_passphrase)
@@ -266,9 +266,7 @@ def test_unlisted_egress_warns_where_list_is_unreadable(
     }
 
 
-@pytest.mark.parametrize(
-    ("exchange", "label"), [("binance", "rsa"), ("binance", "ed25519"), ("coinbase", "cdp")]
-)
+@pytest.mark.parametrize(("exchange", "label"), [("binance", "rsa"), ("binance", "ed25519")])
 def test_non_hmac_keys_refused_without_a_request(
     fresh_sandbox: SandboxServer, exchange: str, label: str
 ) -> None:
@@ -308,3 +306,21 @@ def test_whitelist_is_reported(fresh_sandbox: SandboxServer) -> None:
         "read": True, "spot_trade": True, "margin": False,
         "futures": False, "withdraw": False, "transfer": False,
     }  # fmt: skip
+
+
+@pytest.mark.parametrize("label", ["cdp", "cdp_ed25519"])
+def test_coinbase_cdp_keys_are_inspected_with_a_jwt(
+    fresh_sandbox: SandboxServer, label: str
+) -> None:
+    """Issue 11: CDP keys (ES256 / EdDSA JWT, as ccxt signs them) were refused as
+    non_hmac_key; the sandbox verifies the JWT, then answers key_permissions."""
+    key = fresh_sandbox.key("coinbase", label)
+    code, result, text, _ = run_check(fresh_sandbox, "coinbase", "robot", key)
+    assert code == 0, result["reasons"]
+    assert result["permissions"]["read"] and result["permissions"]["spot_trade"]
+    assert fresh_sandbox.request_count(key.api_key) == 1
+    assert key.secret not in text and key.api_key not in text
+    # the same key name with another private key of its kind: the JWT is refused
+    fresh = cdp_es256_secret() if label == "cdp" else cdp_ed25519_secret()
+    code, result, _, _ = run_check(fresh_sandbox, "coinbase", "robot", replace(key, secret=fresh))
+    assert code == 1 and [r["code"] for r in result["reasons"]] == ["invalid_credentials"]

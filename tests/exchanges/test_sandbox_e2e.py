@@ -324,3 +324,21 @@ def test_coinbase_cdp_keys_are_inspected_with_a_jwt(
     fresh = cdp_es256_secret() if label == "cdp" else cdp_ed25519_secret()
     code, result, _, _ = run_check(fresh_sandbox, "coinbase", "robot", replace(key, secret=fresh))
     assert code == 1 and [r["code"] for r in result["reasons"]] == ["invalid_credentials"]
+
+
+@pytest.mark.parametrize(("exchange", "hint"), [("okx", "account mode"), ("deribit", "scope")])
+def test_futures_refusals_say_why_on_exchanges_that_bundle_them(
+    fresh_sandbox: SandboxServer, exchange: str, hint: str
+) -> None:
+    """Issue 11: these refusals gave no hint. OKX: futures come with the account mode;
+    Deribit: with the trade scope, so only ALLOW_FUTURES clears them."""
+    key = fresh_sandbox.key(exchange, "futures_enabled")
+    code, result, _, _ = run_check(fresh_sandbox, exchange, "robot", key)
+    (futures,) = [r for r in result["reasons"] if r["code"] == "futures_enabled"]
+    assert code == 1 and hint in futures["message"]
+    assert f"KEYBROKER_ALLOW_FUTURES=true (or ={exchange})" in futures["message"]
+    # the good robot key: OKX in spot mode is accepted; Deribit needs ALLOW_FUTURES
+    good = fresh_sandbox.key(exchange, "trade_whitelisted")
+    assert run_check(fresh_sandbox, exchange, "robot", good)[0] == (0 if exchange == "okx" else 1)
+    allowed = run_check(fresh_sandbox, exchange, "robot", good, allow_futures=exchange)
+    assert allowed[0] == 0

@@ -10,7 +10,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 
 class Severity(StrEnum):
@@ -117,11 +117,18 @@ class CheckResult(BaseModel):
     ip_whitelist: list[str] | None
     expires_at: datetime | None
     reasons: list[Reason]
+    # False when the check ended before the exchange said anything about the key: the
+    # all-false permissions then mean "unknown", not "none" (not part of the JSON).
+    _rights_read: bool = PrivateAttr(default=True)
+
+    @property
+    def rights_read(self) -> bool:
+        return self._rights_read
 
     @classmethod
     def refused(cls, exchange: str, role: Role, reason: Reason) -> CheckResult:
         """A check that ended before any rights were read: one reason, nothing granted."""
-        return cls(
+        result = cls(
             accepted=False,
             exchange=exchange,
             role=role,
@@ -131,6 +138,8 @@ class CheckResult(BaseModel):
             expires_at=None,
             reasons=[reason],
         )
+        result._rights_read = False
+        return result
 
     @property
     def retryable(self) -> bool:

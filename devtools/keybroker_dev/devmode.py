@@ -84,6 +84,9 @@ class DevState:
     sandbox_keys: dict[str, dict[str, dict[str, str]]] = field(repr=False)
     robot_role_id: str
     robot_secret_id: str = field(repr=False)
+    # The broker's settings that decide a key check (no secret): `check-key --dev`
+    # applies them, so that it judges a key as this broker does.
+    check_settings: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -267,11 +270,12 @@ class DevStack:
             client, [SITE_BACKEND_POLICY], CALLER_TOKEN_TTL, display_name="dev-site-backend"
         )
 
+        check_settings = dev_check_settings(dict(sandbox.exchange_urls))
         broker_url = self._start_broker(
             vault_addr=vault_addr,
             role_id=broker_creds.role_id,
             secret_id=broker_creds.secret_id,
-            exchange_urls=dict(sandbox.exchange_urls),
+            check_settings=check_settings,
             mount=layout.mount,
         )
         self.say(f"  broker: {broker_url} (API docs: {broker_url}/docs)")
@@ -289,6 +293,7 @@ class DevStack:
             },
             robot_role_id=robot_creds.role_id,
             robot_secret_id=robot_creds.secret_id,
+            check_settings=check_settings,
         )
         write_state_file(self.state_file, self.state)
         # In-memory Vault and tokens die with us: leave no stale credentials behind.
@@ -325,7 +330,7 @@ class DevStack:
         vault_addr: str,
         role_id: str,
         secret_id: str,
-        exchange_urls: dict[str, str],
+        check_settings: dict[str, Any],
         mount: str,
     ) -> str:
         self.say("Starting the broker")
@@ -342,18 +347,10 @@ class DevStack:
             vault_role_id=role_id,
             vault_secret_id=secret_id,
             kv_mount=mount,
-            exchanges=sorted(exchange_urls),
-            exchange_urls=exchange_urls,
-            robot_exchange_egress_ips=[ROBOT_EGRESS_IP],
-            site_exchange_egress_ips=[ROBOT_EGRESS_IP],
             robot_vault_cidrs=[LOOPBACK_CIDR],
             site_vault_cidrs=[LOOPBACK_CIDR],
-            # The sandbox sees the broker at that egress too, so a signed call that
-            # succeeds proves a whitelist the exchange will not list (Binance).
-            broker_egress_ip=ROBOT_EGRESS_IP,
-            accept_unverifiable=ACCEPT_UNVERIFIABLE,
-            allow_futures=ALLOW_FUTURES,
             api_docs=True,
+            **check_settings,
             listen="127.0.0.1:0",
             audit_log=self.audit_log,
         )
@@ -368,6 +365,21 @@ class DevStack:
     def _remove_state_file(self) -> None:
         with suppress(FileNotFoundError):
             self.state_file.unlink()
+
+
+def dev_check_settings(exchange_urls: dict[str, str]) -> dict[str, Any]:
+    """The dev broker's settings that decide a key check (module docstring), as JSON."""
+    return {
+        "exchanges": sorted(exchange_urls),
+        "exchange_urls": exchange_urls,
+        "robot_exchange_egress_ips": [ROBOT_EGRESS_IP],
+        "site_exchange_egress_ips": [ROBOT_EGRESS_IP],
+        # The sandbox sees the broker at that egress too, so a signed call that succeeds
+        # proves a whitelist the exchange will not list (Binance).
+        "broker_egress_ip": ROBOT_EGRESS_IP,
+        "accept_unverifiable": sorted(ACCEPT_UNVERIFIABLE),
+        "allow_futures": sorted(ALLOW_FUTURES),
+    }
 
 
 # --- `keybroker dev` ---------------------------------------------------------------------

@@ -83,6 +83,10 @@ def test_every_good_sandbox_key_is_accepted(dev: tuple[DevStack, DevState, Lines
         ("okx", "futures_enabled", "KEYBROKER_ALLOW_FUTURES"),
         ("bybit", "no_whitelist", "restrict it at the exchange to 203.0.113.10"),
         ("gate", "read_disabled", "grant it"),
+        ("okx", "read_disabled", "allow reading"),
+        ("okx", "ip_refused", "add the broker's egress address"),
+        ("bybit", "expired", "create a new key"),
+        ("kucoin", "expired", "still active at the exchange"),
     ],
 )
 def test_refusals_say_what_to_change(

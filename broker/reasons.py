@@ -102,8 +102,6 @@ class Inspection(BaseModel):
     # Exchange-specific advice on how to clear a refusal (OKX: futures come with the
     # account mode), appended to that reason's message.
     hints: dict[ReasonCode, str] = Field(default_factory=dict)
-    # Set by adapters whose answer settles the check before any right is judged.
-    blocking: list[Reason] = Field(default_factory=list)
 
 
 class CheckResult(BaseModel):

@@ -2,7 +2,7 @@
 
 Exactly docs/contracts.md §4. No I/O, no clock unless given (`now`), no exchange knowledge:
 adapters normalize, these rules judge. The order of the returned reasons is stable
-(blocking, rights, IP, expiry) so that messages read the same for the same key.
+(rights, unreported rights, IP, expiry) so that messages read the same for the same key.
 
 IP whitelist entries are compared as networks: an entry covers a required egress
 address or CIDR when the required network lies inside it. Entries masked by the
@@ -54,10 +54,6 @@ def evaluate(
     """Every reason for (or against) accepting the key, errors and warnings."""
     if role not in ("site", "robot"):
         raise ValueError(f"role must be site or robot, not {role!r}")
-    if inspection.blocking:
-        # The rights could not be read (mexc) or the key cannot be used (CDP): nothing
-        # else the inspection says is trustworthy enough to judge.
-        return list(inspection.blocking)
     reasons = permission_reasons(inspection, role, settings)
     reasons += unverified_reasons(inspection, role, settings)
     reasons += ip_reasons(inspection, role, settings)

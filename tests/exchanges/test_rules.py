@@ -258,15 +258,6 @@ def test_naive_expiry_is_utc() -> None:
 # --- blocking reasons and general properties ---------------------------------------------------
 
 
-def test_blocking_reasons_replace_judgement() -> None:
-    from broker.reasons import Reason
-
-    blocking = Reason.error(ReasonCode.UNVERIFIABLE, "no way to read rights")
-    insp = inspection(Permissions(withdraw=True), whitelist=[], blocking=[blocking])
-    assert run(insp) == [blocking]
-    assert not accepted(run(insp))
-
-
 def test_unknown_role_is_a_typed_error() -> None:
     with pytest.raises(ValueError, match="role"):
         run(inspection(), "admin")

@@ -127,51 +127,65 @@ def permission_reasons(inspection: Inspection, role: str, settings: RuleSettings
 _SEVERITY_ORDER = ("withdraw", "transfer", "futures", "margin", "spot_trade", "read")
 
 
-# What an unreadable right would make us refuse, per role: (wording, refused if it holds).
-def _matters(right: str, role: str, exchange: str, settings: RuleSettings) -> str | None:
+# What an unreadable right would make us refuse, per role: (wording, the role needs it).
+def _matters(
+    right: str, role: str, exchange: str, settings: RuleSettings
+) -> tuple[str, bool] | None:
     if right == "withdraw":
-        return "withdraw"
+        return "withdraw", False
     if right == "transfer":
-        return "transfer funds"
+        return "transfer funds", False
     if right == "futures" and (role == "site" or not settings.futures_allowed(exchange)):
-        return "trade futures"
+        return "trade futures", False
     if right == "margin" and role == "site":
-        return "trade on margin"
+        return "trade on margin", False
     if right == "spot_trade":
-        return "spot-trade"
+        return "spot-trade", role == "robot"
     if right == "read":
-        return "read account data"
+        return "read account data", True
     return None
+
+
+def _either(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
 
 
 def unverified_reasons(inspection: Inspection, role: str, settings: RuleSettings) -> list[Reason]:
     """One `unverifiable` reason for the rights the exchange cannot report that would
     decide the check: an error, or a warning where the operator accepts such keys."""
     exchange = inspection.exchange
-    unknown = [
-        what
+    decisive = [
+        found
         for right in _SEVERITY_ORDER
         if right in inspection.unverified
-        and (what := _matters(right, role, exchange, settings)) is not None
+        and (found := _matters(right, role, exchange, settings)) is not None
     ]
-    if not unknown:
+    if not decisive:
         return []
-    listed = unknown[0] if len(unknown) == 1 else ", ".join(unknown[:-1]) + " or " + unknown[-1]
-    said = f"{exchange} does not report whether the key can {listed}"
+    forbidden = [what for what, needed in decisive if not needed]
+    needed = [what for what, need in decisive if need]
+    unknown = _either([what for what, _ in decisive])
+    checks = []
+    if forbidden:
+        checks.append(f"it cannot {_either(forbidden)}")
+    if needed:
+        checks.append(f"it can {_either(needed)}")
+    confirm = f"make sure at the exchange that {' and that '.join(checks)}"
+    said = f"{exchange} does not report whether the key can {unknown}"
     if settings.unverifiable_accepted(exchange):
         return [
             Reason(
                 code=ReasonCode.UNVERIFIABLE,
                 severity=Severity.WARNING,
                 message=f"{said}; accepted because {_ACCEPT_UNVERIFIABLE} includes {exchange}: "
-                "make sure at the exchange that it cannot",
+                f"{confirm}",
             )
         ]
     return [
         Reason.error(
             ReasonCode.UNVERIFIABLE,
-            f"{said}; make sure at the exchange that it cannot, then ask the operator to set "
-            f"{_ACCEPT_UNVERIFIABLE}={exchange} to accept such keys with a warning",
+            f"{said}; {confirm}, then ask the operator to set {_ACCEPT_UNVERIFIABLE}="
+            f"{exchange} to accept such keys with a warning",
         )
     ]
 

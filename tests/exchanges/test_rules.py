@@ -355,3 +355,11 @@ def test_an_adapter_hint_is_appended_to_its_reason() -> None:
     insp = inspection(Permissions(read=True, spot_trade=True, futures=True), hints=hint)
     (reason,) = run(insp)
     assert reason.message.endswith("(Deribit's trade scope covers futures)")
+
+
+def test_an_unreported_right_a_robot_needs_is_asked_for_not_against() -> None:
+    insp = inspection(Permissions(read=True), unverified=frozenset({"spot_trade", "transfer"}))
+    (reason,) = run(insp, "robot")
+    assert "that it cannot transfer funds and that it can spot-trade" in reason.message
+    (site,) = run(inspection(SITE_RIGHTS, unverified=frozenset({"spot_trade"})), "site")
+    assert "that it cannot spot-trade" in site.message

@@ -148,3 +148,18 @@ def test_api_docs_are_served_without_a_cdn(dev: tuple[DevStack, DevState, Lines]
         for source in sources:
             assert requests.get(state.broker_url + source, timeout=10).status_code == 200
     assert requests.get(state.broker_url + "/openapi.json", timeout=10).status_code == 200
+
+
+def test_keybroker_dev_exits_2_naming_the_running_instance(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    from keybroker_dev import devmode
+
+    held = devmode.StateDirLock(tmp_path)
+    try:
+        assert devmode.run(tmp_path / "dev.json", "devvault") == 2
+    finally:
+        held.stop()
+    err = capsys.readouterr().err
+    assert f"(pid {os.getpid()})" in err and "--state-file" in err
+    assert not (tmp_path / "dev.json").exists()

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TextIO
 
 from anyio import to_thread
 from fastapi import FastAPI
 
+from broker.api.access_log import AccessLog
 from broker.api.errors import CatchAll, install_error_handlers
 from broker.api.hot import HotRoutes
 from broker.api.limits import RequestGuard
@@ -68,9 +69,11 @@ def create_app(
     checker: Checker | None = None,
     audit_stream: TextIO | None = None,
     vault_concurrency: int = 128,
+    access_log: Callable[[str], None] | None = None,
 ) -> FastAPI:
     """The broker app. `checker` defaults to broker.exchanges.KeyChecker(settings);
-    `audit_stream` overrides settings.audit_log (tests capture it)."""
+    `audit_stream` overrides settings.audit_log (tests capture it); `access_log` gets one
+    line per request (broker/api/access_log.py; dev mode prints them)."""
     metrics = BrokerMetrics()
     session = VaultSession(
         settings, max_concurrency=vault_concurrency, observe=metrics.observe_vault
@@ -107,7 +110,8 @@ def create_app(
         title="keybroker",
         version="1",
         summary="Checks crypto-exchange API keys and keeps them in HashiCorp Vault.",
-        docs_url=None,  # only /healthz, /readyz and /openapi.json are open
+        # FastAPI's own pages load assets from CDNs: broker/api/docs.py serves them instead.
+        docs_url=None,
         redoc_url=None,
         # No 307 to the slash-less path: it would answer before authentication.
         redirect_slashes=False,
@@ -117,7 +121,13 @@ def create_app(
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(open_router)
+    if settings.api_docs:
+        from broker.api.docs import install_api_docs
+
+        install_api_docs(app)
     app.add_middleware(HotRoutes)  # innermost: the two busy endpoints without the router
     app.add_middleware(CatchAll)
-    app.add_middleware(RequestGuard)  # added last = outermost: runs before everything else
+    app.add_middleware(RequestGuard)  # outermost but one: runs before everything else
+    if access_log is not None:
+        app.add_middleware(AccessLog, emit=access_log)  # times the guards' answers too
     return app

@@ -113,9 +113,7 @@ class KeyChecker:
         """The successful signed call came from the only egress address the role uses."""
         if not self._broker_egress or inspection.ip_restricted is not True:
             return False
-        egress = (
-            self._settings.robot_egress_ips if role == "robot" else self._settings.site_egress_ips
-        )
+        egress = self._settings.egress_for(role)
         try:
             broker = ipaddress.ip_address(self._broker_egress)
             networks = [ipaddress.ip_network(text, strict=False) for text in egress]

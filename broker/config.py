@@ -12,7 +12,7 @@ import os
 import re
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -74,6 +74,7 @@ def _json_map(value: Any) -> Any:
     return value
 
 
+Custody = Literal["transit", "kv"]
 CsvList = Annotated[list[str], NoDecode, BeforeValidator(_split_csv)]
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
 
@@ -114,7 +115,19 @@ class Settings(BaseSettings):
     # signed call then proves a whitelist the exchange will not disclose (Binance).
     broker_egress_ip: str | None = None
 
-    @field_validator("kv_mount")
+    # Custody per role (docs/custody.md): `transit` imports the secret into a Transit key
+    # nobody can export and consumers sign through Vault; `kv` stores it for them to read.
+    site_custody: Custody = "transit"
+    robot_custody: Custody = "transit"
+    transit_mount: str = "exchange-signing"
+    # Under `transit`, a secret Transit cannot hold (size, format) is refused; with this
+    # set it is kept under `kv` custody instead.
+    custody_fallback_kv: bool = False
+
+    def custody(self, role: str) -> Custody:
+        return self.site_custody if role == "site" else self.robot_custody
+
+    @field_validator("kv_mount", "transit_mount")
     @classmethod
     def _mount_name(cls, value: str) -> str:
         value = value.strip("/")

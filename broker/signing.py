@@ -30,14 +30,14 @@ import base64
 import contextvars
 import hashlib
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from broker.custody.material import BINANCE_RSA_MIN_LEN, Scheme
+from broker.custody.material import BINANCE_RSA_MIN_LEN, SCHEMES, Scheme
 
 # ccxt passes hashlib constructors; Transit names the same functions (docs/facts/transit.md §3).
 _TRANSIT_HASH = {
@@ -252,3 +252,36 @@ def _install_presigning(exchange: Any) -> None:
 
     exchange.sign = sign
     exchange.fetch2 = fetch2
+
+
+def build_exchange(
+    key: Any,
+    transit_call: Callable[[str, str, dict[str, Any]], dict[str, Any]],
+    *,
+    asynchronous: bool = False,
+    config: Mapping[str, Any] | None = None,
+) -> Any:
+    """The ccxt object of `key` (a broker.client.ExchangeKey): Transit-signed when the key
+    is under `transit` custody, else holding the secret from KV."""
+    import ccxt
+    import ccxt.async_support
+
+    module: Any = ccxt.async_support if asynchronous else ccxt
+    options: dict[str, Any] = {**(config or {}), "apiKey": key.api_key}
+    if key.passphrase:
+        options["password"] = key.passphrase
+    if not key.transit:
+        return getattr(module, key.exchange)({**options, "secret": key.secret})
+    scheme = key.transit["scheme"]
+    if scheme not in SCHEMES:
+        raise SigningUnavailable(f"unknown signing scheme {scheme!r}")
+    secret = stand_in(scheme)
+    mount = key.transit["transit_mount"]
+    signer = TransitSigner(
+        lambda path, body: transit_call(mount, path, body),
+        key.transit["transit_key"],
+        int(key.transit["transit_version"]),
+    )
+    return install(
+        getattr(module, key.exchange)({**options, "secret": secret}), signer, scheme, secret
+    )

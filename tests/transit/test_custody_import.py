@@ -129,9 +129,8 @@ async def test_intake_refuses_an_unimportable_secret_and_stores_nothing(
 ) -> None:
     """Through the broker: the exchange accepts the key, Transit cannot hold it -> 422
     secret_not_importable and no KV entry; with CUSTODY_FALLBACK_KV it is kept in KV."""
-    from tests.fixtures.broker import build_broker_env
-
     import broker.intake as intake_module
+    from tests.fixtures.broker import build_broker_env
 
     original = intake_module.Intake._inspect
     key = sandbox.key("okx", "read_only")

@@ -216,7 +216,7 @@ class Intake:
                 expires_at=result.expires_at,
                 warnings=tuple(r.code for r in warnings),
             )
-            data = await self._custody_data(paths, credentials)
+            data = await self._custody_data(paths, credentials, audit_ids)
             try:
                 written = await self._store.write(paths, facts, data, before=before)
             except StagingLeft as exc:
@@ -242,7 +242,9 @@ class Intake:
             warnings=warnings,
         )
 
-    async def _custody_data(self, paths: KeyPaths, credentials: Credentials) -> dict[str, str]:
+    async def _custody_data(
+        self, paths: KeyPaths, credentials: Credentials, audit_ids: dict[str, str]
+    ) -> dict[str, str]:
         """The KV data for the checked key: the secret itself under `kv` custody; under
         `transit` the secret goes into a Transit key first (broker/custody/transit.py)
         and KV keeps only the api key, passphrase and the Transit reference."""
@@ -253,9 +255,13 @@ class Intake:
                 if not self._settings.custody_fallback_kv:
                     self._count(paths, "rejected")
                     reason = Reason.error(ReasonCode.SECRET_NOT_IMPORTABLE, str(exc))
+                    self._audit.emit("key.rejected", **audit_ids, reasons=[reason.code.value])
                     raise KeyRejected(
                         CheckResult.refused(paths.exchange, paths.role, reason)
                     ) from None
+            except (VaultUnavailable, VaultRefused):
+                self._count(paths, "vault_unavailable")
+                raise
         data = {"api_key": credentials.api_key, "secret": credentials.secret}
         if credentials.passphrase:
             data["passphrase"] = credentials.passphrase

@@ -172,5 +172,10 @@ async def test_intake_refuses_an_unimportable_secret_and_stores_nothing(
                 assert answer.json()["reasons"][0]["code"] == "secret_not_importable"
                 assert long_secret not in answer.text
                 assert stored is None
+                rejected = [
+                    line for line in env.audit_lines() if line.get("event") == "key.rejected"
+                ]
+                assert rejected and rejected[-1]["reasons"] == ["secret_not_importable"]
+                assert long_secret not in env.audit.text()
         finally:
             env.running.stop()

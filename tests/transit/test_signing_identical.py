@@ -187,3 +187,32 @@ def test_short_hmac_secrets_are_padded_without_changing_any_mac(
             signer.hmac(b"payload", name)
             == hmac.new(secret.encode(), b"payload", algorithm).digest()
         )
+
+
+async def test_async_ccxt_asks_vault_off_the_event_loop(
+    sandbox: SandboxServer, transit: TransitMount
+) -> None:
+    """Async ccxt: the Vault call runs in a worker thread, never on the loop's thread."""
+    import threading
+
+    key = sandbox.key("bybit", "trade_whitelisted")
+    form = classify("bybit", key.secret)
+    transit.import_key("k", form.transit_type, form.material)
+    vault = _vault_signer(transit, "k")
+    threads: list[int] = []
+
+    def call(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        threads.append(threading.get_ident())
+        return vault.call(path, body)
+
+    secret = stand_in(form.scheme)
+    url = sandbox.exchange_urls["bybit"]
+    instance = install(
+        client("bybit", url, key, secret=secret), TransitSigner(call, "k"), "hmac", secret
+    )
+    try:
+        spec = BY_NAME["bybit"]
+        await getattr(instance, spec.method)(spec.params(key))
+    finally:
+        await instance.close()
+    assert threads and threading.get_ident() not in threads

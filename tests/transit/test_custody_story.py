@@ -90,7 +90,7 @@ def _forms(secret: str) -> list[str]:
     return [secret, base64.b64encode(raw).decode(), raw.hex()]
 
 
-async def test_transit_custody_story(env: BrokerEnv, sandbox: SandboxServer) -> None:
+async def test_transit_custody_story(env: BrokerEnv, sandbox: SandboxServer, devvault: Any) -> None:
     root = env.root
     site_keys = {ex: _put(env, sandbox, "alice", ex, "site", "read_only") for ex in ACCEPTED}
     robot_keys = {
@@ -116,6 +116,14 @@ async def test_transit_custody_story(env: BrokerEnv, sandbox: SandboxServer) -> 
     for exchange, key in site_keys.items():
         instance = site.signing_exchange("alice", exchange, asynchronous=True)
         assert (await _call(instance, sandbox, exchange, key))[0] is False  # read-only key
+
+    # 2b. The site token expires (5 min) under a signing object: the next request gets a
+    #     403 from Vault, the client asks the broker for a new token and signs again.
+    before = site._vault.token
+    instance = site.signing_exchange("alice", "okx", asynchronous=True)
+    devvault.clock.advance(600)
+    assert (await _call(instance, sandbox, "okx", site_keys["okx"]))[0] is False
+    assert site._vault.token != before
 
     # 3. The robot trades through them, on every exchange and every scheme.
     creds = issue_approle_credentials(root, "keybroker-robot")

@@ -23,8 +23,6 @@ from broker.client import KeyNotFound, RobotKeyClient, SiteKeyClient
 from broker.layout import (
     BROKER_POLICY,
     BROKER_TRANSIT_POLICY,
-    ROBOT_READ_POLICY,
-    ROBOT_TRANSIT_POLICY,
     layout_from_settings,
 )
 from keybroker_dev.sandbox import SandboxServer
@@ -174,10 +172,3 @@ async def test_transit_custody_story(env: BrokerEnv, sandbox: SandboxServer, dev
     instance = robot.signing_exchange("alice", "okx", asynchronous=True, key=resumed)
     assert (await _call(instance, sandbox, "okx", resumed_key))[0] is True
     site.close()
-
-
-def test_policies_in_the_layout_name_the_transit_policies() -> None:
-    from broker.layout import build_layout
-
-    robot = [r for r in build_layout().approles if ROBOT_READ_POLICY in r.token_policies]
-    assert robot[0].token_policies == (ROBOT_READ_POLICY, ROBOT_TRANSIT_POLICY)

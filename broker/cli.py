@@ -51,6 +51,8 @@ def _root(
 
 
 app.add_typer(vault_app, name="vault")
+keys_app = typer.Typer(help="Operate on stored exchange keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 
 
 class Role(StrEnum):
@@ -206,6 +208,20 @@ def vault_bootstrap(
     from broker.bootstrap import run_bootstrap
 
     raise typer.Exit(run_bootstrap(addr=addr))
+
+
+@keys_app.command("migrate-custody")
+def keys_migrate_custody(
+    role: Annotated[
+        Role | None, typer.Option(help="Only this role's keys (default: site and robot).")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report, change nothing.")] = False,
+) -> None:
+    """Move keys kept under `kv` custody into Transit (token from VAULT_TOKEN; resumable)."""
+    from broker.custody.migrate import run_migrate
+
+    roles = (role.value,) if role else ("site", "robot")
+    raise typer.Exit(run_migrate(roles, dry_run))
 
 
 @app.command()

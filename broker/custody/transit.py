@@ -99,8 +99,8 @@ class TransitCustody:
                     "ciphertext": ciphertext,
                     "hash_function": HASH_FUNCTION,
                     "type": form.transit_type,
-                    "exportable": False,
-                    "allow_plaintext_backup": False,
+                    # exportable / allow_plaintext_backup: false by default, and the
+                    # broker's policy refuses both parameters (docs/custody.md).
                 },
             )
             await self._session.request(

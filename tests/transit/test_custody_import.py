@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import hvac
+import hvac.exceptions
 import pytest
 
 import broker.custody.transit as custody_module
@@ -179,3 +180,30 @@ async def test_intake_refuses_an_unimportable_secret_and_stores_nothing(
                 assert long_secret not in env.audit.text()
         finally:
             env.running.stop()
+
+
+def test_the_broker_policy_cannot_make_a_key_leave_vault(
+    vault_client: hvac.Client, sandbox: SandboxServer
+) -> None:
+    """Parameter limits in keybroker-broker-transit: import with exportable or plaintext
+    backup, and a config write other than deletion_allowed, get 403."""
+    from broker.bootstrap import create_caller_token
+    from broker.custody.byok import HASH_FUNCTION, wrap_for_import
+    from broker.layout import BROKER_POLICY, BROKER_TRANSIT_POLICY
+
+    apply_layout(vault_client, build_layout())
+    token = create_caller_token(vault_client, [BROKER_POLICY, BROKER_TRANSIT_POLICY], "10m")
+    broker = hvac.Client(url=vault_client.url, token=token)
+    name = unique_name("robot-acct") + "-okx"
+    pem = broker.read(f"{MOUNT}/wrapping_key")["data"]["public_key"]
+    body = {"ciphertext": wrap_for_import(b"k" * 32, pem), "hash_function": HASH_FUNCTION}
+    for extra in ({"exportable": True}, {"allow_plaintext_backup": True}):
+        with pytest.raises(hvac.exceptions.Forbidden):
+            broker.write_data(f"{MOUNT}/keys/{name}/import", data={**body, "type": "hmac", **extra})
+    broker.write_data(f"{MOUNT}/keys/{name}/import", data={**body, "type": "hmac"})
+    for extra in ({"exportable": True}, {"allow_plaintext_backup": True}):
+        with pytest.raises(hvac.exceptions.Forbidden):
+            broker.write_data(f"{MOUNT}/keys/{name}/config", data=extra)
+    broker.write_data(f"{MOUNT}/keys/{name}/config", data={"deletion_allowed": True})
+    assert vault_client.read(f"{MOUNT}/keys/{name}")["data"]["exportable"] is False
+    broker.delete(f"{MOUNT}/keys/{name}")

@@ -246,9 +246,11 @@ def test_delete_needs_deletion_allowed(transit: TransitMount) -> None:
 
 
 def test_exportable_cannot_be_switched_off(transit: TransitMount) -> None:
+    """Vault ignores a request to switch `exportable` off: the key stays exportable."""
     transit.import_key("k", "hmac", SECRET, exportable=True)
-    with pytest.raises(hvac.exceptions.InvalidRequest, match="cannot be disabled"):
-        transit.client.write(f"{transit.path}/keys/k/config", exportable=False)
+    answer = transit.client.write(f"{transit.path}/keys/k/config", exportable=False)
+    assert answer["data"]["exportable"] is True
+    assert transit.client.read(f"{transit.path}/keys/k")["data"]["exportable"] is True
 
 
 # -- §6 export and backup of keys that are not exportable ---------------------------------

@@ -305,20 +305,12 @@ class TransitKeyring:
     def configure(self, name: str, data: dict[str, Any]) -> TransitKey:
         with self.lock:
             key = self.require(name)
-            if "exportable" in data:
-                wanted = _truthy(data, "exportable")
-                if key.exportable and not wanted:
-                    raise bad_request(
-                        "export cannot be disabled on a key that already has it enabled"
-                    )
-                key.exportable = wanted
-            if "allow_plaintext_backup" in data:
-                wanted = _truthy(data, "allow_plaintext_backup")
-                if key.allow_plaintext_backup and not wanted:
-                    raise bad_request(
-                        "backup cannot be disabled on a key that already has it enabled"
-                    )
-                key.allow_plaintext_backup = wanted
+            # §5: both switch on once and stay on; a request to switch them off is
+            # ignored (path_keys_config.go: "Don't unset the already set value").
+            if _truthy(data, "exportable"):
+                key.exportable = True
+            if _truthy(data, "allow_plaintext_backup"):
+                key.allow_plaintext_backup = True
             if "deletion_allowed" in data:
                 key.deletion_allowed = _truthy(data, "deletion_allowed")
             return key

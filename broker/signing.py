@@ -133,9 +133,10 @@ class _Primitives:
     ) -> Any:
         if self.scheme not in ("hmac", "hmac-b64") or _as_bytes(secret) != self.hmac_key:
             return self.local_hmac(request, secret, algorithm, digest)
-        name = _TRANSIT_HASH.get(algorithm().name)
+        label = algorithm if isinstance(algorithm, str) else algorithm().name
+        name = _TRANSIT_HASH.get(label)
         if name is None:
-            raise SigningUnavailable(f"Transit offers no HMAC-{algorithm().name.upper()}")
+            raise SigningUnavailable(f"Transit offers no HMAC-{label.upper()}")
         raw = self.signer.hmac(_as_bytes(request), name)
         if digest == "hex":
             return self.exchange.binary_to_base16(raw)

@@ -170,19 +170,21 @@ class TransitCustody:
                 raise CustodyProofFailed("the Transit key does not hold the checked secret")
             return
         entry = (described.get("keys") or {}).get(str(version)) or {}
-        if entry.get("public_key") != _public_key_text(form):
+        if not _same_public_key(form, str(entry.get("public_key") or "")):
             raise CustodyProofFailed("the Transit key does not hold the checked secret")
 
 
-def _public_key_text(form: SecretForm) -> str:
-    """The public key as Transit's read-key answer shows it (docs/facts/transit.md §2)."""
+def _same_public_key(form: SecretForm, shown: str) -> bool:
+    """Whether Vault's public key (docs/facts/transit.md §2: base64 raw for Ed25519, a
+    PKIX PEM otherwise) is the submitted key's. Compared as keys, not as text."""
     private: Any = serialization.load_der_private_key(form.material, password=None)
     public = private.public_key()
-    if form.transit_type == "ed25519":
-        raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        return base64.b64encode(raw).decode()
-    return str(
-        public.public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        ).decode()
-    )
+    raw = serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    der = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    try:
+        if form.transit_type == "ed25519":
+            return bool(hmac.compare_digest(base64.b64decode(shown), public.public_bytes(*raw)))
+        loaded = serialization.load_pem_public_key(shown.encode())
+    except ValueError:
+        return False
+    return bool(loaded.public_bytes(*der) == public.public_bytes(*der))

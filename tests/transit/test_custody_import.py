@@ -99,6 +99,32 @@ async def test_a_failed_proof_removes_the_new_key(
     assert vault_client.read(f"{MOUNT}/keys/{name}") is None
 
 
+async def test_a_failed_public_key_proof_removes_the_new_key(
+    custody: TransitCustody,
+    vault_client: hvac.Client,
+    sandbox: SandboxServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Asymmetric keys: Vault holds another Ed25519 key than the one checked."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    other = ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    real_wrap = custody_module.wrap_for_import
+    monkeypatch.setattr(
+        custody_module, "wrap_for_import", lambda material, pem: real_wrap(other, pem)
+    )
+    key = sandbox.key("binance", "ed25519")
+    paths = _paths("binance")
+    with pytest.raises(CustodyProofFailed):
+        await custody.store(paths, Credentials(key.api_key, key.secret, None))
+    assert vault_client.read(f"{MOUNT}/keys/robot-{paths.account}-binance") is None
+
+
 async def test_a_changed_key_type_replaces_the_transit_key(
     custody: TransitCustody, vault_client: hvac.Client, sandbox: SandboxServer
 ) -> None:

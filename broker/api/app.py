@@ -20,6 +20,7 @@ from broker.api.state import BrokerState
 from broker.audit import AuditLog
 from broker.callers import CallerDirectory
 from broker.config import Settings
+from broker.custody.transit import TransitCustody
 from broker.exchanges.base import Credentials
 from broker.intake import Checker, Intake
 from broker.keystore import KeyStore
@@ -84,7 +85,14 @@ def create_app(
         settings=settings,
         session=session,
         callers=CallerDirectory(session, ttl=settings.caller_cache_ttl),
-        intake=Intake(settings, the_checker, KeyStore(session, settings.kv_mount), audit, metrics),
+        intake=Intake(
+            settings,
+            the_checker,
+            KeyStore(session, settings.kv_mount),
+            audit,
+            metrics,
+            custody=TransitCustody(session, settings.transit_mount),
+        ),
         minter=SiteTokenMinter(settings, session),
         audit=audit,
         metrics=metrics,

@@ -11,6 +11,7 @@ from typing import TypeVar
 import pulumi_docker as docker
 
 ROLE_LABEL = "keybroker.role"
+HOST_LABEL = "keybroker.host"  # the Docker host (config dockerHosts) a container runs on
 ENVIRONMENT_LABEL = "keybroker.environment"
 
 LabelArgs = TypeVar(

@@ -10,15 +10,43 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from moto import mock_aws
 
 from infra.providers.clients import AwsTarget
+from infra.providers.kms import KmsKeyProvider
+from infra.providers.vault_init import VaultInitProvider
 from keybroker_dev.devvault.server import DevVaultServer
 from tests.fixtures.vault import real_vault_from_env
 
 REGION = "eu-west-1"
+PREFIX = "keybroker/test"
+
+
+def _kms(aws: AwsTarget) -> str:
+    return (
+        KmsKeyProvider()
+        .create({"region": REGION, "alias": "alias/kb-test", "description": "t"})
+        .outs["arn"]
+    )
+
+
+def _init_props(address: str, kms_arn: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "address": address,
+        "ca_cert_pem": None,
+        "kms_key_arn": kms_arn,
+        "region": REGION,
+        "endpoint_url": None,
+        "secrets_prefix": PREFIX,
+        "recovery_shares": 5.0,
+        "recovery_threshold": 3.0,
+        "recovery_window_days": 0.0,
+        "wait_timeout_s": 5.0,
+        **extra,
+    }
 
 
 @pytest.fixture
@@ -48,3 +76,9 @@ def fresh_vault(tmp_path: Path) -> Iterator[DevVaultServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def initialised(aws: AwsTarget, fresh_vault: DevVaultServer) -> dict[str, Any]:
+    """A Vault initialised by the provider; the init resource's outputs."""
+    return VaultInitProvider().create(_init_props(fresh_vault.addr, _kms(aws))).outs

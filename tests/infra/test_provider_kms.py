@@ -8,7 +8,7 @@ import dill
 import pytest
 from pulumi.dynamic.dynamic import serialize_provider
 
-from infra.providers.approle import BrokerSecretIdProvider
+from infra.providers.broker_token import BrokerTokenIssuerProvider, BrokerTokenProvider
 from infra.providers.clients import AwsTarget, ProviderError
 from infra.providers.kms import KmsKeyProvider
 from infra.providers.root_token import RootTokenRevocationProvider
@@ -96,7 +96,8 @@ def test_delete_schedules_deletion_and_removes_the_alias(aws: AwsTarget) -> None
         KmsKeyProvider,
         VaultInitProvider,
         VaultConfigProvider,
-        BrokerSecretIdProvider,
+        BrokerTokenIssuerProvider,
+        BrokerTokenProvider,
         RootTokenRevocationProvider,
         TlsBundleProvider,
     ],

@@ -16,44 +16,16 @@ import hvac
 import hvac.exceptions
 import pytest
 
-from broker.launcher import LaunchError, unwrap_secret_id
-from broker.layout import BROKER_POLICY, build_layout
+from broker.launcher import unwrap_secret_id
+from broker.layout import build_layout
 from infra import vault_hcl
 from infra.layout_props import layout_to_props
-from infra.providers.approle import BrokerSecretIdProvider
 from infra.providers.clients import AwsTarget, ProviderError
-from infra.providers.kms import KmsKeyProvider
 from infra.providers.root_token import RootTokenRevocationProvider
 from infra.providers.vault_config import VaultConfigProvider
 from infra.providers.vault_init import VaultInitProvider, secret_names
 from keybroker_dev.devvault.server import DevVaultServer
-from tests.infra.conftest import REGION
-
-PREFIX = "keybroker/test"
-
-
-def _kms(aws: AwsTarget) -> str:
-    return (
-        KmsKeyProvider()
-        .create({"region": REGION, "alias": "alias/kb-test", "description": "t"})
-        .outs["arn"]
-    )
-
-
-def _init_props(address: str, kms_arn: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "address": address,
-        "ca_cert_pem": None,
-        "kms_key_arn": kms_arn,
-        "region": REGION,
-        "endpoint_url": None,
-        "secrets_prefix": PREFIX,
-        "recovery_shares": 5.0,
-        "recovery_threshold": 3.0,
-        "recovery_window_days": 0.0,
-        "wait_timeout_s": 5.0,
-        **extra,
-    }
+from tests.infra.conftest import PREFIX, REGION, _init_props, _kms
 
 
 def _layout(**overrides: Any) -> dict[str, Any]:
@@ -67,12 +39,6 @@ def _layout(**overrides: Any) -> dict[str, Any]:
 
 def _secret(aws: AwsTarget, arn: str) -> dict[str, Any]:
     return json.loads(aws.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"])
-
-
-@pytest.fixture
-def initialised(aws: AwsTarget, fresh_vault: DevVaultServer) -> dict[str, Any]:
-    """A Vault initialised by the provider; the init resource's outputs."""
-    return VaultInitProvider().create(_init_props(fresh_vault.addr, _kms(aws))).outs
 
 
 def _config_props(vault: DevVaultServer, init: dict[str, Any], layout: dict[str, Any]) -> dict:
@@ -230,64 +196,6 @@ def test_config_delete_removes_roles_and_policies_but_keeps_keys(
     assert kept["data"]["data"] == {"x": "1"}
 
 
-# --- the broker's secret-id and the launcher ---------------------------------------------
-
-
-def _secret_id_props(vault: DevVaultServer, init: dict[str, Any], rotation: str = "1") -> dict:
-    return {
-        "address": vault.addr,
-        "ca_cert_pem": None,
-        "token_secret_arn": init["root_token_secret_arn"],
-        "region": REGION,
-        "endpoint_url": None,
-        "role_name": "keybroker-broker",
-        "wrap_ttl_s": 600.0,
-        "rotation": rotation,
-    }
-
-
-def test_wrapped_secret_id_reaches_the_broker_once(
-    aws: AwsTarget, fresh_vault: DevVaultServer, initialised: dict[str, Any], tmp_path: Path
-) -> None:
-    VaultConfigProvider().create(_config_props(fresh_vault, initialised, _layout()))
-    outs = BrokerSecretIdProvider().create(_secret_id_props(fresh_vault, initialised)).outs
-    assert "secret_id" not in outs  # only the wrapping token, marked secret in state
-    wrap_file = tmp_path / "secret-id.wrap"
-    wrap_file.write_text(outs["wrapped_secret_id"])
-    secret_id = unwrap_secret_id(wrap_file, fresh_vault.addr, None)
-    assert not wrap_file.exists()  # consumed and removed
-    login = hvac.Client(url=fresh_vault.addr).auth.approle.login(outs["role_id"], secret_id)
-    assert BROKER_POLICY in login["auth"]["policies"]
-    # Single use: a second unwrap (e.g. by a thief) fails, without echoing the token.
-    wrap_file.write_text(outs["wrapped_secret_id"])
-    with pytest.raises(LaunchError) as err:
-        unwrap_secret_id(wrap_file, fresh_vault.addr, None)
-    assert outs["wrapped_secret_id"] not in str(err.value)
-    # Deleting the resource after the broker took its secret-id leaves that one working.
-    BrokerSecretIdProvider().delete("id", outs)
-    assert hvac.Client(url=fresh_vault.addr).auth.approle.login(outs["role_id"], secret_id)
-
-
-def test_secret_id_rotation_replaces_and_delete_destroys_an_unused_one(
-    aws: AwsTarget, fresh_vault: DevVaultServer, initialised: dict[str, Any], tmp_path: Path
-) -> None:
-    VaultConfigProvider().create(_config_props(fresh_vault, initialised, _layout()))
-    provider = BrokerSecretIdProvider()
-    olds = provider.create(_secret_id_props(fresh_vault, initialised)).outs
-    assert provider.diff("id", olds, _secret_id_props(fresh_vault, initialised)).changes is False
-    rotated = provider.diff("id", olds, _secret_id_props(fresh_vault, initialised, "2"))
-    assert rotated.replaces == ["rotation"]
-    root = hvac.Client(url=fresh_vault.addr, token=fresh_vault.root_token)
-    accessors = root.list("auth/approle/role/keybroker-broker/secret-id")["data"]["keys"]
-    assert len(accessors) == 1
-    provider.delete("id", olds)
-    assert root.list("auth/approle/role/keybroker-broker/secret-id") is None
-    wrap_file = tmp_path / "w"
-    wrap_file.write_text(olds["wrapped_secret_id"])
-    with pytest.raises(LaunchError):
-        unwrap_secret_id(wrap_file, fresh_vault.addr, None)
-
-
 # --- root-token revocation -----------------------------------------------------------------
 
 
@@ -327,7 +235,7 @@ def test_launcher_main_refuses_to_start_without_its_secret_id(
 
     monkeypatch.setenv(launcher.WRAPPED_FILE_ENV, str(tmp_path / "gone.wrap"))
     assert launcher.main() == 2
-    assert "brokerSecretIdRotation" in capsys.readouterr().err
+    assert "brokerCredentialRotation" in capsys.readouterr().err
     assert launcher.WRAPPED_FILE_ENV not in os.environ  # popped: not inherited by the broker
 
 

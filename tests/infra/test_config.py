@@ -9,6 +9,7 @@ from infra.config import PLAIN_KEYS, ConfigError, parse_config
 from tests.infra.harness import REPO, run_program, stack_config
 
 CANARY = "CANARY-not-for-messages"
+TWO_HOSTS = '[{"name": "a", "address": "127.0.0.1"}, {"name": "b", "address": "10.0.0.2"}]'
 
 
 def _base(**changes: str | None) -> dict[str, str | None]:
@@ -97,7 +98,7 @@ def test_defaults_follow_the_environment() -> None:
         ),
         ({"dockerHosts": "[]"}, "dockerHosts", "JSON list"),
         (
-            {"dockerHosts": '[{"name": "a", "address": "127.0.0.1"}, {"name": "b", "address": "10.0.0.2"}]'},
+            {"dockerHosts": TWO_HOSTS},
             "dockerHosts",
             "single host in the dev",
         ),
@@ -147,8 +148,7 @@ def test_seal_endpoint_defaults_to_a_non_loopback_endpoint_and_is_separate() -> 
 
 
 def test_prod_hosts_must_be_reachable_addresses() -> None:
-    hosts = '[{"name": "a", "address": "127.0.0.1"}, {"name": "b", "address": "10.0.0.2"}]'
     with pytest.raises(ConfigError, match="not loopback"):
-        parse_config({**stack_config("prod"), "dockerHosts": hosts}, stack="prod")
+        parse_config({**stack_config("prod"), "dockerHosts": TWO_HOSTS}, stack="prod")
     cfg = parse_config(stack_config("prod"), stack="prod")
     assert [h.name for h in cfg.docker_hosts] == ["vault-a", "vault-b", "vault-c"]

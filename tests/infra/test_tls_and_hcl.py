@@ -105,7 +105,10 @@ def test_server_hcl_across_hosts_advertises_published_addresses() -> None:
     assert p.attribute(text, "cluster_addr") == "https://10.0.1.11:8301"
     (storage,) = p.blocks(text, "storage")
     joins = storage["retry_join"]
-    assert [j["leader_api_addr"] for j in joins] == ["https://10.0.0.11:8200", "https://10.0.2.11:8202"]
+    assert [j["leader_api_addr"] for j in joins] == [
+        "https://10.0.0.11:8200",
+        "https://10.0.2.11:8202",
+    ]
     # Certificates name the node; TLS is checked against that name and the stack's CA.
     assert [j["leader_tls_servername"] for j in joins] == ["kb-vault-0", "kb-vault-2"]
     assert all(j["leader_ca_cert_file"] == vault_hcl.CA_FILE for j in joins)

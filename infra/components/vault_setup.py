@@ -116,6 +116,7 @@ class VaultSetup(pulumi.ComponentResource):
             address=self._args.address,
             ca_cert_pem=self._args.ca_cert_pem,
             issuer_secret_arn=self._issuer.issuer_secret_arn,
+            token_secret_arn=self.root_token_secret_arn,
             role_name=self._issuer.role_name,
             region=self._args.aws_region,
             endpoint_url=self._args.aws_endpoint_url,

@@ -274,8 +274,10 @@ class BrokerTokenProvider(dynamic.ResourceProvider):
         return dynamic.UpdateResult({**news, **kept})
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
-        """Revoke the token if it was never unwrapped; a used one lapses after its period
-        once its container no longer renews it."""
+        """Use up a never-unwrapped delivery, so nobody can take it later; the token
+        inside is revoked when the root token is at hand, and otherwise lapses after one
+        period (nobody renews it). A used token lapses the same way once its container
+        is gone: the issuer is not allowed to revoke tokens, on purpose."""
         wrapped = props.get(WRAPPED_OUTPUT)
         if not wrapped:
             return
@@ -283,11 +285,16 @@ class BrokerTokenProvider(dynamic.ResourceProvider):
             try:
                 answer = client.sys.unwrap()
             except (hvac.exceptions.Forbidden, hvac.exceptions.InvalidRequest):
-                return
-        inner = (answer.get("auth") or {}).get("client_token")
-        if inner:
-            with props_vault_client(props, inner) as client:
-                client.auth.token.revoke_self()
+                return  # unwrapped by its broker, or expired
+        accessor = (answer.get("auth") or {}).get("accessor")
+        root = (
+            root_token_for_cleanup(props, "unused broker token left to lapse")
+            if props.get("token_secret_arn")
+            else None
+        )
+        if accessor and root is not None:
+            with props_vault_client(props, root) as client:
+                client.auth.token.revoke_accessor(accessor)
 
 
 class BrokerToken(dynamic.Resource, module="keybroker", name="BrokerToken"):
@@ -302,6 +309,7 @@ class BrokerToken(dynamic.Resource, module="keybroker", name="BrokerToken"):
         address: pulumi.Input[str],
         ca_cert_pem: pulumi.Input[str],
         issuer_secret_arn: pulumi.Input[str],
+        token_secret_arn: pulumi.Input[str],
         role_name: pulumi.Input[str],
         region: str,
         replica: str,
@@ -315,6 +323,7 @@ class BrokerToken(dynamic.Resource, module="keybroker", name="BrokerToken"):
             "address": address,
             "ca_cert_pem": ca_cert_pem,
             "issuer_secret_arn": issuer_secret_arn,
+            "token_secret_arn": token_secret_arn,  # root token, for cleanup only
             "role_name": role_name,
             "region": region,
             "endpoint_url": endpoint_url,

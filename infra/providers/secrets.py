@@ -62,7 +62,7 @@ def is_pending(sm: Any, arn: str) -> bool:
     return isinstance(record, dict) and record.get("pending") is True
 
 
-def put_with_retries(sm: Any, arn: str, value: str, *, sleep: Any = time.sleep) -> None:
+def put_with_retries(sm: Any, arn: str, value: str) -> None:
     """Write `value` as the current version of `arn`, retrying transient failures: it is
     material Vault shows only once."""
     for attempt in range(PUT_ATTEMPTS):
@@ -72,4 +72,4 @@ def put_with_retries(sm: Any, arn: str, value: str, *, sleep: Any = time.sleep) 
         except (ClientError, BotoCoreError):
             if attempt == PUT_ATTEMPTS - 1:
                 raise
-            sleep(2.0**attempt)
+            time.sleep(2.0**attempt)

@@ -142,3 +142,9 @@ def test_two_audit_devices_on_separate_sinks() -> None:
 )
 def test_deploy_addresses(publish: str, url: str) -> None:
     assert url_host(deploy_host(publish)) == url
+
+
+def test_tls_read_shows_days_left() -> None:
+    provider = TlsBundleProvider()
+    created = provider.create({"ca_name": "kb CA", "nodes": NODES, "validity_days": 30.0})
+    assert provider.read(created.id, created.outs).outs["days_left"] in (29, 30)

@@ -23,48 +23,8 @@ from infra.providers.broker_token import (
 )
 from infra.providers.clients import AwsTarget
 from infra.providers.root_token import RootTokenRevocationProvider
-from infra.providers.vault_config import VaultConfigProvider
 from keybroker_dev.devvault.server import DevVaultServer
-from tests.infra.conftest import PREFIX, REGION
-from tests.infra.test_provider_vault import _config_props, _layout
-
-DAY = 24 * 3600
-
-
-def _issuer_props(vault: DevVaultServer, init: dict[str, Any], period_s: float = DAY) -> dict:
-    return {
-        "address": vault.addr,
-        "ca_cert_pem": None,
-        "token_secret_arn": init["root_token_secret_arn"],
-        "region": REGION,
-        "endpoint_url": None,
-        "kms_key_arn": init["kms_key_arn"],
-        "secrets_prefix": PREFIX,
-        "broker_policy": BROKER_POLICY,
-        "period_s": period_s,
-    }
-
-
-def _token_props(issuer: dict[str, Any], vault: DevVaultServer, delivery: str = "d1") -> dict:
-    return {
-        "address": vault.addr,
-        "ca_cert_pem": None,
-        "issuer_secret_arn": issuer["issuer_secret_arn"],
-        "token_secret_arn": issuer["token_secret_arn"],
-        "role_name": issuer["role_name"],
-        "region": REGION,
-        "endpoint_url": None,
-        "replica": "keybroker-test-broker-0",
-        "wrap_ttl_s": 600.0,
-        "rotation": "1",
-        "delivery": delivery,
-    }
-
-
-@pytest.fixture
-def issuer(aws: AwsTarget, fresh_vault: DevVaultServer, initialised: dict[str, Any]) -> dict:
-    VaultConfigProvider().create(_config_props(fresh_vault, initialised, _layout()))
-    return BrokerTokenIssuerProvider().create(_issuer_props(fresh_vault, initialised)).outs
+from tests.infra.conftest import DAY, PREFIX, REGION, _issuer_props, _token_props
 
 
 def _unwrap(vault: DevVaultServer, wrapped: str) -> dict[str, Any]:

@@ -18,39 +18,16 @@ import pytest
 from botocore.exceptions import ClientError
 
 from broker.launcher import unwrap_secret_id
-from broker.layout import build_layout
-from infra import vault_hcl
-from infra.layout_props import layout_to_props
 from infra.providers.clients import AwsTarget, ProviderError
 from infra.providers.root_token import RootTokenRevocationProvider
 from infra.providers.vault_config import VaultConfigProvider
 from infra.providers.vault_init import VaultInitProvider, secret_names
 from keybroker_dev.devvault.server import DevVaultServer
-from tests.infra.conftest import PREFIX, REGION, _init_props, _kms
-
-
-def _layout(**overrides: Any) -> dict[str, Any]:
-    args: dict[str, Any] = {
-        "site_token_cidrs": ("10.0.0.0/24",),
-        "robot_cidrs": ("10.1.0.5/32",),
-        "audit_devices": vault_hcl.audit_devices(),
-    }
-    return layout_to_props(build_layout(**(args | overrides)))
+from tests.infra.conftest import PREFIX, REGION, _config_props, _init_props, _kms, _layout
 
 
 def _secret(aws: AwsTarget, arn: str) -> dict[str, Any]:
     return json.loads(aws.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"])
-
-
-def _config_props(vault: DevVaultServer, init: dict[str, Any], layout: dict[str, Any]) -> dict:
-    return {
-        "address": vault.addr,
-        "ca_cert_pem": None,
-        "token_secret_arn": init["root_token_secret_arn"],
-        "region": REGION,
-        "endpoint_url": None,
-        "layout": layout,
-    }
 
 
 # --- init ----------------------------------------------------------------------------------

@@ -38,6 +38,10 @@ class LaunchError(Exception):
     """The credential could not be obtained; the message never holds a token."""
 
 
+class VaultUnreachable(LaunchError):
+    """Vault did not answer; worth waiting for (the broker reports it on /readyz)."""
+
+
 @dataclass(frozen=True)
 class Credential:
     kind: str  # "token" or "secret_id"
@@ -110,7 +114,9 @@ def renew_period_s(vault_addr: str, ca_file: str | None, token: str) -> float:
             " (change keybroker:brokerCredentialRotation, then pulumi up)"
         ) from None
     except requests.exceptions.RequestException as exc:
-        raise LaunchError(f"cannot reach Vault at {vault_addr}: {type(exc).__name__}") from None
+        raise VaultUnreachable(
+            f"cannot reach Vault at {vault_addr}: {type(exc).__name__}"
+        ) from None
     finally:
         client.adapter.close()
     return max(1.0, int(auth.get("lease_duration") or 0) / 3)
@@ -166,7 +172,11 @@ def main() -> int:
             Path(wrapped) if wrapped else None, Path(sink) if sink else None, vault_addr, ca_file
         )
         if credential is not None and credential.kind == "token":
-            first_wait = renew_period_s(vault_addr, ca_file, credential.value)
+            try:
+                first_wait = renew_period_s(vault_addr, ca_file, credential.value)
+            except VaultUnreachable as exc:  # a kept token, Vault down: serve, retry soon
+                print(f"keybroker launcher: {exc}; renewing later", file=sys.stderr)
+                first_wait = 60.0
             keep_renewed(vault_addr, ca_file, credential.value, first_wait, threading.Event())
     except LaunchError as exc:
         print(f"keybroker launcher: {exc}", file=sys.stderr, flush=True)

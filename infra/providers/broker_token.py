@@ -146,10 +146,15 @@ class BrokerTokenIssuerProvider(dynamic.ResourceProvider):
         return dynamic.ReadResult(id_, {**props, "issuer_ttl_s": ttl})
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
+        """Also asks Vault, on every preview and `up`: an issuer past half its period (or
+        gone) is a change, so that any `up` in time renews it."""
         keys = ("address", "ca_cert_pem", "period_s", "broker_policy", "token_secret_arn")
         moved = changed(olds, news, keys)
-        if not olds.get("issuer_ttl_s"):
-            moved.append("issuer_ttl_s")  # dead or missing issuer (seen by refresh): renew
+        ttl = (
+            (self.read(_id, olds).outs or {}).get("issuer_ttl_s") if olds.get("issuer_ttl_s") else 0
+        )
+        if (ttl or 0) < ISSUER_PERIOD_S / 2:
+            moved.append("issuer_ttl_s")
         return diff_result(changed(olds, news, ("secrets_prefix", "region")), moved)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:

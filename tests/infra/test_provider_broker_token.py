@@ -48,7 +48,9 @@ def test_issuer_is_neither_root_nor_the_broker(
     with pytest.raises(hvac.exceptions.Forbidden):
         client.sys.create_or_update_acl_policy("x", 'path "*" { capabilities = ["read"] }')
     with pytest.raises(hvac.exceptions.Forbidden):
-        client.secrets.kv.v2.read_secret_version("site/a/b", mount_point="exchange-keys")
+        client.secrets.kv.v2.read_secret_version(
+            "site/a/b", mount_point="exchange-keys", raise_on_deleted_version=True
+        )
     assert issuer["issuer_ttl_s"] > 0
     assert (
         aws.client("secretsmanager").describe_secret(SecretId=issuer_secret_name(PREFIX))[
@@ -114,11 +116,15 @@ def test_new_credentials_after_the_root_token_is_revoked(
         hvac.Client(url=fresh_vault.addr, token=fresh_vault.root_token).auth.token.lookup_self()
     outs = BrokerTokenProvider().create(_token_props(issuer, fresh_vault, delivery="d9")).outs
     assert _unwrap(fresh_vault, outs["wrapped_token"])["policies"] == [BROKER_POLICY]
-    # Every `up` renews the issuer (update without the root token).
+    # An `up` after half the issuer's period renews it, without the root token.
     provider = BrokerTokenIssuerProvider()
     props = _issuer_props(fresh_vault, initialised)
     assert provider.diff("id", issuer, props).changes is False
-    assert provider.update("id", issuer, props).outs["issuer_ttl_s"] > 0
+    fresh_vault.clock.advance(17 * DAY)
+    assert provider.diff("id", issuer, props).changes is True
+    renewed = provider.update("id", issuer, props).outs
+    assert renewed["issuer_ttl_s"] > 31 * DAY
+    assert provider.diff("id", renewed, props).changes is False
 
 
 def test_refresh_sees_a_dead_broker_token_and_the_next_up_replaces_it(
@@ -211,3 +217,25 @@ def test_launcher_renewal_thread_and_refusal(
         launcher.obtain_credential(
             tmp_path / "none.wrap", tmp_path / "none", fresh_vault.addr, None
         )
+
+
+def test_launcher_serves_with_a_kept_token_while_vault_is_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A restart while Vault is unreachable: the kept token is used, renewal retried."""
+    from broker import launcher
+
+    sink = tmp_path / "token"
+    sink.write_text("hvs.CANARY-kept-token")
+    waits: list[float] = []
+    monkeypatch.setattr(launcher, "keep_renewed", lambda *args: waits.append(args[3]))
+    monkeypatch.setattr("broker.api.server.serve", lambda: 0)
+    monkeypatch.setenv(launcher.SINK_FILE_ENV, str(sink))
+    monkeypatch.setenv("KEYBROKER_VAULT_ADDR", "http://127.0.0.1:9")  # nothing listens
+    monkeypatch.delenv("KEYBROKER_VAULT_TOKEN", raising=False)
+    assert launcher.main() == 0
+    assert waits == [60.0]
+    import os
+
+    assert os.environ.pop("KEYBROKER_VAULT_TOKEN") == "hvs.CANARY-kept-token"
+    assert "CANARY" not in capsys.readouterr().err

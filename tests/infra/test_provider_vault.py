@@ -259,17 +259,24 @@ def test_launcher_carries_on_when_the_used_token_file_cannot_be_removed(
 
 
 class _FailingPuts:
-    """A Secrets Manager client whose first `failures` put_secret_value calls fail."""
+    """A Secrets Manager client whose next `failures` writes (create_secret or
+    put_secret_value: either can carry a value) fail."""
 
     def __init__(self, sm: Any, failures: int) -> None:
         self._sm = sm
         self.failures = failures
 
-    def put_secret_value(self, **kwargs: Any) -> Any:
+    def _write(self, call: str, **kwargs: Any) -> Any:
         if self.failures > 0:
             self.failures -= 1
-            raise ClientError({"Error": {"Code": "InternalFailure", "Message": "x"}}, "Put")
-        return self._sm.put_secret_value(**kwargs)
+            raise ClientError({"Error": {"Code": "InternalFailure", "Message": "x"}}, call)
+        return getattr(self._sm, call)(**kwargs)
+
+    def put_secret_value(self, **kwargs: Any) -> Any:
+        return self._write("put_secret_value", **kwargs)
+
+    def create_secret(self, **kwargs: Any) -> Any:
+        return self._write("create_secret", **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sm, name)

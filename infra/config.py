@@ -251,6 +251,8 @@ def _docker_hosts(r: _Reader, publish_address: str, prod: bool) -> tuple[DockerH
         raise ConfigError("dockerHosts", "distinct host names")
     if len(hosts) > 1 and not prod:
         raise ConfigError("dockerHosts", "a single host in the dev environment")
+    if not prod and hosts[0].address not in LOOPBACK:
+        raise ConfigError("dockerHosts", "the address 127.0.0.1 or ::1 in the dev environment")
     if len(hosts) > 1 and any(ipaddress.ip_address(h.address).is_loopback for h in hosts):
         raise ConfigError("dockerHosts", "addresses the other hosts can reach (not loopback)")
     return tuple(hosts)

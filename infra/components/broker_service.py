@@ -105,7 +105,6 @@ class BrokerServiceArgs:
     vault_published_address: pulumi.Input[str]  # for replicas on hosts without a node
     ca_cert_pem: pulumi.Input[str]
     issue_credential: IssueCredential
-    publish_address: str
     port: int
     memory_mb: int
     cpus: float
@@ -125,7 +124,6 @@ class BrokerService(pulumi.ComponentResource):
         super().__init__("keybroker:infra:BrokerService", name, None, opts)
         root = Path(args.context_dir)
         triggers = {"sources": source_digest(root)}
-        spread = len(args.hosts) > 1
         placement = place(args.replicas, tuple(h.host for h in args.hosts))
         by_name = {h.host.name: h for h in args.hosts}
         images = {
@@ -160,13 +158,11 @@ class BrokerService(pulumi.ComponentResource):
             else:
                 published = args.port
             self.containers.append(
-                self._replica(
-                    f"{name}-{r}", replica, args, res, images[host.name], published, spread
-                )
+                self._replica(f"{name}-{r}", replica, args, res, images[host.name], published)
             )
         if args.replicas > 1:
-            self._load_balancer(name, args, lb_host, backends, spread)
-        entry = url_host(deploy_host(lb_host.host.address if spread else args.publish_address))
+            self._load_balancer(name, args, lb_host, backends)
+        entry = url_host(deploy_host(lb_host.host.address))
         self.url = pulumi.Output.from_input(f"http://{entry}:{args.port}")
         self.register_outputs({"url": self.url})
 
@@ -178,7 +174,6 @@ class BrokerService(pulumi.ComponentResource):
         res: HostResources,
         image: docker.RemoteImage,
         published: int | None,
-        spread: bool,
     ) -> docker.Container:
         child = res.opts(self)
         run = docker.Volume(
@@ -197,7 +192,7 @@ class BrokerService(pulumi.ComponentResource):
             "KEYBROKER_VAULT_CACERT": CA_FILE,
             "KEYBROKER_VAULT_WRAPPED_CREDENTIAL_FILE": WRAPPED_CREDENTIAL_FILE,
             "KEYBROKER_VAULT_TOKEN_SINK_FILE": TOKEN_SINK_FILE,
-            "KEYBROKER_LISTEN": f"0.0.0.0:{CONTAINER_PORT}",  # published per publish_address
+            "KEYBROKER_LISTEN": f"0.0.0.0:{CONTAINER_PORT}",  # published on the host's address
             **args.settings,
         }
         if args.secret_settings is not None:
@@ -206,7 +201,7 @@ class BrokerService(pulumi.ComponentResource):
         env_sorted: pulumi.Output[list[str]] = env_list.apply(sorted)
         ports = []
         if published is not None:
-            ip = res.host.address if spread else args.publish_address
+            ip = res.host.address  # publishAddress on the default host
             ports.append(
                 docker.ContainerPortArgs(
                     internal=CONTAINER_PORT, external=published, ip=ip, protocol="tcp"
@@ -313,7 +308,6 @@ class BrokerService(pulumi.ComponentResource):
         args: BrokerServiceArgs,
         res: HostResources,
         backends: list[tuple[str, str]],
-        spread: bool,
     ) -> docker.Container:
         image_ref = pinned_image(args.load_balancer_image)
         image = docker.RemoteImage(
@@ -338,7 +332,7 @@ class BrokerService(pulumi.ComponentResource):
                 docker.ContainerPortArgs(
                     internal=CONTAINER_PORT,
                     external=args.port,
-                    ip=res.host.address if spread else args.publish_address,
+                    ip=res.host.address,
                     protocol="tcp",
                 )
             ],

@@ -26,6 +26,7 @@ from infra import vault_hcl
 from infra.addresses import deploy_host, url_host
 from infra.components.hosts import HostResources
 from infra.components.labels import HOST_LABEL, labels
+from infra.config import DockerHost
 from infra.images import pinned_image
 from infra.placement import place
 from infra.providers.tls import TlsBundle
@@ -49,7 +50,6 @@ class VaultClusterArgs:
     memory_mb: int
     tls_validity_days: int
     telemetry_retention_s: int
-    publish_address: str
     vault_port: int
     hosts: list[HostResources]
     kms_key_arn: pulumi.Input[str]
@@ -64,6 +64,8 @@ class VaultCluster(pulumi.ComponentResource):
     internal_address: str  # what the broker uses on the internal network
     ca_cert_pem: pulumi.Output[str]
     containers: list[docker.Container]
+    placement: list[DockerHost]  # the host of node 0, 1, ...
+    image_ref: pulumi.Output[str]  # repo:tag@sha256:<digest>, what runs
 
     def __init__(
         self, name: str, args: VaultClusterArgs, opts: pulumi.ResourceOptions | None = None
@@ -85,15 +87,15 @@ class VaultCluster(pulumi.ComponentResource):
             else vault_hcl.internal_address(args.prefix, i)
             for i, host in enumerate(self.placement)
         )
-        first_host = self.placement[0].address if spread else args.publish_address
-        host = deploy_host(first_host)
+        # Ports are published on each host's address (publishAddress on the default host).
+        host = deploy_host(self.placement[0].address)
         names = [
             [
                 vault_hcl.node_host(args.prefix, i),
                 shared_alias,
                 "localhost",
                 "127.0.0.1",
-                deploy_host(placed.address if spread else args.publish_address),
+                deploy_host(placed.address),
             ]
             for i, placed in enumerate(self.placement)
         ]
@@ -119,7 +121,6 @@ class VaultCluster(pulumi.ComponentResource):
             self._node(name, args, i, tls, addresses, images[p.name], by_name[p.name], spread)
             for i, p in enumerate(self.placement)
         ]
-        self.hosts_with_nodes = {p.name for p in self.placement}
         self.address = pulumi.Output.from_input(f"https://{url_host(host)}:{args.vault_port}")
         self.internal_address = f"https://{shared_alias}:{vault_hcl.API_PORT}"
         self.ca_cert_pem = tls.ca_cert_pem
@@ -188,7 +189,7 @@ class VaultCluster(pulumi.ComponentResource):
                     group=VAULT_GID,
                 )
             )
-        publish_ip = res.host.address if spread else args.publish_address
+        publish_ip = res.host.address
         ports = [
             docker.ContainerPortArgs(
                 internal=vault_hcl.API_PORT,

@@ -103,6 +103,11 @@ def test_defaults_follow_the_environment() -> None:
             "single host in the dev",
         ),
         ({"dockerHosts": '[{"name": "A!", "address": "10.0.0.1"}]'}, "dockerHosts", "host names"),
+        (
+            {"dockerHosts": '[{"name": "a", "address": "10.0.0.1"}]'},
+            "dockerHosts",
+            "127.0.0.1 or ::1 in the dev",
+        ),
         ({"brokerTokenPeriod": "10m"}, "brokerTokenPeriod", "from 1h to 768h"),
         ({"brokerReplicas": "0"}, "brokerReplicas", "an integer from 1"),
     ],

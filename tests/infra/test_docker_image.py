@@ -27,8 +27,11 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import hvac
 import pytest
 
+from broker.bootstrap import create_caller_token
+from broker.layout import SITE_BACKEND_POLICY
 from infra.components import broker_service as svc
 from infra.providers.broker_token import BrokerTokenProvider
 from keybroker_dev.devvault.server import DevVaultServer
@@ -86,6 +89,17 @@ def _get(url: str) -> int:
         return 0
 
 
+def _site_token(base: str, caller: str) -> str:
+    request = urllib.request.Request(
+        f"{base}/v1/site-tokens",
+        data=b"{}",
+        method="POST",
+        headers={"Authorization": f"Bearer {caller}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return str(json.loads(answer.read())["token"])
+
+
 def _wait_for(url: str, status: int, timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     while _get(url) != status:
@@ -101,6 +115,8 @@ def test_image_runs_hardened_with_its_credential_from_the_seed(
     issuer: dict[str, Any],
 ) -> None:
     wrapped = BrokerTokenProvider().create(_token_props(issuer, fresh_vault)).outs
+    root = hvac.Client(url=fresh_vault.addr, token=fresh_vault.root_token)
+    caller = create_caller_token(root, [SITE_BACKEND_POLICY])
     name = f"kbtest-{uuid.uuid4().hex[:8]}"
     volume, port = f"{name}-run", _free_port()
     run_volume = f"{volume}:{svc.RUN_DIR}"
@@ -136,6 +152,8 @@ def test_image_runs_hardened_with_its_credential_from_the_seed(
         base = f"http://127.0.0.1:{port}"
         _wait_for(f"{base}/healthz", 200)
         assert _get(f"{base}/readyz") == 200
+        # The broker's own token at work: it looks the caller up and mints a site token.
+        assert _site_token(base, caller).startswith("hvb.")
         inspect = json.loads(docker_engine.docker("inspect", name))[0]
         assert inspect["HostConfig"]["ReadonlyRootfs"] is True
         assert inspect["HostConfig"]["CapDrop"] == ["ALL"]
@@ -145,6 +163,7 @@ def test_image_runs_hardened_with_its_credential_from_the_seed(
         docker_engine.docker("restart", name)
         _wait_for(f"{base}/healthz", 200)
         assert _get(f"{base}/readyz") == 200
+        assert _site_token(base, caller).startswith("hvb.")
         listing = docker_engine.docker(
             "run", "--rm", "--network", "none", *hardening, "-v", run_volume,
             "--entrypoint", "ls", broker_image, "-ln", svc.RUN_DIR,

@@ -8,6 +8,7 @@ local socket), which keeps a one-host stack's resource names as they were.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_docker as docker
@@ -24,11 +25,9 @@ class HostResources:
     edge_network: pulumi.Output[str]
     single: bool  # the stack has this host only
 
-    def opts(
-        self, parent: pulumi.Resource | None = None, **extra: object
-    ) -> pulumi.ResourceOptions:
+    def opts(self, parent: pulumi.Resource | None = None, **extra: Any) -> pulumi.ResourceOptions:
         """Options placing a resource on this host."""
-        return pulumi.ResourceOptions(parent=parent, provider=self.provider, **extra)  # type: ignore[arg-type]
+        return pulumi.ResourceOptions(parent=parent, provider=self.provider, **extra)
 
     def suffix(self) -> str:
         """Resource-name suffix: none on a single-host stack."""

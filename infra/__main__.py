@@ -136,6 +136,7 @@ def main() -> None:
             ca_cert_pem=vault.ca_cert_pem,
             issue_credential=setup.issue_broker_token,
             base_image=cfg.broker_base_image,
+            load_balancer=cfg.load_balancer,
             load_balancer_image=cfg.load_balancer_image,
             port=cfg.broker_port,
             memory_mb=cfg.broker_memory_mb,

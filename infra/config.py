@@ -107,6 +107,7 @@ class StackConfig:
     broker_memory_mb: int
     broker_cpus: float
     broker_base_image: str | None
+    load_balancer: bool
     load_balancer_image: str
     broker_token_period: float
     broker_credential_wrap_ttl: float
@@ -419,6 +420,7 @@ def parse_config(
         broker_memory_mb=r.integer("brokerMemoryMb", 256, 64, 16384),
         broker_cpus=r.number("brokerCpus", 1.0, 0.1, 16.0),
         broker_base_image=broker_base_image,
+        load_balancer=r.boolean("loadBalancer", True),
         load_balancer_image=load_balancer_image,
         broker_token_period=_token_period(r),
         broker_credential_wrap_ttl=r.duration("brokerCredentialWrapTtl", 600.0),
@@ -473,6 +475,7 @@ PLAIN_KEYS: tuple[str, ...] = (
     "brokerMemoryMb",
     "brokerCpus",
     "brokerBaseImage",
+    "loadBalancer",
     "loadBalancerImage",
     "brokerTokenPeriod",
     "brokerCredentialWrapTtl",

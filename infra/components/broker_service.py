@@ -109,6 +109,7 @@ class BrokerServiceArgs:
     memory_mb: int
     cpus: float
     base_image: str | None = None
+    load_balancer: bool = True  # False: the platform's balancer in front of the replicas
     load_balancer_image: str = "haproxy:3.0"
     settings: Mapping[str, str] = field(default_factory=dict)  # non-secret KEYBROKER_* values
     secret_settings: pulumi.Output[str] | None = None  # YAML, secret
@@ -144,23 +145,23 @@ class BrokerService(pulumi.ComponentResource):
             if res.host in placement
         }
         lb_host = args.hosts[0]
+        balanced = args.replicas > 1 and args.load_balancer
         self.containers = []
         backends: list[tuple[str, str]] = []
         for r, host in enumerate(placement):
             res = by_name[host.name]
             replica = f"{args.prefix}-broker-{r}"
-            published = None
-            if args.replicas > 1 and res is not lb_host:
-                published = args.port + 1 + r  # the load balancer reaches it across hosts
+            published: int | None = args.port + r  # alone, or for the platform's balancer
+            if balanced and res is not lb_host:
+                published = args.port + 1 + r  # our balancer reaches it across hosts
                 backends.append((replica, f"{host.address}:{published}"))
-            elif args.replicas > 1:
+            elif balanced:
+                published = None  # our balancer reaches it on the host's edge network
                 backends.append((replica, f"{replica}:{CONTAINER_PORT}"))
-            else:
-                published = args.port
             self.containers.append(
                 self._replica(f"{name}-{r}", replica, args, res, images[host.name], published)
             )
-        if args.replicas > 1:
+        if balanced:
             self._load_balancer(name, args, lb_host, backends)
         entry = url_host(deploy_host(lb_host.host.address))
         self.url = pulumi.Output.from_input(f"http://{entry}:{args.port}")

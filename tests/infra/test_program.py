@@ -155,6 +155,16 @@ def test_load_balancer_fronts_every_replica_on_readiness() -> None:
     assert run.outputs["broker_url"] == ("http://10.0.1.11:8080", False)
 
 
+def test_the_platforms_own_load_balancer_instead() -> None:
+    run = run_program("prod", {**stack_config("prod"), "loadBalancer": "false"}, {})
+    assert run.containers("broker-lb") == []
+    published = [
+        [(p["ip"], p["external"]) for p in unwrap(b.inputs)["ports"]]
+        for b in sorted(run.containers("broker"), key=lambda r: r.name)
+    ]
+    assert published == [[("10.0.1.11", 8080)], [("10.0.2.11", 8081)]]
+
+
 def test_replicas_share_nothing_but_vault() -> None:
     for scenario in ("prod", "prod-1-host"):
         run = shipped(scenario)

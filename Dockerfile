@@ -10,10 +10,15 @@ FROM ${BASE_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 RUN python -m venv /opt/keybroker
-COPY pyproject.toml README.md ./
+# Dependencies first (from pyproject.toml only), so that a change to the sources
+# rebuilds the last layer alone.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+ && /opt/keybroker/bin/pip install -r /tmp/requirements.txt
+COPY README.md ./
 COPY broker ./broker
 COPY policies ./policies
-RUN /opt/keybroker/bin/pip install . \
+RUN /opt/keybroker/bin/pip install --no-deps . \
  && /opt/keybroker/bin/python -m compileall -q /opt/keybroker
 
 # --- runtime: the virtualenv and an unprivileged user, nothing else ----------------------

@@ -45,8 +45,9 @@ from infra.providers.secrets import create_secret, delete_secret, find_secret
 ISSUER_POLICY = "keybroker-broker-issuer"
 ISSUER_POLICY_TEXT = Path(__file__).resolve().parent.parent / "policies" / f"{ISSUER_POLICY}.hcl"
 BROKER_TOKEN_ROLE = "keybroker-broker-periodic"
-# The issuer's own period: renewed by every deployment; a stack left alone longer needs
-# the root token again to make a new issuer (docs/deploy.md "Rotate").
+# The issuer's own period: renewed by any deployment past half of it; a stack left alone
+# longer than the whole period needs the root token again to make a new issuer
+# (docs/deploy.md "Rotate").
 ISSUER_PERIOD_S = 32 * 24 * 3600
 WRAPPED_OUTPUT = "wrapped_token"
 

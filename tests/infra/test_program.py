@@ -7,7 +7,10 @@ would receive (docs/facts/pulumi.md §1), with preview off so every output resol
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from functools import cache
+from pathlib import Path
 
 import pytest
 
@@ -447,3 +450,20 @@ def test_a_first_preview_registers_the_same_resources(stack: str) -> None:
     assert sorted((r.typ, r.name) for r in preview.resources) == sorted(
         (r.typ, r.name) for r in full.resources
     )
+
+
+@pytest.mark.skipif(shutil.which("haproxy") is None, reason="no haproxy binary to check with")
+def test_haproxy_accepts_the_load_balancer_config(tmp_path: Path) -> None:
+    """The generated config, checked by HAProxy itself (`haproxy -c`; Debian's package)."""
+    (lb,) = shipped("prod").containers("broker-lb")
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(_upload(lb, "/usr/local/etc/haproxy/haproxy.cfg")["content"])
+    done = subprocess.run(
+        ["haproxy", "-c", "-f", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Configuration file is valid" in done.stdout + done.stderr

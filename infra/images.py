@@ -15,9 +15,11 @@ import pulumi_docker as docker
 from infra.config import DIGEST_REF
 
 
-def pinned_image(reference: str) -> pulumi.Output[str]:
-    """`reference` pinned by digest: as given, or `reference@<digest the registry has>`."""
+def pinned_image(reference: str, provider: docker.Provider | None = None) -> pulumi.Output[str]:
+    """`reference` pinned by digest: as given, or `reference@<digest the registry has>`.
+    `provider`: a host's provider, so that no engine on the deploying machine is needed."""
     if DIGEST_REF.match(reference):
         return pulumi.Output.from_input(reference)
-    found = docker.get_registry_image_output(name=reference)
+    opts = pulumi.InvokeOutputOptions(provider=provider) if provider is not None else None
+    found = docker.get_registry_image_output(name=reference, opts=opts)
     return found.sha256_digest.apply(lambda digest: f"{reference}@{digest}")

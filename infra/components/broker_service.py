@@ -310,7 +310,7 @@ class BrokerService(pulumi.ComponentResource):
         res: HostResources,
         backends: list[tuple[str, str]],
     ) -> docker.Container:
-        image_ref = pinned_image(args.load_balancer_image)
+        image_ref = pinned_image(args.load_balancer_image, res.provider)
         image = docker.RemoteImage(
             f"{name}-lb-image", name=image_ref, keep_locally=True, opts=res.opts(self)
         )

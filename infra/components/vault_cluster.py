@@ -106,7 +106,7 @@ class VaultCluster(pulumi.ComponentResource):
             validity_days=args.tls_validity_days,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        self.image_ref = pinned_image(args.image)
+        self.image_ref = pinned_image(args.image, args.hosts[0].provider)
         images = {  # one pull per host that runs a node
             res.host.name: docker.RemoteImage(
                 f"{name}-image{res.suffix()}",

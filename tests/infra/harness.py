@@ -57,6 +57,7 @@ class ProgramRun:
     resources: list[Registered] = field(default_factory=list)
     outputs: dict[str, tuple[Any, bool]] = field(default_factory=dict)  # name -> (value, secret)
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # invokes
+    call_providers: list[str] = field(default_factory=list)
 
     def of_type(self, typ: str) -> list[Registered]:
         return [r for r in self.resources if r.typ == typ]
@@ -155,6 +156,7 @@ class RecordingMocks(Mocks):
     def __init__(self, *, known_outputs: bool = True) -> None:
         self.registered: list[Registered] = []
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.call_providers: list[str] = []  # provider reference of each invoke ("" default)
         self.known_outputs = known_outputs
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
@@ -167,6 +169,7 @@ class RecordingMocks(Mocks):
         # A plain dict is accepted (docs/facts/pulumi.md §1); None as the failures
         # element of a tuple is not.
         self.calls.append((args.token, dict(args.args)))
+        self.call_providers.append(str(args.provider or ""))
         if args.token == REGISTRY_IMAGE:
             name = str(args.args["name"])
             return {"id": name, "name": name, "sha256Digest": registry_digest(name)}
@@ -238,4 +241,5 @@ def run_program(
         loop.close()
     run.resources = mocks.registered
     run.calls = mocks.calls
+    run.call_providers = mocks.call_providers
     return run

@@ -198,6 +198,15 @@ def test_vault_image_is_resolved_from_the_registry_by_tag() -> None:
     assert unwrap(pulled[0].inputs)["name"] == f"{tag}@{registry_digest(tag)}"
 
 
+def test_across_hosts_the_registry_is_asked_through_a_hosts_provider() -> None:
+    run = shipped("prod")
+    providers = [
+        p for (t, _), p in zip(run.calls, run.call_providers, strict=True) if t == REGISTRY_IMAGE
+    ]
+    assert len(providers) == 2  # Vault and HAProxy
+    assert all("docker-vault-a" in p for p in providers)
+
+
 def test_a_digest_in_config_is_used_as_is() -> None:
     pinned = "hashicorp/vault@sha256:" + "ab" * 32
     run = run_program("dev", {**stack_config("dev"), "vaultImage": pinned}, {})

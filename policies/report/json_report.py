@@ -22,6 +22,16 @@ def render_check(report: CheckReport) -> str:
             {"id": inv.id, "statement": inv.statement, "holds": not inv.violations}
             for inv in report.invariant_results
         ],
+        # Extension: every credential a principal can obtain beyond its own token.
+        "reach": [
+            {
+                "principal": e.principal,
+                "credential": e.credential,
+                "chain": e.chain,
+                "via": [step.as_json() for step in e.via],
+            }
+            for e in report.reach
+        ],
     }
     return json.dumps(doc, indent=2)
 
@@ -41,6 +51,14 @@ def render_matrix(matrix: MatrixReport) -> str:
                 for cap in matrix.capabilities
                 if cell.levels[cap] != "none"
             }
+            # Effective reach: held only through escalation, with the chain.
+            for cap, reached in cell.reached.items():
+                access[principal][cap] = {
+                    "level": reached.level,
+                    "example": reached.example,
+                    "granted_by": [],
+                    "via": reached.chain,
+                }
         rows.append({"label": label, "pattern": pattern, "access": access})
     doc = {
         "principals": {p: matrix.principal_policies[p] for p in matrix.principals},

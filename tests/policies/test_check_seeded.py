@@ -66,6 +66,7 @@ def test_seeded_mistake_is_caught(case: str, tmp_path: Path, capsys: pytest.Capt
 def test_counterexample_is_genuine_for_every_invariant_violation(tmp_path: Path) -> None:
     """Every reported path really is in the invariant's pattern and really violates it."""
     from policies.analysis import validate_pattern
+    from policies.analysis.escalation import Credential
     from policies.check import load_inputs
 
     for case in CASES:
@@ -79,6 +80,10 @@ def test_counterexample_is_genuine_for_every_invariant_violation(tmp_path: Path)
                 continue
             assert any(validate_pattern(p).matches(v.path) for p in inv.paths), v
             principal = inputs.principals[v.principal]
+            if v.via:  # held by the credential at the end of the chain
+                gains = v.via[-1].gains
+                end = Credential(frozenset(gains or ()), gains is None, ())
+                principal = inputs.reach.principal(end)
             if inv.effect == "deny":
                 assert principal.may(v.path, v.capability)[0], v
             else:

@@ -228,7 +228,8 @@ def check_invariant(inv: Invariant, inputs: Inputs) -> list[Violation]:
                 steps = via_steps(who, via)
                 chain = chain_text(who, via, f"{ce.capability} {ce.path}")
                 stanza = via[0].stanza
-                how = f"through {chain} ({via[-1].route.doc})"
+                docs = "; ".join(dict.fromkeys(hop.route.doc for hop in via))
+                how = f"through {chain} (edges: {docs})"
                 message = (
                     f"{who} {verb} {ce.capability} {ce.path} ({pattern} must be {expected}) {how}"
                 )

@@ -68,7 +68,8 @@ def test_not_an_edge(hcl: str) -> None:
             ["token-role"],
         ),
         (
-            'path "auth/approle/role/keybroker-robot/custom-secret-id" { capabilities = ["update"] }',
+            'path "auth/approle/role/keybroker-robot/custom-secret-id" {\n'
+            '  capabilities = ["update"]\n}',
             "keybroker-robot-read",
             ["approle-secret-id"],
         ),
@@ -169,7 +170,10 @@ def test_chain_in_every_check_format(tmp_path: Path) -> None:
     directory = _seeded("broker-mints-site-tokens", tmp_path)
     report = check(directory, None)
     (v,) = [v for v in report.violations if v.id == "broker-never-reads-key-data"]
-    chain = "broker -> token role keybroker-site -> keybroker-site-read -> read exchange-keys/data/site/x/x"
+    chain = (
+        "broker -> token role keybroker-site -> keybroker-site-read -> "
+        "read exchange-keys/data/site/x/x"
+    )
     assert v.chain == chain
     assert chain in v.message and "docs/facts/escalation.md §E1" in v.message
 

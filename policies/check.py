@@ -7,9 +7,10 @@ policies or invariants, with file and line).
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -49,16 +50,16 @@ def display_path(file: str | None) -> str | None:
     """Paths under the working directory are shown relative to it."""
     if file is None:
         return None
-    return _display_path(file, Path.cwd())
+    return _display_path(file, os.getcwd())
 
 
 @functools.lru_cache(maxsize=4096)
-def _display_path(file: str, cwd: Path) -> str:
+def _display_path(file: str, cwd: str) -> str:
     # Cached: a report names the same few files tens of thousands of times, and
     # resolve() costs a system call per path component.
     path = Path(file)
     try:
-        return path.resolve().relative_to(cwd.resolve()).as_posix()
+        return path.resolve().relative_to(Path(cwd).resolve()).as_posix()
     except ValueError:
         return str(path)
 
@@ -69,6 +70,15 @@ class Inputs:
     invariants: Invariants
     principals: dict[str, Principal]
     reach: Reach
+    _closures: dict[str, list[Credential]] = field(default_factory=dict, repr=False)
+
+    def closure(self, name: str) -> list[Credential]:
+        """Principal `name`'s own credential, then every one it can obtain."""
+        found = self._closures.get(name)
+        if found is None:
+            found = self.reach.closure([p.name for p in self.principals[name].policies])
+            self._closures[name] = found
+        return found
 
 
 def load_inputs(
@@ -189,7 +199,7 @@ def _deny_counterexample(
     """The first credential of the principal's closure (its own token first, then the
     shortest chains) that holds a denied capability on the pattern."""
     own = inputs.principals[who]
-    for credential in inputs.reach.closure([p.name for p in own.policies]):
+    for credential in inputs.closure(who):
         principal = own if not credential.via else inputs.reach.principal(credential)
         ce = find_granted(principal, pattern, inv.capabilities, inv.excepts)
         if ce is not None:
@@ -263,8 +273,8 @@ def check_invariant(inv: Invariant, inputs: Inputs) -> list[Violation]:
 def reach_entries(inputs: Inputs) -> list[ReachEntry]:
     """Every credential each principal can obtain beyond its own token."""
     out = []
-    for name, principal in inputs.principals.items():
-        for credential in inputs.reach.closure([p.name for p in principal.policies])[1:]:
+    for name in inputs.principals:
+        for credential in inputs.closure(name)[1:]:
             out.append(
                 ReachEntry(
                     principal=name,

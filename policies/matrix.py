@@ -76,8 +76,7 @@ def _reached(inputs: Inputs, name: str, pattern: str, direct: dict[str, str]) ->
     """Capabilities held on the class through escalation beyond the direct grants: for
     each, the widest level reached and the shortest chain that reaches it."""
     out: dict[str, Reached] = {}
-    policies = [p.name for p in inputs.principals[name].policies]
-    for credential in inputs.reach.closure(policies)[1:]:
+    for credential in inputs.closure(name)[1:]:
         cov = coverage(inputs.reach.principal(credential), pattern, MATRIX_CAPABILITIES)
         for cap, c in cov.items():
             if c.level == "none" or direct[cap] == "all" or c.granted_example is None:

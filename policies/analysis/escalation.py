@@ -115,7 +115,7 @@ class Reach:
     def closure(self, policies: Sequence[str]) -> list[Credential]:
         """The principal's own credential first, then every reachable one, shortest
         chains first. Each credential (policy set) appears once."""
-        start = frozenset(policies)
+        start = policies if isinstance(policies, frozenset) else frozenset(policies)
         cached = self._closures.get(start)
         if cached is not None:
             return cached
@@ -152,7 +152,7 @@ def _open(principal: Principal, route: Route) -> Hop | None:
         for needed in route.needs:
             if not all(principal.could_grant(pattern, (cap,)) for cap in needed):
                 continue
-            for path in principal.paths(pattern):
+            for path in principal.paths(pattern, granting=needed):
                 held = [principal.may(path, cap) for cap in needed]
                 if all(ok for ok, _ in held):
                     rule = held[0][1]

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
+from policies.report.jsonout import dumps
 from policies.report.model import CheckReport, MatrixReport
 
 
@@ -33,7 +32,7 @@ def render_check(report: CheckReport) -> str:
             for e in report.reach
         ],
     }
-    return json.dumps(doc, indent=2)
+    return dumps(doc, depth=2)
 
 
 def render_matrix(matrix: MatrixReport) -> str:
@@ -74,4 +73,4 @@ def render_matrix(matrix: MatrixReport) -> str:
             for inv in matrix.invariants
         ],
     }
-    return json.dumps(doc, indent=2)
+    return dumps(doc, depth=4)

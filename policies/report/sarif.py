@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 from pathlib import Path
 
+from policies.report.jsonout import dumps
 from policies.report.model import CheckReport, ViaStep, Violation
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -128,4 +128,4 @@ def render_check(report: CheckReport, *, tool_version: str = "0.1.0") -> str:
             }
         ],
     }
-    return json.dumps(doc, indent=2)
+    return dumps(doc, depth=4)

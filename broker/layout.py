@@ -169,7 +169,10 @@ class VaultLayout:
         return KeyPaths(self.mount, role, account, exchange)
 
     def approle(self, name: str) -> AppRole:
-        return next(r for r in self.approles if r.name == name)
+        for role in self.approles:
+            if role.name == name:
+                return role
+        raise KeyError(f"no AppRole {name!r} in this layout")
 
     @property
     def token_roles(self) -> tuple[TokenRole, ...]:

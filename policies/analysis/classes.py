@@ -37,14 +37,17 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Sequence
 
-from policies.analysis.glob import GlobShape
+from policies.analysis.glob import WILDCARD, GlobShape
 
 # Preferred filler characters, so counterexamples read like `.../robot/x/x`.
 _FRESH = "xyzqkjvw0123456789_~"
 
 
 def _fresh_char(literals: set[str]) -> str:
-    used = set().union(*literals) if literals else set()
+    joined = "".join(literals)
+    if _FRESH[0] not in joined:  # the common case, without building a set
+        return _FRESH[0]
+    used = set(joined)
     for ch in _FRESH:
         if ch not in used:
             return ch
@@ -101,6 +104,11 @@ def _candidates(
     screen: list[GlobShape] | None = None  # wanted shapes that look at this segment
     if wanted_ids is not None and not any(id(s) in wanted_ids for s in unconstrained):
         screen = [s for s in constrained if id(s) in wanted_ids]
+    # GlobShape.accepts at position i, unrolled: (part, is `+`, is a glob's last part).
+    tests = [
+        (s.parts[i], s.parts[i] == WILDCARD, s.prefix and i == len(s.parts) - 1)
+        for s in constrained
+    ]
     for seg in candidates:
         if i == 0 and seg == "":
             continue  # Vault strips leading "/": no request path starts with an empty segment
@@ -108,7 +116,10 @@ def _candidates(
             continue
         if screen is not None and seg and not any(s.accepts(i, seg) for s in screen):
             continue
-        verdicts = tuple(s.accepts(i, seg) for s in constrained)
+        verdicts = tuple(
+            wild or (seg.startswith(part) if glob_end else seg == part)
+            for part, wild, glob_end in tests
+        )
         # The empty segment also matters as the last one (list adds or trims a "/").
         signature = (*verdicts, seg == "")
         if signature in seen:

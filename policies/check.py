@@ -184,9 +184,9 @@ def via_steps(principal: str, via: Sequence[Hop]) -> tuple[ViaStep, ...]:
                 policy=stanza.policy if stanza else None,
                 file=display_path(stanza.file) if stanza else None,
                 line=stanza.line if stanza else None,
-                gains=list(gains) if gains is not None else None,
+                gains=gains,
                 doc=hop.route.doc,
-                notes=list(hop.route.notes),
+                notes=hop.route.notes,
             )
         )
         holder = "admin-equivalent" if gains is None else ", ".join(gains)

@@ -31,9 +31,9 @@ class ViaStep:
     policy: str | None
     file: str | None
     line: int | None
-    gains: list[str] | None  # None: any policy (admin-equivalent)
+    gains: tuple[str, ...] | None  # None: any policy (admin-equivalent)
     doc: str
-    notes: list[str] = field(default_factory=list)
+    notes: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -45,9 +45,9 @@ class ViaStep:
             "policy": self.policy,
             "file": self.file,
             "line": self.line,
-            "gains": self.gains if self.gains is not None else "admin-equivalent",
+            "gains": list(self.gains) if self.gains is not None else "admin-equivalent",
             "doc": self.doc,
-            "notes": self.notes,
+            "notes": list(self.notes),
         }
 
 

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 import hvac
 import requests
+from pydantic import SecretStr
 
 from broker.bootstrap import apply_layout, create_caller_token, issue_approle_credentials
 from broker.layout import INTAKE_POLICY, SITE_BACKEND_POLICY, build_layout
@@ -68,6 +69,7 @@ class DevState:
     sandbox_keys: dict[str, dict[str, dict[str, str]]] = field(repr=False)
     robot_role_id: str
     robot_secret_id: str = field(repr=False)
+    ui_url: str = ""  # the key page (broker/site), served with the intake token kept here
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -225,6 +227,8 @@ class DevStack:
             mount=layout.mount,
         )
         self.say(f"  broker: {broker_url}")
+        ui_url = self._start_site(broker_url, intake_token)
+        self.say(f"  key page: {ui_url}")
         self.state = DevState(
             broker_url=broker_url,
             vault_addr=vault_addr,
@@ -238,6 +242,7 @@ class DevStack:
             },
             robot_role_id=robot_creds.role_id,
             robot_secret_id=robot_creds.secret_id,
+            ui_url=ui_url,
         )
         write_state_file(self.state_file, self.state)
         # In-memory Vault and tokens die with us: leave no stale credentials behind.
@@ -303,6 +308,21 @@ class DevStack:
         )
         running = start_in_thread(settings, host="127.0.0.1", port=0)
         self._own(running)
+        self._broker_settings = settings
+        return str(running.url).rstrip("/")
+
+    def _start_site(self, broker_url: str, intake_token: str) -> str:
+        """The key page, with the broker's settings for the rules it shows."""
+        self.say("Starting the key page")
+        try:
+            from broker.site.config import SiteSettings
+            from broker.site.server import start_site_in_thread
+        except ImportError as exc:
+            raise DevModeError(f"the key page is not available ({exc})") from None
+
+        site = SiteSettings(broker_url=broker_url, intake_token=SecretStr(intake_token))
+        running = start_site_in_thread(site, self._broker_settings, host="127.0.0.1", port=0)
+        self._own(running)
         return str(running.url).rstrip("/")
 
     def _remove_state_file(self) -> None:
@@ -319,7 +339,9 @@ def next_steps(state_file: Path) -> str:
     return f"""
 keybroker dev is running. Connection details, tokens and sandbox keys: {s} (mode 0600).
 
-Try it (needs curl and jq):
+Open the key page in a browser: $(jq -r .ui_url {s})/accounts/alice
+
+Or try the API (needs curl and jq):
 
   S={s}
   # submit the sandbox's read-only Binance key as alice's site key

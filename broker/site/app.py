@@ -362,7 +362,7 @@ class KeyPage:
             {
                 "status": status,
                 "text": status_text(status),
-                "keys": sorted(views, key=lambda v: (v["account"], v["exchange"], v["role"])),
+                "rows": sorted(views, key=lambda v: (v["account"], v["exchange"], v["role"])),
             }
             for status, views in sorted(by_status.items())
         ]

@@ -242,7 +242,9 @@ def test_every_answer_carries_the_strict_headers(client: TestClient, path: str) 
     assert answer.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
     assert answer.headers["x-content-type-options"] == "nosniff"
     assert answer.headers["cache-control"] == "no-store"
-    assert "script-src 'self'" in CONTENT_SECURITY_POLICY and "unsafe" not in CONTENT_SECURITY_POLICY
+    assert (
+        "script-src 'self'" in CONTENT_SECURITY_POLICY and "unsafe" not in CONTENT_SECURITY_POLICY
+    )
 
 
 def test_no_inline_script_or_style_and_no_third_party_asset(client: TestClient) -> None:

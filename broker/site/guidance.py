@@ -44,7 +44,7 @@ ADVICE: dict[ReasonCode, str] = {
         "Restrict the key to IP addresses at the exchange (the addresses are listed here)."
     ),
     ReasonCode.IP_WHITELIST_MISMATCH: (
-        "Add every robot address listed for this key to the key's IP whitelist."
+        "Add every address listed for this key to the key's IP whitelist."
     ),
     ReasonCode.KEY_EXPIRED: "The key has expired: create a new key and enter it.",
     ReasonCode.UNVERIFIABLE: (
@@ -123,16 +123,18 @@ class RoleRules:
 def role_rules(role: Role, settings: Settings) -> RoleRules:
     """The rules broker/rules.py applies to `role`, in words, with the settings' values."""
     if role == "site":
-        whitelist = (
-            "An IP whitelist is required."
-            if settings.require_site_ip_restriction
-            else "An IP whitelist is recommended."
+        needed = "required" if settings.require_site_ip_restriction else "recommended"
+        # A whitelist the exchange lists must hold the site's addresses (broker/rules.py).
+        whitelist = f"An IP whitelist is {needed}" + (
+            "; if the key has one, it must hold these addresses:"
+            if settings.site_egress_ips
+            else "."
         )
         return RoleRules(
             "Site key",
             "Read-only: no trading, no withdrawals, no transfers.",
             whitelist,
-            (),
+            tuple(settings.site_egress_ips),
         )
     futures = "futures allowed" if settings.allow_futures else "no futures"
     return RoleRules(

@@ -44,5 +44,7 @@ def test_robot_rules_list_the_configured_egress_addresses() -> None:
 def test_site_rules_are_read_only_and_follow_the_whitelist_switch() -> None:
     site = role_rules("site", Settings())
     assert site.rights.startswith("Read-only") and site.addresses == ()
-    assert "recommended" in site.whitelist
+    assert site.whitelist == "An IP whitelist is recommended."
+    listed = role_rules("site", Settings(site_egress_ips=["10.1.0.0/24"]))
+    assert listed.addresses == ("10.1.0.0/24",) and "must hold these addresses" in listed.whitelist
     assert "required" in role_rules("site", Settings(require_site_ip_restriction=True)).whitelist

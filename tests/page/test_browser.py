@@ -6,6 +6,7 @@ answer and request body of the network log) and, on each new page, axe-core.
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 from broker.exchanges.base import mask_api_key
 from keybroker_dev.devmode import DevStack, DevState
 from tests.page.browser import (
+    ARTEFACTS,
     CHROMIUM_FLAGS,
     NetworkLog,
     assert_no_canary,
@@ -32,7 +34,9 @@ LIVE_STATUS_DEADLINE_S = 30  # the issue's bound for the robot's verification to
 
 @pytest.fixture(scope="module")
 def chromium() -> str:
-    return chromium_or_skip()
+    found = chromium_or_skip()
+    shutil.rmtree(ARTEFACTS, ignore_errors=True)  # this run's screenshots only
+    return found
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import hvac
 import pytest
 
 from broker.exchanges.base import mask_api_key
-from keybroker_dev.devmode import DevStack, DevState
+from keybroker_dev.devmode import DevState
 from tests.page.browser import (
     ARTEFACTS,
     CHROMIUM_FLAGS,
@@ -37,15 +37,6 @@ def chromium() -> str:
     found = chromium_or_skip()
     shutil.rmtree(ARTEFACTS, ignore_errors=True)  # this run's screenshots only
     return found
-
-
-@pytest.fixture(scope="module")
-def dev(tmp_path_factory: pytest.TempPathFactory, chromium: str) -> Iterator[DevState]:
-    stack = DevStack(tmp_path_factory.mktemp("dev") / "dev.json", "devvault", lambda _: None)
-    try:
-        yield stack.start()
-    finally:
-        stack.stop()
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +108,7 @@ def set_status(dev: DevState, account: str, exchange: str, role: str, status: st
     vault.secrets.kv.v2.update_metadata(path, custom_metadata=custom, mount_point="exchange-keys")
 
 
-def test_the_whole_story_with_javascript(dev: DevState, browser_page: Any) -> None:
+def test_the_whole_story_with_javascript(dev: DevState, chromium: str, browser_page: Any) -> None:
     from playwright.sync_api import expect
 
     page, network, csp_errors = browser_page

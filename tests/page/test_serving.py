@@ -1,0 +1,62 @@
+"""How the key page is served: by `keybroker dev` at `ui_url`, by `keybroker site`, and
+from the package's own files."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+
+from broker.site.server import serve_site
+from keybroker_dev.devmode import DevStack, next_steps
+
+REPO = Path(__file__).resolve().parents[2]
+SITE = REPO / "broker" / "site"
+
+
+def test_dev_mode_serves_the_page_at_ui_url(dev_stack: DevStack, tmp_path: Path) -> None:
+    dev = dev_stack.state
+    assert dev is not None
+    assert urlsplit(dev.ui_url).hostname == "127.0.0.1"
+    assert json.loads(dev_stack.state_file.read_text())["ui_url"] == dev.ui_url
+    page = requests.get(f"{dev.ui_url}/accounts/alice", timeout=10)
+    assert page.status_code == 200 and "Exchange keys of alice" in page.text
+    assert "203.0.113.10" in page.text and "127.0.0.1/32" in page.text  # both roles' addresses
+    for token in (dev.intake_token, dev.site_backend_token, dev.root_token):
+        assert token not in page.text  # the tokens stay server-side
+    assert "ui_url" in next_steps(tmp_path / "dev.json")
+
+
+def test_every_template_and_asset_ships_in_the_wheel() -> None:
+    globs = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["broker"]
+    shipped = {p for g in globs for p in (REPO / "broker").glob(g)}
+    files = {p for d in ("templates", "static") for p in (SITE / d).iterdir() if p.is_file()}
+    assert files and files <= shipped
+
+
+def test_keybroker_site_refuses_to_start_without_its_token(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("KEYBROKER_SITE_INTAKE_TOKEN", raising=False)
+    assert serve_site() == 2
+    assert "KEYBROKER_SITE_INTAKE_TOKEN" in capsys.readouterr().err
+
+
+def test_keybroker_site_names_a_bad_setting_without_its_value(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("KEYBROKER_SITE_INTAKE_TOKEN", "CANARY-TOKEN-1")
+    monkeypatch.setenv("KEYBROKER_SITE_ACCOUNTS", "alice,CANARY Bad")
+    assert serve_site() == 2
+    err = capsys.readouterr().err
+    assert "accounts" in err and "CANARY" not in err
+    monkeypatch.setenv("KEYBROKER_SITE_ACCOUNTS", "alice")
+    monkeypatch.setenv("KEYBROKER_SITE_LISTEN", "nonsense")
+    assert serve_site() == 2
+    assert "CANARY" not in capsys.readouterr().err

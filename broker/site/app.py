@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, quote
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -28,7 +29,14 @@ from broker.names import ROLES, Role
 from broker.site.broker_api import BrokerAnswer, BrokerApi, BrokerUnavailable, Submission
 from broker.site.config import SiteSettings
 from broker.site.guidance import advice_for, role_rules, status_text
-from broker.site.security import CSRF_COOKIE, CSRF_FIELD, Csrf, SecurityHeaders
+from broker.site.security import (
+    CSRF_COOKIE,
+    CSRF_FIELD,
+    SECURITY_HEADERS,
+    Csrf,
+    SecurityHeaders,
+    same_origin,
+)
 
 log = logging.getLogger("keybroker.site")
 
@@ -93,6 +101,8 @@ class KeyPage:
             csrf_field=CSRF_FIELD, csrf_token=self.csrf.token_for(cookie), **context
         )
         response = HTMLResponse(html, status_code=status)
+        # Also here: error pages are sent from outside the SecurityHeaders middleware.
+        response.headers.update({k.decode(): v.decode() for k, v in SECURITY_HEADERS})
         if request.cookies.get(CSRF_COOKIE) != cookie:
             response.set_cookie(
                 CSRF_COOKIE,
@@ -119,6 +129,8 @@ class KeyPage:
 
     async def _form(self, request: Request) -> dict[str, str]:
         """The urlencoded body, after the CSRF check; 413 above MAX_FORM_BYTES."""
+        if not same_origin(request.headers.get("origin"), request.url):
+            raise HTTPException(403)
         raw = b""
         async for chunk in request.stream():
             raw += chunk
@@ -427,5 +439,6 @@ def create_site_app(site: SiteSettings, rules: Settings, api: BrokerApi | None =
         lifespan=lifespan,
     )
     app.state.page = page
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=site.allowed_hosts)
     app.add_middleware(SecurityHeaders)
     return app

@@ -31,6 +31,11 @@ class SiteSettings(BaseSettings):
     accounts: Annotated[list[str], NoDecode, BeforeValidator(_split_csv)] = Field(
         default_factory=list
     )
+    # Host names the page answers to (others get 400): a DNS-rebinding page cannot reach
+    # a loopback site through its own name. Add the public name when serving beyond it.
+    allowed_hosts: Annotated[list[str], NoDecode, BeforeValidator(_split_csv)] = Field(
+        default_factory=lambda: ["127.0.0.1", "localhost"]
+    )
     # Bound on one call to the broker (an exchange check may take CHECK_TIMEOUT).
     broker_timeout: float = 30.0
 

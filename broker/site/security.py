@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import secrets
 
+from starlette.datastructures import URL
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 CSRF_COOKIE = "kb_csrf"
@@ -25,7 +26,9 @@ CONTENT_SECURITY_POLICY = (
 SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
     (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
+    # same-origin, not no-referrer: with no-referrer Chromium sends `Origin: null` on form
+    # posts, and same_origin() below could not tell them from an opaque-origin attacker.
+    (b"referrer-policy", b"same-origin"),
     (b"x-frame-options", b"DENY"),
     (b"cross-origin-opener-policy", b"same-origin"),
     # Nothing the page shows may stay in a cache (shared or the browser's).
@@ -48,6 +51,13 @@ class Csrf:
         if not cookie or not token:
             return False
         return hmac.compare_digest(self.token_for(cookie), token)
+
+
+def same_origin(origin: str | None, url: URL) -> bool:
+    """A POST's Origin (when the browser sends one) is this page's own."""
+    if origin is None:
+        return True  # older browsers and no-JS form posts may omit it; the CSRF token holds
+    return origin == f"{url.scheme}://{url.netloc}"
 
 
 class SecurityHeaders:

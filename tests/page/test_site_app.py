@@ -31,7 +31,8 @@ def broker() -> FakeBroker:
 @pytest.fixture
 def client(broker: FakeBroker) -> Iterator[TestClient]:
     rules = Settings(exchanges=["binance", "okx"], robot_egress_ips=["203.0.113.10"])
-    app = create_site_app(SiteSettings(accounts=["bob"]), rules, broker)
+    site = SiteSettings(accounts=["bob"], allowed_hosts=["testserver"])
+    app = create_site_app(site, rules, broker)
     with TestClient(app) as test_client:
         yield test_client
 
@@ -153,6 +154,19 @@ def test_a_post_without_the_csrf_token_is_refused(client: TestClient, broker: Fa
     broker.keys[("alice", "binance", "site")] = view("alice", "binance", "site")
     assert client.post("/accounts/alice/keys/binance/site/delete", data={}).status_code == 403
     assert broker.submissions == [] and ("alice", "binance", "site") in broker.keys
+
+
+def test_a_post_from_another_origin_or_host_is_refused(
+    client: TestClient, broker: FakeBroker
+) -> None:
+    form = {"csrf_token": csrf(client), "name": "x", "api_key": API_KEY, "secret": SECRET}
+    url = "/accounts/alice/keys/binance/site"
+    assert client.post(url, data=form, headers={"Origin": "http://evil.test"}).status_code == 403
+    # A DNS-rebinding page reaches the site under its own host name: refused before routing.
+    assert client.get("/accounts/alice", headers={"Host": "evil.test"}).status_code == 400
+    assert client.post(url, data=form, headers={"Host": "evil.test"}).status_code == 400
+    assert broker.submissions == []
+    assert client.post(url, data=form, headers={"Origin": "http://testserver"}).status_code == 200
 
 
 def test_a_token_from_another_browser_is_refused(client: TestClient, broker: FakeBroker) -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from html.parser import HTMLParser
 
+import httpx
 import pytest
-from starlette.testclient import TestClient
 
 from broker.config import Settings
 from broker.site.app import create_site_app
@@ -29,24 +29,25 @@ def broker() -> FakeBroker:
 
 
 @pytest.fixture
-def client(broker: FakeBroker) -> Iterator[TestClient]:
+async def client(broker: FakeBroker) -> AsyncIterator[httpx.AsyncClient]:
     rules = Settings(exchanges=["binance", "okx"], robot_egress_ips=["203.0.113.10"])
     site = SiteSettings(accounts=["bob"], allowed_hosts=["testserver"])
     app = create_site_app(site, rules, broker)
-    with TestClient(app) as test_client:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as test_client:
         yield test_client
 
 
-def csrf(client: TestClient, path: str = "/accounts/alice") -> str:
-    match = re.search(r'name="csrf_token" value="([0-9a-f]+)"', client.get(path).text)
+async def csrf(client: httpx.AsyncClient, path: str = "/accounts/alice") -> str:
+    match = re.search(r'name="csrf_token" value="([0-9a-f]+)"', (await client.get(path)).text)
     assert match
     return match.group(1)
 
 
-def submit(client: TestClient, exchange: str, role: str, **fields: str):
-    form = {"csrf_token": csrf(client), "name": "main", "api_key": API_KEY, "secret": SECRET}
+async def submit(client: httpx.AsyncClient, exchange: str, role: str, **fields: str):
+    form = {"csrf_token": await csrf(client), "name": "main", "api_key": API_KEY, "secret": SECRET}
     form.update(fields)
-    return client.post(f"/accounts/alice/keys/{exchange}/{role}", data=form)
+    return await client.post(f"/accounts/alice/keys/{exchange}/{role}", data=form)
 
 
 def assert_no_canary(text: str) -> None:
@@ -73,10 +74,10 @@ def parse(html: str) -> _Inputs:
     return parser
 
 
-def test_one_card_per_exchange_with_passphrase_only_where_the_exchange_has_one(
-    client: TestClient,
+async def test_one_card_per_exchange_with_passphrase_only_where_the_exchange_has_one(
+    client: httpx.AsyncClient,
 ) -> None:
-    page = client.get("/accounts/alice")
+    page = await client.get("/accounts/alice")
     assert page.status_code == 200
     assert 'id="card-binance"' in page.text and 'id="card-okx"' in page.text
     ids = {i["id"] for i in parse(page.text).inputs if i.get("id")}
@@ -86,11 +87,11 @@ def test_one_card_per_exchange_with_passphrase_only_where_the_exchange_has_one(
     assert "Read-only" in page.text
 
 
-def test_an_accepted_key_shows_the_result_and_never_the_secret(
-    client: TestClient, broker: FakeBroker, caplog: pytest.LogCaptureFixture
+async def test_an_accepted_key_shows_the_result_and_never_the_secret(
+    client: httpx.AsyncClient, broker: FakeBroker, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    answer = submit(client, "okx", "robot", passphrase=PASSPHRASE)
+    answer = await submit(client, "okx", "robot", passphrase=PASSPHRASE)
     assert answer.status_code == 200
     assert "Key accepted and stored." in answer.text
     (sent,) = broker.submissions
@@ -103,8 +104,8 @@ def test_an_accepted_key_shows_the_result_and_never_the_secret(
     assert "AKIA...WXYZ" in answer.text  # the masked API key only
 
 
-def test_a_refusal_lists_each_reason_with_what_to_do(
-    client: TestClient, broker: FakeBroker
+async def test_a_refusal_lists_each_reason_with_what_to_do(
+    client: httpx.AsyncClient, broker: FakeBroker
 ) -> None:
     broker.next_put = BrokerAnswer(
         422,
@@ -117,7 +118,7 @@ def test_a_refusal_lists_each_reason_with_what_to_do(
             ],
         },
     )
-    answer = submit(client, "binance", "robot")
+    answer = await submit(client, "binance", "robot")
     assert answer.status_code == 422
     assert "Key refused; nothing was stored." in answer.text
     assert 'role="alert"' in answer.text
@@ -126,10 +127,10 @@ def test_a_refusal_lists_each_reason_with_what_to_do(
     assert_no_canary(answer.text)
 
 
-def test_missing_fields_are_tied_to_their_inputs_and_nothing_is_sent(
-    client: TestClient, broker: FakeBroker
+async def test_missing_fields_are_tied_to_their_inputs_and_nothing_is_sent(
+    client: httpx.AsyncClient, broker: FakeBroker
 ) -> None:
-    answer = submit(client, "okx", "site", name="", secret="")  # and no passphrase
+    answer = await submit(client, "okx", "site", name="", secret="")  # and no passphrase
     assert answer.status_code == 400
     assert broker.submissions == []
     inputs = {i["id"]: i for i in parse(answer.text).inputs if i.get("id")}
@@ -142,69 +143,81 @@ def test_missing_fields_are_tied_to_their_inputs_and_nothing_is_sent(
     assert_no_canary(answer.text)
 
 
-def test_a_post_without_the_csrf_token_is_refused(client: TestClient, broker: FakeBroker) -> None:
-    client.get("/accounts/alice")  # the cookie is set, but the form token is missing/forged
+async def test_a_post_without_the_csrf_token_is_refused(
+    client: httpx.AsyncClient, broker: FakeBroker
+) -> None:
+    await client.get("/accounts/alice")  # the cookie is set, but the form token is missing/forged
     for token in ("", "0" * 64):
-        answer = client.post(
+        answer = await client.post(
             "/accounts/alice/keys/binance/site",
             data={"csrf_token": token, "name": "x", "api_key": API_KEY, "secret": SECRET},
         )
         assert answer.status_code == 403
         assert_no_canary(answer.text)
     broker.keys[("alice", "binance", "site")] = view("alice", "binance", "site")
-    assert client.post("/accounts/alice/keys/binance/site/delete", data={}).status_code == 403
+    assert (
+        await client.post("/accounts/alice/keys/binance/site/delete", data={})
+    ).status_code == 403
     assert broker.submissions == [] and ("alice", "binance", "site") in broker.keys
 
 
-def test_a_post_from_another_origin_or_host_is_refused(
-    client: TestClient, broker: FakeBroker
+async def test_a_post_from_another_origin_or_host_is_refused(
+    client: httpx.AsyncClient, broker: FakeBroker
 ) -> None:
-    form = {"csrf_token": csrf(client), "name": "x", "api_key": API_KEY, "secret": SECRET}
+    form = {"csrf_token": await csrf(client), "name": "x", "api_key": API_KEY, "secret": SECRET}
     url = "/accounts/alice/keys/binance/site"
-    assert client.post(url, data=form, headers={"Origin": "http://evil.test"}).status_code == 403
+    assert (
+        await client.post(url, data=form, headers={"Origin": "http://evil.test"})
+    ).status_code == 403
     # A DNS-rebinding page reaches the site under its own host name: refused before routing.
-    assert client.get("/accounts/alice", headers={"Host": "evil.test"}).status_code == 400
-    assert client.post(url, data=form, headers={"Host": "evil.test"}).status_code == 400
+    assert (await client.get("/accounts/alice", headers={"Host": "evil.test"})).status_code == 400
+    assert (await client.post(url, data=form, headers={"Host": "evil.test"})).status_code == 400
     assert broker.submissions == []
-    assert client.post(url, data=form, headers={"Origin": "http://testserver"}).status_code == 200
+    assert (
+        await client.post(url, data=form, headers={"Origin": "http://testserver"})
+    ).status_code == 200
 
 
-def test_a_token_from_another_browser_is_refused(client: TestClient, broker: FakeBroker) -> None:
-    token = csrf(client)
+async def test_a_token_from_another_browser_is_refused(
+    client: httpx.AsyncClient, broker: FakeBroker
+) -> None:
+    token = await csrf(client)
     client.cookies.clear()
-    client.get("/accounts/alice")  # a new cookie: the old token does not belong to it
-    answer = client.post(
+    await client.get("/accounts/alice")  # a new cookie: the old token does not belong to it
+    answer = await client.post(
         "/accounts/alice/keys/binance/site",
         data={"csrf_token": token, "name": "x", "api_key": API_KEY, "secret": SECRET},
     )
     assert answer.status_code == 403 and broker.submissions == []
 
 
-def test_delete_confirms_first_then_deletes(client: TestClient, broker: FakeBroker) -> None:
+async def test_delete_confirms_first_then_deletes(
+    client: httpx.AsyncClient, broker: FakeBroker
+) -> None:
     broker.keys[("alice", "binance", "robot")] = view("alice", "binance", "robot")
-    confirm = client.get("/accounts/alice/keys/binance/robot/delete")
+    confirm = await client.get("/accounts/alice/keys/binance/robot/delete")
     assert confirm.status_code == 200
     assert "This cannot be undone." in confirm.text
     assert "The robot will wait for a new key" in confirm.text
     assert ("alice", "binance", "robot") in broker.keys  # asking is not deleting
     token = re.search(r'name="csrf_token" value="([0-9a-f]+)"', confirm.text)
     assert token
-    done = client.post(
+    done = await client.post(
         "/accounts/alice/keys/binance/robot/delete", data={"csrf_token": token.group(1)}
     )
     assert done.status_code == 200 and "Key deleted." in done.text
     assert ("alice", "binance", "robot") not in broker.keys
-    assert client.get("/accounts/alice/keys/binance/robot/delete").status_code == 404
+    assert (await client.get("/accounts/alice/keys/binance/robot/delete")).status_code == 404
 
 
-def test_a_key_health_status_in_the_view_is_shown_and_polled(
-    client: TestClient, broker: FakeBroker
+async def test_a_key_health_status_in_the_view_is_shown_and_polled(
+    client: httpx.AsyncClient, broker: FakeBroker
 ) -> None:
     broker.keys[("alice", "okx", "robot")] = view("alice", "okx", "robot", status="rights_changed")
-    page = client.get("/accounts/alice")
+    page = await client.get("/accounts/alice")
     assert 'data-status-for="okx-robot" data-status="rights_changed"' in page.text
     assert "Rights changed" in page.text
-    polled = client.get("/accounts/alice/keys.json").json()
+    polled = (await client.get("/accounts/alice/keys.json")).json()
     assert polled == {
         "keys": [
             {
@@ -218,8 +231,8 @@ def test_a_key_health_status_in_the_view_is_shown_and_polled(
     }
 
 
-def test_the_operator_view_groups_keys_by_status_across_accounts(
-    client: TestClient, broker: FakeBroker
+async def test_the_operator_view_groups_keys_by_status_across_accounts(
+    client: httpx.AsyncClient, broker: FakeBroker
 ) -> None:
     broker.keys[("bob", "binance", "site")] = view("bob", "binance", "site")
     broker.keys[("alice", "okx", "robot")] = view(
@@ -229,18 +242,20 @@ def test_the_operator_view_groups_keys_by_status_across_accounts(
         status="expires_soon",
         warnings=[{"code": "key_expiring", "severity": "warning", "message": "expires in 7d"}],
     )
-    client.get("/accounts/alice")  # alice used the page; bob is configured
-    page = client.get("/operator").text
+    await client.get("/accounts/alice")  # alice used the page; bob is configured
+    page = (await client.get("/operator")).text
     assert "Accounts listed: alice, bob" in page
     accepted, expiring = page.index('id="status-active"'), page.index('id="status-expires_soon"')
     assert page.index("<td>bob</td>", accepted) < expiring < page.index("<td>alice</td>")
     assert "expires in 7d" in page
 
 
-def test_the_broker_down_gives_a_plain_503(client: TestClient, broker: FakeBroker) -> None:
-    token = csrf(client)
+async def test_the_broker_down_gives_a_plain_503(
+    client: httpx.AsyncClient, broker: FakeBroker
+) -> None:
+    token = await csrf(client)
     broker.down = True
-    answer = client.post(
+    answer = await client.post(
         "/accounts/alice/keys/binance/site",
         data={"csrf_token": token, "name": "x", "api_key": API_KEY, "secret": SECRET},
     )
@@ -251,8 +266,10 @@ def test_the_broker_down_gives_a_plain_503(client: TestClient, broker: FakeBroke
 @pytest.mark.parametrize(
     "path", ["/", "/accounts/alice", "/operator", "/static/page.js", "/nope", "/accounts/A..B"]
 )
-def test_every_answer_carries_the_strict_headers(client: TestClient, path: str) -> None:
-    answer = client.get(path)
+async def test_every_answer_carries_the_strict_headers(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    answer = await client.get(path)
     assert answer.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
     assert answer.headers["x-content-type-options"] == "nosniff"
     assert answer.headers["cache-control"] == "no-store"
@@ -261,10 +278,12 @@ def test_every_answer_carries_the_strict_headers(client: TestClient, path: str) 
     )
 
 
-def test_no_inline_script_or_style_and_no_third_party_asset(client: TestClient) -> None:
-    client.get("/accounts/alice")
+async def test_no_inline_script_or_style_and_no_third_party_asset(
+    client: httpx.AsyncClient,
+) -> None:
+    await client.get("/accounts/alice")
     for path in ("/", "/accounts/alice", "/operator"):
-        html = client.get(path).text
+        html = (await client.get(path)).text
         assert "<style" not in html and " style=" not in html
         assert not re.search(r"<[^>]+\son[a-z]+=", html)  # no inline event handlers
         assert re.findall(r"<script\b[^>]*>(.*?)</script>", html, re.S) == [""]
@@ -272,14 +291,14 @@ def test_no_inline_script_or_style_and_no_third_party_asset(client: TestClient) 
             assert url.startswith(("/", "#")), url
 
 
-def test_bad_input_gets_a_clear_page(client: TestClient) -> None:
-    assert client.get("/?account=Not%20OK").status_code == 400
-    assert client.get("/?account=alice", follow_redirects=False).headers["location"] == (
+async def test_bad_input_gets_a_clear_page(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/?account=Not%20OK")).status_code == 400
+    assert (await client.get("/?account=alice", follow_redirects=False)).headers["location"] == (
         "/accounts/alice"
     )
-    assert client.get("/accounts/alice/keys/nowhere/site/delete").status_code == 404
-    token = csrf(client)
-    big = client.post(
+    assert (await client.get("/accounts/alice/keys/nowhere/site/delete")).status_code == 404
+    token = await csrf(client)
+    big = await client.post(
         "/accounts/alice/keys/binance/site", data={"csrf_token": token, "secret": "x" * 20000}
     )
     assert big.status_code == 413

@@ -38,7 +38,10 @@ def chromium_or_skip() -> str:
         import playwright.sync_api  # noqa: F401
     except ImportError:
         pytest.skip("the playwright package is not installed (pip install -e '.[test]')")
-    found = os.environ.get("KEYBROKER_CHROMIUM") or next(
+    chosen = os.environ.get("KEYBROKER_CHROMIUM")
+    if chosen and not Path(chosen).is_file():
+        pytest.skip(f"KEYBROKER_CHROMIUM={chosen} does not exist")
+    found = chosen or next(
         (c for c in CHROMIUM_CANDIDATES if Path(c).exists()), shutil.which("chromium")
     )
     if not found:

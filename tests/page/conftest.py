@@ -11,8 +11,16 @@ from keybroker_dev.devmode import DevStack, DevState
 
 
 @pytest.fixture(scope="package")
-def dev_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
-    stack = DevStack(tmp_path_factory.mktemp("dev") / "dev.json", "devvault", lambda _: None)
+def dev_output() -> list[str]:
+    """What the stack told the terminal while starting."""
+    return []
+
+
+@pytest.fixture(scope="package")
+def dev_stack(
+    tmp_path_factory: pytest.TempPathFactory, dev_output: list[str]
+) -> Iterator[DevStack]:
+    stack = DevStack(tmp_path_factory.mktemp("dev") / "dev.json", "devvault", dev_output.append)
     try:
         stack.start()
         yield stack

@@ -51,6 +51,8 @@ def playwright() -> Iterator[Any]:
 def browser_page(
     request: pytest.FixtureRequest, playwright: Any, chromium: str, tmp_path: Path
 ) -> Iterator[tuple[Any, NetworkLog, list[str]]]:
+    from playwright.sync_api import expect
+
     javascript = getattr(request, "param", True)
     context = playwright.chromium.launch_persistent_context(
         str(tmp_path / "profile"),  # a fresh --user-data-dir
@@ -64,6 +66,7 @@ def browser_page(
     network.attach(context)
     page = context.pages[0] if context.pages else context.new_page()
     page.set_default_timeout(15_000)
+    expect.set_options(timeout=15_000)  # an exchange check on a loaded CI machine
     csp_errors: list[str] = []
     page.on(
         "console",
@@ -108,7 +111,7 @@ def set_status(dev: DevState, account: str, exchange: str, role: str, status: st
     vault.secrets.kv.v2.update_metadata(path, custom_metadata=custom, mount_point="exchange-keys")
 
 
-def test_the_whole_story_with_javascript(dev: DevState, chromium: str, browser_page: Any) -> None:
+def test_the_whole_story_with_javascript(chromium: str, dev: DevState, browser_page: Any) -> None:
     from playwright.sync_api import expect
 
     page, network, csp_errors = browser_page
@@ -210,7 +213,9 @@ def test_the_whole_story_with_javascript(dev: DevState, chromium: str, browser_p
 
 
 @pytest.mark.parametrize("browser_page", [False], indirect=True, ids=["no-javascript"])
-def test_entering_and_deleting_work_without_javascript(dev: DevState, browser_page: Any) -> None:
+def test_entering_and_deleting_work_without_javascript(
+    chromium: str, dev: DevState, browser_page: Any
+) -> None:
     from playwright.sync_api import expect
 
     page, network, _ = browser_page

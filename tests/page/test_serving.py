@@ -18,9 +18,12 @@ REPO = Path(__file__).resolve().parents[2]
 SITE = REPO / "broker" / "site"
 
 
-def test_dev_mode_serves_the_page_at_ui_url(dev_stack: DevStack, tmp_path: Path) -> None:
+def test_dev_mode_serves_the_page_at_ui_url(
+    dev_stack: DevStack, dev_output: list[str], tmp_path: Path
+) -> None:
     dev = dev_stack.state
     assert dev is not None
+    assert f"  key page: {dev.ui_url}" in dev_output  # the line the README points at
     assert urlsplit(dev.ui_url).hostname == "127.0.0.1"
     assert json.loads(dev_stack.state_file.read_text())["ui_url"] == dev.ui_url
     page = requests.get(f"{dev.ui_url}/accounts/alice", timeout=10)

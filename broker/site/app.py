@@ -7,6 +7,7 @@ rendered empty.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -42,6 +43,10 @@ log = logging.getLogger("keybroker.site")
 
 MAX_FORM_BYTES = 16 * 1024
 NAME_MAX = 64
+# The operator view remembers accounts seen with keys; bounded so that visiting made-up
+# accounts cannot grow it without end.
+MAX_KNOWN_ACCOUNTS = 10_000
+OPERATOR_CONCURRENCY = 8
 
 
 @dataclass
@@ -73,6 +78,11 @@ def passphrase_exchanges(exchanges: list[str]) -> frozenset[str]:
     return frozenset(
         e for e in exchanges if (a := get_adapter(e)) is not None and a.requires_passphrase
     )
+
+
+def _refused(answer: BrokerAnswer) -> BrokerUnavailable:
+    """An answer the page cannot act on (e.g. 401: the intake token is wrong)."""
+    return BrokerUnavailable(f"the broker answered {answer.status} {answer.error}".rstrip())
 
 
 class KeyPage:
@@ -148,7 +158,7 @@ class KeyPage:
     async def _keys(self, account: str) -> dict[tuple[str, str], dict[str, Any]]:
         answer = await self.api.list_keys(account)
         if not answer.ok:
-            raise BrokerUnavailable(f"the broker answered {answer.status} {answer.error}")
+            raise _refused(answer)
         keys = answer.body.get("keys", [])
         return {(k["exchange"], k["role"]): k for k in keys}
 
@@ -189,9 +199,10 @@ class KeyPage:
     ) -> HTMLResponse:
         try:
             keys = await self._keys(account)
-        except BrokerUnavailable:
-            return self._unavailable(request)
-        self.known_accounts.add(account)
+        except BrokerUnavailable as exc:
+            return self._unavailable(request, exc)
+        if keys and len(self.known_accounts) < MAX_KNOWN_ACCOUNTS:
+            self.known_accounts.add(account)
         return self._render(
             request,
             "account.html",
@@ -201,7 +212,9 @@ class KeyPage:
             result=result,
         )
 
-    def _unavailable(self, request: Request) -> HTMLResponse:
+    def _unavailable(self, request: Request, why: BrokerUnavailable) -> HTMLResponse:
+        # The message holds a status and an error code or an exception type, no values.
+        log.warning("broker call failed: %s", why)
         return self._render(
             request,
             "error.html",
@@ -245,8 +258,10 @@ class KeyPage:
         assert submission is not None
         try:
             answer = await self.api.put_key(account, exchange, role, submission)
-        except BrokerUnavailable:
-            return self._unavailable(request)
+        except BrokerUnavailable as exc:
+            return self._unavailable(request, exc)
+        if answer.status in (401, 403):  # our intake token is wrong: not the user's doing
+            return self._unavailable(request, _refused(answer))
         result = self._submit_result(exchange, role, answer)
         status = 200 if answer.ok else (answer.status if answer.status in (400, 422, 503) else 502)
         return await self._account_page(request, account, result, status)
@@ -306,12 +321,12 @@ class KeyPage:
         account, exchange, role = self._slot(request)
         try:
             answer = await self.api.get_key(account, exchange, role)
-        except BrokerUnavailable:
-            return self._unavailable(request)
+        except BrokerUnavailable as exc:
+            return self._unavailable(request, exc)
         if answer.status == 404:
             raise HTTPException(404)
         if not answer.ok:
-            return self._unavailable(request)
+            return self._unavailable(request, _refused(answer))
         return self._render(
             request,
             "confirm_delete.html",
@@ -326,8 +341,8 @@ class KeyPage:
         await self._form(request)
         try:
             answer = await self.api.delete_key(account, exchange, role)
-        except BrokerUnavailable:
-            return self._unavailable(request)
+        except BrokerUnavailable as exc:
+            return self._unavailable(request, exc)
         if answer.ok or answer.status == 404:
             message = (
                 "Key deleted. The robot stops trading on this exchange until a new key is entered."
@@ -337,7 +352,7 @@ class KeyPage:
             )
             result = SlotResult(exchange, role, "deleted", message)
             return await self._account_page(request, account, result)
-        return self._unavailable(request)
+        return self._unavailable(request, _refused(answer))
 
     async def keys_json(self, request: Request) -> Response:
         """The statuses the page polls for (static/page.js): no secrets, masked keys only."""
@@ -362,10 +377,21 @@ class KeyPage:
     async def operator(self, request: Request) -> Response:
         by_status: dict[str, list[dict[str, Any]]] = {}
         unreachable: list[str] = []
-        for account in sorted(self.known_accounts):
-            try:
-                keys = await self._keys(account)
-            except BrokerUnavailable:
+        gate = asyncio.Semaphore(OPERATOR_CONCURRENCY)
+
+        async def keys_of(account: str) -> dict[tuple[str, str], dict[str, Any]] | None:
+            async with gate:
+                try:
+                    return await self._keys(account)
+                except BrokerUnavailable as exc:
+                    log.warning("broker call failed: %s", exc)
+                    return None
+
+        accounts = sorted(self.known_accounts)
+        for account, keys in zip(
+            accounts, await asyncio.gather(*map(keys_of, accounts)), strict=True
+        ):
+            if keys is None:
                 unreachable.append(account)
                 continue
             for view in keys.values():

@@ -302,3 +302,23 @@ async def test_bad_input_gets_a_clear_page(client: httpx.AsyncClient) -> None:
         "/accounts/alice/keys/binance/site", data={"csrf_token": token, "secret": "x" * 20000}
     )
     assert big.status_code == 413
+
+
+async def test_a_wrong_intake_token_is_the_operators_problem_not_the_users(
+    client: httpx.AsyncClient, broker: FakeBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    broker.next_put = BrokerAnswer(401, {"error": "unauthorized", "message": "bad token"})
+    answer = await submit(client, "binance", "site")
+    assert answer.status_code == 503 and "not answering" in answer.text
+    assert "broker call failed: the broker answered 401 unauthorized" in caplog.text
+    assert_no_canary(caplog.text + answer.text)
+
+
+async def test_only_accounts_with_keys_join_the_operator_view(
+    client: httpx.AsyncClient, broker: FakeBroker
+) -> None:
+    for made_up in ("x1", "x2"):
+        await client.get(f"/accounts/{made_up}")
+    broker.keys[("carol", "okx", "site")] = view("carol", "okx", "site")
+    await client.get("/accounts/carol")
+    assert "Accounts listed: bob, carol" in (await client.get("/operator")).text

@@ -133,6 +133,9 @@ def test_the_whole_story_with_javascript(chromium: str, dev: DevState, browser_p
     page.goto(f"{dev.ui_url}/accounts/alice")
     expect(page.locator("h1")).to_contain_text("Exchange keys of alice")
     check_a11y(page, "account page")
+    page.evaluate("document.querySelectorAll('details').forEach(d => { d.open = true; })")
+    check_a11y(page, "account page, every form open")
+    page.evaluate("document.querySelectorAll('details').forEach(d => { d.open = false; })")
     screenshot(page, "01-account")
 
     # A good site key and a good robot key on two exchanges: all accepted.

@@ -4,6 +4,11 @@ from the package's own files."""
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
 import tomllib
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -12,7 +17,7 @@ import pytest
 import requests
 
 from broker.site.server import serve_site
-from keybroker_dev.devmode import DevStack, next_steps
+from keybroker_dev.devmode import DevStack, DevState, next_steps
 
 REPO = Path(__file__).resolve().parents[2]
 SITE = REPO / "broker" / "site"
@@ -63,3 +68,49 @@ def test_keybroker_site_names_a_bad_setting_without_its_value(
     monkeypatch.setenv("KEYBROKER_SITE_LISTEN", "nonsense")
     assert serve_site() == 2
     assert "CANARY" not in capsys.readouterr().err
+
+
+def test_keybroker_site_runs_on_its_own_in_front_of_a_broker(dev: DevState) -> None:
+    """`keybroker site` as its own process: the page answers and reaches the broker."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "devtools")]),
+        "KEYBROKER_SITE_BROKER_URL": dev.broker_url,
+        "KEYBROKER_SITE_INTAKE_TOKEN": dev.intake_token,
+        "KEYBROKER_SITE_LISTEN": f"127.0.0.1:{port}",
+        "KEYBROKER_ROBOT_EGRESS_IPS": "192.0.2.44",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "broker", "site"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, proc.communicate()[0]
+            try:
+                if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, "keybroker site did not start"
+            time.sleep(0.1)
+        page = requests.get(f"{url}/accounts/nobody", timeout=10)
+        # 200 only when the broker took the intake token (any broker failure gives 503).
+        assert page.status_code == 200 and "192.0.2.44" in page.text
+        assert dev.intake_token not in page.text
+    finally:
+        proc.terminate()
+        output = proc.communicate(timeout=10)[0]
+    assert dev.intake_token not in output
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

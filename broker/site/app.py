@@ -25,7 +25,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from broker.config import Settings
-from broker.ids import InvalidIdentifier, validate_account
+from broker.ids import InvalidIdentifier, validate_account, validate_name
 from broker.names import ROLES, Role
 from broker.site.broker_api import BrokerAnswer, BrokerApi, BrokerUnavailable, Submission
 from broker.site.config import SiteSettings
@@ -42,7 +42,6 @@ from broker.site.security import (
 log = logging.getLogger("keybroker.site")
 
 MAX_FORM_BYTES = 16 * 1024
-NAME_MAX = 64
 # The operator view remembers accounts seen with keys; bounded so that visiting made-up
 # accounts cannot grow it without end.
 MAX_KNOWN_ACCOUNTS = 10_000
@@ -273,8 +272,11 @@ class KeyPage:
         name = form.get("name", "").strip()
         if not name:
             errors.errors["name"] = "Give the key a name, for example “main account”."
-        elif len(name) > NAME_MAX or not name.isprintable():
-            errors.errors["name"] = f"The name is at most {NAME_MAX} printable characters."
+        else:
+            try:
+                validate_name(name)  # the broker's own rule, checked before anything is sent
+            except InvalidIdentifier as exc:
+                errors.errors["name"] = f"The name {str(exc).removeprefix('name: ')}."
         api_key, secret = form.get("api_key", "").strip(), form.get("secret", "").strip()
         passphrase = form.get("passphrase", "").strip() or None
         if not api_key:

@@ -322,3 +322,12 @@ async def test_only_accounts_with_keys_join_the_operator_view(
     broker.keys[("carol", "okx", "site")] = view("carol", "okx", "site")
     await client.get("/accounts/carol")
     assert "Accounts listed: bob, carol" in (await client.get("/operator")).text
+
+
+async def test_the_name_follows_the_brokers_rule(
+    client: httpx.AsyncClient, broker: FakeBroker
+) -> None:
+    for bad, says in (("x" * 65, "must be 1 to 64 characters"), ("a\u202eb", "invisible")):
+        answer = await submit(client, "binance", "site", name=bad)
+        assert answer.status_code == 400 and says in answer.text
+    assert broker.submissions == []

@@ -11,7 +11,6 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, quote
 
@@ -25,10 +24,11 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from broker.config import Settings
-from broker.ids import InvalidIdentifier, validate_account, validate_name
+from broker.ids import InvalidIdentifier, validate_account
 from broker.names import ROLES, Role
-from broker.site.broker_api import BrokerAnswer, BrokerApi, BrokerUnavailable, Submission
+from broker.site.broker_api import BrokerAnswer, BrokerApi, BrokerUnavailable
 from broker.site.config import SiteSettings
+from broker.site.forms import SlotResult, parse_submission, submit_result
 from broker.site.guidance import advice_for, role_rules, status_text
 from broker.site.security import (
     CSRF_COOKIE,
@@ -46,28 +46,6 @@ MAX_FORM_BYTES = 16 * 1024
 # accounts cannot grow it without end.
 MAX_KNOWN_ACCOUNTS = 10_000
 OPERATOR_CONCURRENCY = 8
-
-
-@dataclass
-class FieldErrors:
-    """Per-field messages of a form that was not sent to the broker."""
-
-    errors: dict[str, str] = field(default_factory=dict)
-
-    def __bool__(self) -> bool:
-        return bool(self.errors)
-
-
-@dataclass
-class SlotResult:
-    """What happened to one (exchange, role) slot in this request."""
-
-    exchange: str
-    role: str
-    outcome: str  # accepted | replaced | refused | invalid | unavailable | deleted
-    message: str
-    reasons: list[dict[str, str]] = field(default_factory=list)
-    field_errors: FieldErrors = field(default_factory=FieldErrors)
 
 
 def passphrase_exchanges(exchanges: list[str]) -> frozenset[str]:
@@ -231,11 +209,8 @@ class KeyPage:
             try:
                 validate_account(account)
                 return RedirectResponse(f"/accounts/{quote(account)}", status_code=303)
-            except InvalidIdentifier:
-                error = (
-                    "An account is 1 to 64 lower-case letters, digits, _ or -, "
-                    "starting with a letter or digit."
-                )
+            except InvalidIdentifier as exc:
+                error = f"The account {str(exc).removeprefix('account: ')}."
         return self._render(request, "index.html", 400 if error else 200, error=error)
 
     async def account(self, request: Request) -> Response:
@@ -244,7 +219,7 @@ class KeyPage:
     async def submit(self, request: Request) -> Response:
         account, exchange, role = self._slot(request)
         form = await self._form(request)
-        submission, errors = self._submission(form, exchange)
+        submission, errors = parse_submission(form, exchange, exchange in self.needs_passphrase)
         if errors:
             result = SlotResult(
                 exchange,
@@ -261,63 +236,9 @@ class KeyPage:
             return self._unavailable(request, exc)
         if answer.status in (401, 403):  # our intake token is wrong: not the user's doing
             return self._unavailable(request, _refused(answer))
-        result = self._submit_result(exchange, role, answer)
+        result = submit_result(exchange, role, answer)
         status = 200 if answer.ok else (answer.status if answer.status in (400, 422, 503) else 502)
         return await self._account_page(request, account, result, status)
-
-    def _submission(
-        self, form: dict[str, str], exchange: str
-    ) -> tuple[Submission | None, FieldErrors]:
-        errors = FieldErrors()
-        name = form.get("name", "").strip()
-        if not name:
-            errors.errors["name"] = "Give the key a name, for example “main account”."
-        else:
-            try:
-                validate_name(name)  # the broker's own rule, checked before anything is sent
-            except InvalidIdentifier as exc:
-                errors.errors["name"] = f"The name {str(exc).removeprefix('name: ')}."
-        api_key, secret = form.get("api_key", "").strip(), form.get("secret", "").strip()
-        passphrase = form.get("passphrase", "").strip() or None
-        if not api_key:
-            errors.errors["api_key"] = "Paste the API key the exchange showed you."
-        if not secret:
-            errors.errors["secret"] = "Paste the secret the exchange showed you."
-        if exchange in self.needs_passphrase and not passphrase:
-            errors.errors["passphrase"] = f"{exchange} keys have a passphrase: enter it."
-        if errors:
-            return None, errors
-        return Submission(name, api_key, secret, passphrase), errors
-
-    @staticmethod
-    def _submit_result(exchange: str, role: str, answer: BrokerAnswer) -> SlotResult:
-        reasons = [
-            {
-                "code": str(r.get("code", "")),
-                "severity": str(r.get("severity", "")),
-                "message": str(r.get("message", "")),
-                "advice": advice_for(str(r.get("code", ""))),
-            }
-            for r in (answer.body.get("warnings") if answer.ok else answer.reasons) or []
-        ]
-        if answer.status == 201:
-            return SlotResult(exchange, role, "accepted", "Key accepted and stored.", reasons)
-        if answer.status == 200:
-            return SlotResult(
-                exchange, role, "replaced", "New key accepted; the old one is gone.", reasons
-            )
-        if answer.error == "key_rejected":
-            return SlotResult(
-                exchange, role, "refused", "Key refused; nothing was stored.", reasons
-            )
-        if answer.status == 503:
-            return SlotResult(
-                exchange, role, "unavailable", answer.message or "Try again later.", reasons
-            )
-        # 400: the broker's message names the field, never its value (docs/broker.md).
-        return SlotResult(
-            exchange, role, "invalid", answer.message or "The key was not accepted.", reasons
-        )
 
     async def confirm_delete(self, request: Request) -> Response:
         account, exchange, role = self._slot(request)

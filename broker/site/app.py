@@ -28,7 +28,7 @@ from broker.ids import InvalidIdentifier, validate_account
 from broker.names import ROLES, Role
 from broker.site.broker_api import BrokerAnswer, BrokerApi, BrokerUnavailable
 from broker.site.config import SiteSettings
-from broker.site.forms import SlotResult, parse_submission, submit_result
+from broker.site.forms import ResultBox, SlotResult, parse_submission, submit_result
 from broker.site.guidance import advice_for, role_rules, status_text
 from broker.site.security import (
     CSRF_COOKIE,
@@ -71,6 +71,7 @@ class KeyPage:
         self.needs_passphrase = passphrase_exchanges(self.exchanges)
         self.known_accounts: set[str] = set(site.accounts)
         self.csrf = Csrf()
+        self.results = ResultBox()
         self.templates = Environment(
             loader=PackageLoader("broker.site", "templates"),
             autoescape=select_autoescape(default=True, default_for_string=True),
@@ -172,7 +173,7 @@ class KeyPage:
         return cards
 
     async def _account_page(
-        self, request: Request, account: str, result: SlotResult | None = None, status: int = 200
+        self, request: Request, account: str, result: SlotResult | None = None
     ) -> HTMLResponse:
         try:
             keys = await self._keys(account)
@@ -183,7 +184,6 @@ class KeyPage:
         return self._render(
             request,
             "account.html",
-            status,
             account=account,
             cards=self._cards(keys, result),
             result=result,
@@ -214,7 +214,25 @@ class KeyPage:
         return self._render(request, "index.html", 400 if error else 200, error=error)
 
     async def account(self, request: Request) -> Response:
-        return await self._account_page(request, self._account(request))
+        result = self.results.take(
+            request.cookies.get(CSRF_COOKIE), request.query_params.get("result")
+        )
+        return await self._account_page(request, self._account(request), result)
+
+    def _show(self, request: Request, account: str, result: SlotResult) -> Response:
+        """303 to the account page, which shows `result` once (see ResultBox)."""
+        owner = request.cookies.get(CSRF_COOKIE, "")  # present: _form checked it
+        token = self.results.put(owner, result)
+        anchor = f"{result.exchange}-{result.role}-result"
+        return RedirectResponse(
+            f"/accounts/{quote(account)}?result={token}#{anchor}", status_code=303
+        )
+
+    def _failed(self, exchange: str, role: str, why: BrokerUnavailable) -> SlotResult:
+        # The message holds a status and an error code or an exception type, no values.
+        log.warning("broker call failed: %s", why)
+        message = "The key service is not answering; nothing was changed. Try again later."
+        return SlotResult(exchange, role, "unavailable", message)
 
     async def submit(self, request: Request) -> Response:
         account, exchange, role = self._slot(request)
@@ -228,17 +246,15 @@ class KeyPage:
                 "The key was not sent: see the fields.",
                 field_errors=errors,
             )
-            return await self._account_page(request, account, result, 400)
+            return self._show(request, account, result)
         assert submission is not None
         try:
             answer = await self.api.put_key(account, exchange, role, submission)
         except BrokerUnavailable as exc:
-            return self._unavailable(request, exc)
+            return self._show(request, account, self._failed(exchange, role, exc))
         if answer.status in (401, 403):  # our intake token is wrong: not the user's doing
-            return self._unavailable(request, _refused(answer))
-        result = submit_result(exchange, role, answer)
-        status = 200 if answer.ok else (answer.status if answer.status in (400, 422, 503) else 502)
-        return await self._account_page(request, account, result, status)
+            return self._show(request, account, self._failed(exchange, role, _refused(answer)))
+        return self._show(request, account, submit_result(exchange, role, answer))
 
     async def confirm_delete(self, request: Request) -> Response:
         account, exchange, role = self._slot(request)
@@ -265,7 +281,7 @@ class KeyPage:
         try:
             answer = await self.api.delete_key(account, exchange, role)
         except BrokerUnavailable as exc:
-            return self._unavailable(request, exc)
+            return self._show(request, account, self._failed(exchange, role, exc))
         if answer.ok or answer.status == 404:
             message = (
                 "Key deleted. The robot stops trading on this exchange until a new key is entered."
@@ -273,9 +289,8 @@ class KeyPage:
                 else "Key deleted. The site shows nothing for this exchange until a new key is "
                 "entered."
             )
-            result = SlotResult(exchange, role, "deleted", message)
-            return await self._account_page(request, account, result)
-        return self._unavailable(request, _refused(answer))
+            return self._show(request, account, SlotResult(exchange, role, "deleted", message))
+        return self._show(request, account, self._failed(exchange, role, _refused(answer)))
 
     async def keys_json(self, request: Request) -> Response:
         """The statuses the page polls for (static/page.js): no secrets, masked keys only."""

@@ -3,6 +3,8 @@ came of it, worded for the page. Credentials are only passed on, never kept or s
 
 from __future__ import annotations
 
+import secrets
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from broker.ids import InvalidIdentifier, validate_name
@@ -81,3 +83,31 @@ def submit_result(exchange: str, role: str, answer: BrokerAnswer) -> SlotResult:
     # 400: the broker's message names the field, never its value (docs/broker.md).
     message = answer.message or "The key was not accepted."
     return SlotResult(exchange, role, "invalid", message, reasons)
+
+
+class ResultBox:
+    """Results of POSTs, kept for the one GET they redirect to (Post/Redirect/Get).
+
+    A form POST answered with a page stays in the browser's history with its body, to be
+    sent again on reload: with the secret in it. Answering 303 leaves only the GET there.
+    A result is taken once, only by the browser that posted (its CSRF cookie), and at
+    most `limit` wait at a time (the oldest go first).
+    """
+
+    def __init__(self, limit: int = 1024) -> None:
+        self._limit = limit
+        self._waiting: OrderedDict[str, tuple[str, SlotResult]] = OrderedDict()
+
+    def put(self, owner: str, result: SlotResult) -> str:
+        token = secrets.token_urlsafe(16)
+        self._waiting[token] = (owner, result)
+        while len(self._waiting) > self._limit:
+            self._waiting.popitem(last=False)
+        return token
+
+    def take(self, owner: str | None, token: str | None) -> SlotResult | None:
+        if not owner or not token or token not in self._waiting:
+            return None
+        if self._waiting[token][0] != owner:
+            return None
+        return self._waiting.pop(token)[1]

@@ -64,14 +64,39 @@ class Exchange:
 @dataclass
 class NetworkLog:
     """Every request of a browser context, routed through Playwright so that the answer
-    bodies are recorded too."""
+    bodies are recorded too. Playwright routes only the first request of a redirect
+    chain, so requests that follow a redirect are read back when finished (`drain`)."""
 
     entries: list[Exchange] = field(default_factory=list)
+    followed: list[Any] = field(default_factory=list)
+
+    def drain(self) -> None:
+        """Record the requests that followed a redirect (bodies read outside the event)."""
+        while self.followed:
+            request = self.followed.pop(0)
+            response = request.response()
+            self.entries.append(
+                Exchange(
+                    request.method,
+                    request.url,
+                    request.post_data or "",
+                    response.status,
+                    dict(response.headers),
+                    response.body().decode("utf-8", "replace"),
+                )
+            )
 
     def attach(self, context: Any) -> None:
+        context.on(
+            "requestfinished",
+            lambda r: self.followed.append(r) if r.redirected_from is not None else None,
+        )
+
         def handle(route: Any) -> None:
             request = route.request
-            response = route.fetch()
+            # max_redirects=0: hand redirects to the browser as they are (fetch would
+            # follow them itself, and the page would never see a 303).
+            response = route.fetch(max_redirects=0)
             body = response.body()
             self.entries.append(
                 Exchange(
@@ -97,6 +122,7 @@ def assert_no_canary(page: Any, network: NetworkLog, canaries: list[str], step: 
         "JSON.stringify([Object.entries(localStorage), Object.entries(sessionStorage)])"
     )
     cookies = json.dumps(page.context.cookies())
+    network.drain()
     for canary in canaries:
         assert canary not in dom, f"{step}: a secret is in the DOM"
         assert canary not in json.dumps(values), f"{step}: a secret is in an input"

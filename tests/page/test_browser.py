@@ -150,6 +150,8 @@ def test_the_whole_story_with_javascript(chromium: str, dev: DevState, browser_p
         assert_no_canary(page, network, canaries, f"enter {slot}")
         screenshot(page, f"02-entered-{n}-{slot}")
     assert "203.0.113.10" in page.locator("#binance-robot-rules").inner_text()
+    # The script's POSTs were redirected too, and the GETs they led to were checked.
+    assert any(e.method == "GET" and "?result=" in e.url for e in network.entries)
     check_a11y(page, "after entering keys")
 
     # The robot's verification arrives without a reload (key health records it).
@@ -227,7 +229,10 @@ def test_entering_and_deleting_work_without_javascript(
     page.goto(f"{dev.ui_url}/accounts/bob")
     enter_key(page, "bitget-site", "bob main", key)  # a real form POST and a new page
     expect(page.locator("#bitget-site-result")).to_contain_text("Key accepted and stored.")
-    assert page.url == f"{dev.ui_url}/accounts/bob/keys/bitget/site"  # no secret in it
+    # Post/Redirect/Get: the page on screen (and in the history) came from a GET.
+    assert page.url.startswith(f"{dev.ui_url}/accounts/bob?result=")
+    network.drain()
+    assert [e.method for e in network.entries if "/accounts/bob" in e.url][-2:] == ["POST", "GET"]
     assert_no_canary(page, network, canaries, "no-JS enter")
     screenshot(page, "09-nojs-entered")
 

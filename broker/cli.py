@@ -94,6 +94,14 @@ def serve() -> None:
 
 
 @app.command()
+def site() -> None:
+    """Run the key page: the reference site backend (KEYBROKER_SITE_* environment)."""
+    from broker.site.server import serve_site
+
+    raise typer.Exit(serve_site())
+
+
+@app.command()
 def dev(
     state_file: Annotated[
         Path, typer.Option(help="Where to write connection details (mode 0600).")

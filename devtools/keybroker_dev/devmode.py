@@ -43,6 +43,7 @@ from typing import Any, Protocol
 
 import hvac
 import requests
+from pydantic import SecretStr
 
 from broker.bootstrap import apply_layout, create_caller_token, issue_approle_credentials
 from broker.layout import INTAKE_POLICY, SITE_BACKEND_POLICY, build_layout
@@ -87,6 +88,7 @@ class DevState:
     # The broker's settings that decide a key check (no secret): `check-key --dev`
     # applies them, so that it judges a key as this broker does.
     check_settings: dict[str, Any] = field(default_factory=dict)
+    ui_url: str = ""  # the key page (broker/site), served with the intake token kept here
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -280,6 +282,8 @@ class DevStack:
         )
         self.say(f"  broker: {broker_url} (API docs: {broker_url}/docs)")
         self.say(f"  audit log: {self.audit_log}")
+        ui_url = self._start_site(broker_url, intake_token)
+        self.say(f"  key page: {ui_url}")
         self.state = DevState(
             broker_url=broker_url,
             vault_addr=vault_addr,
@@ -294,6 +298,7 @@ class DevStack:
             robot_role_id=robot_creds.role_id,
             robot_secret_id=robot_creds.secret_id,
             check_settings=check_settings,
+            ui_url=ui_url,
         )
         write_state_file(self.state_file, self.state)
         # In-memory Vault and tokens die with us: leave no stale credentials behind.
@@ -356,6 +361,21 @@ class DevStack:
         )
         running = start_in_thread(settings, host="127.0.0.1", port=0, access_log=self.access_log)
         self._own(running)
+        self._broker_settings = settings
+        return str(running.url).rstrip("/")
+
+    def _start_site(self, broker_url: str, intake_token: str) -> str:
+        """The key page, with the broker's settings for the rules it shows."""
+        self.say("Starting the key page")
+        try:
+            from broker.site.config import SiteSettings
+            from broker.site.server import start_site_in_thread
+        except ImportError as exc:
+            raise DevModeError(f"the key page is not available ({exc})") from None
+
+        site = SiteSettings(broker_url=broker_url, intake_token=SecretStr(intake_token))
+        running = start_site_in_thread(site, self._broker_settings, host="127.0.0.1", port=0)
+        self._own(running)
         return str(running.url).rstrip("/")
 
     @property
@@ -391,7 +411,9 @@ def next_steps(state_file: Path) -> str:
     return f"""
 keybroker dev is running. Connection details, tokens and sandbox keys: {s} (mode 0600).
 
-Try it (needs curl and jq):
+Open the key page in a browser: $(jq -r .ui_url {s})/accounts/alice
+
+Or try the API (needs curl and jq):
 
   S={s}
   # submit the sandbox's read-only Binance key as alice's site key

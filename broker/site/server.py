@@ -1,0 +1,86 @@
+"""Running the key page: `keybroker site`, and an in-thread server for dev mode and tests."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+
+import uvicorn
+from pydantic import ValidationError
+
+from broker.api.server import RunningBroker, _bind, fast_io, is_loopback
+from broker.config import ConfigError, Settings, load_settings
+from broker.site.broker_api import BrokerApi
+from broker.site.config import SiteSettings
+
+log = logging.getLogger("keybroker.site")
+
+
+def start_site_in_thread(
+    site: SiteSettings,
+    rules: Settings,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    api: BrokerApi | None = None,
+) -> RunningBroker:
+    """Serve the key page on `host:port` (0: a free port); returns once it accepts requests."""
+    from broker.site.app import create_site_app
+
+    app = create_site_app(site, rules, api)
+    sock = _bind(host, port)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", **fast_io())
+    server = uvicorn.Server(config)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="keybroker-site", daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError("the key page did not start")
+        time.sleep(0.01)
+    bound_host, bound_port = sock.getsockname()[:2]
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    return RunningBroker(f"http://{shown}:{bound_port}", app, server, thread)
+
+
+def serve_site() -> int:
+    """`keybroker site`: exit 2 on a configuration problem, else run until interrupted."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        site = SiteSettings()
+        rules = load_settings()
+        host, port = site.listen_host_port
+    except (ConfigError, ValidationError, ValueError) as exc:
+        # pydantic's errors name the field; hide_input keeps values (the token) out.
+        message = exc.errors(include_input=False) if isinstance(exc, ValidationError) else exc
+        print(f"keybroker site: {message}", file=sys.stderr)
+        return 2
+    if site.intake_token is None:
+        print(
+            "keybroker site: set KEYBROKER_SITE_INTAKE_TOKEN (a Vault token with policy "
+            "keybroker-intake)",
+            file=sys.stderr,
+        )
+        return 2
+    if not is_loopback(host) and "listen" not in site.model_fields_set:
+        print(
+            f"keybroker site: refusing to listen on {host} without KEYBROKER_SITE_LISTEN",
+            file=sys.stderr,
+        )
+        return 2
+    from broker.site.app import create_site_app
+
+    log.info("key page on http://%s:%d (broker %s)", host, port, site.broker_url)
+    uvicorn.run(
+        create_site_app(site, rules),
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=False,
+        **fast_io(),
+    )
+    return 0

@@ -1,0 +1,75 @@
+"""An in-memory stand-in for the broker's key endpoints, for the key page's unit tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from broker.names import Role
+from broker.site.broker_api import BrokerAnswer, BrokerApi, BrokerUnavailable, Submission
+
+
+def view(account: str, exchange: str, role: str, **extra: Any) -> dict[str, Any]:
+    """A key view shaped like broker/api/schemas.py KeyView."""
+    return {
+        "account": account,
+        "exchange": exchange,
+        "role": role,
+        "name": "main",
+        "api_key_masked": "AKIA...WXYZ",
+        "status": "active",
+        "permissions": {"read": True},
+        "ip_restricted": True,
+        "ip_whitelist": None,
+        "expires_at": None,
+        "warnings": [],
+        "version": 1,
+        "created_at": "2026-12-04T20:00:00Z",
+        "updated_at": "2026-12-04T20:00:00Z",
+        **extra,
+    }
+
+
+class FakeBroker(BrokerApi):
+    """Keeps views per account; `next_put` scripts the answer to the next submission."""
+
+    def __init__(self) -> None:
+        super().__init__("http://broker.invalid", "CANARY-INTAKE-TOKEN", 1.0)
+        self.keys: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.submissions: list[Submission] = []
+        self.next_put: BrokerAnswer | None = None
+        self.down = False
+
+    def _check(self) -> None:
+        if self.down:
+            raise BrokerUnavailable("the broker did not answer (ClientConnectorError)")
+
+    async def list_keys(self, account: str) -> BrokerAnswer:
+        self._check()
+        keys = [v for (a, _, _), v in sorted(self.keys.items()) if a == account]
+        return BrokerAnswer(200, {"keys": keys})
+
+    async def get_key(self, account: str, exchange: str, role: Role) -> BrokerAnswer:
+        self._check()
+        found = self.keys.get((account, exchange, role))
+        if found is None:
+            return BrokerAnswer(404, {"error": "not_found", "message": "no such key"})
+        return BrokerAnswer(200, found)
+
+    async def put_key(
+        self, account: str, exchange: str, role: Role, submission: Submission
+    ) -> BrokerAnswer:
+        self._check()
+        self.submissions.append(submission)
+        answer, self.next_put = self.next_put, None
+        if answer is not None:
+            return answer
+        existed = (account, exchange, role) in self.keys
+        stored = view(account, exchange, role, name=submission.name)
+        self.keys[(account, exchange, role)] = stored
+        return BrokerAnswer(200 if existed else 201, stored)
+
+    async def delete_key(self, account: str, exchange: str, role: Role) -> BrokerAnswer:
+        self._check()
+        if self.keys.pop((account, exchange, role), None) is None:
+            return BrokerAnswer(404, {"error": "not_found", "message": "no such key"})
+        return BrokerAnswer(204)

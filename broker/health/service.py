@@ -256,11 +256,12 @@ class HealthService:
     ) -> None:
         before = self.index.put(entry)
         previous = previous or before
-        if previous is not None and (
-            previous.version,
-            previous.health.status,
-            previous.health.detail,
-        ) == (entry.version, entry.health.status, entry.health.detail):
+        # A first acceptance is audited as key.accepted; a new version that keeps the
+        # status is no change.
+        if previous is None or (previous.health.status, previous.health.detail) == (
+            entry.health.status,
+            entry.health.detail,
+        ):
             return
         event = {
             "event": "key.status_changed",
@@ -270,7 +271,7 @@ class HealthService:
             "version": entry.version,
             "status": entry.status.value,
             "detail": entry.health.detail,
-            "previous": previous.status.value if previous is not None else None,
+            "previous": previous.status.value,
             "stop": entry.stop,
             "changed_at": entry.changed_at.isoformat(),
         }

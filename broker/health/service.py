@@ -309,7 +309,8 @@ def _health_slot(entry: Entry) -> dict[str, str]:
     }
     if entry.verified_at is not None:
         values["verified_at"] = entry.verified_at.isoformat()
-    return {PREFIX + k: v for k, v in values.items()}
+    # Vault refuses empty custom_metadata values (docs/facts/vault.md §3): leave them out.
+    return {PREFIX + k: v for k, v in values.items() if v}
 
 
 def _health_from(custom: dict[str, str]) -> Health | None:

@@ -89,7 +89,7 @@ def test_rights_changed_stops_the_robot_then_revoked_ip_and_restore(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     env = health_env.broker
-    client, verifier, session = robot
+    _, verifier, session = robot
     key = own_key(sandbox)
     account = new_account("health")
     with env.http("intake") as http:

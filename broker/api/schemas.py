@@ -65,16 +65,7 @@ class HealthView(BaseModel):
 
 
 def health_view(entry: Entry) -> HealthView:
-    return HealthView(
-        status=entry.status.value,
-        detail=entry.health.detail,
-        rights=list(entry.health.rights),
-        expires_in_days=entry.health.days,
-        version=entry.version,
-        verified_at=entry.verified_at,
-        changed_at=entry.changed_at,
-        stop=entry.stop,
-    )
+    return HealthView(**entry.public)
 
 
 class KeyView(BaseModel):

@@ -8,11 +8,14 @@ feed the Prometheus gauge.
 
 from __future__ import annotations
 
+import heapq
 import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import cached_property
+from typing import Any
 
 from broker.health.status import Health, KeyStatus
 
@@ -43,6 +46,31 @@ class Entry:
     def last_seen(self) -> datetime:
         return self.verified_at or self.checked_at
 
+    @cached_property
+    def public(self) -> dict[str, Any]:
+        """The key's health as every view shows it (the API's HealthView), built once:
+        listings of many keys are then mostly JSON encoding."""
+        return {
+            "status": self.status.value,
+            "detail": self.health.detail,
+            "rights": list(self.health.rights),
+            "expires_in_days": self.health.days,
+            "version": self.version,
+            "verified_at": self.verified_at.isoformat() if self.verified_at else None,
+            "changed_at": self.changed_at.isoformat(),
+            "stop": self.stop,
+        }
+
+    @cached_property
+    def listed(self) -> dict[str, Any]:
+        """One item of a status listing."""
+        return {
+            "account": self.account,
+            "exchange": self.exchange,
+            "role": self.role,
+            "health": self.public,
+        }
+
     def with_health(self, health: Health, now: datetime, stop: bool) -> Entry:
         changed = (health.status, health.detail) != (self.health.status, self.health.detail)
         return replace(
@@ -61,6 +89,9 @@ class HealthIndex:
         self._by_status: dict[KeyStatus, set[KeyId]] = {s: set() for s in KeyStatus}
         self._counts: Counter[tuple[str, str]] = Counter()
         self._on_count = on_count
+        # Per status, its keys in order; dropped when a key enters or leaves the status
+        # (statuses change rarely; most reports keep them).
+        self._ordered: dict[KeyStatus, list[KeyId]] = {}
         self.complete = False  # the start-up rebuild has finished
 
     def get(self, key: KeyId) -> Entry | None:
@@ -72,6 +103,10 @@ class HealthIndex:
             old = self._entries.get(entry.key)
             if old is not None:
                 self._unindex(old)
+            if old is None or old.status != entry.status:
+                self._ordered.pop(entry.status, None)
+                if old is not None:
+                    self._ordered.pop(old.status, None)
             self._entries[entry.key] = entry
             self._by_status[entry.status].add(entry.key)
             self._count(entry.status, entry.exchange, 1)
@@ -82,6 +117,7 @@ class HealthIndex:
             old = self._entries.pop(key, None)
             if old is not None:
                 self._unindex(old)
+                self._ordered.pop(old.status, None)
             return old
 
     def _unindex(self, entry: Entry) -> None:
@@ -105,6 +141,12 @@ class HealthIndex:
         """Matching entries (sorted by account, exchange, role; at most `limit`) and their
         total count."""
         with self._lock:
+            if status is not None and account is None and exchange is None and role is None:
+                ordered = self._ordered.get(status)
+                if ordered is None:
+                    ordered = self._ordered[status] = sorted(self._by_status[status])
+                shown = ordered if limit is None else ordered[:limit]
+                return [self._entries[key] for key in shown], len(ordered)
             keys = self._by_status[status] if status is not None else self._entries.keys()
             found = [
                 key
@@ -113,8 +155,10 @@ class HealthIndex:
                 and (exchange is None or key[1] == exchange)
                 and (role is None or key[2] == role)
             ]
-            found.sort()
-            shown = found if limit is None else found[:limit]
+            if limit is None or limit >= len(found):
+                shown = sorted(found)
+            else:  # the first `limit` in order without sorting all of them
+                shown = heapq.nsmallest(limit, found)
             return [self._entries[key] for key in shown], len(found)
 
     def entries(self) -> list[Entry]:

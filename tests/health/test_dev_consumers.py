@@ -34,11 +34,22 @@ def test_dev_mode_robot_verifies_a_new_key_within_30s(tmp_path: Path) -> None:
             ]
         assert verified, "no verification reached the broker within 30 s"
         assert any("robot: using bob/okx v1" in line for line in lines)
+        # The site worker verifies site keys the same way, with its site tokens.
+        site_key = state.sandbox_keys["binance"]["read_only"]
+        site_url = f"{state.broker_url}/v1/accounts/bob/keys/binance/site"
+        put = requests.put(site_url, json={"name": "site", **site_key}, headers=headers, timeout=30)
+        assert put.status_code == 201, put.text
+        deadline = time.monotonic() + 30
+        health = put.json()["health"]
+        while time.monotonic() < deadline and not health["verified_at"]:
+            time.sleep(0.2)
+            health = requests.get(site_url, headers=headers, timeout=10).json()["health"]
+        assert health["verified_at"] and health["status"] == "connected", health
 
         runner = CliRunner()
         table = runner.invoke(app, ["keys", "status", "--dev", "--state-file", str(state_file)])
         assert table.exit_code == 0, table.output
-        assert table.output.splitlines()[0].split() == ["status", "okx", "total"]
+        assert table.output.splitlines()[0].split() == ["status", "binance", "okx", "total"]
         assert "connected" in table.output and "STOP" not in table.output
         as_json = runner.invoke(
             app,

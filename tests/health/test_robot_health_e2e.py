@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -183,3 +184,43 @@ def test_rights_changed_stops_the_robot_then_revoked_ip_and_restore(
 
 def _secrets(key: SandboxKey) -> list[str]:
     return [key.secret, key.api_key, *([key.passphrase] if key.passphrase else [])]
+
+
+def test_expiry_and_outage_reach_the_status(
+    health_env: HealthEnv,
+    sandbox: SandboxServer,
+    robot: tuple[RobotKeyClient, KeyVerifier, Recording],
+) -> None:
+    """A Binance key whose trading authority now lapses in 5 days: expires_soon (5d); the
+    exchange answering 5xx: temporarily_unavailable, then connected again."""
+    env = health_env.broker
+    _, verifier, _ = robot
+    key = own_key(sandbox, "binance")
+    account = new_account("expiry")
+    url = f"/v1/accounts/{account}/keys/binance/robot"
+    with env.http("intake") as http:
+        assert http.put(url, json={"name": "bot", **key.credentials()}).status_code == 201
+
+    def status() -> dict[str, Any]:
+        with env.http("intake") as http:
+            return http.get(url).json()["health"]
+
+    verifier.key_for_use(account, "binance")
+    wait_for("the first verification", lambda: status()["verified_at"])
+    lapse = datetime.now(UTC) + timedelta(days=5, hours=1)
+    sandbox.update_key("binance", key.api_key, expires_at=lapse)
+    health = wait_for("expires_soon", lambda: (h := status())["status"] == "expires_soon" and h)
+    assert health["expires_in_days"] == 5 and health["detail"] == "5d" and not health["stop"]
+    sandbox.update_key("binance", key.api_key, expires_at=None)
+    wait_for("connected", lambda: status()["status"] == "connected")
+    sandbox.inject("binance", "unavailable", count=3)
+    wait_for(
+        "temporarily_unavailable",
+        lambda: any(
+            line["event"] == "key.status_changed"
+            and line["account"] == account
+            and line["status"] == "temporarily_unavailable"
+            for line in env.audit_lines()
+        ),
+    )
+    wait_for("connected again", lambda: status()["status"] == "connected")

@@ -261,6 +261,71 @@ def keys_migrate_custody(
     raise typer.Exit(run_migrate(roles, dry_run))
 
 
+class StatusFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+@keys_app.command("status")
+def keys_status(
+    broker_url: Annotated[
+        str, typer.Option(envvar="KEYBROKER_BROKER_URL", help="The broker's URL.")
+    ] = "http://127.0.0.1:8080",
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="KEYBROKER_TOKEN", help="A Vault token with keybroker-intake."),
+    ] = None,
+    dev: Annotated[
+        bool, typer.Option(help="Ask the running `keybroker dev` (URL and token from its state).")
+    ] = False,
+    state_file: Annotated[Path, typer.Option(help="The dev state file --dev reads.")] = (
+        DEV_STATE_FILE
+    ),
+    status: Annotated[str | None, typer.Option(help="Only keys in this status.")] = None,
+    exchange: Annotated[str | None, typer.Option(help="Only this exchange.")] = None,
+    role: Annotated[Role | None, typer.Option(help="Only this role.")] = None,
+    account: Annotated[str | None, typer.Option(help="Only this account.")] = None,
+    output: Annotated[StatusFormat, typer.Option("--format", help="table or json.")] = (
+        StatusFormat.table
+    ),
+    watch: Annotated[
+        float | None, typer.Option(help="Repeat every this many seconds until interrupted.")
+    ] = None,
+    repeat: Annotated[int, typer.Option(help="With --watch: stop after this many (0: never).")] = 0,
+    limit: Annotated[int, typer.Option(help="At most this many keys listed.")] = 1000,
+) -> None:
+    """Keys by health status across accounts, with counts (docs/key-health.md)."""
+    from broker.health.cli import StatusError, dev_connection, run_status
+
+    try:
+        if dev:
+            broker_url, token = dev_connection(state_file)
+        if not token:
+            raise StatusError("give --token or KEYBROKER_TOKEN (policy keybroker-intake)", 2)
+        filters = {
+            "status": status or "",
+            "exchange": exchange or "",
+            "role": role.value if role else "",
+            "account": account or "",
+        }
+        code = run_status(
+            broker_url,
+            token,
+            filters,
+            as_json=output == StatusFormat.json,
+            watch=watch,
+            repeat=repeat,
+            limit=limit,
+            echo=typer.echo,
+        )
+    except StatusError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(exc.code) from None
+    except KeyboardInterrupt:
+        code = 0
+    raise typer.Exit(code)
+
+
 @app.command()
 def devvault(
     host: str = "127.0.0.1",

@@ -186,6 +186,8 @@ class _KeyReader:
         self._expires_at = 0.0  # monotonic time; 0 = no token yet
         self._token_ttl = 0.0
         self._lock = threading.Lock()
+        # Called with every key read (broker/verifier.py verifies each new version).
+        self._on_load: list[Callable[[ExchangeKey], None]] = []
 
     # Subclasses obtain a token and say for how many seconds it is valid.
     def _fetch_token(self) -> tuple[str, float]:
@@ -200,6 +202,16 @@ class _KeyReader:
             self._vault.token = token
             self._expires_at = now + ttl
             log.debug("vault token refreshed for %s keys, valid %.0fs", self.role, ttl)
+
+    def on_load(self, listener: Callable[[ExchangeKey], None]) -> None:
+        """Call `listener` with every key `get_key` reads (key health, docs/key-health.md)."""
+        self._on_load.append(listener)
+
+    def vault_token(self) -> str:
+        """This consumer's current Vault token (renewed first when due): the broker takes
+        it as proof of which consumer reports a verification (docs/key-health.md)."""
+        self._ensure_token()
+        return str(self._vault.token)
 
     def _margin(self) -> float:
         # Never more than a third of the token's life, so short TTLs still get used.
@@ -236,7 +248,7 @@ class _KeyReader:
         if "api_key" not in data or ("secret" not in data and not transit):
             raise KeyNotFound(f"read {self.role} key {account}/{exchange}: no key data")
         log.info("read %s key %s/%s version %s", self.role, account, exchange, meta.get("version"))
-        return ExchangeKey(
+        key = ExchangeKey(
             account=account,
             exchange=exchange,
             role=self.role,
@@ -247,6 +259,9 @@ class _KeyReader:
             metadata={str(k): str(v) for k, v in (meta.get("custom_metadata") or {}).items()},
             transit=transit,
         )
+        for listener in self._on_load:
+            listener(key)
+        return key
 
     def signing_exchange(
         self,

@@ -34,8 +34,10 @@ from broker.names import (
     DEFAULT_MOUNT,
     DEFAULT_SITE_TOKEN_ROLE,
     DEFAULT_TRANSIT_MOUNT,
+    HEALTH_STOP_ON,
     SITE_TOKEN_MAX_TTL_S,
     SITE_TOKEN_TTL_S,
+    VERIFY_INTERVAL_S,
 )
 
 log = logging.getLogger("keybroker.config")
@@ -97,6 +99,10 @@ def _exchange_set(value: Any) -> Any:
             )
         return frozenset(value)
     return value
+
+
+def _durations(value: Any) -> Any:
+    return [parse_duration(item) for item in _split_csv(value)]
 
 
 Custody = Literal["transit", "kv"]
@@ -175,6 +181,37 @@ class Settings(BaseSettings):
     # Under `transit`, a secret Transit cannot hold (size, format) is refused; with this
     # set it is kept under `kv` custody instead.
     custody_fallback_kv: bool = False
+
+    # Key health (docs/key-health.md): how often consumers verify (a key without a
+    # verification in twice this is `unverified`), which statuses stop them, webhooks.
+    verify_interval: Seconds = VERIFY_INTERVAL_S
+    health_stop_on: CsvList = Field(default_factory=lambda: list(HEALTH_STOP_ON))
+    webhook_urls: CsvList = Field(default_factory=list)
+    webhook_secret: SecretStr | None = None
+    webhook_retry_delays: Annotated[list[float], NoDecode, BeforeValidator(_durations)] = Field(
+        default_factory=lambda: [1.0, 5.0, 30.0, 120.0, 600.0]
+    )
+
+    @field_validator("health_stop_on")
+    @classmethod
+    def _stop_on(cls, value: list[str]) -> list[str]:
+        from broker.health.status import parse_stop_on  # imports broker.rules -> this module
+
+        return sorted(parse_stop_on(value))
+
+    @field_validator("webhook_urls")
+    @classmethod
+    def _webhook_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not re.match(r"^https?://[^/]+", url):
+                raise ValueError("webhook URLs must be http(s) URLs")
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_secret(self) -> Settings:
+        if self.webhook_urls and self.webhook_secret is None:
+            raise ValueError("WEBHOOK_URLS needs WEBHOOK_SECRET (the HMAC key of the signature)")
+        return self
 
     def custody(self, role: str) -> Custody:
         return self.site_custody if role == "site" else self.robot_custody

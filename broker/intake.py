@@ -359,6 +359,10 @@ class Intake:
                 time.perf_counter() - started
             )
 
+    def key_lock(self, paths: KeyPaths) -> asyncio.Lock:
+        """The per-key lock writes of this key hold (key health's metadata writes too)."""
+        return self._lock(paths)
+
     def _lock(self, paths: KeyPaths) -> asyncio.Lock:
         lock = self._locks.get(paths.data)
         if lock is None:

@@ -29,3 +29,11 @@ DEFAULT_TRANSIT_MOUNT = "exchange-signing"
 # (KEYBROKER_SITE_TOKEN_TTL / KEYBROKER_SITE_TOKEN_MAX_TTL).
 SITE_TOKEN_TTL_S = 300.0
 SITE_TOKEN_MAX_TTL_S = 900.0
+
+# Key health (docs/key-health.md): consumers re-verify each key this often by default
+# (KEYBROKER_VERIFY_INTERVAL on the broker; `interval` of the client's verifier); a key
+# with no verification in twice this time is `unverified`.
+VERIFY_INTERVAL_S = 6 * 3600.0
+# Statuses that make a consumer stop using a key and wait for a new one: a status alone
+# stops on any detail, `status:right` on that right only (KEYBROKER_HEALTH_STOP_ON).
+HEALTH_STOP_ON = ("rights_changed:withdraw", "rights_changed:transfer", "rights_changed:trade")

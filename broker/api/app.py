@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from broker.api.access_log import AccessLog
 from broker.api.errors import CatchAll, install_error_handlers
+from broker.api.health_routes import health_router
 from broker.api.hot import HotRoutes
 from broker.api.limits import RequestGuard
 from broker.api.routes import open_router, router
@@ -22,6 +23,7 @@ from broker.callers import CallerDirectory
 from broker.config import Settings
 from broker.custody.transit import TransitCustody
 from broker.exchanges.base import Credentials
+from broker.health.service import HealthService
 from broker.intake import Checker, Intake
 from broker.keystore import KeyStore
 from broker.metrics import BrokerMetrics
@@ -81,30 +83,35 @@ def create_app(
     )
     audit = AuditLog(settings, stream=audit_stream)
     the_checker = checker if checker is not None else _LazyChecker(settings)
+    store = KeyStore(session, settings.kv_mount)
+    intake = Intake(
+        settings,
+        the_checker,
+        store,
+        audit,
+        metrics,
+        custody=TransitCustody(session, settings.transit_mount),
+    )
     state = BrokerState(
         settings=settings,
         session=session,
         callers=CallerDirectory(session, ttl=settings.caller_cache_ttl),
-        intake=Intake(
-            settings,
-            the_checker,
-            KeyStore(session, settings.kv_mount),
-            audit,
-            metrics,
-            custody=TransitCustody(session, settings.transit_mount),
-        ),
+        intake=intake,
         minter=SiteTokenMinter(settings, session),
         audit=audit,
         metrics=metrics,
+        health=HealthService(settings, session, store, intake, audit, metrics),
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         preload = getattr(the_checker, "preload", None)
         preloading = asyncio.create_task(preload()) if preload is not None else None
+        state.health.start()  # index rebuilt from Vault metadata, then stale-key sweeps
         try:
             yield
         finally:
+            await state.health.aclose()
             if preloading is not None and not preloading.done():
                 preloading.cancel()
             await state.intake.aclose()
@@ -128,6 +135,7 @@ def create_app(
     app.state.broker = state
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(health_router)
     app.include_router(open_router)
     if settings.api_docs:
         from broker.api.docs import install_api_docs

@@ -28,6 +28,7 @@ from broker.api.schemas import (
     key_view,
 )
 from broker.api.state import state_of
+from broker.health.status import KeyStatus
 from broker.layout import INTAKE_POLICY, SITE_BACKEND_POLICY
 from broker.reasons import CheckResult
 from broker.site_tokens import SiteToken
@@ -78,6 +79,16 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(parts) or "the request is malformed"
 
 
+def parse_status(status: str | None) -> KeyStatus | None:
+    """A `?status=` filter value (400 when it names no status)."""
+    if status is None:
+        return None
+    if status not in KeyStatus._value2member_map_:
+        names = ", ".join(s.value for s in KeyStatus)
+        raise ApiError(400, "invalid_request", f"status must be one of {names}")
+    return KeyStatus(status)
+
+
 router = APIRouter(prefix="/v1", responses=_ERRORS)
 
 
@@ -114,16 +125,28 @@ async def submit_key(
     outcome = await intake.submit(
         paths.account, paths.exchange, paths.role, body.name, credentials, caller=who.audit_id
     )
-    view = key_view(outcome.record, outcome.warnings)
+    health = state_of(request).health
+    health.key_stored(outcome.record)
+    record = outcome.record
+    view = key_view(record, outcome.warnings, health.view(record))
     return JSONResponse(view.model_dump(mode="json"), status_code=201 if outcome.created else 200)
 
 
 @router.get("/accounts/{account}/keys", response_model=KeyList)
 async def list_keys(
-    account: str, request: Request, who: AuthenticatedCaller = Depends(intake_caller)
+    account: str,
+    request: Request,
+    status: str | None = None,
+    who: AuthenticatedCaller = Depends(intake_caller),
 ) -> KeyList:
-    records = await state_of(request).intake.list(account)
-    return KeyList(keys=[key_view(r) for r in records])
+    """`?status=` keeps the keys in that health status (docs/key-health.md)."""
+    wanted = parse_status(status)
+    state = state_of(request)
+    records = await state.intake.list(account)
+    views = [key_view(r, health=state.health.view(r)) for r in records]
+    return KeyList(
+        keys=[v for v in views if wanted is None or (v.health and v.health.status == wanted)]
+    )
 
 
 @router.get("/accounts/{account}/keys/{exchange}/{role}", response_model=KeyView)
@@ -134,7 +157,9 @@ async def get_key(
     request: Request,
     who: AuthenticatedCaller = Depends(intake_caller),
 ) -> KeyView:
-    return key_view(await state_of(request).intake.get(account, exchange, role))
+    state = state_of(request)
+    record = await state.intake.get(account, exchange, role)
+    return key_view(record, health=state.health.view(record))
 
 
 @router.delete("/accounts/{account}/keys/{exchange}/{role}", status_code=204)
@@ -145,7 +170,9 @@ async def delete_key(
     request: Request,
     who: AuthenticatedCaller = Depends(intake_caller),
 ) -> Response:
-    await state_of(request).intake.delete(account, exchange, role, caller=who.audit_id)
+    state = state_of(request)
+    await state.intake.delete(account, exchange, role, caller=who.audit_id)
+    state.health.key_deleted(account, exchange, role)
     return Response(status_code=204)
 
 

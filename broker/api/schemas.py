@@ -11,6 +11,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from broker.health.index import Entry
 from broker.intake import KeyRecord
 from broker.reasons import Permissions, Reason, ReasonCode
 
@@ -49,6 +50,24 @@ class ErrorBody(BaseModel):
     reasons: list[Reason] = Field(default_factory=list)
 
 
+class HealthView(BaseModel):
+    """The key's health (docs/key-health.md): one status, computed by the broker from the
+    intake result and the consumers' latest verification."""
+
+    status: str
+    detail: str = Field(description="the changed right(s), or days left for expires_soon")
+    rights: list[str]
+    expires_in_days: int | None
+    version: int
+    verified_at: datetime | None
+    changed_at: datetime
+    stop: bool = Field(description="consumers stop using the key until a new one is accepted")
+
+
+def health_view(entry: Entry) -> HealthView:
+    return HealthView(**entry.public)
+
+
 class KeyView(BaseModel):
     account: str
     exchange: str
@@ -64,6 +83,7 @@ class KeyView(BaseModel):
     version: int
     created_at: str
     updated_at: str
+    health: HealthView | None = None
 
 
 class KeyList(BaseModel):
@@ -91,7 +111,9 @@ _WARNING_TEXT = {
 }
 
 
-def key_view(record: KeyRecord, warnings: list[Reason] | None = None) -> KeyView:
+def key_view(
+    record: KeyRecord, warnings: list[Reason] | None = None, health: Entry | None = None
+) -> KeyView:
     stored, facts = record.stored, record.stored.facts
     if warnings is None:
         warnings = [
@@ -113,4 +135,5 @@ def key_view(record: KeyRecord, warnings: list[Reason] | None = None) -> KeyView
         version=stored.version,
         created_at=stored.created_at,
         updated_at=stored.updated_at,
+        health=health_view(health) if health is not None else None,
     )

@@ -9,6 +9,7 @@ from fastapi import Request
 from broker.audit import AuditLog
 from broker.callers import CallerDirectory
 from broker.config import Settings
+from broker.health.service import HealthService
 from broker.intake import Intake
 from broker.metrics import BrokerMetrics
 from broker.site_tokens import SiteTokenMinter
@@ -24,6 +25,7 @@ class BrokerState:
     minter: SiteTokenMinter
     audit: AuditLog
     metrics: BrokerMetrics
+    health: HealthService
 
 
 def state_of(request: Request) -> BrokerState:

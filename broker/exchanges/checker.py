@@ -12,6 +12,7 @@ import asyncio
 import ipaddress
 import logging
 from datetime import datetime
+from typing import Any
 
 from broker import rules
 from broker.config import Settings
@@ -61,6 +62,21 @@ class KeyChecker:
             return refused
         client = self._clients.client(exchange, credentials)
         try:
+            return await self.inspect_with(client, exchange, credentials)
+        finally:
+            self._clients.release(client)
+
+    async def inspect_with(
+        self, client: Any, exchange: str, credentials: Credentials
+    ) -> Inspection | Reason:
+        """The inspection through a ccxt client the caller built and signs with (a
+        consumer's Transit-signing exchange, broker/verifier.py); no precheck."""
+        adapter = get_adapter(exchange)
+        if adapter is None or exchange not in self._enabled:
+            return Reason.error(
+                ReasonCode.UNSUPPORTED_EXCHANGE, f"{exchange!r} is not an enabled exchange"
+            )
+        try:
             async with asyncio.timeout(self._settings.check_timeout):
                 return await adapter.inspect(client, credentials)
         except TimeoutError:
@@ -80,8 +96,6 @@ class KeyChecker:
                 extra={"exchange": exchange, "error": type(exc).__name__, "reason": mapped.code},
             )
             return mapped
-        finally:
-            self._clients.release(client)
 
     async def check(
         self,
@@ -92,7 +106,19 @@ class KeyChecker:
     ) -> CheckResult:
         if role not in ROLES:
             raise ValueError(f"role must be site or robot, not {role!r}")
-        outcome = await self.inspect(exchange, credentials)
+        return self.judge(await self.inspect(exchange, credentials), exchange, role, now)
+
+    def judge(
+        self,
+        outcome: Inspection | Reason,
+        exchange: str,
+        role: str,
+        now: datetime | None = None,
+    ) -> CheckResult:
+        """The rules over an inspection (or the reason there is none): the one verdict
+        intake and the consumers' verifications share."""
+        if role not in ROLES:
+            raise ValueError(f"role must be site or robot, not {role!r}")
         if isinstance(outcome, Reason):
             return CheckResult.refused(exchange, role, outcome)
         if self._egress_proven(outcome, role):

@@ -65,6 +65,22 @@ def redirect_urls(api_urls: Any, base_url: str, hostname: str | None) -> Any:
     return move(api_urls)
 
 
+def prepare_for_check(exchange: Any, base_url: str | None) -> Any:
+    """What every key check's ccxt object needs, the broker's and the consumers' alike:
+    the silent logger, no time sync or retries, and the configured base URL."""
+    exchange.logger = _SILENT
+    # No time sync: a check is exactly its self-inspection request(s).
+    exchange.options["adjustForTimeDifference"] = False
+    exchange.options["maxRetriesOnFailure"] = 0  # never re-send a signed request
+    if base_url:
+        hostname = getattr(exchange, "hostname", None)
+        exchange.urls = dict(exchange.urls)
+        exchange.urls["api"] = redirect_urls(exchange.urls["api"], base_url, hostname)
+        if hostname:
+            exchange.hostname = urlsplit(base_url).netloc
+    return exchange
+
+
 class ClientFactory:
     """Templates per exchange + one aiohttp session; `client()` hands out per-check copies."""
 
@@ -108,21 +124,10 @@ class ClientFactory:
                 "session": self._get_session(),
             }
         )
-        exchange.logger = _SILENT
         # ccxt builds a CA-loaded SSL context per instance on first use (~0.2 s) unless
         # one is set; it is only used for ccxt-owned sessions, which we never create.
         exchange.ssl_context = True
-        # No time sync: a check is exactly its self-inspection request(s).
-        exchange.options["adjustForTimeDifference"] = False
-        exchange.options["maxRetriesOnFailure"] = 0  # never re-send a signed request
-        base_url = self._urls.get(exchange_id)
-        if base_url:
-            hostname = getattr(exchange, "hostname", None)
-            exchange.urls = dict(exchange.urls)
-            exchange.urls["api"] = redirect_urls(exchange.urls["api"], base_url, hostname)
-            if hostname:
-                exchange.hostname = urlsplit(base_url).netloc
-        return exchange
+        return prepare_for_check(exchange, self._urls.get(exchange_id))
 
     def client(self, exchange_id: str, credentials: Credentials) -> Exchange:
         """A per-check copy of the template holding these credentials."""

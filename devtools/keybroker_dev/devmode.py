@@ -56,6 +56,9 @@ LOCK_NAME = ".keybroker-dev.lock"
 ACCEPT_UNVERIFIABLE = frozenset({"mexc"})
 ALLOW_FUTURES = frozenset({"deribit"})
 CALLER_TOKEN_TTL = "24h"
+# Dev mode's verification schedule (the default is 6 h): changes made at the sandbox show
+# within a minute; a key unverified for two minutes is `unverified`.
+DEV_VERIFY_INTERVAL = 60.0
 VAULT_START_TIMEOUT = 30.0
 
 Say = Callable[[str], None]
@@ -303,7 +306,27 @@ class DevStack:
         write_state_file(self.state_file, self.state)
         # In-memory Vault and tokens die with us: leave no stale credentials behind.
         self._stack.callback(self._remove_state_file)
+        self._start_consumers(self.state)
         return self.state
+
+    def _start_consumers(self, state: DevState) -> None:
+        """The reference site worker and robot (keybroker_dev/consumers.py)."""
+        self.say("Starting the reference consumers (site worker, robot) that verify keys")
+        from broker.config import Settings
+        from keybroker_dev.consumers import ReferenceConsumers
+
+        consumers = ReferenceConsumers(
+            broker_url=state.broker_url,
+            vault_addr=state.vault_addr,
+            intake_token=state.intake_token,
+            site_backend_token=state.site_backend_token,
+            robot_role_id=state.robot_role_id,
+            robot_secret_id=state.robot_secret_id,
+            settings=Settings(**state.check_settings, verify_interval=DEV_VERIFY_INTERVAL),
+            egress_ip=ROBOT_EGRESS_IP,
+            say=self.say,
+        ).start()
+        self._own(consumers)
 
     def _start_vault(self) -> tuple[str, str]:
         if self.vault_mode == "binary":
@@ -358,6 +381,7 @@ class DevStack:
             **check_settings,
             listen="127.0.0.1:0",
             audit_log=self.audit_log,
+            verify_interval=DEV_VERIFY_INTERVAL,
         )
         running = start_in_thread(settings, host="127.0.0.1", port=0, access_log=self.access_log)
         self._own(running)

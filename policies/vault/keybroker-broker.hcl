@@ -22,6 +22,13 @@ path "exchange-keys/metadata/robot/+/+" {
 path "exchange-keys/metadata/site/+/" {
   capabilities = ["list"]
 }
+# List the accounts, to rebuild the key health index at start-up (docs/key-health.md).
+path "exchange-keys/metadata/site/" {
+  capabilities = ["list"]
+}
+path "exchange-keys/metadata/robot/" {
+  capabilities = ["list"]
+}
 path "exchange-keys/metadata/robot/+/" {
   capabilities = ["list"]
 }

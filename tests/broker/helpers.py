@@ -54,6 +54,7 @@ KEY_VIEW_FIELDS = {
     "version",
     "created_at",
     "updated_at",
+    "health",  # extension: the key's health status (docs/key-health.md)
 }
 PERMISSION_FIELDS = {"read", "spot_trade", "margin", "futures", "withdraw", "transfer"}
 CHECK_RESULT_FIELDS = {

@@ -220,6 +220,10 @@ PROTECTED_ENDPOINTS = [
     ("DELETE", "/v1/accounts/a1/keys/binance/site", "intake"),
     ("POST", "/v1/keys/check", "intake"),
     ("POST", "/v1/site-tokens", "site_backend"),
+    ("GET", "/v1/keys", "intake"),
+    # Needs a consumer's token (site or robot read policy); neither of the tokens the
+    # refusal test tries (no policy, intake) is one: tests/health covers the consumers.
+    ("POST", "/v1/accounts/a1/keys/binance/site/verifications", "site_backend"),
 ]
 
 

@@ -85,7 +85,14 @@ def test_site_and_robot_keys_end_to_end(broker_env: BrokerEnv, sandbox) -> None:
     assert broker_env.metadata("robot", account, "binance") is None
 
     events = [line["event"] for line in broker_env.audit_lines() if line.get("account") == account]
-    assert events == ["key.accepted", "key.accepted", "key.replaced", "key.deleted"]
+    # The replacement expires within 14 days: its health goes connected -> expires_soon.
+    assert events == [
+        "key.accepted",
+        "key.accepted",
+        "key.replaced",
+        "key.status_changed",
+        "key.deleted",
+    ]
     assert "site_token.minted" in {line["event"] for line in broker_env.audit_lines()}
 
 

@@ -11,6 +11,7 @@ import asyncio
 import ipaddress
 import json
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -129,6 +130,18 @@ def _add_key(state: SandboxState, body: dict[str, Any]) -> dict[str, str]:
     return {"exchange": key.exchange, "label": key.label}
 
 
+def _key_update(state: SandboxState, body: dict[str, Any]) -> dict[str, str]:
+    changes = dict(body["changes"])
+    if changes.get("expires_at") is not None:
+        changes["expires_at"] = datetime.fromisoformat(str(changes["expires_at"]))
+    key = state.update_key(str(body["exchange"]), str(body["api_key"]), **changes)
+    return {"exchange": key.exchange, "label": key.label}
+
+
+def _key_delete(state: SandboxState, body: dict[str, Any]) -> None:
+    state.remove_key(str(body["exchange"]), str(body["api_key"]))
+
+
 def _reset(state: SandboxState, body: dict[str, Any]) -> None:
     state.reset()
 
@@ -150,6 +163,8 @@ def build_app(state: SandboxState, sims: Mapping[str, ExchangeSim]) -> web.Appli
         "client-ip": _client_ip,
         "request-count": _request_count,
         "keys": _add_key,
+        "key-update": _key_update,
+        "key-delete": _key_delete,
     }
     app.router.add_get(f"{CONTROL_PREFIX}/health", _health)
     for name, action in controls.items():

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -163,6 +163,14 @@ class SandboxServer:
 
     def add_key(self, key: SandboxKey) -> None:
         self.state.add_key(key)
+
+    def update_key(self, exchange: str, api_key: str, **changes: Any) -> SandboxKey:
+        """Change rights, `ip_whitelist` or `expires_at` of a key at run time."""
+        return self.state.update_key(exchange, api_key, **changes)
+
+    def remove_key(self, exchange: str, api_key: str) -> None:
+        """Delete a key at the exchange: its next request gets the invalid-key answer."""
+        self.state.remove_key(exchange, api_key)
 
     # --- faults and counters --------------------------------------------------------------
 

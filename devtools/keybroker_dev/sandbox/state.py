@@ -10,9 +10,17 @@ from __future__ import annotations
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterable
+from dataclasses import replace
 from enum import StrEnum
+from typing import Any
 
-from keybroker_dev.sandbox.keys import EXCHANGES, ROBOT_EGRESS_IP, SandboxKey, SandboxKeyError
+from keybroker_dev.sandbox.keys import (
+    EXCHANGES,
+    RIGHTS,
+    ROBOT_EGRESS_IP,
+    SandboxKey,
+    SandboxKeyError,
+)
 
 
 class Fault(StrEnum):
@@ -70,6 +78,33 @@ class SandboxState:
                 raise SandboxKeyError(f"{key.exchange}/{key.label}: api_key already in use")
             self._by_api_key[(key.exchange, key.api_key)] = key
             self._by_label[key.exchange][key.label] = key
+
+    def update_key(self, exchange: str, api_key: str, **changes: Any) -> SandboxKey:
+        """Change a key's rights, whitelist or expiry at run time, as a user would at the
+        exchange (key health tests). Unknown fields or bad values: SandboxKeyError."""
+        allowed = {*RIGHTS, "ip_whitelist", "expires_at"}
+        unknown = sorted(set(changes) - allowed)
+        if unknown:
+            raise SandboxKeyError(f"cannot change {', '.join(unknown)}")
+        whitelist = changes.get("ip_whitelist")
+        if isinstance(whitelist, list | tuple):
+            changes["ip_whitelist"] = tuple(str(entry) for entry in whitelist)
+        with self._lock:
+            key = self._by_api_key.get((check_exchange(exchange), api_key))
+            if key is None:
+                raise SandboxStateError(f"no {exchange} key with that api_key")
+            changed = replace(key, **changes)  # __post_init__ validates
+            self._by_api_key[(exchange, api_key)] = changed
+            self._by_label[exchange][key.label] = changed
+            return changed
+
+    def remove_key(self, exchange: str, api_key: str) -> None:
+        """Delete a key as the user would at the exchange: its requests get invalid-key."""
+        with self._lock:
+            key = self._by_api_key.pop((check_exchange(exchange), api_key), None)
+            if key is None:
+                raise SandboxStateError(f"no {exchange} key with that api_key")
+            self._by_label[exchange].pop(key.label, None)
 
     def find_key(self, exchange: str, api_key: str | None) -> SandboxKey | None:
         if not api_key:

@@ -1,0 +1,135 @@
+"""Key health endpoints (docs/contracts.md §3, docs/key-health.md).
+
+- `POST /v1/accounts/{account}/keys/{exchange}/{role}/verifications`: a consumer reports
+  its own verification of a key, authenticated with its own Vault token. The token's
+  policies say which consumer it is (`keybroker-site-read`: the site, `keybroker-robot-read`:
+  the robot); a report for the other role, or from a token that is no consumer's, is 403
+  and audited. Consumer tokens are bound to a role, not to an account (docs/key-health.md).
+- `GET /v1/keys?status=&exchange=&role=&account=&limit=`: operators' listing across
+  accounts, served from the broker's index, with counts by status and exchange.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from broker.api.auth import AuthenticatedCaller, require
+from broker.api.errors import ApiError
+from broker.api.routes import _ERRORS, _body_schema, parse_body, parse_status
+from broker.api.schemas import HealthView, health_view
+from broker.api.state import BrokerState, state_of
+from broker.health.report import VerificationReport
+from broker.health.service import VersionMismatch
+from broker.layout import INTAKE_POLICY, ROBOT_READ_POLICY, SITE_READ_POLICY
+
+# The consumer a token belongs to, by the read policy the layout gives it.
+CONSUMER_POLICY = {"site": SITE_READ_POLICY, "robot": ROBOT_READ_POLICY}
+MAX_LIMIT = 100_000
+
+any_caller = require(None)
+intake_caller = require(INTAKE_POLICY)
+
+health_router = APIRouter(prefix="/v1", responses=_ERRORS | {409: _ERRORS[400]})
+
+
+class KeyHealthItem(BaseModel):
+    account: str
+    exchange: str
+    role: str
+    health: HealthView
+
+
+class KeyHealthList(BaseModel):
+    keys: list[KeyHealthItem]
+    total: int = Field(description="matching keys (the list holds at most `limit`)")
+    counts: dict[str, dict[str, int]] = Field(description="status -> exchange -> keys")
+    index_complete: bool = Field(description="false while the start-up rebuild runs")
+
+
+class VerificationAnswer(BaseModel):
+    account: str
+    exchange: str
+    role: str
+    health: HealthView
+    checked_at: datetime
+
+
+@health_router.post(
+    "/accounts/{account}/keys/{exchange}/{role}/verifications",
+    response_model=VerificationAnswer,
+    openapi_extra=_body_schema(VerificationReport),
+)
+async def post_verification(
+    account: str,
+    exchange: str,
+    role: str,
+    request: Request,
+    who: AuthenticatedCaller = Depends(any_caller),
+) -> VerificationAnswer:
+    state = state_of(request)
+    paths = state.intake.key_paths(account, exchange, role)
+    if not who.caller.has(CONSUMER_POLICY[paths.role]):
+        _refuse(state, request, who, paths.role)
+    body = await parse_body(request, VerificationReport)
+    try:
+        entry = await state.health.report(paths, body, reporter=who.audit_id)
+    except VersionMismatch as exc:
+        raise ApiError(409, "version_mismatch", str(exc)) from None
+    return VerificationAnswer(
+        account=paths.account,
+        exchange=paths.exchange,
+        role=paths.role,
+        health=health_view(entry),
+        checked_at=body.checked_at,
+    )
+
+
+def _refuse(state: BrokerState, request: Request, who: AuthenticatedCaller, role: str) -> None:
+    other = [r for r, policy in CONSUMER_POLICY.items() if who.caller.has(policy)]
+    why = f"a {other[0]} consumer's token" if other else "not a consumer's token"
+    state.metrics.auth_failure(403)
+    state.audit.emit(
+        "verification.refused",
+        status=403,
+        caller=who.audit_id,
+        method=request.method,
+        path=request.url.path,
+        reason=f"{why} cannot report on {role} keys",
+    )
+    raise ApiError(
+        403,
+        "forbidden",
+        f"verifications of {role} keys need a token with policy "
+        f"{CONSUMER_POLICY[role]} (the {role}'s own token)",
+    )
+
+
+@health_router.get("/keys", response_model=KeyHealthList)
+async def list_key_health(
+    request: Request,
+    status: str | None = None,
+    exchange: str | None = None,
+    role: str | None = None,
+    account: str | None = None,
+    limit: int = 1000,
+    who: AuthenticatedCaller = Depends(intake_caller),
+) -> JSONResponse:
+    if not 0 <= limit <= MAX_LIMIT:
+        raise ApiError(400, "invalid_request", f"limit must be 0 to {MAX_LIMIT}")
+    index = state_of(request).health.index
+    entries, total = index.query(
+        status=parse_status(status), exchange=exchange, role=role, account=account, limit=limit
+    )
+    # Prebuilt dicts (Entry.listed), not one pydantic model per key: a listing of 80,000
+    # keys took 1.4 s through the models (bench/health_bench.py).
+    body = {
+        "keys": [e.listed for e in entries],
+        "total": total,
+        "counts": index.counts(),
+        "index_complete": index.complete,
+    }
+    return JSONResponse(body)

@@ -23,6 +23,7 @@ from broker.exchanges.base import Credentials
 from broker.intake import Checker, Intake
 from broker.keystore import KeyStore
 from broker.metrics import BrokerMetrics
+from broker.ratelimit import CallerLimits
 from broker.reasons import CheckResult
 from broker.site_tokens import SiteTokenMinter
 from broker.vault_session import VaultSession
@@ -73,7 +74,10 @@ def create_app(
     `audit_stream` overrides settings.audit_log (tests capture it)."""
     metrics = BrokerMetrics()
     session = VaultSession(
-        settings, max_concurrency=vault_concurrency, observe=metrics.observe_vault
+        settings,
+        max_concurrency=vault_concurrency,
+        timeout=settings.vault_timeout,
+        observe=metrics.observe_vault,
     )
     audit = AuditLog(settings, stream=audit_stream)
     the_checker = checker if checker is not None else _LazyChecker(settings)
@@ -81,16 +85,24 @@ def create_app(
         settings=settings,
         session=session,
         callers=CallerDirectory(session, ttl=settings.caller_cache_ttl),
-        intake=Intake(settings, the_checker, KeyStore(session, settings.kv_mount), audit, metrics),
+        intake=Intake(
+            settings,
+            the_checker,
+            KeyStore(session, settings.kv_mount, intent_grace=settings.intent_grace),
+            audit,
+            metrics,
+        ),
         minter=SiteTokenMinter(settings, session),
         audit=audit,
         metrics=metrics,
+        caller_limits=CallerLimits(settings.caller_rate, settings.caller_burst),
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         preload = getattr(the_checker, "preload", None)
         preloading = asyncio.create_task(preload()) if preload is not None else None
+        await state.intake.start()  # the reconciler: start-up recovery, then in the background
         try:
             yield
         finally:
@@ -119,5 +131,10 @@ def create_app(
     app.include_router(open_router)
     app.add_middleware(HotRoutes)  # innermost: the two busy endpoints without the router
     app.add_middleware(CatchAll)
-    app.add_middleware(RequestGuard)  # added last = outermost: runs before everything else
+    # Added last = outermost: runs before everything else.
+    app.add_middleware(
+        RequestGuard,
+        body_timeout=settings.body_timeout,
+        max_reading=settings.max_unauthenticated,
+    )
     return app

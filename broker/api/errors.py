@@ -20,12 +20,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from broker.callers import UnknownCaller
 from broker.ids import InvalidIdentifier
 from broker.intake import ExchangeUnavailable, InvalidRequest, KeyNotFound, KeyRejected
-from broker.keystore import WriteConflict
+from broker.keystore import NotStored, OutcomeUnknown, WriteConflict
+from broker.ratelimit import RateLimited
 from broker.reasons import Reason
 from broker.site_tokens import InvalidTTL
 from broker.vault_session import VaultRefused, VaultUnavailable
 
 log = logging.getLogger("keybroker.api")
+
+# On a 503 to a key submission: whether anything new may be live (docs/broker.md).
+WRITE_OUTCOME_HEADER = "X-Keybroker-Write-Outcome"
 
 
 class ApiError(Exception):
@@ -70,11 +74,36 @@ def to_api_error(exc: Exception) -> ApiError | None:
             exc.reasons,
             {"Retry-After": str(exc.retry_after)},
         )
-    if isinstance(exc, VaultUnavailable | VaultRefused | WriteConflict):
-        message = {
-            VaultRefused: "Vault refused the broker's request; the operator must check its policy",
-            WriteConflict: "the key was being replaced concurrently; retry",
-        }.get(type(exc), "Vault is unavailable; retry later")
+    if isinstance(exc, RateLimited):
+        return ApiError(
+            429, "rate_limited", str(exc), headers={"Retry-After": str(exc.retry_after)}
+        )
+    if isinstance(exc, OutcomeUnknown):
+        return ApiError(
+            503,
+            "vault_unavailable",
+            "Vault failed while the key was being written: the new key may or may not be "
+            "stored; the broker settles it within a minute, then GET shows which",
+            headers={"Retry-After": "2", WRITE_OUTCOME_HEADER: "unknown"},
+        )
+    if isinstance(exc, NotStored | WriteConflict):
+        message = (
+            "the key was being replaced concurrently; retry"
+            if isinstance(exc, WriteConflict)
+            else "Vault is unavailable; nothing was stored; retry later"
+        )
+        return ApiError(
+            503,
+            "vault_unavailable",
+            message,
+            headers={"Retry-After": "2", WRITE_OUTCOME_HEADER: "not_stored"},
+        )
+    if isinstance(exc, VaultUnavailable | VaultRefused):
+        message = (
+            "Vault refused the broker's request; the operator must check its policy"
+            if isinstance(exc, VaultRefused)
+            else "Vault is unavailable; retry later"
+        )
         return ApiError(503, "vault_unavailable", message, headers={"Retry-After": "2"})
     if isinstance(exc, KeyNotFound):
         return ApiError(404, "not_found", str(exc))
@@ -94,6 +123,7 @@ _HTTP_CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "payload_too_large",
     415: "unsupported_media_type",
 }
@@ -122,6 +152,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     for known in (
         ApiError,
+        RateLimited,
         InvalidRequest,
         InvalidIdentifier,
         InvalidTTL,

@@ -11,6 +11,7 @@ from broker.callers import CallerDirectory
 from broker.config import Settings
 from broker.intake import Intake
 from broker.metrics import BrokerMetrics
+from broker.ratelimit import CallerLimits
 from broker.site_tokens import SiteTokenMinter
 from broker.vault_session import VaultSession
 
@@ -24,6 +25,7 @@ class BrokerState:
     minter: SiteTokenMinter
     audit: AuditLog
     metrics: BrokerMetrics
+    caller_limits: CallerLimits
 
 
 def state_of(request: Request) -> BrokerState:

@@ -98,13 +98,21 @@ def key_view(record: KeyRecord, warnings: list[Reason] | None = None) -> KeyView
             Reason.warning(code, _WARNING_TEXT.get(code, code.value.replace("_", " ")))
             for code in (facts.warnings if facts else ())
         ]
+    if stored.damage:  # the key exists, but its facts cannot be read: say so, never 500
+        warnings = [
+            *warnings,
+            Reason.warning(
+                ReasonCode.METADATA_DAMAGED,
+                f"the stored facts are damaged ({stored.damage}); submit the key again",
+            ),
+        ]
     return KeyView(
         account=record.account,
         exchange=record.exchange,
         role=record.role,
         name=facts.name if facts else "",
         api_key_masked=facts.api_key_masked if facts else "",
-        status=facts.status if facts else "unknown",
+        status="damaged" if stored.damage else facts.status if facts else "unknown",
         permissions=facts.permissions if facts else Permissions(),
         ip_restricted=facts.ip_restricted if facts else None,
         ip_whitelist=facts.ip_whitelist if facts else None,

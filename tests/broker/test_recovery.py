@@ -1,13 +1,16 @@
 """Writes whose outcome Vault leaves unknown, damaged metadata and debris (issue 17).
 
-Per fault, the end state and the audit line (docs/broker.md "Faults and end states"):
+Per fault, the answer, the end state and the audit line (the table in docs/broker.md):
 
-| fault | answer | end state | audit |
-|---|---|---|---|
-| Vault slower than the broker's timeout during the data write | 503, outcome unknown | the new version live, older ones destroyed, facts in metadata | `key.replaced` with `recovered: true` |
-| both answers of the data write lost | 503, outcome unknown | the same | the same |
-| damaged custom metadata | 200, status `damaged`, warning `metadata_damaged` | unchanged until replaced or deleted through the API | `key.metadata_damaged` |
-| metadata-only entry or stray slots left by an older broker | (listing) | removed | `key.repaired` |
+- Vault slower than the broker's timeout during the data write, or both answers of the
+  data write lost: 503 with outcome `unknown`; then the new version live, older ones
+  destroyed, its facts in metadata; `key.replaced` with `recovered: true`.
+- both data writes refused before Vault applied them: 503 `unknown`; then the key as it
+  was; `key.write_abandoned`.
+- damaged custom metadata: 200 with status `damaged` and warning `metadata_damaged`;
+  the key is unchanged until replaced or deleted through the API; `key.metadata_damaged`.
+- a metadata-only entry or stray slots left by an older broker: removed when the
+  account is listed; `key.repaired`.
 
 On the code before issue 17, the first two ended with version 2 live, version 1 not
 destroyed and no `key.replaced` line; damaged metadata gave 500 on GET, LIST and PUT;

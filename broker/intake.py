@@ -17,6 +17,7 @@ dict handed to the key store; they are never logged, audited or put in a message
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import weakref
 from collections.abc import Iterable
@@ -37,16 +38,17 @@ from broker.recovery import Reconciler
 from broker.vault_session import VaultRefused, VaultUnavailable
 
 EXCHANGE_RETRY_AFTER = 5
-_CREDENTIAL_LIMITS = {"api_key": 512, "secret": 8192, "passphrase": 512}
+CREDENTIAL_LIMITS = {"api_key": 512, "secret": 8192, "passphrase": 512}
 # api_key and passphrase travel in HTTP headers (or query strings): printable ASCII
 # only, or the HTTP client fails before the exchange is reached (which would look like
 # an outage). A secret only feeds a signature, but PEM secrets hold line breaks.
-_PRINTABLE = frozenset(chr(c) for c in range(0x20, 0x7F))
-_ALLOWED_CHARS = {
-    "api_key": _PRINTABLE,
-    "passphrase": _PRINTABLE,
-    "secret": _PRINTABLE | {"\n", "\r"},
+# (The OpenAPI document states the same patterns: broker/api/schemas.py.)
+CREDENTIAL_PATTERNS = {
+    "api_key": "^[ -~]+$",
+    "passphrase": "^[ -~]+$",
+    "secret": "^[ -~\\r\\n]+$",
 }
+_CREDENTIAL_RE = {field: re.compile(pattern) for field, pattern in CREDENTIAL_PATTERNS.items()}
 
 
 class Checker(Protocol):
@@ -140,9 +142,9 @@ class Intake:
         for field, value in (("api_key", api_key), ("secret", secret), ("passphrase", passphrase)):
             if value is None:
                 continue
-            if not value or len(value) > _CREDENTIAL_LIMITS[field]:
-                raise InvalidRequest(f"{field} must be 1 to {_CREDENTIAL_LIMITS[field]} characters")
-            if not _ALLOWED_CHARS[field].issuperset(value):
+            if not value or len(value) > CREDENTIAL_LIMITS[field]:
+                raise InvalidRequest(f"{field} must be 1 to {CREDENTIAL_LIMITS[field]} characters")
+            if not _CREDENTIAL_RE[field].fullmatch(value):
                 allowed = "printable ASCII" + (" and line breaks" if field == "secret" else "")
                 raise InvalidRequest(f"{field} must hold {allowed} only (no control characters)")
         return Credentials(api_key=api_key, secret=secret, passphrase=passphrase or None)

@@ -3,8 +3,9 @@
 Exchanges ban addresses that exceed their request weight (Binance answers -1003, then
 bans the IP), and every signed check leaves from the platform's address, so one
 caller's loop could get the whole platform banned. Each exchange gets a
-`WindowLimiter`: at most `limit` requests in any window of `limit / rate` seconds
-(stretched by WINDOW_MARGIN so that network jitter cannot bunch them up on arrival).
+`WindowLimiter` that spaces its requests evenly, `WINDOW_MARGIN / rate` seconds apart
+(evenly rather than in bursts, and with a margin, so that delays on the way cannot
+bunch more than `rate` of them into one second on arrival).
 A check waits for a slot for at most `exchange_queue_wait`; beyond that it is refused
 at once with `RateLimited` (429 and Retry-After), before anything is sent.
 
@@ -23,7 +24,7 @@ import math
 import time
 from collections import OrderedDict, deque
 
-WINDOW_MARGIN = 1.05
+WINDOW_MARGIN = 1.1
 _MAX_CALLERS = 10_000  # buckets kept; the least recently seen caller's is dropped first
 
 
@@ -36,14 +37,15 @@ class RateLimited(Exception):
 
 
 class WindowLimiter:
-    """At most `limit` events in any window of `window` seconds, in arrival order."""
+    """At most `limit` events in any window of `window` seconds, in arrival order
+    (for exchanges: one per `WINDOW_MARGIN / rate` seconds)."""
 
-    def __init__(self, rate: float) -> None:
-        if not rate > 0:
-            raise ValueError("the rate must be positive")
+    def __init__(self, rate: float, limit: int = 1) -> None:
+        if not rate > 0 or limit < 1:
+            raise ValueError("the rate and the limit must be positive")
         self.rate = rate
-        self.limit = max(1, math.floor(rate))
-        self.window = self.limit / rate * WINDOW_MARGIN
+        self.limit = limit
+        self.window = limit / rate * WINDOW_MARGIN
         self._slots: deque[float] = deque()  # reserved send times (monotonic), ascending
 
     def reserve(self, max_wait: float) -> float:

@@ -11,6 +11,7 @@ from typing import Any, TextIO
 from anyio import to_thread
 from fastapi import FastAPI
 
+from broker.api import openapi
 from broker.api.errors import CatchAll, install_error_handlers
 from broker.api.hot import HotRoutes
 from broker.api.limits import RequestGuard
@@ -127,6 +128,7 @@ def create_app(
     )
     app.state.broker = state
     install_error_handlers(app)
+    openapi.install(app, settings)
     app.include_router(router)
     app.include_router(open_router)
     app.add_middleware(HotRoutes)  # innermost: the two busy endpoints without the router

@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from broker.callers import UnknownCaller
@@ -138,14 +139,13 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         code = _HTTP_CODES.get(exc.status_code, "http_error")
+        headers = dict(exc.headers) if exc.headers else {}
+        if exc.status_code == 405:  # every method of the path, not only the first route's
+            headers["Allow"] = ", ".join(_allowed_methods(request))
         message = {404: "no such endpoint", 405: "method not allowed on this endpoint"}.get(
             exc.status_code, code.replace("_", " ")
         )
-        return error_response(
-            ApiError(
-                exc.status_code, code, message, headers=dict(exc.headers) if exc.headers else None
-            )
-        )
+        return error_response(ApiError(exc.status_code, code, message, headers=headers or None))
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         return error_response(ApiError(400, "invalid_request", "the request is malformed"))
@@ -203,6 +203,15 @@ class CatchAll:
                 ApiError(500, "internal_error", "the broker failed; the error is logged")
             )
             await response(scope, receive, send)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 def _route(scope: Scope) -> str:

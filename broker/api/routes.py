@@ -190,7 +190,9 @@ async def mint_site_token(request: Request, who: AuthenticatedCaller) -> JSONRes
     state = state_of(request)
     body = await parse_body(request, SiteTokenRequest)
     ttl = state.minter.ttl(body.ttl)
-    wrap_ttl = state.minter.wrap_ttl(body.wrap_ttl or request.headers.get("x-vault-wrap-ttl"))
+    wrap_ttl = state.minter.wrap_ttl(
+        body.wrap_ttl if body.wrap_ttl is not None else request.headers.get("x-vault-wrap-ttl")
+    )
     minted = await state.minter.mint(ttl, wrap_ttl)
     wrapped = not isinstance(minted, SiteToken)
     state.metrics.site_token_minted(wrapped)

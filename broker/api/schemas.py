@@ -8,35 +8,63 @@ silently.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from broker.intake import KeyRecord
+from broker import ids
+from broker.intake import CREDENTIAL_LIMITS, CREDENTIAL_PATTERNS, KeyRecord
 from broker.reasons import Permissions, Reason, ReasonCode
 
 _STRICT = ConfigDict(extra="forbid")
 
 
+def _documented(field: str) -> Any:
+    """The credential's limits (checked in broker/intake.py) stated in the OpenAPI schema.
+    An empty passphrase means none (exchanges without one)."""
+    pattern = CREDENTIAL_PATTERNS[field]
+    return Field(
+        json_schema_extra={
+            "minLength": 0 if field == "passphrase" else 1,
+            "maxLength": CREDENTIAL_LIMITS[field],
+            "pattern": pattern.replace("]+$", "]*$") if field == "passphrase" else pattern,
+        }
+    )
+
+
+# Names: the document states printable ASCII without surrounding spaces; the API also
+# takes other printable characters (broker/ids.py validate_name).
+_NAME = Field(
+    json_schema_extra={
+        "minLength": 1,
+        "maxLength": ids.NAME_MAX,
+        "pattern": "^[!-~]([ -~]*[!-~])?$",
+    }
+)
+
+
 class KeySubmission(BaseModel):
     model_config = _STRICT
 
-    name: str
-    api_key: SecretStr
-    secret: SecretStr
-    passphrase: SecretStr | None = None
+    name: Annotated[str, _NAME]
+    api_key: Annotated[SecretStr, _documented("api_key")]
+    secret: Annotated[SecretStr, _documented("secret")]
+    passphrase: Annotated[SecretStr | None, _documented("passphrase")] = None
 
 
 class CheckRequest(BaseModel):
     model_config = _STRICT
 
-    exchange: str
+    exchange: str  # the enabled exchanges and the roles: broker/api/openapi.py
     role: str
-    api_key: SecretStr
-    secret: SecretStr
-    passphrase: SecretStr | None = None
+    api_key: Annotated[SecretStr, _documented("api_key")]
+    secret: Annotated[SecretStr, _documented("secret")]
+    passphrase: Annotated[SecretStr | None, _documented("passphrase")] = None
 
 
 class SiteTokenRequest(BaseModel):
+    """Durations: their syntax and range in the OpenAPI document (broker/api/openapi.py)."""
+
     model_config = _STRICT
 
     ttl: str | int | None = Field(default=None, examples=["5m"])

@@ -276,7 +276,10 @@ def main() -> int:
 
         root = hvac.Client(url=vault_addr, token=root_token)
         settings = Settings(
-            vault_addr=vault_addr, exchange_urls=exchange_urls, robot_egress_ips=[ROBOT_EGRESS_IP]
+            vault_addr=vault_addr,
+            exchange_urls=exchange_urls,
+            robot_exchange_egress_ips=[ROBOT_EGRESS_IP],
+            robot_vault_cidrs=[ROBOT_EGRESS_IP],
         )
         apply_layout(root, layout_from_settings(settings))
         creds = issue_approle_credentials(root, "keybroker-broker")
@@ -289,7 +292,7 @@ def main() -> int:
                 "KEYBROKER_VAULT_ROLE_ID": creds.role_id,
                 "KEYBROKER_VAULT_SECRET_ID": creds.secret_id,
                 "KEYBROKER_EXCHANGE_URLS": json.dumps(exchange_urls),
-                "KEYBROKER_ROBOT_EGRESS_IPS": ROBOT_EGRESS_IP,
+                "KEYBROKER_ROBOT_EXCHANGE_EGRESS_IPS": ROBOT_EGRESS_IP,
                 "KEYBROKER_AUDIT_LOG": os.devnull,
                 "KEYBROKER_LISTEN": f"127.0.0.1:{port}",
                 # The bench measures the broker, not an exchange's limits: lift both.

@@ -71,7 +71,7 @@ async def run_waves(
 
     settings = Settings(
         exchange_urls=info["exchange_urls"],
-        robot_egress_ips=["203.0.113.10"],
+        robot_exchange_egress_ips=["203.0.113.10"],
         check_timeout=30.0,
     )
     plan = []

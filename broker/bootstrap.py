@@ -24,7 +24,8 @@ import hvac
 import hvac.exceptions
 import requests
 
-from broker.config import ConfigError, format_duration, load_settings, parse_duration
+from broker.config import ConfigError, load_settings
+from broker.durations import format_duration, parse_duration
 from broker.layout import AppRole, AuditDevice, TokenRole, VaultLayout, layout_from_settings
 
 APPROLE_MOUNT = "approle"

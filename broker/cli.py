@@ -16,6 +16,9 @@ from typing import Annotated, Any
 
 import typer
 
+# Where `keybroker dev` writes its state file, and `check-key --dev` reads it.
+DEV_STATE_FILE = Path(".keybroker/dev.json")
+
 app = typer.Typer(
     name="keybroker",
     help="Checks crypto-exchange API keys with the exchange and keeps them in HashiCorp Vault.",
@@ -92,7 +95,7 @@ def serve() -> None:
 def dev(
     state_file: Annotated[
         Path, typer.Option(help="Where to write connection details (mode 0600).")
-    ] = Path(".keybroker/dev.json"),
+    ] = DEV_STATE_FILE,
     vault: Annotated[
         VaultMode, typer.Option(help="devvault (in-memory) or a `vault server -dev` binary.")
     ] = (VaultMode.devvault),
@@ -116,6 +119,18 @@ def check_key(
         str | None, typer.Option(envvar="KEYBROKER_API_PASSPHRASE", show_envvar=True)
     ] = None,
     format: Annotated[CheckFormat, typer.Option("--format")] = CheckFormat.text,
+    dev: Annotated[
+        bool, typer.Option(help="Check against the running `keybroker dev` (its state file).")
+    ] = False,
+    state_file: Annotated[Path, typer.Option(help="The dev state file --dev reads.")] = Path(
+        ".keybroker/dev.json"
+    ),
+    sandbox_key: Annotated[
+        str | None, typer.Option(help="With --dev: check this sandbox key (e.g. read_only).")
+    ] = None,
+    exchange_url: Annotated[
+        str | None, typer.Option(help="Base URL of this exchange's API (testnet, sandbox).")
+    ] = None,
 ) -> None:
     """Inspect a key at its exchange and apply the acceptance rules; stores nothing.
 
@@ -131,6 +146,10 @@ def check_key(
             secret=secret,
             passphrase=passphrase,
             output_format=format.value,
+            dev=dev,
+            state_file=state_file,
+            sandbox_key=sandbox_key,
+            exchange_url=exchange_url,
         )
     )
 
@@ -152,11 +171,20 @@ def policy_eval(
         str | None, typer.Option(help="JSON lines file, or - for standard input.")
     ] = None,
 ) -> None:
-    """Decide one request as Vault would: prints allow or deny (exit 0 allow, 1 deny, 2 error)."""
+    """Decide one request as Vault would: prints allow or deny (exit 0 allow, 1 deny, 2 error).
+
+    With --batch, every --policy file applies to every line."""
     from policies.eval_cli import run_batch, run_single
 
     if batch is not None:
-        raise typer.Exit(run_batch(batch))
+        if path is not None or op is not None or param or wrap_ttl is not None:
+            typer.echo(
+                "keybroker policy eval: error: --path, --op, --param and --wrap-ttl belong "
+                "in the batch lines, not beside --batch",
+                err=True,
+            )
+            raise typer.Exit(2)
+        raise typer.Exit(run_batch(batch, policy or []))
     raise typer.Exit(run_single(policy or [], path, op, param or [], wrap_ttl))
 
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -45,13 +44,11 @@ import hvac
 import hvac.exceptions
 import requests
 
-from broker.config import parse_duration
-from broker.layout import DEFAULT_MOUNT
+from broker.durations import parse_duration
+from broker.ids import ACCOUNT_PATTERN, EXCHANGE_PATTERN
+from broker.names import DEFAULT_MOUNT
 
 log = logging.getLogger("keybroker.client")
-
-_ACCOUNT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-_EXCHANGE = re.compile(r"^[a-z0-9][a-z0-9_]{0,31}$")
 
 
 class KeyBrokerClientError(Exception):
@@ -118,13 +115,13 @@ def _mask(api_key: str) -> str:
 
 
 def _check_account(account: str) -> None:
-    if not isinstance(account, str) or not _ACCOUNT.fullmatch(account):
-        raise InvalidIdentifier("account must match ^[a-z0-9][a-z0-9_-]{0,63}$")
+    if not isinstance(account, str) or not ACCOUNT_PATTERN.fullmatch(account):
+        raise InvalidIdentifier(f"account must match ^{ACCOUNT_PATTERN.pattern}$")
 
 
 def _check_ids(account: str, exchange: str) -> None:
     _check_account(account)
-    if not isinstance(exchange, str) or not _EXCHANGE.fullmatch(exchange):
+    if not isinstance(exchange, str) or not EXCHANGE_PATTERN.fullmatch(exchange):
         raise InvalidIdentifier("exchange must be a ccxt id such as binance")
 
 

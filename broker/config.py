@@ -2,12 +2,22 @@
 
 A config file (YAML or JSON) may be given with `KEYBROKER_CONFIG_FILE`; environment
 variables override it. Durations accept Vault's syntax (`90s`, `5m`, `1h`) or seconds.
+
+Two kinds of address, each with its own setting per caller (site, robot), because behind
+NAT or on a private Vault network they differ:
+- exchange egress (`*_EXCHANGE_EGRESS_IPS`): the public addresses the exchange sees the
+  caller's requests come from; a key's IP whitelist must hold them;
+- Vault source networks (`*_VAULT_CIDRS`): where the caller reaches Vault from; site tokens
+  and robot AppRole logins are bound to them.
+The old `SITE_EGRESS_IPS` / `ROBOT_EGRESS_IPS` meant both at once; they are still read, set
+whichever of the pair is not set explicitly, and warn (`DEPRECATED_NAMES`).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import os
 import re
 from functools import cached_property
@@ -16,6 +26,13 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# format_duration is re-exported for code that still imports it from here.
+from broker.durations import format_duration as format_duration
+from broker.durations import parse_duration
+from broker.names import DEFAULT_MOUNT, SITE_TOKEN_MAX_TTL_S, SITE_TOKEN_TTL_S
+
+log = logging.getLogger("keybroker.config")
 
 DEFAULT_EXCHANGES = (
     "binance",
@@ -32,33 +49,9 @@ DEFAULT_EXCHANGES = (
     "deribit",
 )
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
-
 
 class ConfigError(ValueError):
     """A configuration value is missing or malformed; the message names the key."""
-
-
-def parse_duration(value: str | int | float) -> float:
-    """Seconds from `300`, `"300"`, `"90s"`, `"5m"`, `"1h"`, `"250ms"`."""
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        return float(value)
-    match = _DURATION.match(str(value))
-    if not match:
-        raise ValueError(f"not a duration: {value!r} (use e.g. 90s, 5m, 1h)")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-
-
-def format_duration(seconds: float) -> str:
-    """The shortest exact Vault-style spelling: 300 -> "5m", 90 -> "90s"."""
-    whole = int(seconds)
-    for unit, size in (("h", 3600), ("m", 60)):
-        if whole and whole % size == 0:
-            return f"{whole // size}{unit}"
-    return f"{whole}s"
 
 
 def _split_csv(value: Any) -> Any:
@@ -74,8 +67,49 @@ def _json_map(value: Any) -> Any:
     return value
 
 
+_TRUE = frozenset({"true", "1", "yes", "on", "*", "all"})
+_FALSE = frozenset({"false", "0", "no", "off", "", "none"})
+
+
+def _exchange_set(value: Any) -> Any:
+    """`true`/`false`, or a comma list of ccxt ids -> the set of exchanges it names."""
+    if isinstance(value, bool):
+        return frozenset(DEFAULT_EXCHANGES) if value else frozenset()
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _TRUE:
+            return frozenset(DEFAULT_EXCHANGES)
+        if text in _FALSE:
+            return frozenset()
+        value = _split_csv(text)
+    if isinstance(value, list | tuple | set | frozenset):
+        unknown = sorted(str(v) for v in value if v not in DEFAULT_EXCHANGES)
+        if unknown:
+            raise ValueError(
+                f"unknown exchange(s) {', '.join(unknown)}: use true, false or ccxt ids "
+                f"from {', '.join(DEFAULT_EXCHANGES)}"
+            )
+        return frozenset(value)
+    return value
+
+
 CsvList = Annotated[list[str], NoDecode, BeforeValidator(_split_csv)]
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
+# A set of exchanges a setting applies to: `true` (all), `false` (none) or `okx,deribit`.
+ExchangeSet = Annotated[frozenset[str], NoDecode, BeforeValidator(_exchange_set)]
+
+# Deprecated setting -> the settings it now stands for (module docstring).
+DEPRECATED_NAMES: dict[str, tuple[str, str]] = {
+    "site_egress_ips": ("site_exchange_egress_ips", "site_vault_cidrs"),
+    "robot_egress_ips": ("robot_exchange_egress_ips", "robot_vault_cidrs"),
+}
+_NETWORK_FIELDS = (
+    "site_exchange_egress_ips",
+    "site_vault_cidrs",
+    "robot_exchange_egress_ips",
+    "robot_vault_cidrs",
+    *DEPRECATED_NAMES,
+)
 
 
 class Settings(BaseSettings):
@@ -88,18 +122,26 @@ class Settings(BaseSettings):
     vault_role_id: str | None = None
     vault_secret_id: SecretStr | None = None
     vault_cacert: Path | None = None
-    kv_mount: str = "exchange-keys"
+    kv_mount: str = DEFAULT_MOUNT
 
     exchanges: CsvList = Field(default_factory=lambda: list(DEFAULT_EXCHANGES))
     exchange_urls: Annotated[dict[str, str], NoDecode, BeforeValidator(_json_map)] = Field(
         default_factory=dict
     )
-    robot_egress_ips: CsvList = Field(default_factory=list)
-    site_egress_ips: CsvList = Field(default_factory=list)
-    allow_futures: bool = False
+    # Exchange egress: what a key's IP whitelist must hold (see the module docstring).
+    robot_exchange_egress_ips: CsvList = Field(default_factory=list)
+    site_exchange_egress_ips: CsvList = Field(default_factory=list)
+    # Vault source networks: what robot logins and site tokens are bound to.
+    robot_vault_cidrs: CsvList = Field(default_factory=list)
+    site_vault_cidrs: CsvList = Field(default_factory=list)
+    # Deprecated: each sets both of its pair (DEPRECATED_NAMES); read only by `_deprecated`.
+    robot_egress_ips: CsvList | None = Field(default=None, exclude=True)
+    site_egress_ips: CsvList | None = Field(default=None, exclude=True)
+    # `true` (every exchange), `false`, or the ccxt ids where futures rights are accepted.
+    allow_futures: ExchangeSet = frozenset()
     require_site_ip_restriction: bool = False
-    site_token_ttl: Seconds = 300.0
-    site_token_max_ttl: Seconds = 900.0
+    site_token_ttl: Seconds = SITE_TOKEN_TTL_S
+    site_token_max_ttl: Seconds = SITE_TOKEN_MAX_TTL_S
     check_timeout: Seconds = 10.0
     listen: str = "127.0.0.1:8080"
 
@@ -113,6 +155,10 @@ class Settings(BaseSettings):
     # The one address the broker's exchange requests leave from, when known: a successful
     # signed call then proves a whitelist the exchange will not disclose (Binance).
     broker_egress_ip: str | None = None
+    # Exchanges where a right the exchange cannot report (MEXC: withdraw, transfer,
+    # futures) is accepted with a warning instead of refused as `unverifiable`.
+    accept_unverifiable: ExchangeSet = frozenset()
+    api_docs: bool = False  # serve Swagger UI (/docs) and ReDoc (/redoc)
 
     # Write recovery, request limits and rate limits (docs/broker.md, issue 17).
     vault_timeout: Seconds = 10.0  # bound on one Vault request from the broker
@@ -138,12 +184,26 @@ class Settings(BaseSettings):
             raise ValueError("must be a single path segment such as exchange-keys")
         return value
 
-    @field_validator("robot_egress_ips", "site_egress_ips")
+    @field_validator(*_NETWORK_FIELDS)
     @classmethod
-    def _networks(cls, value: list[str]) -> list[str]:
-        for item in value:
+    def _networks(cls, value: list[str] | None) -> list[str] | None:
+        for item in value or ():
             ipaddress.ip_network(item, strict=False)  # raises ValueError naming the item
         return value
+
+    @model_validator(mode="after")
+    def _deprecated(self) -> Settings:
+        for old, new_names in DEPRECATED_NAMES.items():
+            value = getattr(self, old)
+            if value is None:
+                continue
+            unset = [name for name in new_names if name not in self.model_fields_set]
+            for name in unset:
+                setattr(self, name, list(value))
+            # A log warning: logging's last-resort handler shows it on stderr even in CLIs
+            # that configure no logging, without the source location a Python warning adds.
+            log.warning(deprecation_notice(old, unset))
+        return self
 
     @field_validator("broker_egress_ip")
     @classmethod
@@ -174,10 +234,37 @@ class Settings(BaseSettings):
             raise ValueError("SITE_TOKEN_TTL cannot exceed SITE_TOKEN_MAX_TTL")
         return self
 
+    def egress_for(self, role: str) -> list[str]:
+        """The exchange egress a key of this role must have whitelisted."""
+        return self.robot_exchange_egress_ips if role == "robot" else self.site_exchange_egress_ips
+
+    def futures_allowed(self, exchange: str) -> bool:
+        return exchange in self.allow_futures
+
+    def unverifiable_accepted(self, exchange: str) -> bool:
+        return exchange in self.accept_unverifiable
+
     @cached_property
     def listen_host_port(self) -> tuple[str, int]:
         host, _, port = self.listen.rpartition(":")
         return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def env_name(field: str) -> str:
+    return f"KEYBROKER_{field.upper()}"
+
+
+def deprecation_notice(old: str, applied_to: list[str]) -> str:
+    new = " and ".join(env_name(name) for name in DEPRECATED_NAMES[old])
+    told = (
+        f"; it set {', '.join(env_name(n) for n in applied_to)}"
+        if applied_to
+        else "; ignored, both are set"
+    )
+    return (
+        f"{env_name(old)} is deprecated: it meant two things, now {new} (what the "
+        f"exchange sees, and what Vault binds){told}. Set those instead."
+    )
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -12,11 +12,23 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Collection
-from typing import Literal, cast
+from typing import cast
 from urllib.parse import unquote
 
-Role = Literal["site", "robot"]
-ROLES: tuple[Role, ...] = ("site", "robot")
+from broker.names import ROLES, Role
+
+__all__ = [
+    "ACCOUNT_PATTERN",
+    "EXCHANGE_PATTERN",
+    "ROLES",
+    "InvalidIdentifier",
+    "Role",
+    "check_raw_path",
+    "validate_account",
+    "validate_exchange",
+    "validate_name",
+    "validate_role",
+]
 
 ACCOUNT_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}", re.ASCII)
 # ccxt ids are lower-case ASCII letters and digits; the enabled set is the real allow-list.

@@ -12,14 +12,12 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import TYPE_CHECKING, Literal
 
-from broker.config import format_duration
+from broker.durations import format_duration
+from broker.names import DEFAULT_MOUNT, SITE_TOKEN_MAX_TTL_S, SITE_TOKEN_TTL_S, Role
 
 if TYPE_CHECKING:
     from broker.config import Settings
 
-DEFAULT_MOUNT = "exchange-keys"
-ROLES: tuple[str, ...] = ("site", "robot")
-Role = Literal["site", "robot"]
 
 SITE_READ_POLICY = "keybroker-site-read"
 ROBOT_READ_POLICY = "keybroker-robot-read"
@@ -149,8 +147,8 @@ class VaultLayout:
 def build_layout(
     *,
     mount: str = DEFAULT_MOUNT,
-    site_token_ttl: float = 300,
-    site_token_max_ttl: float = 900,
+    site_token_ttl: float = SITE_TOKEN_TTL_S,
+    site_token_max_ttl: float = SITE_TOKEN_MAX_TTL_S,
     site_token_cidrs: tuple[str, ...] = (),
     robot_cidrs: tuple[str, ...] = (),
     audit_devices: tuple[AuditDevice, ...] = (),
@@ -203,16 +201,16 @@ def layout_from_settings(
 ) -> VaultLayout:
     """The layout that `keybroker vault bootstrap` applies for this configuration.
 
-    SITE_EGRESS_IPS bind the site tokens, ROBOT_EGRESS_IPS the robot's AppRole login.
+    SITE_VAULT_CIDRS bind the site tokens, ROBOT_VAULT_CIDRS the robot's AppRole login.
     `robot_login_cidrs` replaces the latter where the robot reaches Vault from another
     address than the exchanges (tests and dev mode: loopback).
     """
-    robot_cidrs = settings.robot_egress_ips if robot_login_cidrs is None else robot_login_cidrs
+    robot_cidrs = settings.robot_vault_cidrs if robot_login_cidrs is None else robot_login_cidrs
     return build_layout(
         mount=settings.kv_mount,
         site_token_ttl=settings.site_token_ttl,
         site_token_max_ttl=settings.site_token_max_ttl,
-        site_token_cidrs=tuple(settings.site_egress_ips),
+        site_token_cidrs=tuple(settings.site_vault_cidrs),
         robot_cidrs=tuple(robot_cidrs),
         audit_devices=audit_devices,
         site_token_role_name=settings.site_token_role,

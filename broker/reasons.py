@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from broker.names import Role
 
 
 class Severity(StrEnum):
@@ -46,8 +47,6 @@ class ReasonCode(StrEnum):
 
 
 RETRYABLE_CODES = frozenset({ReasonCode.EXCHANGE_UNAVAILABLE, ReasonCode.RATE_LIMITED})
-
-Role = Literal["site", "robot"]
 
 
 class Reason(BaseModel):
@@ -97,8 +96,13 @@ class Inspection(BaseModel):
     ip_whitelist: list[str] | None = None
     ip_whitelist_verified: bool = False
     expires_at: datetime | None = None
-    # Set by adapters that cannot read rights (mexc) or cannot take the key (coinbase CDP).
-    blocking: list[Reason] = Field(default_factory=list)
+    # Rights (Permissions field names) the exchange does not report; their value in
+    # `permissions` means nothing. The rules refuse them as `unverifiable` where they
+    # would decide the check, unless the operator accepts them for that exchange.
+    unverified: frozenset[str] = frozenset()
+    # Exchange-specific advice on how to clear a refusal (OKX: futures come with the
+    # account mode), appended to that reason's message.
+    hints: dict[ReasonCode, str] = Field(default_factory=dict)
 
 
 class CheckResult(BaseModel):
@@ -112,11 +116,18 @@ class CheckResult(BaseModel):
     ip_whitelist: list[str] | None
     expires_at: datetime | None
     reasons: list[Reason]
+    # False when the check ended before the exchange said anything about the key: the
+    # all-false permissions then mean "unknown", not "none" (not part of the JSON).
+    _rights_read: bool = PrivateAttr(default=True)
+
+    @property
+    def rights_read(self) -> bool:
+        return self._rights_read
 
     @classmethod
     def refused(cls, exchange: str, role: Role, reason: Reason) -> CheckResult:
         """A check that ended before any rights were read: one reason, nothing granted."""
-        return cls(
+        result = cls(
             accepted=False,
             exchange=exchange,
             role=role,
@@ -126,6 +137,8 @@ class CheckResult(BaseModel):
             expires_at=None,
             reasons=[reason],
         )
+        result._rights_read = False
+        return result
 
     @property
     def retryable(self) -> bool:

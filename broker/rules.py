@@ -2,7 +2,7 @@
 
 Exactly docs/contracts.md §4. No I/O, no clock unless given (`now`), no exchange knowledge:
 adapters normalize, these rules judge. The order of the returned reasons is stable
-(blocking, rights, IP, expiry) so that messages read the same for the same key.
+(rights, unreported rights, IP, expiry) so that messages read the same for the same key.
 
 IP whitelist entries are compared as networks: an entry covers a required egress
 address or CIDR when the required network lies inside it. Entries masked by the
@@ -19,7 +19,9 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Protocol
 
-from broker.reasons import Inspection, Reason, ReasonCode
+from broker.config import env_name
+from broker.names import ROLES
+from broker.reasons import Inspection, Reason, ReasonCode, Severity
 
 EXPIRY_WARNING = timedelta(days=14)
 
@@ -29,23 +31,32 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 class RuleSettings(Protocol):
     """The part of broker.config.Settings the rules read."""
 
-    robot_egress_ips: list[str]
-    site_egress_ips: list[str]
-    allow_futures: bool
     require_site_ip_restriction: bool
+
+    def egress_for(self, role: str) -> list[str]: ...
+
+    def futures_allowed(self, exchange: str) -> bool: ...
+
+    def unverifiable_accepted(self, exchange: str) -> bool: ...
+
+
+# Settings named in refusals, so that each one says what to change.
+_EGRESS_SETTING = {
+    "robot": env_name("robot_exchange_egress_ips"),
+    "site": env_name("site_exchange_egress_ips"),
+}
+_ALLOW_FUTURES = env_name("allow_futures")
+_ACCEPT_UNVERIFIABLE = env_name("accept_unverifiable")
 
 
 def evaluate(
     inspection: Inspection, role: str, settings: RuleSettings, now: datetime | None = None
 ) -> list[Reason]:
     """Every reason for (or against) accepting the key, errors and warnings."""
-    if role not in ("site", "robot"):
+    if role not in ROLES:
         raise ValueError(f"role must be site or robot, not {role!r}")
-    if inspection.blocking:
-        # The rights could not be read (mexc) or the key cannot be used (CDP): nothing
-        # else the inspection says is trustworthy enough to judge.
-        return list(inspection.blocking)
     reasons = permission_reasons(inspection, role, settings)
+    reasons += unverified_reasons(inspection, role, settings)
     reasons += ip_reasons(inspection, role, settings)
     reasons += expiry_reasons(inspection, now or datetime.now(UTC))
     return reasons
@@ -57,33 +68,127 @@ def accepted(reasons: list[Reason]) -> bool:
 
 def permission_reasons(inspection: Inspection, role: str, settings: RuleSettings) -> list[Reason]:
     p = inspection.permissions
+    exchange = inspection.exchange
+
+    def error(code: ReasonCode, message: str) -> Reason:
+        hint = inspection.hints.get(code)
+        return Reason.error(code, f"{message} ({hint})" if hint else message)
+
     out: list[Reason] = []
     if p.withdraw:
-        out.append(Reason.error(ReasonCode.WITHDRAW_ENABLED, "The key can withdraw funds"))
+        out.append(
+            error(
+                ReasonCode.WITHDRAW_ENABLED,
+                "The key can withdraw funds: turn withdrawals off for this key at the exchange",
+            )
+        )
     if p.transfer:
-        out.append(Reason.error(ReasonCode.TRANSFER_ENABLED, "The key can transfer funds"))
-    if not p.read:
-        out.append(Reason.error(ReasonCode.READ_DISABLED, "The key cannot read account data"))
+        out.append(
+            error(
+                ReasonCode.TRANSFER_ENABLED,
+                "The key can transfer funds: turn transfers off for this key at the exchange",
+            )
+        )
+    if not p.read and "read" not in inspection.unverified:
+        out.append(
+            error(
+                ReasonCode.READ_DISABLED,
+                "The key cannot read account data: allow reading for this key at the exchange",
+            )
+        )
     if role == "site":
         if p.spot_trade or p.margin or p.futures:
             out.append(
-                Reason.error(
-                    ReasonCode.TRADE_ENABLED, "A site key must be read-only, but it can trade"
+                error(
+                    ReasonCode.TRADE_ENABLED,
+                    "A site key must be read-only, but it can trade: give the site a key "
+                    "with read rights only",
                 )
             )
-    elif not p.spot_trade:
+    elif not p.spot_trade and "spot_trade" not in inspection.unverified:
         out.append(
-            Reason.error(
-                ReasonCode.TRADE_DISABLED, "No trading permission: a robot key must spot-trade"
+            error(
+                ReasonCode.TRADE_DISABLED,
+                "No trading permission: a robot key must spot-trade; allow spot trading for "
+                "this key at the exchange",
             )
         )
-    if p.futures and not settings.allow_futures:
+    if p.futures and not settings.futures_allowed(exchange):
         out.append(
-            Reason.error(
-                ReasonCode.FUTURES_ENABLED, "The key can trade futures, which is not allowed"
+            error(
+                ReasonCode.FUTURES_ENABLED,
+                "The key can trade futures, which is not allowed: remove its futures rights "
+                f"at the exchange, or set {_ALLOW_FUTURES}=true (or ={exchange}) to accept them",
             )
         )
     return out
+
+
+# Rights named in an `unverifiable` reason, the most dangerous first.
+_SEVERITY_ORDER = ("withdraw", "transfer", "futures", "margin", "spot_trade", "read")
+
+
+# What an unreadable right would make us refuse, per role: (wording, the role needs it).
+def _matters(
+    right: str, role: str, exchange: str, settings: RuleSettings
+) -> tuple[str, bool] | None:
+    if right == "withdraw":
+        return "withdraw", False
+    if right == "transfer":
+        return "transfer funds", False
+    if right == "futures" and (role == "site" or not settings.futures_allowed(exchange)):
+        return "trade futures", False
+    if right == "margin" and role == "site":
+        return "trade on margin", False
+    if right == "spot_trade":
+        return "spot-trade", role == "robot"
+    if right == "read":
+        return "read account data", True
+    return None
+
+
+def _either(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def unverified_reasons(inspection: Inspection, role: str, settings: RuleSettings) -> list[Reason]:
+    """One `unverifiable` reason for the rights the exchange cannot report that would
+    decide the check: an error, or a warning where the operator accepts such keys."""
+    exchange = inspection.exchange
+    decisive = [
+        found
+        for right in _SEVERITY_ORDER
+        if right in inspection.unverified
+        and (found := _matters(right, role, exchange, settings)) is not None
+    ]
+    if not decisive:
+        return []
+    forbidden = [what for what, needed in decisive if not needed]
+    needed = [what for what, need in decisive if need]
+    unknown = _either([what for what, _ in decisive])
+    checks = []
+    if forbidden:
+        checks.append(f"it cannot {_either(forbidden)}")
+    if needed:
+        checks.append(f"it can {_either(needed)}")
+    confirm = f"make sure at the exchange that {' and that '.join(checks)}"
+    said = f"{exchange} does not report whether the key can {unknown}"
+    if settings.unverifiable_accepted(exchange):
+        return [
+            Reason(
+                code=ReasonCode.UNVERIFIABLE,
+                severity=Severity.WARNING,
+                message=f"{said}; accepted because {_ACCEPT_UNVERIFIABLE} includes {exchange}: "
+                f"{confirm}",
+            )
+        ]
+    return [
+        Reason.error(
+            ReasonCode.UNVERIFIABLE,
+            f"{said}; {confirm}, then ask the operator to set {_ACCEPT_UNVERIFIABLE}="
+            f"{exchange} to accept such keys with a warning",
+        )
+    ]
 
 
 # --- IP whitelist --------------------------------------------------------------------------
@@ -147,8 +252,9 @@ def _covers(entry: IPNetwork, required: IPNetwork) -> bool:
 
 
 def ip_reasons(inspection: Inspection, role: str, settings: RuleSettings) -> list[Reason]:
-    egress_texts = settings.robot_egress_ips if role == "robot" else settings.site_egress_ips
-    required = _networks(tuple(egress_texts))
+    required = _networks(tuple(settings.egress_for(role)))
+    setting = _EGRESS_SETTING[role]
+    where = ", ".join(str(net) for net in required)
     unrestricted_is_error = role == "robot" or settings.require_site_ip_restriction
 
     def unrestricted(message: str) -> Reason:
@@ -156,9 +262,15 @@ def ip_reasons(inspection: Inspection, role: str, settings: RuleSettings) -> lis
             return Reason.error(ReasonCode.IP_UNRESTRICTED, message)
         return Reason.warning(ReasonCode.IP_UNRESTRICTED, message)
 
+    fix = (
+        f"restrict it at the exchange to {where}"
+        if required
+        else f"restrict it at the exchange to your {role}'s egress addresses (and list them "
+        f"in {setting})"
+    )
     entries_text = inspection.ip_whitelist
     if inspection.ip_restricted is False or (entries_text is not None and not entries_text):
-        return [unrestricted("The key has no IP whitelist: it works from any address")]
+        return [unrestricted("The key has no IP whitelist: it works from any address; " + fix)]
     if entries_text is None:
         # The exchange does not disclose the list (Binance) or says nothing at all.
         if inspection.ip_restricted is None:
@@ -180,7 +292,7 @@ def ip_reasons(inspection: Inspection, role: str, settings: RuleSettings) -> lis
 
     parsed = [(text, _parse_entry(text)) for text in entries_text]
     if any(isinstance(e, IPNetwork) and e.prefixlen == 0 for _, e in parsed):
-        return [unrestricted("The key's IP whitelist allows every address (0.0.0.0/0)")]
+        return [unrestricted("The key's IP whitelist allows every address (0.0.0.0/0); " + fix)]
 
     out: list[Reason] = []
     missing: list[str] = []
@@ -196,8 +308,10 @@ def ip_reasons(inspection: Inspection, role: str, settings: RuleSettings) -> lis
         out.append(
             Reason.error(
                 ReasonCode.IP_WHITELIST_MISMATCH,
-                f"The key's IP whitelist lacks the {role} egress address(es): "
-                + ", ".join(missing),
+                f"The key's IP whitelist lacks the {role} egress address(es) "
+                + ", ".join(missing)
+                + f": add them to the key at the exchange, or correct {setting} if the "
+                "exchange sees your requests come from other addresses",
             )
         )
     if unconfirmed:
@@ -239,7 +353,12 @@ def expiry_reasons(inspection: Inspection, now: datetime) -> list[Reason]:
     if expires_at.tzinfo is None:
         expires_at = expires_at.replace(tzinfo=UTC)
     if expires_at <= now:
-        return [Reason.error(ReasonCode.KEY_EXPIRED, f"The key expired at {expires_at:%Y-%m-%d}")]
+        return [
+            Reason.error(
+                ReasonCode.KEY_EXPIRED,
+                f"The key expired at {expires_at:%Y-%m-%d}: create a new key at the exchange",
+            )
+        ]
     if expires_at - now <= EXPIRY_WARNING:
         return [
             Reason.warning(

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from broker.config import Settings, format_duration, parse_duration
+from broker.config import Settings
+from broker.durations import format_duration, parse_duration
 from broker.vault_session import VaultSession, VaultUnavailable
 
 MAX_WRAP_TTL = 3600.0

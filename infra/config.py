@@ -18,7 +18,8 @@ from typing import Any, Literal
 
 import pulumi
 
-from broker.config import parse_duration
+from broker.durations import parse_duration
+from broker.names import DEFAULT_MOUNT, SITE_TOKEN_MAX_TTL_S, SITE_TOKEN_TTL_S
 
 NAMESPACE = "keybroker"
 Environment = Literal["dev", "prod"]
@@ -250,12 +251,12 @@ def parse_config(
     if recovery_threshold > recovery_shares:
         raise ConfigError("recoveryThreshold", "at most recoveryShares")
 
-    kv_mount = r.string("kvMount", "exchange-keys") or "exchange-keys"
+    kv_mount = r.string("kvMount", DEFAULT_MOUNT) or DEFAULT_MOUNT
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", kv_mount):
         raise ConfigError("kvMount", "a single path segment such as exchange-keys")
 
-    site_token_ttl = r.duration("siteTokenTtl", 300.0)
-    site_token_max_ttl = r.duration("siteTokenMaxTtl", 900.0)
+    site_token_ttl = r.duration("siteTokenTtl", SITE_TOKEN_TTL_S)
+    site_token_max_ttl = r.duration("siteTokenMaxTtl", SITE_TOKEN_MAX_TTL_S)
     if site_token_max_ttl > SITE_TOKEN_MAX_TTL_CEILING:
         raise ConfigError(
             "siteTokenMaxTtl", "a duration of at most 1h (site tokens are short-lived)"

@@ -4,22 +4,26 @@ Single mode prints `allow` or `deny` (exit 0 / 1); any usage or input problem pr
 one clear line on stderr and exits 2. Batch mode reads JSON lines
 `{"policies": [text, ...], "path", "operation", "params"?, "wrap_ttl_seconds"?}` and
 writes exactly one JSON line per input line, `{"allowed": bool}` or `{"error": str}`;
-a bad line never stops the stream.
+a bad line never stops the stream, but a batch in which every line failed exits 2.
+`--policy` files apply to every batch line, on top of the line's own `policies`.
+
+Paths are request paths as sent to Vault's HTTP API (what follows `/v1/`). For a list
+request Vault's HTTP layer appends the trailing `/` before the ACL sees the path
+(http/logical.go `buildLogicalRequestNoAuth`, docs/facts/vault.md §1.3); so does this.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable
-from functools import lru_cache
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 from policies.acl import ACL, ACLError
 from policies.hcl import PolicyParseError, parse_policy
 from policies.loader import load_policy_files
-from policies.model import OPERATIONS
+from policies.model import OPERATIONS, Policy
 
 EXIT_ALLOW = 0
 EXIT_DENY = 1
@@ -61,6 +65,13 @@ def parse_param_options(options: Iterable[str]) -> dict[str, Any]:
     return data
 
 
+def request_path(path: str, operation: str) -> str:
+    """The path Vault's ACL sees for an HTTP request: list requests end in `/`."""
+    if operation == "list" and not path.endswith("/"):
+        return path + "/"
+    return path
+
+
 def _error(message: str) -> int:
     print(f"keybroker policy eval: error: {message}", file=sys.stderr)
     return EXIT_ERROR
@@ -89,57 +100,96 @@ def run_single(
         return _error(str(exc))
     except OSError as exc:
         return _error(f"cannot read {exc.filename}: {exc.strerror}")
-    allowed = acl.allow_operation(path, operation, data, ttl).allowed
+    allowed = acl.allow_operation(request_path(path, operation), operation, data, ttl).allowed
     print("allow" if allowed else "deny")
     return EXIT_ALLOW if allowed else EXIT_DENY
 
 
-@lru_cache(maxsize=256)
-def _compiled(texts: tuple[str, ...]) -> ACL:
-    return ACL([parse_policy(text) for text in texts])
+class BatchEvaluator:
+    """Answers batch lines; `base` policies (from `--policy` files) apply to every line."""
+
+    def __init__(self, base: Sequence[Policy] = ()) -> None:
+        self._base = tuple(base)
+        self._acls: dict[tuple[str, ...], ACL] = {}
+
+    def _acl(self, texts: tuple[str, ...]) -> ACL:
+        acl = self._acls.get(texts)
+        if acl is None:
+            if len(self._acls) >= 256:  # bound the cache on long streams
+                self._acls.clear()
+            acl = ACL([*self._base, *(parse_policy(text) for text in texts)])
+            self._acls[texts] = acl
+        return acl
+
+    def evaluate_line(self, line: str) -> dict[str, Any]:
+        """One batch line -> `{"allowed": bool}` or `{"error": str}`."""
+        try:
+            request = json.loads(line)
+        except json.JSONDecodeError as exc:
+            return {"error": f"not a JSON object: {exc.msg}"}
+        if not isinstance(request, dict):
+            return {"error": "not a JSON object"}
+        try:
+            texts = request.get("policies", [] if self._base else None)
+            if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+                raise EvalInputError(
+                    '"policies" must be a list of policy texts (optional with --policy)'
+                )
+            path = request.get("path")
+            if not isinstance(path, str):
+                raise EvalInputError('"path" must be a string')
+            operation = _check_operation(request.get("operation"))
+            params = request.get("params")
+            if params is not None and not isinstance(params, dict):
+                raise EvalInputError('"params" must be an object')
+            ttl = _check_wrap_ttl(request.get("wrap_ttl_seconds"))
+            acl = self._acl(tuple(texts))
+        except (EvalInputError, PolicyParseError, ACLError) as exc:
+            return {"error": str(exc)}
+        result = acl.allow_operation(request_path(path, operation), operation, params, ttl)
+        return {"allowed": result.allowed}
+
+    def evaluate_stream(self, lines: Iterable[str], out: IO[str]) -> tuple[int, int]:
+        """Answer every line; (lines read, lines that failed)."""
+        read = failed = 0
+        for line in lines:
+            answer = self.evaluate_line(line)
+            read += 1
+            failed += "error" in answer
+            print(json.dumps(answer), file=out, flush=True)
+        return read, failed
 
 
 def evaluate_line(line: str) -> dict[str, Any]:
-    """One batch line -> `{"allowed": bool}` or `{"error": str}`."""
+    """One batch line, without `--policy` files."""
+    return BatchEvaluator().evaluate_line(line)
+
+
+def evaluate_stream(lines: Iterable[str], out: IO[str]) -> tuple[int, int]:
+    return BatchEvaluator().evaluate_stream(lines, out)
+
+
+def run_batch(source: str, policy_files: Sequence[Path] = ()) -> int:
+    """Evaluate JSON lines from a file (or `-` for stdin), one result line each.
+
+    Exit 0 when at least one line was answered (or there were none), 2 when every line
+    failed or the input could not be read."""
     try:
-        request = json.loads(line)
-    except json.JSONDecodeError as exc:
-        return {"error": f"not a JSON object: {exc.msg}"}
-    if not isinstance(request, dict):
-        return {"error": "not a JSON object"}
+        evaluator = BatchEvaluator(load_policy_files(list(policy_files)) if policy_files else ())
+    except (PolicyParseError, ACLError) as exc:
+        return _error(str(exc))
+    except OSError as exc:
+        return _error(f"cannot read {exc.filename}: {exc.strerror}")
     try:
-        texts = request.get("policies")
-        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
-            raise EvalInputError('"policies" must be a list of policy texts')
-        path = request.get("path")
-        if not isinstance(path, str):
-            raise EvalInputError('"path" must be a string')
-        operation = _check_operation(request.get("operation"))
-        params = request.get("params")
-        if params is not None and not isinstance(params, dict):
-            raise EvalInputError('"params" must be an object')
-        ttl = _check_wrap_ttl(request.get("wrap_ttl_seconds"))
-        acl = _compiled(tuple(texts))
-    except (EvalInputError, PolicyParseError, ACLError) as exc:
-        return {"error": str(exc)}
-    return {"allowed": acl.allow_operation(path, operation, params, ttl).allowed}
-
-
-def evaluate_stream(lines: Iterable[str], out: IO[str]) -> None:
-    for line in lines:
-        print(json.dumps(evaluate_line(line)), file=out, flush=True)
-
-
-def run_batch(source: str) -> int:
-    """Evaluate JSON lines from a file (or `-` for stdin), one result line each."""
-    if source == "-":
-        evaluate_stream(sys.stdin, sys.stdout)
-        return 0
-    try:
-        with open(source, encoding="utf-8") as stream:
-            evaluate_stream(stream, sys.stdout)
+        if source == "-":
+            read, failed = evaluator.evaluate_stream(sys.stdin, sys.stdout)
+        else:
+            with open(source, encoding="utf-8") as stream:
+                read, failed = evaluator.evaluate_stream(stream, sys.stdout)
     except OSError as exc:
         return _error(f"cannot read {source}: {exc.strerror}")
     except UnicodeDecodeError:
         return _error(f"cannot read {source}: not UTF-8 text")
+    if read and failed == read:
+        return _error(f"every one of the {read} batch line(s) failed")
     return 0

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from broker.config import ConfigError, format_duration, load_settings, parse_duration
+from broker.config import ConfigError, load_settings
+from broker.durations import format_duration, parse_duration
 
 CANARY = "hvs.CANARY-config-token-0123456789"
 
@@ -49,19 +50,21 @@ def test_defaults_match_the_contract() -> None:
     assert settings.kv_mount == "exchange-keys"
     assert settings.listen == "127.0.0.1:8080"
     assert (settings.site_token_ttl, settings.site_token_max_ttl) == (300, 900)
-    assert settings.check_timeout == 10 and settings.allow_futures is False
+    assert settings.check_timeout == 10 and settings.allow_futures == frozenset()
+    assert settings.accept_unverifiable == frozenset() and settings.api_docs is False
     assert settings.require_site_ip_restriction is False
 
 
 def test_environment_is_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KEYBROKER_EXCHANGES", "binance, okx")
     monkeypatch.setenv("KEYBROKER_EXCHANGE_URLS", '{"okx": "http://127.0.0.1:9/okx"}')
-    monkeypatch.setenv("KEYBROKER_ROBOT_EGRESS_IPS", "203.0.113.10,198.51.100.0/24")
+    monkeypatch.setenv("KEYBROKER_ROBOT_EXCHANGE_EGRESS_IPS", "203.0.113.10,198.51.100.0/24")
     monkeypatch.setenv("KEYBROKER_SITE_TOKEN_TTL", "2m")
     settings = load_settings()
     assert settings.exchanges == ["binance", "okx"]
     assert settings.exchange_urls == {"okx": "http://127.0.0.1:9/okx"}
-    assert settings.robot_egress_ips == ["203.0.113.10", "198.51.100.0/24"]
+    assert settings.robot_exchange_egress_ips == ["203.0.113.10", "198.51.100.0/24"]
+    assert settings.robot_vault_cidrs == []  # the two meanings are separate settings
     assert settings.site_token_ttl == 120
 
 
@@ -69,6 +72,14 @@ def test_environment_is_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
     ("name", "value", "key"),
     [
         ("KEYBROKER_ROBOT_EGRESS_IPS", "not-an-ip", "KEYBROKER_ROBOT_EGRESS_IPS"),
+        ("KEYBROKER_SITE_VAULT_CIDRS", "10.0.0.0/33", "KEYBROKER_SITE_VAULT_CIDRS"),
+        (
+            "KEYBROKER_ROBOT_EXCHANGE_EGRESS_IPS",
+            "203.0.113.300",
+            "KEYBROKER_ROBOT_EXCHANGE_EGRESS_IPS",
+        ),
+        ("KEYBROKER_ACCEPT_UNVERIFIABLE", "mexc,nasdaq", "KEYBROKER_ACCEPT_UNVERIFIABLE"),
+        ("KEYBROKER_ALLOW_FUTURES", "maybe", "KEYBROKER_ALLOW_FUTURES"),
         ("KEYBROKER_EXCHANGE_URLS", '{"okx": "ftp://x"}', "KEYBROKER_EXCHANGE_URLS"),
         ("KEYBROKER_KV_MOUNT", "a/b", "KEYBROKER_KV_MOUNT"),
         ("KEYBROKER_CHECK_TIMEOUT", "soon", "KEYBROKER_CHECK_TIMEOUT"),
@@ -98,7 +109,72 @@ def test_config_file_then_environment(monkeypatch: pytest.MonkeyPatch, tmp_path:
     monkeypatch.setenv("KEYBROKER_ALLOW_FUTURES", "false")
     settings = load_settings()
     assert settings.kv_mount == "from-file" and settings.listen == "127.0.0.1:9999"
-    assert settings.allow_futures is False  # the environment wins
+    assert settings.allow_futures == frozenset()  # the environment wins
+
+
+@pytest.mark.parametrize(
+    ("old", "exchange_side", "vault_side"),
+    [
+        ("SITE_EGRESS_IPS", "SITE_EXCHANGE_EGRESS_IPS", "SITE_VAULT_CIDRS"),
+        ("ROBOT_EGRESS_IPS", "ROBOT_EXCHANGE_EGRESS_IPS", "ROBOT_VAULT_CIDRS"),
+    ],
+)
+def test_old_egress_names_set_both_new_ones_and_warn(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    old: str,
+    exchange_side: str,
+    vault_side: str,
+) -> None:
+    monkeypatch.setenv(f"KEYBROKER_{old}", "203.0.113.10")
+    settings = load_settings()
+    assert getattr(settings, exchange_side.lower()) == ["203.0.113.10"]
+    assert getattr(settings, vault_side.lower()) == ["203.0.113.10"]
+    warning = caplog.text
+    assert f"KEYBROKER_{old} is deprecated" in warning
+    assert f"KEYBROKER_{exchange_side}" in warning and f"KEYBROKER_{vault_side}" in warning
+
+
+def test_a_new_name_wins_over_the_old_one(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("KEYBROKER_SITE_EGRESS_IPS", "203.0.113.10")
+    monkeypatch.setenv("KEYBROKER_SITE_VAULT_CIDRS", "10.1.0.0/24")
+    settings = load_settings()
+    assert settings.site_vault_cidrs == ["10.1.0.0/24"]
+    assert settings.site_exchange_egress_ips == ["203.0.113.10"]
+    assert "it set KEYBROKER_SITE_EXCHANGE_EGRESS_IPS." in caplog.text
+    assert "SITE_EGRESS_IPS" not in repr(settings.model_dump())  # not a setting any more
+
+
+def test_the_rules_read_the_exchange_side_and_the_layout_the_vault_side() -> None:
+    from broker.layout import layout_from_settings
+
+    settings = load_settings(
+        site_exchange_egress_ips=["203.0.113.10"], site_vault_cidrs=["10.1.0.0/24"]
+    )
+    assert settings.egress_for("site") == ["203.0.113.10"]
+    layout = layout_from_settings(settings)
+    assert "10.1.0.0/24" in repr(layout) and "203.0.113.10" not in repr(layout)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("true", {"binance", "deribit", "mexc"}),  # a subset check below: every exchange
+        ("false", set()),
+        ("deribit", {"deribit"}),
+        ("OKX, deribit", {"okx", "deribit"}),
+    ],
+)
+def test_exchange_sets(monkeypatch: pytest.MonkeyPatch, text: str, expected: set[str]) -> None:
+    monkeypatch.setenv("KEYBROKER_ALLOW_FUTURES", text)
+    monkeypatch.setenv("KEYBROKER_ACCEPT_UNVERIFIABLE", text)
+    settings = load_settings()
+    for value in (settings.allow_futures, settings.accept_unverifiable):
+        assert expected <= value if text == "true" else value == expected
+    assert settings.futures_allowed("deribit") is ("deribit" in settings.allow_futures)
+    assert settings.unverifiable_accepted("mexc") is ("mexc" in settings.accept_unverifiable)
 
 
 @pytest.mark.parametrize(

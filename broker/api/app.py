@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TextIO
 
 from anyio import to_thread
 from fastapi import FastAPI
 
 from broker.api import openapi
+from broker.api.access_log import AccessLog
 from broker.api.errors import CatchAll, install_error_handlers
 from broker.api.hot import HotRoutes
 from broker.api.limits import RequestGuard
@@ -70,9 +71,11 @@ def create_app(
     checker: Checker | None = None,
     audit_stream: TextIO | None = None,
     vault_concurrency: int = 128,
+    access_log: Callable[[str], None] | None = None,
 ) -> FastAPI:
     """The broker app. `checker` defaults to broker.exchanges.KeyChecker(settings);
-    `audit_stream` overrides settings.audit_log (tests capture it)."""
+    `audit_stream` overrides settings.audit_log (tests capture it); `access_log` gets one
+    line per request (broker/api/access_log.py; dev mode prints them)."""
     metrics = BrokerMetrics()
     session = VaultSession(
         settings,
@@ -120,7 +123,8 @@ def create_app(
         title="keybroker",
         version="1",
         summary="Checks crypto-exchange API keys and keeps them in HashiCorp Vault.",
-        docs_url=None,  # only /healthz, /readyz and /openapi.json are open
+        # FastAPI's own pages load assets from CDNs: broker/api/docs.py serves them instead.
+        docs_url=None,
         redoc_url=None,
         # No 307 to the slash-less path: it would answer before authentication.
         redirect_slashes=False,
@@ -131,12 +135,18 @@ def create_app(
     openapi.install(app, settings)
     app.include_router(router)
     app.include_router(open_router)
+    if settings.api_docs:
+        from broker.api.docs import install_api_docs
+
+        install_api_docs(app)
     app.add_middleware(HotRoutes)  # innermost: the two busy endpoints without the router
     app.add_middleware(CatchAll)
-    # Added last = outermost: runs before everything else.
+    # Outermost but one (the access log wraps it): runs before everything else.
     app.add_middleware(
         RequestGuard,
         body_timeout=settings.body_timeout,
         max_reading=settings.max_unauthenticated,
     )
+    if access_log is not None:
+        app.add_middleware(AccessLog, emit=access_log)  # times the guards' answers too
     return app

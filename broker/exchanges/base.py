@@ -83,7 +83,7 @@ class Adapter(ABC):
             return Reason.error(
                 ReasonCode.NON_HMAC_KEY,
                 f"{self.id}: the secret is a private key (RSA/EC/Ed25519); only HMAC keys "
-                "are accepted",
+                "are accepted: create an HMAC key at the exchange",
             )
         return None
 

@@ -26,6 +26,7 @@ from broker.exchanges.client import ClientFactory
 from broker.exchanges.errors import reason
 from broker.exchanges.registry import get_adapter
 from broker.ratelimit import ExchangeLimits
+from broker.names import ROLES
 from broker.reasons import CheckResult, Inspection, Reason, ReasonCode
 
 log = logging.getLogger(__name__)
@@ -99,18 +100,18 @@ class KeyChecker:
         credentials: Credentials,
         now: datetime | None = None,
     ) -> CheckResult:
-        if role not in ("site", "robot"):
+        if role not in ROLES:
             raise ValueError(f"role must be site or robot, not {role!r}")
         outcome = await self.inspect(exchange, credentials)
         if isinstance(outcome, Reason):
-            return CheckResult.refused(exchange, role, outcome)  # type: ignore[arg-type]
+            return CheckResult.refused(exchange, role, outcome)
         if self._egress_proven(outcome, role):
             outcome = outcome.model_copy(update={"ip_whitelist_verified": True})
         reasons = rules.evaluate(outcome, role, self._settings, now=now)
         return CheckResult(
             accepted=rules.accepted(reasons),
             exchange=exchange,
-            role=role,  # type: ignore[arg-type]
+            role=role,
             permissions=outcome.permissions,
             ip_restricted=outcome.ip_restricted,
             ip_whitelist=outcome.ip_whitelist,
@@ -147,9 +148,7 @@ class KeyChecker:
         """The successful signed call came from the only egress address the role uses."""
         if not self._broker_egress or inspection.ip_restricted is not True:
             return False
-        egress = (
-            self._settings.robot_egress_ips if role == "robot" else self._settings.site_egress_ips
-        )
+        egress = self._settings.egress_for(role)
         try:
             broker = ipaddress.ip_address(self._broker_egress)
             networks = [ipaddress.ip_network(text, strict=False) for text in egress]

@@ -4,23 +4,84 @@ Exit 0 accepted, 1 rejected, 3 retryable (exchange unavailable or rate limited),
 2 usage error (missing credentials, unknown or disabled exchange, bad configuration).
 JSON output is exactly a CheckResult; text output is for people. Neither ever shows
 the secret, the passphrase or the whole api key.
+
+`--dev` takes what `keybroker dev` wrote to its state file: the sandbox's URLs and the
+settings its broker checks keys with, and, with `--sandbox-key LABEL`, that sandbox key.
+`--exchange-url URL` aims the one exchange checked at URL (a testnet, a sandbox).
+When the check ends before the exchange said anything about the key's rights, the text
+output says what happened and what to try instead of a table of unknown rights.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
-from typing import TextIO
+from pathlib import Path
+from typing import Any, TextIO
 
 from broker.config import ConfigError, Settings, load_settings
 from broker.exchanges.base import Credentials, mask_api_key
 from broker.exchanges.registry import get_adapter
-from broker.reasons import CheckResult
+from broker.names import ROLES
+from broker.reasons import CheckResult, ReasonCode
 
 EXIT_ACCEPTED = 0
 EXIT_REJECTED = 1
 EXIT_USAGE = 2
 EXIT_RETRYABLE = 3
+
+# What to try when a check learned nothing about the key, beyond the reason's own words.
+_CANNOT_REACH = (
+    "check that the exchange answers at its URL (KEYBROKER_EXCHANGE_URLS, --exchange-url; "
+    "--dev for the running dev sandbox), then try again"
+)
+NEXT_STEP: dict[ReasonCode, str] = {
+    ReasonCode.INVALID_CREDENTIALS: "check the api key, secret and passphrase, and that the "
+    "key belongs to this exchange (live, not a testnet, or the reverse: --exchange-url)",
+    ReasonCode.IP_NOT_ALLOWED: "the exchange refused the address this check came from: "
+    "run it from an address on the key's whitelist, or add this one",
+    ReasonCode.EXCHANGE_UNAVAILABLE: _CANNOT_REACH,
+    ReasonCode.RATE_LIMITED: "wait a minute, then try again",
+    ReasonCode.UNSUPPORTED_EXCHANGE: "use one of the enabled exchanges (KEYBROKER_EXCHANGES)",
+}
+
+
+class DevStateError(ValueError):
+    """The dev state file cannot be used; the message says why and what to do."""
+
+
+def dev_state(path: Path) -> dict[str, Any]:
+    """What `keybroker dev` wrote (devtools/keybroker_dev/devmode.py, DevState)."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DevStateError(
+            f"no dev state file at {path}: start `keybroker dev` (or `make dev`) first, "
+            "or give its --state-file"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise DevStateError(
+            f"cannot read the dev state file {path}: {type(exc).__name__}"
+        ) from None
+    if not isinstance(data, dict) or not isinstance(data.get("check_settings"), dict):
+        raise DevStateError(
+            f"{path} holds no check_settings: it was written by an older `keybroker dev`; "
+            "restart it"
+        )
+    return data
+
+
+def sandbox_credentials(
+    state: dict[str, Any], exchange: str, label: str
+) -> tuple[str, str, str | None]:
+    keys = state.get("sandbox_keys", {}).get(exchange, {})
+    if label not in keys:
+        raise DevStateError(
+            f"no sandbox key {label!r} on {exchange} (labels: {', '.join(sorted(keys))})"
+        )
+    key = keys[label]
+    return key["api_key"], key["secret"], key.get("passphrase")
 
 
 def check_key(
@@ -33,6 +94,11 @@ def check_key(
     settings: Settings | None = None,
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
+    *,
+    dev: bool = False,
+    state_file: Path | None = None,
+    sandbox_key: str | None = None,
+    exchange_url: str | None = None,
 ) -> int:
     out = stdout or sys.stdout
     err = stderr or sys.stderr
@@ -43,10 +109,26 @@ def check_key(
 
     if output_format not in ("text", "json"):
         return usage("--format must be text or json")
-    if role not in ("site", "robot"):
+    if role not in ROLES:
         return usage("--role must be site or robot")
+    if sandbox_key is not None and not dev:
+        return usage("--sandbox-key takes a key from the dev state file: add --dev")
+    overrides: dict[str, Any] = {}
+    if dev:
+        if state_file is None:
+            return usage("--dev needs the dev state file (--state-file)")
+        try:
+            state = dev_state(state_file)
+            if sandbox_key is not None:
+                api_key, secret, passphrase = sandbox_credentials(state, exchange, sandbox_key)
+        except DevStateError as exc:
+            return usage(str(exc))
+        overrides = dict(state["check_settings"])
     try:
-        settings = settings or load_settings()
+        settings = settings or load_settings(**overrides)
+        if exchange_url is not None:
+            urls = dict(settings.exchange_urls) | {exchange: exchange_url}
+            settings = load_settings(**(overrides | {"exchange_urls": urls}))
     except ConfigError as exc:
         return usage(str(exc))
     adapter = get_adapter(exchange)
@@ -103,6 +185,9 @@ def _print_text(result: CheckResult, masked_key: str, out: TextIO) -> None:
         verdict = "[bold yellow]NOT CHECKED (retry later)[/]"
     else:
         verdict = "[bold red]REJECTED[/]"
+    if not result.rights_read:
+        _print_nothing_learned(result, masked_key, verdict, console)
+        return
     console.print(f"{result.exchange} {result.role} key {masked_key}: {verdict}")
     rights = Table(show_header=True, header_style="bold", box=None)
     names = list(type(result.permissions).model_fields)
@@ -125,3 +210,20 @@ def _print_text(result: CheckResult, masked_key: str, out: TextIO) -> None:
         style = "red" if item.severity == "error" else "yellow"
         console.print(f"[{style}]{item.severity}[/] {item.code}: ", end="")
         console.print(item.message, markup=False)
+
+
+def _print_nothing_learned(
+    result: CheckResult, masked_key: str, verdict: str, console: Any
+) -> None:
+    """The check ended before the exchange said anything about the key: no rights table,
+    which would read as "no rights", but what happened and what to try."""
+    console.print(
+        f"{result.exchange} {result.role} key {masked_key}: {verdict} "
+        "(nothing was learned about its rights)"
+    )
+    for item in result.reasons:
+        console.print(f"[red]{item.severity}[/] {item.code}: ", end="")
+        console.print(item.message, markup=False)
+        step = NEXT_STEP.get(item.code)
+        if step is not None:
+            console.print(f"What to do: {step}", markup=False)

@@ -1,14 +1,20 @@
 """Coinbase Advanced Trade: GET /api/v3/brokerage/key_permissions (docs/facts/exchanges.md).
 
-Quirks: current (CDP) keys are EC/Ed25519 private keys signing JWTs, not HMAC; they
-are refused before any request (`non_hmac_key`) with ccxt's own test for them (key name
-`organizations/...`, PEM secret, 88-character or `=`-terminated base64 secret). Legacy
-HMAC keys are inspected: `can_view`, `can_trade`, `can_transfer`; no IP facts exist.
-ccxt files upper-case RESOURCE_EXHAUSTED as plain ExchangeError.
+Both key kinds are inspected with the same request, signed as ccxt signs it:
+- CDP keys (current): the api key is the key name `organizations/.../apiKeys/...` and the
+  secret a private key; ccxt sends `Authorization: Bearer <JWT>`, signed ES256 with an
+  EC P-256 key in PEM, or EdDSA with an Ed25519 key given as base64 of its 64 bytes
+  (ccxt's test for the latter: an 88-character or `=`-terminated secret). The private key
+  is parsed here first, so a truncated paste is `invalid_credentials` without a request.
+- legacy HMAC keys: `CB-ACCESS-*` headers.
+Rights: `can_view`, `can_trade`, `can_transfer`; no IP facts exist. ccxt files upper-case
+RESOURCE_EXHAUSTED as plain ExchangeError.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any
 
 from broker.exchanges.base import Adapter, Credentials, require_dict
@@ -43,22 +49,55 @@ class CoinbaseAdapter(Adapter):
         return None
 
     def precheck(self, credentials: Credentials) -> Reason | None:
-        secret = credentials.secret
-        if (
-            "organizations/" in credentials.api_key
-            or secret.startswith("-----BEGIN")
-            or len(secret) == 88
-            or secret.endswith("=")
-        ):
+        if not is_cdp_key(credentials):
+            return super().precheck(credentials)
+        if credentials.api_key.startswith("-----BEGIN"):
             return reason(
-                ReasonCode.NON_HMAC_KEY,
+                ReasonCode.INVALID_CREDENTIALS,
                 self.id,
-                "this is a CDP key (EC/Ed25519, signs JWTs); only HMAC keys are accepted",
+                "a CDP key's api key is its name (organizations/.../apiKeys/...), not a public key",
             )
-        return super().precheck(credentials)
+        if not cdp_secret_loads(credentials.secret):
+            return reason(
+                ReasonCode.INVALID_CREDENTIALS,
+                self.id,
+                "the CDP key's private key cannot be read: paste the whole secret (an EC "
+                "key with its BEGIN and END lines, or the Ed25519 key's base64)",
+            )
+        return None
 
     async def inspect(self, exchange: Any, credentials: Credentials) -> Inspection:
         return parse(await exchange.v3_private_get_brokerage_key_permissions())
+
+
+def is_cdp_key(credentials: Credentials) -> bool:
+    """ccxt's own test for a key it signs with a JWT instead of HMAC."""
+    secret = credentials.secret
+    return (
+        "organizations/" in credentials.api_key
+        or secret.startswith("-----BEGIN")
+        or len(secret) == 88
+        or secret.endswith("=")
+    )
+
+
+def cdp_secret_loads(secret: str) -> bool:
+    """The secret is a key ccxt can sign with: EC P-256 PEM (ES256), or base64 of an
+    Ed25519 seed and public key (EdDSA; ccxt signs with the first 32 bytes)."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    if secret.startswith("-----BEGIN"):
+        try:
+            key = load_pem_private_key(secret.encode(), password=None)
+        except (ValueError, TypeError):
+            return False
+        return isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp256r1"
+    try:
+        raw = base64.b64decode(secret, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return len(raw) == 64
 
 
 def parse(answer: Any) -> Inspection:

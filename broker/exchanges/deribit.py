@@ -33,6 +33,13 @@ from broker.exchanges.base import (
 from broker.exchanges.errors import reason
 from broker.reasons import Inspection, Permissions, ReasonCode
 
+# Appended to a futures refusal: on Deribit it cannot be cleared at the exchange.
+HINTS = {
+    ReasonCode.FUTURES_ENABLED: "Deribit's trade scope covers futures and options, so every "
+    "Deribit key that can trade has futures rights; KEYBROKER_ALLOW_FUTURES=deribit "
+    "accepts them"
+}
+
 
 class DeribitAdapter(Adapter):
     id = "deribit"
@@ -128,6 +135,7 @@ def parse_auth(answer: Any) -> Inspection:
     return Inspection(
         exchange="deribit",
         permissions=_permissions(scopes(str(result.get("scope", "")))),
+        hints=HINTS,
         ip_restricted=None,  # public/auth does not tell
         ip_whitelist=None,
     )
@@ -148,6 +156,7 @@ def parse(answer: Any, api_key: str) -> Inspection:
     return Inspection(
         exchange="deribit",
         permissions=_permissions(scopes(str(entry.get("max_scope", "")))),
+        hints=HINTS,
         ip_restricted=restricted,
         ip_whitelist=ips,
     )

@@ -17,10 +17,12 @@ from broker.reasons import Reason, ReasonCode, Severity
 
 MESSAGES: dict[ReasonCode, str] = {
     ReasonCode.INVALID_CREDENTIALS: "Invalid key: the exchange refused the key, secret or "
-    "passphrase",
-    ReasonCode.IP_NOT_ALLOWED: "IP not allowed: the exchange refused the broker's IP for this key",
-    ReasonCode.READ_DISABLED: "The key cannot read account data",
-    ReasonCode.KEY_EXPIRED: "The key has expired",
+    "passphrase; check them, and that the key is still active at the exchange",
+    ReasonCode.IP_NOT_ALLOWED: "IP not allowed: the exchange refused the broker's IP for this "
+    "key; add the broker's egress address to the key's IP whitelist at the exchange",
+    ReasonCode.READ_DISABLED: "The key cannot read account data: allow reading for this key "
+    "at the exchange",
+    ReasonCode.KEY_EXPIRED: "The key has expired: create a new key at the exchange",
     ReasonCode.UNVERIFIABLE: "The key's rights cannot be read from the exchange",
     ReasonCode.EXCHANGE_UNAVAILABLE: "Exchange unavailable: try again later",
     ReasonCode.RATE_LIMITED: "The exchange is rate limiting requests: try again later",

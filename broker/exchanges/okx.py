@@ -22,6 +22,12 @@ from broker.exchanges.base import (
 from broker.exchanges.errors import CLOCK_SKEW, WRONG_PASSPHRASE, WRONG_SECRET, unexpected_shape
 from broker.reasons import Inspection, Permissions, ReasonCode
 
+# Appended to a futures refusal: OKX keys have no futures switch of their own.
+HINTS = {
+    ReasonCode.FUTURES_ENABLED: "on OKX a trade key reaches futures and margin whenever the "
+    "account mode is above spot (acctLv 2-4); an account in spot mode gives it spot only"
+}
+
 
 class OkxAdapter(Adapter):
     id = "okx"
@@ -80,4 +86,5 @@ def parse(answer: Any) -> Inspection:
         ),
         ip_restricted=restricted,
         ip_whitelist=ips,
+        hints=HINTS,
     )

@@ -5,11 +5,24 @@ One process tree: devvault and the sandbox run in this process (threads), or a r
 `apply_layout` as `keybroker vault bootstrap`; the broker logs in with its own AppRole
 and sends its exchange requests to the sandbox. Connection details (which include
 tokens and sandbox secrets) go only to the state file, created with mode 0600; the
-terminal gets the file's path and commands that read it.
+terminal gets the file's path and commands that read it, one access line per broker
+request (method, path, status, time; never a header or body) and the audit log's path.
+
+One instance per state directory: a lock file there (`.keybroker-dev.lock`, holding the
+owner's pid) keeps a second `keybroker dev` from overwriting the first one's state file,
+logs and, on exit, deleting its state file.
+
+Addresses (broker/config.py): the sandbox sees every caller, site and robot alike, at
+its simulated public address 203.0.113.10: that is both roles' exchange egress, what a
+sandbox key's whitelist holds. Site tokens and robot logins come from this machine:
+both roles' Vault CIDRs are loopback. MEXC rights that cannot be read are accepted with
+a warning (ACCEPT_UNVERIFIABLE=mexc) and futures rights on Deribit, whose trade scope
+always includes them (ALLOW_FUTURES=deribit), so that every good sandbox key is accepted.
 """
 
 from __future__ import annotations
 
+import fcntl
 import importlib
 import json
 import os
@@ -33,11 +46,14 @@ import requests
 
 from broker.bootstrap import apply_layout, create_caller_token, issue_approle_credentials
 from broker.layout import INTAKE_POLICY, SITE_BACKEND_POLICY, build_layout
+from keybroker_dev.sandbox.keys import ROBOT_EGRESS_IP  # the sandbox's simulated client IP
 
-ROBOT_EGRESS_IP = (
-    "203.0.113.10"  # the sandbox's simulated client IP (devtools/keybroker_dev/sandbox/keys.py)
-)
 LOOPBACK_CIDR = "127.0.0.1/32"
+LOCK_NAME = ".keybroker-dev.lock"
+# Settings dev mode sets beyond addresses (module docstring): exchanges where a right the
+# exchange cannot report, or a futures right, is accepted.
+ACCEPT_UNVERIFIABLE = frozenset({"mexc"})
+ALLOW_FUTURES = frozenset({"deribit"})
 CALLER_TOKEN_TTL = "24h"
 VAULT_START_TIMEOUT = 30.0
 
@@ -68,6 +84,9 @@ class DevState:
     sandbox_keys: dict[str, dict[str, dict[str, str]]] = field(repr=False)
     robot_role_id: str
     robot_secret_id: str = field(repr=False)
+    # The broker's settings that decide a key check (no secret): `check-key --dev`
+    # applies them, so that it judges a key as this broker does.
+    check_settings: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -95,6 +114,36 @@ def write_state_file(path: Path, state: DevState) -> None:
         json.dump(state.to_json(), out, indent=2)
         out.write("\n")
     os.replace(tmp, path)
+
+
+class StateDirLock:
+    """An exclusive flock on `<dir>/.keybroker-dev.lock`, which holds the owner's pid.
+
+    The kernel drops the lock when its holder exits, however it exits: a stale lock file
+    never blocks the next run.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / LOCK_NAME
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise DevModeError(
+                f"another `keybroker dev` (pid {holder}) is running with the state directory "
+                f"{directory}; stop it, or give this one its own directory with "
+                "--state-file OTHER_DIR/dev.json"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd: int | None = fd
+
+    def stop(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # releases the lock
+            self._fd = None
 
 
 # --- Vault: in-process devvault or a `vault server -dev` child ---------------------------
@@ -169,12 +218,15 @@ def _free_port() -> int:
 class DevStack:
     """Starts the parts in order and stops them in reverse, also when a start fails."""
 
-    def __init__(self, state_file: Path, vault_mode: str, say: Say) -> None:
+    def __init__(
+        self, state_file: Path, vault_mode: str, say: Say, access_log: Say | None = None
+    ) -> None:
         if vault_mode not in ("devvault", "binary"):
             raise DevModeError(f"unknown vault mode {vault_mode!r}: use devvault or binary")
         self.state_file = state_file
         self.vault_mode = vault_mode
         self.say = say
+        self.access_log = access_log
         self._stack = ExitStack()
         self.state: DevState | None = None
 
@@ -193,6 +245,7 @@ class DevStack:
 
     def _start(self) -> DevState:
         _private_dir(self.state_file.parent)  # before anything writes logs into it
+        self._own(StateDirLock(self.state_file.parent))  # before anything is written there
         # The broker's imports (FastAPI, ccxt) take seconds: load them while Vault and
         # the sandbox start.
         warm_up = threading.Thread(target=_import_broker, name="import-broker", daemon=True)
@@ -205,7 +258,7 @@ class DevStack:
 
         self.say("Applying the Vault layout (mount, policies, token role, AppRoles)")
         # Site tokens are bound to loopback (the site runs here); the robot logs in
-        # from loopback too. ROBOT_EGRESS_IP is the robot's address *at the exchange*.
+        # from loopback too. ROBOT_EGRESS_IP is everyone's address *at the exchange*.
         layout = build_layout(site_token_cidrs=(LOOPBACK_CIDR,), robot_cidrs=(LOOPBACK_CIDR,))
         apply_layout(client, layout, on_step=lambda line: self.say(f"  {line}"))
         broker_creds = issue_approle_credentials(client, "keybroker-broker")
@@ -217,14 +270,16 @@ class DevStack:
             client, [SITE_BACKEND_POLICY], CALLER_TOKEN_TTL, display_name="dev-site-backend"
         )
 
+        check_settings = dev_check_settings(dict(sandbox.exchange_urls))
         broker_url = self._start_broker(
             vault_addr=vault_addr,
             role_id=broker_creds.role_id,
             secret_id=broker_creds.secret_id,
-            exchange_urls=dict(sandbox.exchange_urls),
+            check_settings=check_settings,
             mount=layout.mount,
         )
-        self.say(f"  broker: {broker_url}")
+        self.say(f"  broker: {broker_url} (API docs: {broker_url}/docs)")
+        self.say(f"  audit log: {self.audit_log}")
         self.state = DevState(
             broker_url=broker_url,
             vault_addr=vault_addr,
@@ -238,6 +293,7 @@ class DevStack:
             },
             robot_role_id=robot_creds.role_id,
             robot_secret_id=robot_creds.secret_id,
+            check_settings=check_settings,
         )
         write_state_file(self.state_file, self.state)
         # In-memory Vault and tokens die with us: leave no stale credentials behind.
@@ -274,7 +330,7 @@ class DevStack:
         vault_addr: str,
         role_id: str,
         secret_id: str,
-        exchange_urls: dict[str, str],
+        check_settings: dict[str, Any],
         mount: str,
     ) -> str:
         self.say("Starting the broker")
@@ -291,23 +347,39 @@ class DevStack:
             vault_role_id=role_id,
             vault_secret_id=secret_id,
             kv_mount=mount,
-            exchanges=sorted(exchange_urls),
-            exchange_urls=exchange_urls,
-            robot_egress_ips=[ROBOT_EGRESS_IP],
-            # The sandbox sees the broker at the robot's egress too, so a signed call that
-            # succeeds proves a whitelist the exchange will not list (Binance).
-            broker_egress_ip=ROBOT_EGRESS_IP,
-            site_egress_ips=[LOOPBACK_CIDR],
+            robot_vault_cidrs=[LOOPBACK_CIDR],
+            site_vault_cidrs=[LOOPBACK_CIDR],
+            api_docs=True,
+            **check_settings,
             listen="127.0.0.1:0",
-            audit_log=self.state_file.parent / "audit.log",
+            audit_log=self.audit_log,
         )
-        running = start_in_thread(settings, host="127.0.0.1", port=0)
+        running = start_in_thread(settings, host="127.0.0.1", port=0, access_log=self.access_log)
         self._own(running)
         return str(running.url).rstrip("/")
+
+    @property
+    def audit_log(self) -> Path:
+        return self.state_file.parent / "audit.log"
 
     def _remove_state_file(self) -> None:
         with suppress(FileNotFoundError):
             self.state_file.unlink()
+
+
+def dev_check_settings(exchange_urls: dict[str, str]) -> dict[str, Any]:
+    """The dev broker's settings that decide a key check (module docstring), as JSON."""
+    return {
+        "exchanges": sorted(exchange_urls),
+        "exchange_urls": exchange_urls,
+        "robot_exchange_egress_ips": [ROBOT_EGRESS_IP],
+        "site_exchange_egress_ips": [ROBOT_EGRESS_IP],
+        # The sandbox sees the broker at that egress too, so a signed call that succeeds
+        # proves a whitelist the exchange will not list (Binance).
+        "broker_egress_ip": ROBOT_EGRESS_IP,
+        "accept_unverifiable": sorted(ACCEPT_UNVERIFIABLE),
+        "allow_futures": sorted(ALLOW_FUTURES),
+    }
 
 
 # --- `keybroker dev` ---------------------------------------------------------------------
@@ -366,7 +438,7 @@ def run(state_file: Path, vault_mode: str) -> int:
     started = time.monotonic()
     stack: DevStack | None = None
     try:
-        stack = DevStack(Path(state_file), vault_mode, say)
+        stack = DevStack(Path(state_file), vault_mode, say, access_log=say)
         stack.start()
         ready.set()
         say(f"Ready in {time.monotonic() - started:.1f}s.")

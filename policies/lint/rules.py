@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from broker.names import ROLES
 from policies.acl import ACL
 from policies.analysis import PatternError, Principal, find_granted, shape_of
 from policies.lint.base import (
@@ -183,7 +184,7 @@ class BroadSecretGlob(LintRule):
                 hits = [
                     ctx.stanza_reaches(stanza, f"{mount}/{api}/{role}/*", ALL_CAPABILITIES)
                     for api in ("data", "metadata")
-                    for role in ("site", "robot")
+                    for role in ROLES
                 ]
                 if (hits[0] and hits[1]) or (hits[2] and hits[3]):
                     yield self.finding(

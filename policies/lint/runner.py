@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from broker.names import DEFAULT_MOUNT as DEFAULT_KV_MOUNT
 from policies.analysis import shape_of
 from policies.lint.base import LintContext, LintFinding, registry
 from policies.model import Policy
-
-DEFAULT_KV_MOUNT = "exchange-keys"
 
 
 def kv_v2_mounts(policies: Sequence[Policy]) -> frozenset[str]:

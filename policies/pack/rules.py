@@ -26,14 +26,15 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from broker.config import parse_duration
+from broker.durations import parse_duration
+from broker.names import SITE_TOKEN_MAX_TTL_S, SITE_TOKEN_TTL_S
 from policies.analysis import Principal, find_granted
 from policies.hcl import PolicyParseError, parse_policy
 from policies.pack import props as p
 
 MANDATORY = EnforcementLevel.MANDATORY
 ADVISORY = EnforcementLevel.ADVISORY
-DEFAULT_MAX_SITE_TOKEN_TTL_S = 900  # docs/contracts.md §2: explicit max TTL 15m
+DEFAULT_MAX_SITE_TOKEN_TTL_S = SITE_TOKEN_MAX_TTL_S  # docs/contracts.md §2
 KEY_OPERATIONS = ("read", "list", "create", "update", "patch", "delete")
 # KV v2 API prefixes under which a key (or its versions) can be reached.
 KV_PREFIXES = ("data", "metadata", "delete", "undelete", "destroy")
@@ -343,7 +344,7 @@ def _site_token_cap(args: ResourceValidationArgs) -> float:
     return float(args.get_config().get("maxSiteTokenTtlSeconds", DEFAULT_MAX_SITE_TOKEN_TTL_S))
 
 
-def _seconds(value: str) -> float | None:
+def _seconds(value: str | float) -> float | None:
     try:
         return parse_duration(value)
     except ValueError:
@@ -357,9 +358,9 @@ def check_broker_token_cap(args: ResourceValidationArgs, report: ReportViolation
     fail = _reporter(report, SITE_TOKEN_LIMITS)
     cap = _site_token_cap(args)
     env = p.envs(args.props)
-    # Unset means the broker's default, 15m (docs/contracts.md §7).
-    max_ttl = _seconds(env.get("KEYBROKER_SITE_TOKEN_MAX_TTL", "15m"))
-    ttl = _seconds(env.get("KEYBROKER_SITE_TOKEN_TTL", "5m"))
+    # Unset means the broker's defaults (docs/contracts.md §7).
+    max_ttl = _seconds(env.get("KEYBROKER_SITE_TOKEN_MAX_TTL", SITE_TOKEN_MAX_TTL_S))
+    ttl = _seconds(env.get("KEYBROKER_SITE_TOKEN_TTL", SITE_TOKEN_TTL_S))
     if max_ttl is None or not 0 < max_ttl <= cap:
         fail(f"The broker's KEYBROKER_SITE_TOKEN_MAX_TTL is not within (0, {cap:g}s].")
     elif ttl is None or ttl > max_ttl:

@@ -380,15 +380,26 @@ def test_error_messages_never_echo_exchange_text() -> None:
         ("okx", Credentials("k", "s"), "invalid_credentials"),  # passphrase required
         ("binance", Credentials("k", "-----BEGIN PRIVATE KEY-----\nMC4C\n-----END PRIVATE KEY"),
          "non_hmac_key"),
+        # CDP keys whose private key cannot be signed with (truncated, wrong curve, ...)
         ("coinbase", Credentials("organizations/1/apiKeys/2", "-----BEGIN EC PRIVATE KEY-----"),
-         "non_hmac_key"),
-        ("coinbase", Credentials("k", "A" * 86 + "=="), "non_hmac_key"),  # Ed25519 v2 secret
+         "invalid_credentials"),
+        ("coinbase", Credentials("k", "A" * 84 + "=="), "invalid_credentials"),  # 63 bytes
+        ("coinbase", Credentials("-----BEGIN PUBLIC KEY-----", "A" * 86 + "=="),
+         "invalid_credentials"),  # the public key where the key name belongs
         ("kraken", Credentials("k", "not base64!"), "invalid_credentials"),
     ],
 )  # fmt: skip
 def test_prechecks(exchange: str, credentials: Credentials, expected: str) -> None:
     reason = ADAPTERS[exchange].precheck(credentials)
     assert reason is not None and reason.code.value == expected
+
+
+def test_prechecks_pass_cdp_keys_ccxt_can_sign_with() -> None:
+    """Issue 11: CDP keys were refused as non_hmac_key before any request."""
+    from keybroker_dev.sandbox.keys import cdp_ed25519_secret, cdp_es256_secret, cdp_key_name
+
+    for secret in (cdp_es256_secret(), cdp_ed25519_secret()):
+        assert ADAPTERS["coinbase"].precheck(Credentials(cdp_key_name(), secret)) is None
 
 
 def test_prechecks_pass_good_hmac_keys() -> None:

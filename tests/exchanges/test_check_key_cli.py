@@ -23,7 +23,7 @@ def env(fresh_sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> Sandbo
                  "KEYBROKER_CONFIG_FILE", "KEYBROKER_EXCHANGES"):  # fmt: skip
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("KEYBROKER_EXCHANGE_URLS", json.dumps(fresh_sandbox.exchange_urls))
-    monkeypatch.setenv("KEYBROKER_ROBOT_EGRESS_IPS", ROBOT_EGRESS_IP)
+    monkeypatch.setenv("KEYBROKER_ROBOT_EXCHANGE_EGRESS_IPS", ROBOT_EGRESS_IP)
     monkeypatch.setenv("KEYBROKER_CHECK_TIMEOUT", "2s")
     return fresh_sandbox
 
@@ -105,3 +105,94 @@ def test_bad_configuration_is_usage_error(env: SandboxServer) -> None:
 def test_bad_role_is_rejected_by_the_cli(env: SandboxServer) -> None:
     result = invoke("--exchange", "bybit", "--role", "admin", "--api-key", "k", "--secret", "s")
     assert result.exit_code == 2
+
+
+# --- issue 11: --dev, --exchange-url, nothing learned ---------------------------------------
+
+
+def _dev_state_file(sandbox: SandboxServer, tmp_path) -> str:  # type: ignore[no-untyped-def]
+    """A state file as `keybroker dev` writes it, for this sandbox."""
+    from keybroker_dev.devmode import dev_check_settings
+
+    state = {
+        "sandbox_url": sandbox.base_url,
+        "sandbox_keys": {
+            exchange: {label: key.credentials() for label, key in labels.items()}
+            for exchange, labels in sandbox.keys.items()
+        },
+        "check_settings": dev_check_settings(dict(sandbox.exchange_urls)),
+    }
+    path = tmp_path / "dev.json"
+    path.write_text(json.dumps(state))
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("exchange", "role", "label"),
+    [("binance", "site", "read_only"), ("mexc", "robot", "trade_whitelisted"),
+     ("deribit", "robot", "trade_whitelisted")],
+)  # fmt: skip
+def test_dev_reads_the_sandbox_and_its_keys_from_the_state_file(
+    fresh_sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch, tmp_path, exchange, role, label
+) -> None:
+    for name in ("KEYBROKER_EXCHANGE_URLS", "KEYBROKER_ROBOT_EXCHANGE_EGRESS_IPS"):
+        monkeypatch.delenv(name, raising=False)
+    state = _dev_state_file(fresh_sandbox, tmp_path)
+    result = invoke("--dev", "--state-file", state, "--exchange", exchange, "--role", role,
+                    "--sandbox-key", label, "--format", "json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert CheckResult.model_validate_json(result.stdout).accepted
+    assert fresh_sandbox.request_count(fresh_sandbox.key(exchange, label).api_key) >= 1
+
+
+def test_dev_without_a_running_dev_mode_says_what_to_do(env: SandboxServer, tmp_path) -> None:
+    result = invoke("--dev", "--state-file", str(tmp_path / "none.json"), "--exchange", "okx",
+                    "--role", "site", "--sandbox-key", "read_only")  # fmt: skip
+    assert result.exit_code == 2
+    assert "start `keybroker dev`" in result.stderr
+
+
+def test_sandbox_key_needs_dev(env: SandboxServer) -> None:
+    result = invoke("--exchange", "okx", "--role", "site", "--sandbox-key", "read_only")
+    assert result.exit_code == 2 and "add --dev" in result.stderr
+
+
+def test_exchange_url_aims_one_exchange(
+    fresh_sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KEYBROKER_EXCHANGE_URLS", raising=False)
+    monkeypatch.setenv("KEYBROKER_ROBOT_EXCHANGE_EGRESS_IPS", ROBOT_EGRESS_IP)
+    key = fresh_sandbox.key("bybit", "trade_whitelisted")
+    result = invoke("--exchange", "bybit", "--role", "robot", "--exchange-url",
+                    fresh_sandbox.exchange_urls["bybit"], "--format", "json",
+                    env_vars={"KEYBROKER_API_KEY": key.api_key,
+                              "KEYBROKER_API_SECRET": key.secret})  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert fresh_sandbox.request_count(key.api_key) == 1
+    bad = invoke("--exchange", "bybit", "--role", "robot", "--exchange-url", "ftp://x",
+                 env_vars={"KEYBROKER_API_KEY": "k", "KEYBROKER_API_SECRET": "s"})  # fmt: skip
+    assert bad.exit_code == 2 and "KEYBROKER_EXCHANGE_URLS" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("spoil", "code", "step"),
+    [("secret", "invalid_credentials", "check the api key, secret and passphrase"),
+     ("outage", "exchange_unavailable", "check that the exchange answers at its URL")],
+)  # fmt: skip
+def test_nothing_learned_is_said_instead_of_an_all_no_table(
+    env: SandboxServer, spoil: str, code: str, step: str
+) -> None:
+    key = env.key("bybit", "trade_whitelisted")
+    secret = key.secret
+    if spoil == "secret":
+        secret = secret[:-1] + ("0" if secret[-1] != "0" else "1")
+    else:
+        env.set_outage("bybit", True)
+    result = invoke("--exchange", "bybit", "--role", "robot", "--api-key", key.api_key,
+                    "--secret", secret)  # fmt: skip
+    assert result.exit_code in (1, 3)
+    out = result.stdout
+    assert "nothing was learned about its rights" in out
+    assert code in out and f"What to do: {step}" in out
+    assert "spot_trade" not in out and " no " not in out  # no table of unknown rights
+    assert secret not in result.output

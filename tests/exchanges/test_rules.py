@@ -23,6 +23,16 @@ class Cfg:
     site_egress_ips: list[str] = field(default_factory=list)
     allow_futures: bool = False
     require_site_ip_restriction: bool = False
+    accept_unverifiable: bool = False
+
+    def egress_for(self, role: str) -> list[str]:
+        return self.robot_egress_ips if role == "robot" else self.site_egress_ips
+
+    def futures_allowed(self, exchange: str) -> bool:
+        return self.allow_futures
+
+    def unverifiable_accepted(self, exchange: str) -> bool:
+        return self.accept_unverifiable
 
 
 SITE_RIGHTS = Permissions(read=True)
@@ -248,15 +258,6 @@ def test_naive_expiry_is_utc() -> None:
 # --- blocking reasons and general properties ---------------------------------------------------
 
 
-def test_blocking_reasons_replace_judgement() -> None:
-    from broker.reasons import Reason
-
-    blocking = Reason.error(ReasonCode.UNVERIFIABLE, "no way to read rights")
-    insp = inspection(Permissions(withdraw=True), whitelist=[], blocking=[blocking])
-    assert run(insp) == [blocking]
-    assert not accepted(run(insp))
-
-
 def test_unknown_role_is_a_typed_error() -> None:
     with pytest.raises(ValueError, match="role"):
         run(inspection(), "admin")
@@ -289,3 +290,76 @@ def test_acceptance_implies_contract(perms: Permissions, role: str, allow_future
             assert perms.spot_trade
     # deterministic: same input, same reasons in the same order
     assert reasons == run(inspection(perms), role, Cfg(allow_futures=allow_futures))
+
+
+# --- rights the exchange cannot report (MEXC) ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("unverified", "role", "cfg", "decides"),
+    [
+        ({"withdraw"}, "robot", Cfg(), True),
+        ({"transfer"}, "site", Cfg(), True),
+        ({"futures"}, "robot", Cfg(), True),
+        ({"futures"}, "robot", Cfg(allow_futures=True), False),  # would be accepted anyway
+        ({"futures"}, "site", Cfg(allow_futures=True), True),  # a site key must not trade
+        ({"margin"}, "robot", Cfg(), False),  # robots may trade on margin
+        ({"margin"}, "site", Cfg(), True),
+        ({"spot_trade"}, "robot", Cfg(), True),
+        ({"spot_trade"}, "site", Cfg(), True),
+    ],
+)
+def test_unreported_rights_are_unverifiable_where_they_decide(
+    unverified: set[str], role: str, cfg: Cfg, decides: bool
+) -> None:
+    rights = SITE_RIGHTS if role == "site" else ROBOT_RIGHTS
+    if "spot_trade" in unverified:
+        rights = Permissions(read=True)
+    insp = inspection(rights, unverified=frozenset(unverified))
+    found = codes(run(insp, role, cfg))
+    assert found == ({"unverifiable": "error"} if decides else {})
+    cfg.accept_unverifiable = True
+    assert codes(run(insp, role, cfg)) == ({"unverifiable": "warning"} if decides else {})
+
+
+def test_one_unverifiable_reason_names_every_unread_right_and_the_setting() -> None:
+    insp = inspection(unverified=frozenset({"withdraw", "transfer", "futures"}))
+    (reason,) = run(insp)
+    assert "withdraw, transfer funds or trade futures" in reason.message
+    assert "KEYBROKER_ACCEPT_UNVERIFIABLE=test" in reason.message
+
+
+@pytest.mark.parametrize(
+    ("build", "role", "names"),
+    [
+        (lambda: inspection(Permissions(read=True, spot_trade=True, withdraw=True)), "robot",
+         "at the exchange"),
+        (lambda: inspection(Permissions(read=True, spot_trade=True, futures=True)), "robot",
+         "KEYBROKER_ALLOW_FUTURES"),
+        (lambda: inspection(whitelist=["198.51.100.1"]), "robot",
+         "KEYBROKER_ROBOT_EXCHANGE_EGRESS_IPS"),
+        (lambda: inspection(whitelist=[]), "robot", f"restrict it at the exchange to {ROBOT_IP}"),
+        (lambda: inspection(Permissions(read=True)), "robot", "allow spot trading"),
+        (lambda: inspection(SITE_RIGHTS, whitelist=[SITE_IP]), "site",
+         "KEYBROKER_SITE_EXCHANGE_EGRESS_IPS"),
+    ],
+)  # fmt: skip
+def test_every_refusal_says_what_to_change(build, role: str, names: str) -> None:  # type: ignore[no-untyped-def]
+    cfg = Cfg(site_egress_ips=["203.0.113.99"])
+    errors = [r for r in run(build(), role, cfg) if r.severity == Severity.ERROR]
+    assert errors and all(names in r.message for r in errors[-1:]), errors
+
+
+def test_an_adapter_hint_is_appended_to_its_reason() -> None:
+    hint = {ReasonCode.FUTURES_ENABLED: "Deribit's trade scope covers futures"}
+    insp = inspection(Permissions(read=True, spot_trade=True, futures=True), hints=hint)
+    (reason,) = run(insp)
+    assert reason.message.endswith("(Deribit's trade scope covers futures)")
+
+
+def test_an_unreported_right_a_robot_needs_is_asked_for_not_against() -> None:
+    insp = inspection(Permissions(read=True), unverified=frozenset({"spot_trade", "transfer"}))
+    (reason,) = run(insp, "robot")
+    assert "that it cannot transfer funds and that it can spot-trade" in reason.message
+    (site,) = run(inspection(SITE_RIGHTS, unverified=frozenset({"spot_trade"})), "site")
+    assert "that it cannot spot-trade" in site.message

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from broker.cli import app
-from policies.eval_cli import run_batch, run_single
+from policies.eval_cli import evaluate_stream, run_batch, run_single
 
 SITE = """
 path "kv/data/site/+" {
@@ -204,3 +204,73 @@ def test_two_files_with_one_policy_name_are_refused(
     assert code == 2 and 'policy "site" is defined twice' in err
     # The same file given twice is one policy, not a conflict.
     assert run(capsys, [first, first], "x", "read", [], None)[0] == 0
+
+
+# -- defects reported in issue 11 (each failed on the code before the fix) ---------------
+
+LISTER = 'path "kv/metadata/site/*" {\n  capabilities = ["list"]\n}\n'
+
+
+def test_list_without_trailing_slash_answers_as_vault(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`LIST /v1/kv/metadata/site` reaches the ACL as `kv/metadata/site/` (Vault's
+    http/logical.go appends the slash), which `kv/metadata/site/*` allows."""
+    policy = tmp_path / "lister.hcl"
+    policy.write_text(LISTER)
+    assert run(capsys, [policy], "kv/metadata/site", "list", [], None) == (0, "allow\n", "")
+    assert run(capsys, [policy], "kv/metadata/site/", "list", [], None)[0] == 0
+    # Only list gets the slash: a read of the same path is still not under the glob.
+    assert run(capsys, [policy], "kv/metadata/site", "read", [], None)[0] == 1
+    line = json.dumps({"policies": [LISTER], "path": "kv/metadata/site", "operation": "list"})
+    out = io.StringIO()
+    evaluate_stream([line], out)
+    assert json.loads(out.getvalue()) == {"allowed": True}
+
+
+def test_batch_applies_policy_files_to_every_line(
+    site: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = [
+        {"path": "kv/data/site/u1", "operation": "read"},
+        {"path": "kv/data/robot/u1", "operation": "read"},
+        # The line's own policies add to the files' (here: the robot path is still denied).
+        {"policies": [LISTER], "path": "kv/metadata/site/", "operation": "list"},
+        {
+            "policies": ['path "kv/data/robot/*" { capabilities = ["read"] }'],
+            "path": "kv/data/robot/u1",
+            "operation": "read",
+        },
+    ]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("".join(json.dumps(x) + "\n" for x in lines)))
+    assert run_batch("-", [site]) == 0
+    results = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert results == [{"allowed": True}, {"allowed": False}, {"allowed": True}, {"allowed": False}]
+
+
+def test_batch_exits_2_when_every_line_fails(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = ["{not json", json.dumps({"path": "a", "operation": "read"})]  # no policies
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(bad) + "\n"))
+    assert run_batch("-") == 2
+    out, err = capsys.readouterr()
+    assert [set(json.loads(x)) for x in out.splitlines()] == [{"error"}, {"error"}]
+    assert "every one of the 2 batch line(s) failed" in err
+    # One good line is enough for exit 0; an empty batch is not a failure either.
+    good = json.dumps({"policies": [], "path": "a", "operation": "help"})
+    monkeypatch.setattr(sys, "stdin", io.StringIO(bad[0] + "\n" + good + "\n"))
+    assert run_batch("-") == 0
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    assert run_batch("-") == 0
+
+
+def test_batch_through_the_cli_honours_policy_and_refuses_single_options(site: Path) -> None:
+    runner = CliRunner()
+    line = json.dumps({"path": "kv/data/site/u1", "operation": "read"}) + "\n"
+    done = runner.invoke(app, ["policy", "eval", "--policy", str(site), "--batch", "-"], input=line)
+    assert (done.exit_code, done.stdout) == (0, '{"allowed": true}\n')
+    mixed = runner.invoke(
+        app, ["policy", "eval", "--batch", "-", "--path", "kv/x", "--op", "read"], input=line
+    )
+    assert mixed.exit_code == 2

@@ -321,7 +321,7 @@ def test_sandbox_settings_point_the_broker_at_the_sandbox(
     sandbox: SandboxServer, sandbox_settings
 ) -> None:
     assert sandbox_settings.exchange_urls == sandbox.exchange_urls
-    assert sandbox_settings.robot_egress_ips == ["203.0.113.10"]
+    assert sandbox_settings.robot_exchange_egress_ips == ["203.0.113.10"]
 
 
 def test_fresh_sandbox_is_the_session_server_reset(

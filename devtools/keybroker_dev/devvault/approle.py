@@ -19,6 +19,7 @@ from keybroker_dev.devvault.cidrs import Network, addr_allowed, cidr_strings, pa
 from keybroker_dev.devvault.clock import Clock, rfc3339
 from keybroker_dev.devvault.durations import parse_duration
 from keybroker_dev.devvault.errors import bad_request
+from keybroker_dev.devvault.leases import LeaseConfig
 from keybroker_dev.devvault.params import as_bool, as_int, as_str, as_str_list
 from keybroker_dev.devvault.tokens import TokenEntry, TokenStore
 
@@ -223,7 +224,9 @@ class AppRoleStore:
                 return self.live_secret_id(entry.secret_id)
         return None
 
-    def login(self, data: dict[str, Any], remote_addr: str, mount_path: str) -> TokenEntry:
+    def login(
+        self, data: dict[str, Any], remote_addr: str, mount_path: str, leases: LeaseConfig
+    ) -> TokenEntry:
         role_id = as_str(data, "role_id")
         if not role_id:
             raise bad_request("missing role_id")
@@ -272,4 +275,5 @@ class AppRoleStore:
             bound_cidrs=token_cidrs,
             token_type=token_type,
             no_default_policy=role.token_no_default_policy,
+            leases=leases,
         )

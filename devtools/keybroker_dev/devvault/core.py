@@ -99,7 +99,10 @@ class Core:
         self._mount(
             "cubbyhole/", "cubbyhole", CubbyholeBackend(), "per-token private secret storage"
         )
-        self._mount("token/", "token", TokenBackend(), "token based credentials", is_auth=True)
+        token_mount = self._mount(
+            "token/", "token", TokenBackend(), "token based credentials", is_auth=True
+        )
+        token_mount.leases = self.tokens.leases  # tuning auth/token/ tunes the token store
         self.root_token = ""
         if initialized:
             self.seal.initialize(

@@ -112,7 +112,7 @@ class AppRoleBackend(Backend):
             del self.store.secret_ids[entry.secret_id]
 
     def login(self, ctx: Ctx, m: Match) -> Result:
-        token = self.store.login(ctx.data, ctx.remote_addr, ctx.mount.path)
+        token = self.store.login(ctx.data, ctx.remote_addr, ctx.mount.path, ctx.mount.leases)
         return Result(auth=ctx.core.tokens.auth_block(token))
 
     def paths(self) -> list[PathSpec]:

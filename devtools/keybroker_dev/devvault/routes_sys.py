@@ -15,10 +15,11 @@ import binascii
 import re
 from typing import Any
 
+from keybroker_dev.devvault.durations import parse_duration
 from keybroker_dev.devvault.errors import bad_request, not_found, permission_denied
 from keybroker_dev.devvault.params import as_int, as_str, as_str_list
 from keybroker_dev.devvault.protocol import Result
-from keybroker_dev.devvault.routing import Backend, Ctx, PathSpec, spec
+from keybroker_dev.devvault.routing import Backend, Ctx, MountEntry, PathSpec, spec
 from keybroker_dev.devvault.seal import VERSION
 
 Match = re.Match[str]
@@ -114,30 +115,79 @@ def disable_mount(ctx: Ctx, m: Match) -> None:
     ctx.core.disable(m["path"])
 
 
-def read_tune(ctx: Ctx, m: Match) -> Result:
-    entry = ctx.core.mounts.get(m["path"].strip("/") + "/")
-    if entry is None:
-        raise bad_request(f"cannot fetch sysview for path {m['path']!r}")
-    return Result(
-        data={
-            "default_lease_ttl": 2764800,
-            "max_lease_ttl": 2764800,
-            "force_no_cache": False,
-            "description": entry.description,
-            "options": entry.options,
-        }
-    )
+def _tuned(ctx: Ctx, m: Match, *, auth: bool) -> MountEntry | None:
+    """The mount a tune path names: `sys/auth/<p>/tune` names the auth method at
+    `auth/<p>/`; `sys/mounts/<p>/tune` any mount, auth methods included (`auth/<p>`)."""
+    key = m["path"].strip("/") + "/"
+    return ctx.core.mounts.get(("auth/" + key) if auth else key)
 
 
-def write_tune(ctx: Ctx, m: Match) -> None:
-    entry = ctx.core.mounts.get(m["path"].strip("/") + "/")
+def _read_tune(ctx: Ctx, m: Match, *, auth: bool) -> Result:
+    """DOC system/mounts.mdx and system/auth.mdx "Read ... configuration": the effective
+    lease TTLs in seconds (the mount's, else the server's), CODE handleTuneReadCommon."""
+    entry = _tuned(ctx, m, auth=auth)
     if entry is None:
-        raise bad_request(f"cannot tune {m['path']!r}: no mount")
-    if "description" in ctx.data:
-        entry.description = as_str(ctx.data, "description")
+        raise bad_request(f"cannot fetch sysview for path {m['path'].strip('/') + '/'!r}")
+    data: dict[str, Any] = {
+        "default_lease_ttl": int(entry.leases.default_ttl),
+        "max_lease_ttl": int(entry.leases.max_ttl),
+        "force_no_cache": False,
+        "description": entry.description,
+    }
+    if entry.is_auth:
+        data["token_type"] = "default-service"
+    else:
+        data["options"] = entry.options
+    return Result(data=data)
+
+
+def _lease_ttl(ctx: Ctx, key: str, current: float) -> float:
+    """CODE handleTuneWriteCommon: absent or "" keeps the value, "system" clears it (the
+    server's applies), anything else is a duration (integer seconds or Go syntax)."""
+    raw = ctx.data.get(key)
+    if raw is None or raw == "":
+        return current
+    if raw == "system":
+        return 0.0
+    return parse_duration(raw, key)
+
+
+def _write_tune(ctx: Ctx, m: Match, *, auth: bool) -> None:
+    """DOC system/mounts.mdx and system/auth.mdx "Tune ... configuration"."""
+    entry = _tuned(ctx, m, auth=auth)
+    if entry is None:
+        raise bad_request(f"no mount entry found for path {m['path'].strip('/') + '/'!r}")
+    new_default = _lease_ttl(ctx, "default_lease_ttl", entry.leases.default_lease_ttl)
+    new_max = _lease_ttl(ctx, "max_lease_ttl", entry.leases.max_lease_ttl)
+    # CODE tuneMountTTLs: only two non-zero values are compared with each other.
+    if new_default and new_max and new_max < new_default:
+        raise bad_request(
+            f"backend max lease TTL of {int(new_max)} would be less than backend default "
+            f"lease TTL of {int(new_default)}"
+        )
     options = ctx.data.get("options")
     if isinstance(options, dict) and entry.type == "kv" and str(options.get("version", "2")) != "2":
         raise bad_request("devvault serves KV version 2 only")
+    entry.leases.default_lease_ttl = new_default
+    entry.leases.max_lease_ttl = new_max
+    if "description" in ctx.data:
+        entry.description = as_str(ctx.data, "description")
+
+
+def read_mount_tune(ctx: Ctx, m: Match) -> Result:
+    return _read_tune(ctx, m, auth=False)
+
+
+def write_mount_tune(ctx: Ctx, m: Match) -> None:
+    _write_tune(ctx, m, auth=False)
+
+
+def read_auth_tune(ctx: Ctx, m: Match) -> Result:
+    return _read_tune(ctx, m, auth=True)
+
+
+def write_auth_tune(ctx: Ctx, m: Match) -> None:
+    _write_tune(ctx, m, auth=True)
 
 
 def list_auth(ctx: Ctx, _: Match) -> Result:
@@ -304,13 +354,13 @@ class SystemBackend(Backend):
             spec("leader", read=leader, unauthenticated=True),
             spec("seal", update=seal, sudo=("update",)),
             spec("mounts", read=list_mounts),
-            spec("mounts/(?P<path>.+?)/tune", read=read_tune, update=write_tune),
+            spec("mounts/(?P<path>.+?)/tune", read=read_mount_tune, update=write_mount_tune),
             spec("mounts/(?P<path>.+)", read=read_mount, update=enable_mount, delete=disable_mount),
             spec("auth", read=list_auth),
             spec(
                 "auth/(?P<path>.+?)/tune",
-                read=read_tune,
-                update=write_tune,
+                read=read_auth_tune,
+                update=write_auth_tune,
                 sudo=("read", "update"),
             ),
             spec(

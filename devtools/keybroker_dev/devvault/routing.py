@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from keybroker_dev.devvault.leases import LeaseConfig
 from keybroker_dev.devvault.protocol import Request, Result
 
 if TYPE_CHECKING:
@@ -112,6 +113,9 @@ class MountEntry:
     config: dict[str, Any] = field(default_factory=dict)
     local: bool = False
     seal_wrap: bool = False
+    # Tuned through sys/mounts/:path/tune or sys/auth/:path/tune; the token store's
+    # mount shares the token store's own object.
+    leases: LeaseConfig = field(default_factory=LeaseConfig)
 
     @property
     def route_prefix(self) -> str:
@@ -122,9 +126,9 @@ class MountEntry:
         return {
             "accessor": self.accessor,
             "config": {
-                "default_lease_ttl": 0,
+                "default_lease_ttl": int(self.leases.default_lease_ttl),
                 "force_no_cache": False,
-                "max_lease_ttl": 0,
+                "max_lease_ttl": int(self.leases.max_lease_ttl),
                 **self.config,
             },
             "description": self.description,

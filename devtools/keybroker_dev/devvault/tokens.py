@@ -26,20 +26,22 @@ from keybroker_dev.devvault.cidrs import Network, cidr_strings, parse_cidrs
 from keybroker_dev.devvault.clock import Clock, rfc3339
 from keybroker_dev.devvault.durations import go_duration, parse_duration
 from keybroker_dev.devvault.errors import VaultError, bad_request
+from keybroker_dev.devvault.leases import LeaseConfig
 from keybroker_dev.devvault.params import as_bool, as_int, as_str, as_str_list, as_str_map
 from keybroker_dev.devvault.policystore import NON_ASSIGNABLE, normalize_name
 
-SYSTEM_DEFAULT_TTL = 768 * 3600.0  # DOC configuration: default_lease_ttl
-SYSTEM_MAX_TTL = 768 * 3600.0  # DOC configuration: max_lease_ttl
 ROLE_TOKEN_TYPES = ("service", "batch", "default", "default-service", "default-batch")
 
 
 _DISPLAY_SANITIZE = re.compile(r"[^a-zA-Z0-9-]")
 
 
-def _calculate_ttl(ttl: float, period: float, explicit_max: float, warnings: list[str]) -> float:
+def _calculate_ttl(
+    ttl: float, period: float, explicit_max: float, leases: LeaseConfig, warnings: list[str]
+) -> float:
     """CODE sdk/framework CalculateTTL for token creation: the period, else the TTL or the
-    system default; capped by the explicit max TTL or the system max, with a warning."""
+    mount's default; capped by the explicit max TTL or the mount's max lease TTL (the
+    server's unless `auth/token/` was tuned), with a warning (leases.py)."""
     if period:
         if explicit_max and period > explicit_max:
             warnings.append(
@@ -48,8 +50,8 @@ def _calculate_ttl(ttl: float, period: float, explicit_max: float, warnings: lis
             )
             return explicit_max
         return period
-    ttl = ttl or SYSTEM_DEFAULT_TTL
-    max_ttl = SYSTEM_MAX_TTL
+    ttl = ttl or leases.default_ttl
+    max_ttl = leases.max_ttl
     if explicit_max and explicit_max < max_ttl:
         max_ttl = explicit_max
     if ttl > max_ttl:
@@ -93,6 +95,8 @@ class TokenEntry:
     ttl: float = 0.0  # current TTL from last_renewal
     last_renewal: float | None = None
     children: set[str] = field(default_factory=set)
+    # The issuing mount's lease TTLs (None: the token store's), read again at renewal.
+    leases: LeaseConfig | None = None
 
     @property
     def orphan(self) -> bool:
@@ -225,6 +229,8 @@ class TokenStore:
         self._tokens: dict[str, TokenEntry] = {}
         self._accessors: dict[str, str] = {}
         self.roles: dict[str, TokenRole] = {}
+        # The lease TTLs of the `auth/token/` mount (shared with its MountEntry).
+        self.leases = LeaseConfig()
 
     # -- lookups -------------------------------------------------------------------
     def lookup(self, token_id: str) -> TokenEntry | None:
@@ -380,7 +386,7 @@ class TokenStore:
                 else:
                     period = role.token_period
         if period or ttl or "root" not in policies:
-            ttl = _calculate_ttl(ttl, period, explicit_max, warnings)
+            ttl = _calculate_ttl(ttl, period, explicit_max, self.leases, warnings)
         if ttl == 0 and explicit_max:
             ttl = explicit_max  # root tokens are still bound by an explicit max TTL
         if ttl == 0:
@@ -496,10 +502,12 @@ class TokenStore:
         bound_cidrs: tuple[Network, ...],
         token_type: str,
         no_default_policy: bool,
+        leases: LeaseConfig,
     ) -> TokenEntry:
-        """A token issued by an auth method (AppRole): an orphan with the role's limits."""
-        ttl = ttl or SYSTEM_DEFAULT_TTL
-        for cap in (max_ttl, explicit_max_ttl, SYSTEM_MAX_TTL):
+        """A token issued by an auth method (AppRole): an orphan with the role's limits,
+        within the lease TTLs of the auth method's mount (leases.py)."""
+        ttl = ttl or leases.default_ttl
+        for cap in (max_ttl, explicit_max_ttl, leases.max_ttl):
             if cap and ttl > cap:
                 ttl = cap
         entry = TokenEntry(
@@ -518,6 +526,7 @@ class TokenStore:
             max_ttl=max_ttl,
             num_uses=num_uses,
             bound_cidrs=bound_cidrs,
+            leases=leases,
         )
         self._store(entry)
         return entry
@@ -559,7 +568,7 @@ class TokenStore:
         caps = (
             (entry.explicit_max_ttl,)
             if entry.period
-            else (entry.explicit_max_ttl, entry.max_ttl, SYSTEM_MAX_TTL)
+            else (entry.explicit_max_ttl, entry.max_ttl, (entry.leases or self.leases).max_ttl)
         )
         for cap in caps:
             if cap:

@@ -1,4 +1,5 @@
-"""MEXC: `GET /api/v3/account` (MEXC documents no endpoint that reads a key's own rights).
+"""MEXC: `GET /api/v3/account` and `POST /api/v3/order/test` (MEXC documents no endpoint
+that reads a key's own rights; the broker probes spot trading with a test order).
 
 Follows docs/facts/exchanges.md § MEXC and the official docs it cites:
 https://mexcdevelop.github.io/apidocs/spot_v3_en/#signed (header `X-MEXC-APIKEY`;
@@ -7,7 +8,15 @@ https://mexcdevelop.github.io/apidocs/spot_v3_en/#signed (header `X-MEXC-APIKEY`
 https://mexcdevelop.github.io/apidocs/spot_v3_en/#account-information (`canTrade`,
 `canWithdraw`, `canDeposit`, `permissions`) and
 https://mexcdevelop.github.io/apidocs/spot_v3_en/#error-code (700001, 700002, 700003,
-700006, 700007, 10072; HTTP 429 rate limit).
+700006, 700007, 10072; HTTP 429 rate limit), and the Test New Order endpoint of
+https://mexcdevelop.github.io/apidocs/spot_v3_en/#test-new-order (permission
+SPOT_DEAL_WRITE; validates an order, never sends it to the matching engine; answers `{}`).
+A key without the trade right gets 700007. Parameters are signed like every other request
+(ccxt sends them in the query for POST too); their own validation (size, balance, price
+bands) is not modeled, as its error codes are not documented.
+
+`canTrade`/`canWithdraw` are rendered from the key's rights, although MEXC may mean the
+account (unconfirmed, docs/facts/exchanges.md): the broker trusts only a `false` there.
 """
 
 from __future__ import annotations
@@ -95,7 +104,16 @@ class Mexc(ExchangeSim):
         }
         return Reply.json(body)
 
+    def order_test(self, request: SandboxRequest, key: SandboxKey, state: SandboxState) -> Reply:
+        if not key.spot_trade:
+            raise Refused(Refusal.NO_PERMISSION)
+        return Reply.json({})  # validated; nothing placed, nothing kept
+
     @property
     def endpoints(self) -> dict[tuple[str, str], Endpoint]:  # type: ignore[override]
-        # Permission SPOT_ACCOUNT_READ.
-        return {("GET", "/api/v3/account"): Endpoint(self.account)}
+        return {
+            # Permission SPOT_ACCOUNT_READ.
+            ("GET", "/api/v3/account"): Endpoint(self.account),
+            # Permission SPOT_DEAL_WRITE, checked by the handler (not a read right).
+            ("POST", "/api/v3/order/test"): Endpoint(self.order_test, needs_read=False),
+        }

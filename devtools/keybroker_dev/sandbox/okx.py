@@ -13,6 +13,7 @@ https://www.okx.com/docs-v5/en/#trading-account-rest-api-get-account-configurati
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from keybroker_dev.sandbox.base import (
     Endpoint,
@@ -115,10 +116,12 @@ class Okx(ExchangeSim):
             perms.append("trade")
         if key.withdraw:
             perms.append("withdraw")
-        config = {
+        config: dict[str, Any] = {
             "uid": str(key.uid),
             "mainUid": str(key.uid),
-            "acctLv": "2",
+            # Spot mode (1) unless the key may reach margin or futures, which on OKX come
+            # with the account mode (2: spot and futures), not with the key.
+            "acctLv": "2" if key.margin or key.futures else "1",
             "label": key.label,
             "ip": ",".join(key.ip_whitelist or ()),
             "perm": ",".join(perms),

@@ -1,0 +1,23 @@
+"""Names and defaults of the Vault layout that every part of keybroker shares.
+
+docs/contracts.md §2 (layout) and §7 (settings). This is their one home: the layout,
+the settings, the identifier checks, the runtime client, the lint rules, the policy
+pack and the Pulumi program import them from here. Standard library only, so the
+client-only install can import it (docs/client.md).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+# The two kinds of key: what the web site reads, and what the trading robot reads.
+Role = Literal["site", "robot"]
+ROLES: tuple[Role, ...] = ("site", "robot")
+
+# The KV v2 mount every key lives under unless KEYBROKER_KV_MOUNT says otherwise.
+DEFAULT_MOUNT = "exchange-keys"
+
+# Site tokens: 5 minutes unless asked otherwise, never more than 15 minutes
+# (KEYBROKER_SITE_TOKEN_TTL / KEYBROKER_SITE_TOKEN_MAX_TTL).
+SITE_TOKEN_TTL_S = 300.0
+SITE_TOKEN_MAX_TTL_S = 900.0

@@ -25,8 +25,8 @@ from broker.exchanges.base import Credentials
 from broker.exchanges.client import ClientFactory
 from broker.exchanges.errors import reason
 from broker.exchanges.registry import get_adapter
-from broker.ratelimit import ExchangeLimits
 from broker.names import ROLES
+from broker.ratelimit import ExchangeLimits
 from broker.reasons import CheckResult, Inspection, Reason, ReasonCode
 
 log = logging.getLogger(__name__)

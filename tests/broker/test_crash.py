@@ -125,7 +125,8 @@ def test_kill_9_during_writes_then_restart(devvault, fresh_sandbox, tmp_path: Pa
     base = Settings(
         vault_addr=devvault.addr,
         exchange_urls=fresh_sandbox.exchange_urls,
-        robot_egress_ips=[ROBOT_EGRESS_IP],
+        robot_exchange_egress_ips=[ROBOT_EGRESS_IP],
+        robot_vault_cidrs=[ROBOT_EGRESS_IP],
     )
     apply_layout(root, layout_from_settings(base))
     creds = issue_approle_credentials(root, "keybroker-broker")
@@ -137,11 +138,12 @@ def test_kill_9_during_writes_then_restart(devvault, fresh_sandbox, tmp_path: Pa
         "KEYBROKER_VAULT_ROLE_ID": creds.role_id,
         "KEYBROKER_VAULT_SECRET_ID": creds.secret_id,
         "KEYBROKER_EXCHANGE_URLS": json.dumps(fresh_sandbox.exchange_urls),
-        "KEYBROKER_ROBOT_EGRESS_IPS": ROBOT_EGRESS_IP,
+        "KEYBROKER_ROBOT_EXCHANGE_EGRESS_IPS": ROBOT_EGRESS_IP,
+        "KEYBROKER_ROBOT_VAULT_CIDRS": ROBOT_EGRESS_IP,
         "KEYBROKER_AUDIT_LOG": str(audit),
         "KEYBROKER_AUDIT_HMAC_KEY": "crash-test-audit-key",
-        "KEYBROKER_INTENT_GRACE": str(GRACE),
-        "KEYBROKER_RECONCILE_INTERVAL": "0.2",
+        "KEYBROKER_INTENT_GRACE": f"{GRACE:g}s",
+        "KEYBROKER_RECONCILE_INTERVAL": "200ms",
         "KEYBROKER_CALLER_RATE": "100000",
         "KEYBROKER_CALLER_BURST": "100000",
         "KEYBROKER_EXCHANGE_RATE_LIMITS": json.dumps({"binance": 1000}),

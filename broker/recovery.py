@@ -109,14 +109,19 @@ class Reconciler:
         if current is None:
             return  # its writer settled it meanwhile
         now = await store.read_metadata(paths)
+        if now is None:  # deleted since (or a new key whose data never landed)
+            cleaned = intent.phase == PHASE_CLEANUP
+            self._emit("key.cleanup_done" if cleaned else "key.write_abandoned", intent)
+            await store.intents.delete(intent)
+            return
         if intent.phase == PHASE_CLEANUP:
-            result = await store.finish(intent, now, now.updated_at if now else "")
+            result = await store.finish(intent, now, now.updated_at)
             if not result.cleanup_pending:
                 self._emit("key.cleanup_done", intent, version=intent.version)
                 await store.intents.delete(intent)
             return
         owner = await store.owner_of(paths, now, intent.version)
-        if owner != intent.txn or now is None:
+        if owner != intent.txn:
             self._emit("key.write_abandoned", intent)
             self._on_outcome(paths, "abandoned")
             await store.intents.delete(intent)

@@ -4,8 +4,8 @@ Exchanges ban addresses that exceed their request weight (Binance answers -1003,
 bans the IP), and every signed check leaves from the platform's address, so one
 caller's loop could get the whole platform banned. Each exchange gets a
 `WindowLimiter` that spaces its requests evenly, `WINDOW_MARGIN / rate` seconds apart
-(evenly rather than in bursts, and with a margin, so that delays on the way cannot
-bunch more than `rate` of them into one second on arrival).
+(20% below the rate; evenly rather than in bursts, and with a margin, so that delays
+on the way cannot bunch more than `rate` of them into one second on arrival).
 A check waits for a slot for at most `exchange_queue_wait`; beyond that it is refused
 at once with `RateLimited` (429 and Retry-After), before anything is sent.
 
@@ -24,7 +24,7 @@ import math
 import time
 from collections import OrderedDict, deque
 
-WINDOW_MARGIN = 1.1
+WINDOW_MARGIN = 1.25
 _MAX_CALLERS = 10_000  # buckets kept; the least recently seen caller's is dropped first
 
 

@@ -121,6 +121,8 @@ def _duration(maximum: float, example: str) -> dict[str, Any]:
             {"type": "string", "pattern": f"^(?:{'|'.join(forms)})$"},
             {"type": "null"},
         ],
+        "description": f"1s to {top}s. Go durations such as 14m59s are accepted as well "
+        "(broker/durations.py); the pattern lists the single-unit forms.",
         "examples": [example],
     }
 

@@ -25,14 +25,15 @@ from keybroker_dev.sandbox.keys import ROBOT_EGRESS_IP, new_key
 from tests.broker.helpers import assert_envelope, key_body
 from tests.fixtures.broker import BrokerEnv, new_account
 
-# Each fault hits two requests: the step's own and the one retry the broker (the data
-# write, safe under cas) or aiohttp (an idempotent read on a dropped connection) makes.
-# Single faults are absorbed; test_single_* pin that.
-FAULTS: dict[str, Callable[[Any], None]] = {
-    "fail_503": lambda dv: dv.faults.fail_next(2, status=503),
-    "fail_500": lambda dv: dv.faults.fail_next(2, status=500),
-    "drop": lambda dv: dv.faults.drop_next(2),
-    "seal": lambda dv: dv.faults.seal(),
+# Each fault hits two requests to the step's own Vault path: the step's and the one
+# retry the broker (the data write, safe under cas) or aiohttp (an idempotent read on a
+# dropped connection) makes. Bound to the path, so that the reconciler's background
+# requests never use them up. Single faults are absorbed; test_single_* pin that.
+FAULTS: dict[str, Callable[[Any, str], None]] = {
+    "fail_503": lambda dv, path: dv.faults.fail_next(2, status=503, path_prefix=path),
+    "fail_500": lambda dv, path: dv.faults.fail_next(2, status=500, path_prefix=path),
+    "drop": lambda dv, path: dv.faults.drop_next(2, path_prefix=path),
+    "seal": lambda dv, path: dv.faults.seal(),
 }
 # The Vault requests of one intake up to the commit, in order (broker/keystore.py), and
 # what a 503 there says about the outcome.
@@ -48,11 +49,11 @@ def arm_at(env: BrokerEnv, devvault: Any, operation: str, fault: str) -> None:
     original = session.request
     armed = {"done": False}
 
-    async def request(op: str, *args: Any, **kwargs: Any) -> Any:
+    async def request(op: str, method: str, path: str, *args: Any, **kwargs: Any) -> Any:
         if op == operation and not armed["done"]:
             armed["done"] = True
-            FAULTS[fault](devvault)
-        return await original(op, *args, **kwargs)
+            FAULTS[fault](devvault, path.removeprefix("/v1/"))
+        return await original(op, method, path, *args, **kwargs)
 
     session.request = request  # type: ignore[method-assign]
 

@@ -374,15 +374,16 @@ class KeyStore:
             raise OutcomeUnknown("Vault failed while the key was being written") from None
 
     async def owner_of(self, paths: KeyPaths, now: StoredKey | None, version: int) -> str | None:
-        """The txn of the write that produced `version`: its finished slot says so; before
-        the slot is written, the one pending intent with that version. Two pending intents
+        """The txn of the write that produced `version`: its finished slot says so (or the
+        owners list the slots carry for the last OWNERS_KEPT versions); before the slot
+        is written, the one pending intent with that version. Two pending intents
         for one version (two replicas racing on one key, then a crash) cannot be told
         apart from metadata: the lowest txn is taken, on every replica alike."""
         if now is None or now.version < version:
             return None
-        slot_txn = now.custom_metadata.get(f"v{version}.txn")
-        if slot_txn:
-            return slot_txn
+        known = _owners(now.custom_metadata, version + 1)
+        if version in known:
+            return known[version]
         pending = await self.intents.for_key(paths)
         candidates = sorted(i.txn for i in pending if i.version == version)
         return candidates[0] if candidates else None
@@ -396,8 +397,14 @@ class KeyStore:
         pending = False
         current = max(version, before.version if before else 0)
         if current == version:
+            # The slot, and who wrote the versions before it: the reconciler can then
+            # tell an intent whose data never landed from the writer of that version.
+            owners = _owners(before.custom_metadata if before else {}, version)
+            slot = dict(intent.slot)
+            if owners:
+                slot[f"v{version}.owners"] = _format_owners(owners)
             try:
-                await self._post_metadata(paths, intent.slot)
+                await self._post_metadata(paths, slot)
             except _VAULT_ERRORS:
                 pending = True  # readers take the facts from the intent meanwhile
         live = set(before.live_versions if before else ()) | {version}
@@ -407,7 +414,10 @@ class KeyStore:
                 await self._destroy(paths, stale)
             except _VAULT_ERRORS:
                 pending = True
-        facts = KeyFacts.from_slot(intent.slot, version)
+        try:
+            facts, damage = KeyFacts.from_slot(intent.slot, version), None
+        except DamagedMetadata as exc:  # an intent edited by hand: finish it all the same
+            facts, damage = None, str(exc)
         stored = StoredKey(
             version=version,
             created_at=(before.created_at if before and before.version else "") or created_time,
@@ -415,6 +425,7 @@ class KeyStore:
             facts=facts,
             live_versions=tuple(sorted(live)) if pending else (current,),
             custom_metadata=intent.slot,
+            damage=damage,
         )
         return WriteResult(stored, created=intent.base == 0, cleanup_pending=pending, intent=intent)
 
@@ -497,3 +508,27 @@ class KeyStore:
 
 class _CasMismatch(Exception):
     pass
+
+
+OWNERS_KEPT = 8  # versions whose writer a slot remembers (well within the 512-byte value)
+
+
+def _owners(custom: dict[str, str], below: int) -> dict[int, str]:
+    """version -> txn of its writer, for versions below `below`, from the slots' `txn`
+    and `owners` values (newest OWNERS_KEPT)."""
+    found: dict[int, str] = {}
+    for key, value in custom.items():
+        head, _, name = key.partition(".")
+        if name == "owners":
+            for entry in value.split(","):
+                number, _, txn = entry.partition(":")
+                if number.isdigit() and txn:
+                    found.setdefault(int(number), txn)
+        elif name == "txn" and head[1:].isdigit():
+            found[int(head[1:])] = value
+    kept = sorted((v for v in found if v < below), reverse=True)[:OWNERS_KEPT]
+    return {v: found[v] for v in kept}
+
+
+def _format_owners(owners: dict[int, str]) -> str:
+    return ",".join(f"{version}:{txn}" for version, txn in sorted(owners.items()))

@@ -19,10 +19,16 @@ debris stayed. Needs devvault (faults): skipped on a real Vault.
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from broker.intents import Intent
+from broker.keystore import KeyFacts
+from broker.layout import KeyPaths
+from broker.reasons import Permissions
 from broker.vault_session import VaultUnavailable
 from tests.broker.helpers import assert_envelope, key_body
 from tests.broker.test_failures import arm_at, intents, snapshot, wait_for
@@ -61,7 +67,7 @@ def test_vault_slower_than_the_timeout_during_the_data_write(faulty_broker, fres
 
         async def request(op: str, *args: Any, **kwargs: Any) -> Any:
             # Vault applies each data write, but later than the broker waits for it.
-            devvault.faults.latency(FAULTY_VAULT_TIMEOUT * 2 if op == "write_data" else 0)
+            devvault.faults.latency(FAULTY_VAULT_TIMEOUT + 0.1 if op == "write_data" else 0)
             return await original(op, *args, **kwargs)
 
         session.request = request  # type: ignore[method-assign]
@@ -198,3 +204,48 @@ def test_debris_of_older_brokers_is_repaired(faulty_broker, fresh_sandbox) -> No
         "binance",
         "okx",
     }
+
+
+def test_an_unlanded_intent_is_not_taken_for_a_later_writers_version(
+    faulty_broker, fresh_sandbox
+) -> None:
+    """A writer died after its intent (base 1) and before its data; another writer then
+    committed version 2 and a third version 3 (whose slot replaces version 2's). The
+    reconciler must not claim version 2 for the dead writer: slots remember their
+    predecessors' writers. Before this, it audited a `recovered` line for version 2 with
+    the dead writer's key_id."""
+    env, _ = faulty_broker
+    account = new_account()
+    key = fresh_sandbox.key("binance", "read_only")
+    path = f"/v1/accounts/{account}/keys/binance/site"
+    with env.http() as http:
+        assert http.put(path, json=key_body(key, "v1")).status_code == 201
+        dead = Intent(
+            KeyPaths(env.mount, "site", account, "binance"),
+            txn="0" * 16,  # sorts first: the old rule took the lowest txn
+            base=1,
+            started_at=time.time(),
+            caller="",
+            key_id="dead-writer",
+            slot=KeyFacts(
+                name="never landed",
+                api_key_masked="dead...beef",
+                status="active",
+                checked_at=datetime.now(UTC),
+                permissions=Permissions(read=True),
+                ip_restricted=True,
+                ip_whitelist=None,
+                expires_at=None,
+            ).to_slot(2, "0" * 16),
+        )
+        env.root.secrets.kv.v2.update_metadata(
+            f"intents/{dead.name}", custom_metadata=dead.to_metadata(), mount_point=env.mount
+        )
+        assert http.put(path, json=key_body(key, "v2")).status_code == 200
+        assert http.put(path, json=key_body(key, "v3")).status_code == 200
+    assert wait_for(lambda: not intents(env))
+    mine = [line for line in env.audit_lines() if line.get("account") == account]
+    abandoned = [line for line in mine if line["event"] == "key.write_abandoned"]
+    assert [line["txn"] for line in abandoned] == ["0" * 16]
+    assert not any(line.get("recovered") for line in mine)
+    assert snapshot(env, account)["versions"] == {"1": True, "2": True, "3": False}

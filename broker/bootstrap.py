@@ -103,6 +103,7 @@ def apply_layout(
     for device in layout.audit_devices:
         _apply_audit_device(client, device, audit, record)
     _apply_mount(client, layout, mounts, record)
+    _apply_transit_mount(client, layout, mounts, record)
     for name, text in layout.policies.items():
         _apply_policy(client, name, text, record)
     _apply_token_role(client, layout.site_token_role, record)
@@ -187,6 +188,28 @@ def _apply_mount(
             )
         )
         record(f"{layout.mount} max_versions={layout.max_versions}", True, "configured")
+
+
+def _apply_transit_mount(
+    client: hvac.Client, layout: VaultLayout, mounts: Mapping[str, Any], record: _Record
+) -> None:
+    """The Transit mount of `transit` custody (docs/custody.md)."""
+    name = f"mount {layout.transit_mount}/ (transit)"
+    existing = mounts.get(f"{layout.transit_mount}/")
+    if existing is not None:
+        if existing.get("type") != "transit":
+            raise LayoutConflict(
+                f"mount {layout.transit_mount}/ exists as {existing.get('type')!r}, not transit;"
+                " remove it or configure another KEYBROKER_TRANSIT_MOUNT"
+            )
+        record(name, False, "already in place")
+        return
+    client.sys.enable_secrets_engine(
+        backend_type="transit",
+        path=layout.transit_mount,
+        description="keybroker: exchange signing keys (never exportable)",
+    )
+    record(name, True, "enabled")
 
 
 _KV_UPGRADING = "Upgrading from non-versioned to versioned data"

@@ -54,6 +54,8 @@ def _root(
 
 
 app.add_typer(vault_app, name="vault")
+keys_app = typer.Typer(help="Operate on stored exchange keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 
 
 class Role(StrEnum):
@@ -234,6 +236,21 @@ def vault_bootstrap(
     from broker.bootstrap import run_bootstrap
 
     raise typer.Exit(run_bootstrap(addr=addr))
+
+
+@keys_app.command("migrate-custody")
+def keys_migrate_custody(
+    role: Annotated[
+        Role | None, typer.Option(help="Only this role's keys (default: site and robot).")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report, change nothing.")] = False,
+) -> None:
+    """Move keys kept under `kv` custody into Transit (token from VAULT_TOKEN; resumable)."""
+    from broker.custody.migrate import run_migrate
+    from broker.names import ROLES
+
+    roles = (role.value,) if role else ROLES
+    raise typer.Exit(run_migrate(roles, dry_run))
 
 
 @app.command()

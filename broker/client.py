@@ -50,6 +50,8 @@ from broker.names import DEFAULT_MOUNT
 
 log = logging.getLogger("keybroker.client")
 
+_TRANSIT_FIELDS = ("transit_mount", "transit_key", "transit_version", "scheme")
+
 
 class KeyBrokerClientError(Exception):
     """Base of every error this module raises; messages never hold a secret or token."""
@@ -91,6 +93,13 @@ class ExchangeKey:
     passphrase: str | None
     version: int
     metadata: Mapping[str, str] = field(default_factory=dict)  # non-secret facts only
+    # `transit` custody: `secret` is empty and `transit` names the Transit key (mount,
+    # key, version, scheme) that signs for it (docs/custody.md).
+    transit: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def custody(self) -> str:
+        return "transit" if self.transit else "kv"
 
     def __repr__(self) -> str:
         return (
@@ -102,7 +111,10 @@ class ExchangeKey:
     __str__ = __repr__
 
     def ccxt_config(self) -> dict[str, str]:
-        """The credential part of a ccxt exchange config: apiKey, secret, password."""
+        """The credential part of a ccxt exchange config: apiKey, secret, password.
+        Under `transit` custody there is no secret: use `signing_exchange()` instead."""
+        if self.transit:
+            raise KeyBrokerClientError("a transit-custody key has no secret: use signing_exchange")
         config = {"apiKey": self.api_key, "secret": self.secret}
         if self.passphrase:
             config["password"] = self.passphrase
@@ -218,7 +230,10 @@ class _KeyReader:
         body = answer.get("data") or {}
         data = body.get("data") or {}
         meta = body.get("metadata") or {}
-        if "api_key" not in data or "secret" not in data:
+        transit = {k: str(data[k]) for k in _TRANSIT_FIELDS if k in data}
+        if data.get("custody") == "transit" and len(transit) != len(_TRANSIT_FIELDS):
+            raise KeyNotFound(f"read {self.role} key {account}/{exchange}: no key data")
+        if "api_key" not in data or ("secret" not in data and not transit):
             raise KeyNotFound(f"read {self.role} key {account}/{exchange}: no key data")
         log.info("read %s key %s/%s version %s", self.role, account, exchange, meta.get("version"))
         return ExchangeKey(
@@ -226,11 +241,43 @@ class _KeyReader:
             exchange=exchange,
             role=self.role,
             api_key=str(data["api_key"]),
-            secret=str(data["secret"]),
+            secret=str(data.get("secret") or ""),
             passphrase=str(data["passphrase"]) if data.get("passphrase") else None,
             version=int(meta.get("version") or 0),
             metadata={str(k): str(v) for k, v in (meta.get("custom_metadata") or {}).items()},
+            transit=transit,
         )
+
+    def signing_exchange(
+        self,
+        account: str,
+        exchange: str,
+        *,
+        asynchronous: bool = False,
+        config: Mapping[str, Any] | None = None,
+        key: ExchangeKey | None = None,
+    ) -> Any:
+        """A ccxt exchange object (ccxt.async_support with `asynchronous`) for the current
+        key, or `key`. Under `transit` custody its requests are signed through Vault
+        (broker/signing.py) and it never holds the secret; under `kv` it holds the secret
+        read from Vault. `config`: other ccxt options (urls, timeouts, rate limits).
+        A deleted key makes its requests raise KeyNotFound."""
+        from broker.signing import build_exchange
+
+        key = key or self.get_key(account, exchange)
+        return build_exchange(key, self._transit_call, asynchronous=asynchronous, config=config)
+
+    def _transit_call(self, mount: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        def call() -> Any:
+            try:
+                return self._vault.write_data(f"{mount}/{path}", data=body)
+            except hvac.exceptions.InvalidRequest as exc:
+                if "key not found" in str(exc):  # Transit's answer for a deleted key
+                    raise KeyNotFound(f"{self.role} signing key: not found") from None
+                raise
+
+        answer = self._with_token(f"{self.role} signing request", call)
+        return dict(answer.get("data") or {})
 
     def list_exchanges(self, account: str) -> list[str]:
         """Exchanges the account has keys of this role for (names only)."""

@@ -22,7 +22,7 @@ import os
 import re
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -30,7 +30,12 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 # format_duration is re-exported for code that still imports it from here.
 from broker.durations import format_duration as format_duration
 from broker.durations import parse_duration
-from broker.names import DEFAULT_MOUNT, SITE_TOKEN_MAX_TTL_S, SITE_TOKEN_TTL_S
+from broker.names import (
+    DEFAULT_MOUNT,
+    DEFAULT_TRANSIT_MOUNT,
+    SITE_TOKEN_MAX_TTL_S,
+    SITE_TOKEN_TTL_S,
+)
 
 log = logging.getLogger("keybroker.config")
 
@@ -93,6 +98,7 @@ def _exchange_set(value: Any) -> Any:
     return value
 
 
+Custody = Literal["transit", "kv"]
 CsvList = Annotated[list[str], NoDecode, BeforeValidator(_split_csv)]
 Seconds = Annotated[float, BeforeValidator(parse_duration)]
 # A set of exchanges a setting applies to: `true` (all), `false` (none) or `okx,deribit`.
@@ -176,7 +182,19 @@ class Settings(BaseSettings):
     )
     exchange_queue_wait: Seconds = 2.0  # longest wait for an exchange slot before 429
 
-    @field_validator("kv_mount")
+    # Custody per role (docs/custody.md): `transit` imports the secret into a Transit key
+    # nobody can export and consumers sign through Vault; `kv` stores it for them to read.
+    site_custody: Custody = "transit"
+    robot_custody: Custody = "transit"
+    transit_mount: str = DEFAULT_TRANSIT_MOUNT
+    # Under `transit`, a secret Transit cannot hold (size, format) is refused; with this
+    # set it is kept under `kv` custody instead.
+    custody_fallback_kv: bool = False
+
+    def custody(self, role: str) -> Custody:
+        return self.site_custody if role == "site" else self.robot_custody
+
+    @field_validator("kv_mount", "transit_mount")
     @classmethod
     def _mount_name(cls, value: str) -> str:
         value = value.strip("/")

@@ -28,6 +28,8 @@ from typing import Protocol
 from broker import ids
 from broker.audit import AuditLog
 from broker.config import Settings
+from broker.custody.material import NotImportable
+from broker.custody.transit import TransitCustody
 from broker.exchanges.base import Credentials, mask_api_key
 from broker.keystore import KeyFacts, KeyStore, NotStored, StoredKey
 from broker.layout import KeyPaths
@@ -106,8 +108,10 @@ class Intake:
         store: KeyStore,
         audit: AuditLog,
         metrics: BrokerMetrics,
+        custody: TransitCustody | None = None,
     ) -> None:
         self._settings = settings
+        self._custody = custody
         self._checker = checker
         self._store = store
         self._audit = audit
@@ -242,9 +246,7 @@ class Intake:
                 expires_at=result.expires_at,
                 warnings=tuple(r.code for r in warnings),
             )
-            data = {"api_key": credentials.api_key, "secret": credentials.secret}
-            if credentials.passphrase:
-                data["passphrase"] = credentials.passphrase
+            data = await self._custody_data(paths, credentials, audit_ids)
             try:
                 written = await self._store.write(
                     paths,
@@ -275,6 +277,31 @@ class Intake:
             created=written.created,
             warnings=warnings,
         )
+
+    async def _custody_data(
+        self, paths: KeyPaths, credentials: Credentials, audit_ids: dict[str, str]
+    ) -> dict[str, str]:
+        """The KV data for the checked key: the secret itself under `kv` custody; under
+        `transit` the secret goes into a Transit key first (broker/custody/transit.py)
+        and KV keeps only the api key, passphrase and the Transit reference."""
+        if self._settings.custody(paths.role) == "transit" and self._custody is not None:
+            try:
+                return await self._custody.store(paths, credentials)
+            except NotImportable as exc:
+                if not self._settings.custody_fallback_kv:
+                    self._count(paths, "rejected")
+                    reason = Reason.error(ReasonCode.SECRET_NOT_IMPORTABLE, str(exc))
+                    self._audit.emit("key.rejected", **audit_ids, reasons=[reason.code.value])
+                    raise KeyRejected(
+                        CheckResult.refused(paths.exchange, paths.role, reason)
+                    ) from None
+            except (VaultUnavailable, VaultRefused):
+                self._count(paths, "vault_unavailable")
+                raise
+        data = {"api_key": credentials.api_key, "secret": credentials.secret}
+        if credentials.passphrase:
+            data["passphrase"] = credentials.passphrase
+        return data
 
     async def get(self, account: str, exchange: str, role: str) -> KeyRecord:
         paths = self.key_paths(account, exchange, role)
@@ -316,6 +343,8 @@ class Intake:
         paths = self.key_paths(account, exchange, role)
         async with self._lock(paths):
             existed = await self._store.delete(paths)
+            if self._custody is not None:  # the Transit key of a `transit` key, if any
+                existed = await self._custody.delete(paths) or existed
         if not existed:
             raise KeyNotFound(
                 f"no {paths.role} key for {paths.exchange} in account {paths.account}"

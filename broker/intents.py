@@ -66,7 +66,7 @@ class Intent:
             "intent.base": str(self.base),
             "intent.started_at": datetime.fromtimestamp(self.started_at, UTC).isoformat(),
             "intent.caller": self.caller or "-",  # Vault refuses empty values
-            "intent.key_id": self.key_id,
+            "intent.key_id": self.key_id or "-",
             "intent.phase": self.phase,
         }
 
@@ -96,7 +96,7 @@ class Intent:
             base=base,
             started_at=started,
             caller="" if caller == "-" else caller,
-            key_id=custom.get("intent.key_id", ""),
+            key_id="" if custom.get("intent.key_id", "-") == "-" else custom["intent.key_id"],
             slot={k: v for k, v in custom.items() if k.startswith(prefix)},
             phase=phase,
         )

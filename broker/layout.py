@@ -13,7 +13,13 @@ from importlib import resources
 from typing import TYPE_CHECKING, Literal
 
 from broker.durations import format_duration
-from broker.names import DEFAULT_MOUNT, SITE_TOKEN_MAX_TTL_S, SITE_TOKEN_TTL_S, Role
+from broker.names import (
+    DEFAULT_MOUNT,
+    DEFAULT_TRANSIT_MOUNT,
+    SITE_TOKEN_MAX_TTL_S,
+    SITE_TOKEN_TTL_S,
+    Role,
+)
 
 if TYPE_CHECKING:
     from broker.config import Settings
@@ -24,6 +30,16 @@ ROBOT_READ_POLICY = "keybroker-robot-read"
 BROKER_POLICY = "keybroker-broker"
 INTAKE_POLICY = "keybroker-intake"
 SITE_BACKEND_POLICY = "keybroker-site-backend"
+# Transit custody (docs/custody.md): the site and the robot may only HMAC/sign with
+# their own role's keys; the broker imports, configures, deletes and verifies, never signs.
+SITE_TRANSIT_POLICY = "keybroker-site-transit"
+ROBOT_TRANSIT_POLICY = "keybroker-robot-transit"
+BROKER_TRANSIT_POLICY = "keybroker-broker-transit"
+TRANSIT_POLICY_NAMES: tuple[str, ...] = (
+    SITE_TRANSIT_POLICY,
+    ROBOT_TRANSIT_POLICY,
+    BROKER_TRANSIT_POLICY,
+)
 POLICY_NAMES: tuple[str, ...] = (
     SITE_READ_POLICY,
     ROBOT_READ_POLICY,
@@ -39,6 +55,21 @@ def policy_text(name: str, mount: str = DEFAULT_MOUNT) -> str:
     if mount != DEFAULT_MOUNT:
         text = re.sub(rf'(path\s+"){re.escape(DEFAULT_MOUNT)}/', rf"\g<1>{mount}/", text)
     return text
+
+
+def transit_policy_text(name: str, mount: str = DEFAULT_TRANSIT_MOUNT) -> str:
+    """A shipped Transit policy, its paths moved to `mount` when not the default."""
+    text = resources.files("policies").joinpath("vault", f"{name}.hcl").read_text()
+    if mount != DEFAULT_TRANSIT_MOUNT:
+        text = re.sub(rf'(path\s+"){re.escape(DEFAULT_TRANSIT_MOUNT)}/', rf"\g<1>{mount}/", text)
+    return text
+
+
+def transit_key_name(role: str, account: str, exchange: str) -> str:
+    """The Transit key of one exchange key. The role prefix is what the policies match
+    (`site-*`, `robot-*`); exchange ids hold no `-`, so the name parses from the right.
+    Identifiers must be validated first (broker/ids.py)."""
+    return f"{role}-{account}-{exchange}"
 
 
 @dataclass(frozen=True)
@@ -139,6 +170,7 @@ class VaultLayout:
     site_token_role: TokenRole
     approles: tuple[AppRole, ...]
     audit_devices: tuple[AuditDevice, ...] = field(default=())
+    transit_mount: str = DEFAULT_TRANSIT_MOUNT
 
     def key_paths(self, role: Role, account: str, exchange: str) -> KeyPaths:
         return KeyPaths(self.mount, role, account, exchange)
@@ -153,17 +185,20 @@ def build_layout(
     robot_cidrs: tuple[str, ...] = (),
     audit_devices: tuple[AuditDevice, ...] = (),
     site_token_role_name: str = "keybroker-site",
+    transit_mount: str = DEFAULT_TRANSIT_MOUNT,
 ) -> VaultLayout:
     """The layout for one deployment; every argument comes from configuration."""
     return VaultLayout(
         mount=mount,
+        transit_mount=transit_mount,
         # Replacements destroy older versions right away; a few slots cover the race
         # between the write and the destroy.
         max_versions=5,
-        policies={name: policy_text(name, mount) for name in POLICY_NAMES},
+        policies={name: policy_text(name, mount) for name in POLICY_NAMES}
+        | {name: transit_policy_text(name, transit_mount) for name in TRANSIT_POLICY_NAMES},
         site_token_role=TokenRole(
             name=site_token_role_name,
-            allowed_policies=(SITE_READ_POLICY,),
+            allowed_policies=(SITE_READ_POLICY, SITE_TRANSIT_POLICY),
             token_type="batch",
             orphan=True,
             renewable=False,
@@ -174,14 +209,14 @@ def build_layout(
         approles=(
             AppRole(
                 name="keybroker-broker",
-                token_policies=(BROKER_POLICY,),
+                token_policies=(BROKER_POLICY, BROKER_TRANSIT_POLICY),
                 token_ttl=3600,
                 token_max_ttl=4 * 3600,
                 secret_id_ttl=24 * 3600,
             ),
             AppRole(
                 name="keybroker-robot",
-                token_policies=(ROBOT_READ_POLICY,),
+                token_policies=(ROBOT_READ_POLICY, ROBOT_TRANSIT_POLICY),
                 token_ttl=3600,
                 token_max_ttl=24 * 3600,
                 secret_id_ttl=0,
@@ -214,4 +249,5 @@ def layout_from_settings(
         robot_cidrs=tuple(robot_cidrs),
         audit_devices=audit_devices,
         site_token_role_name=settings.site_token_role,
+        transit_mount=settings.transit_mount,
     )

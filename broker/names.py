@@ -17,6 +17,10 @@ ROLES: tuple[Role, ...] = ("site", "robot")
 # The KV v2 mount every key lives under unless KEYBROKER_KV_MOUNT says otherwise.
 DEFAULT_MOUNT = "exchange-keys"
 
+# The Transit mount that holds the signing keys under `transit` custody
+# (KEYBROKER_TRANSIT_MOUNT; docs/custody.md).
+DEFAULT_TRANSIT_MOUNT = "exchange-signing"
+
 # Site tokens: 5 minutes unless asked otherwise, never more than 15 minutes
 # (KEYBROKER_SITE_TOKEN_TTL / KEYBROKER_SITE_TOKEN_MAX_TTL).
 SITE_TOKEN_TTL_S = 300.0

@@ -35,6 +35,8 @@ class ReasonCode(StrEnum):
     UNVERIFIABLE = "unverifiable"
     UNSUPPORTED_EXCHANGE = "unsupported_exchange"
     NON_HMAC_KEY = "non_hmac_key"
+    # The secret cannot become a Transit key under `transit` custody (docs/custody.md).
+    SECRET_NOT_IMPORTABLE = "secret_not_importable"
     # Warnings.
     KEY_EXPIRING = "key_expiring"
     IP_WHITELIST_EXTRA = "ip_whitelist_extra"

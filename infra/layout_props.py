@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from broker.layout import AppRole, AuditDevice, TokenRole, VaultLayout
+from broker.layout import DEFAULT_TRANSIT_MOUNT, AppRole, AuditDevice, TokenRole, VaultLayout
 
 
 def layout_to_props(layout: VaultLayout) -> dict[str, Any]:
@@ -35,6 +35,7 @@ def layout_from_props(props: dict[str, Any]) -> VaultLayout:
     role = props["site_token_role"]
     return VaultLayout(
         mount=str(props["mount"]),
+        transit_mount=str(props.get("transit_mount") or DEFAULT_TRANSIT_MOUNT),
         max_versions=int(props["max_versions"]),
         policies={str(k): str(v) for k, v in props["policies"].items()},
         site_token_role=TokenRole(

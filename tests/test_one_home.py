@@ -13,6 +13,7 @@ HOMES = {"broker/names.py", "broker/ids.py", "broker/durations.py"}
 RESTATED = {
     "role names": re.compile(r'Literal\["site", "robot"\]|\("site", "robot"\)'),
     "default mount": re.compile(r'=\s*"exchange-keys"\s*$|"exchange-keys"\)\s*or\s'),
+    "default transit mount": re.compile(r'=\s*"exchange-signing"\s*$'),
     "site token cap": re.compile(r"site_token_max_ttl\w*\s*[:=].*\b900\b|\"15m\""),
     "id patterns": re.compile(r"\[a-z0-9\]\[a-z0-9_-\]\{0,63\}|\[a-z0-9_?\]\{[0-9,]+\}"),
     "duration parsers": re.compile(r"def parse_duration\w*\(|def _go_duration\("),

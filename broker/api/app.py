@@ -21,6 +21,7 @@ from broker.api.state import BrokerState
 from broker.audit import AuditLog
 from broker.callers import CallerDirectory
 from broker.config import Settings
+from broker.custody.transit import TransitCustody
 from broker.exchanges.base import Credentials
 from broker.intake import Checker, Intake
 from broker.keystore import KeyStore
@@ -95,6 +96,7 @@ def create_app(
             KeyStore(session, settings.kv_mount, intent_grace=settings.intent_grace),
             audit,
             metrics,
+            custody=TransitCustody(session, settings.transit_mount),
         ),
         minter=SiteTokenMinter(settings, session),
         audit=audit,

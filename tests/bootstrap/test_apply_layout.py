@@ -26,11 +26,15 @@ from broker.bootstrap import (
 )
 from broker.layout import (
     BROKER_POLICY,
+    BROKER_TRANSIT_POLICY,
     INTAKE_POLICY,
     POLICY_NAMES,
     ROBOT_READ_POLICY,
+    ROBOT_TRANSIT_POLICY,
     SITE_BACKEND_POLICY,
     SITE_READ_POLICY,
+    SITE_TRANSIT_POLICY,
+    TRANSIT_POLICY_NAMES,
     AuditDevice,
     build_layout,
 )
@@ -83,7 +87,8 @@ def test_first_apply_creates_everything_second_changes_nothing(
     assert steps == [
         f"mount {names.mount}/ (kv v2)",
         f"{names.mount} max_versions=5",
-        *(f"policy {names.policy[name]}" for name in POLICY_NAMES),
+        f"mount {names.layout.transit_mount}/ (transit)",
+        *(f"policy {names.policy[name]}" for name in POLICY_NAMES + TRANSIT_POLICY_NAMES),
         f"token role {names.site_role}",
         "auth method approle/",
         f"approle {names.approle['keybroker-broker']}",
@@ -97,7 +102,7 @@ def test_first_apply_creates_everything_second_changes_nothing(
     second = apply_layout(client, names.layout, on_step=lines.append)
     assert not second.changed
     assert [step.name for step in second.steps] == steps
-    assert second.summary() == "nothing to do: all 11 steps already in place"
+    assert second.summary() == "nothing to do: all 15 steps already in place"
 
 
 def test_reapply_on_shared_vault_changes_nothing(layout_applied: hvac.Client) -> None:
@@ -119,16 +124,16 @@ def test_layout_reads_back(layout_applied: hvac.Client) -> None:
     assert role["token_type"] == "batch"
     assert role["orphan"] is True
     assert role["renewable"] is False
-    assert role["allowed_policies"] == [SITE_READ_POLICY]
+    assert role["allowed_policies"] == [SITE_READ_POLICY, SITE_TRANSIT_POLICY]
     # Vault refuses an explicit max TTL on a batch role; the broker caps site tokens.
     assert not role.get("token_explicit_max_ttl")
 
     assert client.sys.list_auth_methods()["data"]["approle/"]["type"] == "approle"
     broker = client.read("auth/approle/role/keybroker-broker")["data"]
-    assert broker["token_policies"] == [BROKER_POLICY]
+    assert broker["token_policies"] == [BROKER_POLICY, BROKER_TRANSIT_POLICY]
     assert broker["token_no_default_policy"] is True
     robot = client.read("auth/approle/role/keybroker-robot")["data"]
-    assert robot["token_policies"] == [ROBOT_READ_POLICY]
+    assert robot["token_policies"] == [ROBOT_READ_POLICY, ROBOT_TRANSIT_POLICY]
 
 
 def test_drift_is_repaired_and_only_the_drifted_step_reports_a_change(
@@ -273,7 +278,7 @@ def test_broker_approle_writes_keys_but_cannot_read_them(layout_applied: hvac.Cl
         meta = broker.secrets.kv.v2.read_secret_metadata(path, mount_point=MOUNT)
         assert meta["data"]["current_version"] == 1
     lookup = broker.auth.token.lookup_self()["data"]
-    assert lookup["policies"] == [BROKER_POLICY]
+    assert lookup["policies"] == [BROKER_POLICY, BROKER_TRANSIT_POLICY]
 
 
 def test_robot_approle_reads_robot_keys_only(layout_applied: hvac.Client) -> None:
@@ -295,7 +300,10 @@ def test_wrapped_secret_id_unwraps_to_a_working_secret_id(layout_applied: hvac.C
     assert wrapped.wrapped
     secret_id = root.sys.unwrap(wrapped.secret_id)["data"]["secret_id"]
     robot = _login(root, AppRoleCredentials(wrapped.role_id, secret_id))
-    assert root.auth.token.lookup(robot.token)["data"]["policies"] == [ROBOT_READ_POLICY]
+    assert root.auth.token.lookup(robot.token)["data"]["policies"] == [
+        ROBOT_READ_POLICY,
+        ROBOT_TRANSIT_POLICY,
+    ]
     with pytest.raises(hvac.exceptions.InvalidRequest):  # wrapping tokens are single-use
         root.sys.unwrap(wrapped.secret_id)
 

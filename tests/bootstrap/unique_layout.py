@@ -40,6 +40,7 @@ class UniqueLayout:
 def unique_layout(**kwargs: Any) -> UniqueLayout:
     """build_layout(**kwargs) with every name made unique (a `mount` given is kept)."""
     kwargs.setdefault("mount", unique_name("exchange-keys"))
+    kwargs.setdefault("transit_mount", unique_name("exchange-signing"))
     site_role = unique_name(SHIPPED_SITE_ROLE)
     base = build_layout(site_token_role_name=site_role, **kwargs)
     policy = {name: unique_name(name) for name in base.policies}
@@ -81,6 +82,8 @@ def remove_layout(client: hvac.Client, unique: UniqueLayout) -> None:
     mounts = mounts.get("data", mounts)
     if mounts.get(f"{unique.mount}/", {}).get("type") == "kv":
         client.sys.disable_secrets_engine(unique.mount)
+    if mounts.get(f"{unique.layout.transit_mount}/", {}).get("type") == "transit":
+        client.sys.disable_secrets_engine(unique.layout.transit_mount)
 
 
 def _ignore_missing(call: Any, name: str) -> None:

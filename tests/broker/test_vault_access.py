@@ -19,7 +19,13 @@ from pydantic import SecretStr
 from broker.bootstrap import apply_layout, create_caller_token, issue_approle_credentials
 from broker.callers import CallerDirectory, UnknownCaller
 from broker.config import Settings
-from broker.layout import BROKER_POLICY, INTAKE_POLICY, build_layout, layout_from_settings
+from broker.layout import (
+    BROKER_POLICY,
+    BROKER_TRANSIT_POLICY,
+    INTAKE_POLICY,
+    build_layout,
+    layout_from_settings,
+)
 from broker.vault_session import VaultRefused, VaultSession, VaultUnavailable
 
 T = TypeVar("T")
@@ -74,14 +80,14 @@ def whoami(session: VaultSession) -> list[str]:
 
 def test_approle_login_holds_only_the_broker_policy(shared: hvac.Client) -> None:
     session = approle_session(shared)
-    assert whoami(session) == [BROKER_POLICY]
+    assert whoami(session) == [BROKER_POLICY, BROKER_TRANSIT_POLICY]
 
 
 def test_revoked_token_triggers_one_fresh_approle_login(shared: hvac.Client) -> None:
     session = approle_session(shared)
     first = own_token(session)
     shared.auth.token.revoke(first)
-    assert whoami(session) == [BROKER_POLICY]  # 403, re-login, retried
+    assert whoami(session) == [BROKER_POLICY, BROKER_TRANSIT_POLICY]  # 403, re-login, retried
     assert own_token(session) != first
 
 
@@ -97,7 +103,7 @@ def test_renewal_before_expiry_and_relogin_past_max_ttl(devvault, laid_out) -> N
 
     devvault.clock.advance(4 * 3600)  # beyond token_max_ttl: renewal fails, log in again
     session.expire_now()
-    assert whoami(session) == [BROKER_POLICY]
+    assert whoami(session) == [BROKER_POLICY, BROKER_TRANSIT_POLICY]
     assert own_token(session) != token
 
 
@@ -121,7 +127,7 @@ def test_unreachable_and_sealed_vault_are_unavailable(devvault, laid_out) -> Non
     devvault.faults.drop_next(1)
     with pytest.raises(VaultUnavailable):
         whoami(session)
-    assert whoami(session) == [BROKER_POLICY]  # reconnects on the next call
+    assert whoami(session) == [BROKER_POLICY, BROKER_TRANSIT_POLICY]  # reconnects on the next call
     assert session.health() == (True, "ok")
     nowhere = VaultSession(Settings(vault_addr="http://127.0.0.1:9", vault_token="x"))
     assert nowhere.health()[0] is False

@@ -44,7 +44,7 @@ def robot_approle(broker_env: BrokerEnv) -> Iterator[str]:
     """The shipped robot AppRole under a unique name, bound to loopback (the robot reaches
     this Vault from 127.0.0.1, not from its exchange egress address); deleted afterwards.
     The shared keybroker-robot role is left as the layout has it."""
-    (shipped,) = [r for r in build_layout().approles if r.token_policies == (ROBOT_READ_POLICY,)]
+    (shipped,) = [r for r in build_layout().approles if ROBOT_READ_POLICY in r.token_policies]
     role = dataclasses.replace(
         shipped,
         name=unique_name("keybroker-robot"),

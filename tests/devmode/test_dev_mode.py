@@ -110,7 +110,15 @@ def test_dev_mode_end_to_end_then_ctrl_c(tmp_path: Path) -> None:
         stored = site.secrets.kv.v2.read_secret_version(
             "site/alice/binance", mount_point="exchange-keys", raise_on_deleted_version=True
         )["data"]["data"]
-        assert (stored["api_key"], stored["secret"]) == (key["api_key"], key["secret"])
+        # Dev mode runs the default `transit` custody: KV holds no secret, the site token
+        # signs through Vault with site keys only (docs/custody.md).
+        assert stored["api_key"] == key["api_key"] and "secret" not in stored
+        assert stored["custody"] == "transit"
+        assert key["secret"] not in json.dumps(stored)
+        signed = site.write_data("exchange-signing/hmac/site-alice-binance", data={"input": "eA=="})
+        assert signed["data"]["hmac"].startswith("vault:v1:")
+        with pytest.raises(hvac.exceptions.Forbidden):
+            site.write_data("exchange-signing/hmac/robot-alice-binance", data={"input": "eA=="})
         with pytest.raises(hvac.exceptions.Forbidden):
             site.secrets.kv.v2.read_secret_version(
                 "robot/alice/binance", mount_point="exchange-keys", raise_on_deleted_version=True

@@ -26,7 +26,7 @@ from keybroker_dev.devvault.errors import VaultError, bad_request, permission_de
 from keybroker_dev.devvault.kv import KVStore
 from keybroker_dev.devvault.policystore import PolicyStore
 from keybroker_dev.devvault.protocol import Request, Response, Result
-from keybroker_dev.devvault.routing import Backend, Ctx, EmptyBackend, MountEntry
+from keybroker_dev.devvault.routing import Backend, Ctx, MountEntry
 from keybroker_dev.devvault.seal import SealState
 from keybroker_dev.devvault.tokens import TokenEntry, TokenStore
 from keybroker_dev.devvault.wrapping import WrappingStore
@@ -159,7 +159,10 @@ class Core:
 
             backend, type_ = KVBackend(KVStore(self.clock)), "kv"
         elif type_ == "transit":
-            backend = EmptyBackend("transit")
+            from keybroker_dev.devvault.routes_transit import TransitBackend
+            from keybroker_dev.devvault.transit import TransitKeyring
+
+            backend = TransitBackend(TransitKeyring(self.clock))
         else:
             raise bad_request(f"plugin not found in the catalog: {type_}")
         self._mount(

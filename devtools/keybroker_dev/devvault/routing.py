@@ -90,16 +90,6 @@ class Backend:
         return cached
 
 
-class EmptyBackend(Backend):
-    """An engine that is listed and enabled but serves no paths (e.g. transit)."""
-
-    def __init__(self, type_: str) -> None:
-        self.type = type_
-
-    def paths(self) -> list[PathSpec]:
-        return []
-
-
 @dataclass
 class MountEntry:
     path: str  # "kv/" (secrets) or "approle/" (auth; routed under "auth/approle/")

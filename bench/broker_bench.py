@@ -52,6 +52,9 @@ from broker.exchanges import Credentials, KeyChecker  # noqa: E402
 from broker.layout import INTAKE_POLICY, SITE_BACKEND_POLICY, layout_from_settings  # noqa: E402
 from keybroker_dev.sandbox.keys import ROBOT_EGRESS_IP  # noqa: E402
 
+# The bench measures the broker against the sandbox, not an exchange's request limits.
+UNLIMITED_EXCHANGES = {"binance": 100_000.0}
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -280,6 +283,8 @@ def main() -> int:
             exchange_urls=exchange_urls,
             robot_exchange_egress_ips=[ROBOT_EGRESS_IP],
             robot_vault_cidrs=[ROBOT_EGRESS_IP],
+            # The direct KeyChecker baseline is not paced either (see serve_env).
+            exchange_rate_limits=UNLIMITED_EXCHANGES,
         )
         apply_layout(root, layout_from_settings(settings))
         creds = issue_approle_credentials(root, "keybroker-broker")
@@ -295,6 +300,10 @@ def main() -> int:
                 "KEYBROKER_ROBOT_EXCHANGE_EGRESS_IPS": ROBOT_EGRESS_IP,
                 "KEYBROKER_AUDIT_LOG": os.devnull,
                 "KEYBROKER_LISTEN": f"127.0.0.1:{port}",
+                # The bench measures the broker, not an exchange's limits: lift both.
+                "KEYBROKER_EXCHANGE_RATE_LIMITS": json.dumps(UNLIMITED_EXCHANGES),
+                "KEYBROKER_CALLER_RATE": "100000",
+                "KEYBROKER_CALLER_BURST": "100000",
             }
 
         # One start is a noisy sample on a shared machine: the median of three, the

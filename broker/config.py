@@ -173,6 +173,22 @@ class Settings(BaseSettings):
     accept_unverifiable: ExchangeSet = frozenset()
     api_docs: bool = False  # serve Swagger UI (/docs) and ReDoc (/redoc)
 
+    # Write recovery, request limits and rate limits (docs/broker.md, issue 17).
+    vault_timeout: Seconds = 10.0  # bound on one Vault request from the broker
+    intent_grace: Seconds = 60.0  # a write intent older than this is the reconciler's
+    reconcile_interval: Seconds = 15.0
+    header_timeout: Seconds = 10.0  # request line and headers must arrive within this
+    body_timeout: Seconds = 10.0  # the body (read before authentication) within this
+    max_unauthenticated: int = Field(default=256, ge=1)  # connections not yet authenticated
+    # Per caller token. One site backend mints every user's site tokens, so generous.
+    caller_rate: float = Field(default=100.0, gt=0)  # requests per second
+    caller_burst: int = Field(default=1000, ge=1)
+    # JSON map ccxt id -> outgoing requests per second (defaults: broker/ratelimit.py).
+    exchange_rate_limits: Annotated[dict[str, float], NoDecode, BeforeValidator(_json_map)] = Field(
+        default_factory=dict
+    )
+    exchange_queue_wait: Seconds = 2.0  # longest wait for an exchange slot before 429
+
     # Custody per role (docs/custody.md): `transit` imports the secret into a Transit key
     # nobody can export and consumers sign through Vault; `kv` stores it for them to read.
     site_custody: Custody = "transit"
@@ -258,6 +274,14 @@ class Settings(BaseSettings):
         for exchange, url in value.items():
             if not re.match(r"^https?://[^/]+", url):
                 raise ValueError(f"{exchange}: {url!r} is not an http(s) base URL")
+        return value
+
+    @field_validator("exchange_rate_limits")
+    @classmethod
+    def _rates(cls, value: dict[str, float]) -> dict[str, float]:
+        for exchange, rate in value.items():
+            if not rate > 0:
+                raise ValueError(f"{exchange}: the rate must be a positive number per second")
         return value
 
     @model_validator(mode="after")

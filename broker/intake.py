@@ -1,9 +1,13 @@
 """The intake workflow: what happens to a key between the HTTP edge and Vault.
 
-    validate identifiers -> inspect the key at its exchange (bounded by check_timeout)
-    -> retryable? 503, nothing stored -> rejected? 422, nothing stored
-    -> write to Vault (broker/keystore.py: cas, facts in custom_metadata, old versions
-       destroyed) under a per-key lock -> audit -> the stored key's view
+    validate identifiers and credentials -> inspect the key at its exchange (bounded by
+    check_timeout and the exchange's rate limit) -> retryable? 503, nothing stored
+    -> rejected? 422, nothing stored -> write to Vault under a per-key lock
+    (broker/keystore.py: intent, cas data write, facts, old versions destroyed)
+    -> audit -> settle the intent -> the stored key's view
+
+A write whose outcome Vault left unknown is finished or abandoned by the reconciler
+(broker/recovery.py), which audits the end state it reaches.
 
 Nothing here knows about HTTP; the API maps the exceptions below onto the error
 envelope of docs/contracts.md §3. Secrets live only in the `Credentials` object and the
@@ -13,12 +17,13 @@ dict handed to the key store; they are never logged, audited or put in a message
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import weakref
-from collections.abc import Coroutine, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from broker import ids
 from broker.audit import AuditLog
@@ -26,16 +31,26 @@ from broker.config import Settings
 from broker.custody.material import NotImportable
 from broker.custody.transit import TransitCustody
 from broker.exchanges.base import Credentials, mask_api_key
-from broker.keystore import KeyFacts, KeyStore, StagingLeft, StoredKey
+from broker.keystore import KeyFacts, KeyStore, NotStored, StoredKey
 from broker.layout import KeyPaths
 from broker.metrics import BrokerMetrics
+from broker.ratelimit import RateLimited
 from broker.reasons import CheckResult, Reason, ReasonCode, Severity
+from broker.recovery import Reconciler
 from broker.vault_session import VaultRefused, VaultUnavailable
 
 EXCHANGE_RETRY_AFTER = 5
-# Seconds between attempts to undo a half-done write once Vault is back (about 2 min).
-UNDO_RETRY_DELAYS = (0.2, 0.5, 1, 2, 4, 8, 15, 30, 60)
-_CREDENTIAL_LIMITS = {"api_key": 512, "secret": 8192, "passphrase": 512}
+CREDENTIAL_LIMITS = {"api_key": 512, "secret": 8192, "passphrase": 512}
+# api_key and passphrase travel in HTTP headers (or query strings): printable ASCII
+# only, or the HTTP client fails before the exchange is reached (which would look like
+# an outage). A secret only feeds a signature, but PEM secrets hold line breaks.
+# (The OpenAPI document states the same patterns: broker/api/schemas.py.)
+CREDENTIAL_PATTERNS = {
+    "api_key": "^[ -~]+$",
+    "passphrase": "^[ -~]+$",
+    "secret": "^[ -~\\r\\n]+$",
+}
+_CREDENTIAL_RE = {field: re.compile(pattern) for field, pattern in CREDENTIAL_PATTERNS.items()}
 
 
 class Checker(Protocol):
@@ -104,8 +119,15 @@ class Intake:
         self._enabled = frozenset(settings.exchanges)
         # One lock per key path: replacements of one key in this process never interleave.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
-        # Undos of half-done writes waiting for Vault to come back (see _retry_undo).
-        self._background: set[asyncio.Task[None]] = set()
+        self.reconciler = Reconciler(
+            store,
+            audit,
+            self._lock,
+            grace=settings.intent_grace,
+            interval=settings.reconcile_interval,
+            on_outcome=self._count,
+            metrics=metrics,
+        )
 
     # ----------------------------------------------------------- validation
     def key_paths(self, account: str, exchange: str, role: str) -> KeyPaths:
@@ -124,10 +146,11 @@ class Intake:
         for field, value in (("api_key", api_key), ("secret", secret), ("passphrase", passphrase)):
             if value is None:
                 continue
-            if not value or len(value) > _CREDENTIAL_LIMITS[field]:
-                raise InvalidRequest(f"{field} must be 1 to {_CREDENTIAL_LIMITS[field]} characters")
-            if "\x00" in value:
-                raise InvalidRequest(f"{field} must not contain NUL characters")
+            if not value or len(value) > CREDENTIAL_LIMITS[field]:
+                raise InvalidRequest(f"{field} must be 1 to {CREDENTIAL_LIMITS[field]} characters")
+            if not _CREDENTIAL_RE[field].fullmatch(value):
+                allowed = "printable ASCII" + (" and line breaks" if field == "secret" else "")
+                raise InvalidRequest(f"{field} must hold {allowed} only (no control characters)")
         return Credentials(api_key=api_key, secret=secret, passphrase=passphrase or None)
 
     # ------------------------------------------------------------- actions
@@ -140,7 +163,11 @@ class Intake:
             valid_exchange = ids.validate_exchange(exchange, self._enabled)
         except ids.InvalidIdentifier as exc:
             raise InvalidRequest(str(exc)) from None
-        result = await self._inspect(valid_exchange, valid_role, credentials)
+        try:
+            result = await self._inspect(valid_exchange, valid_role, credentials)
+        except RateLimited:
+            self._metrics.rate_limited("exchange", valid_exchange)
+            raise
         self._audit.emit(
             "key.checked",
             caller=caller,
@@ -186,6 +213,9 @@ class Intake:
                 self._store.read_metadata(paths),
                 return_exceptions=True,
             )
+            if isinstance(result, RateLimited):
+                self._count(paths, "rate_limited")
+                self._metrics.rate_limited("exchange", paths.exchange)
             if isinstance(result, BaseException):
                 raise result
             # Retryable or rejected: stop here, nothing is written.
@@ -201,7 +231,7 @@ class Intake:
                 raise KeyRejected(result)
             if isinstance(before, BaseException):
                 self._count(paths, "vault_unavailable")
-                raise before
+                raise NotStored(str(before)) from None
 
             # 2. Store: the secret goes to Vault's data, only non-secret facts to metadata.
             warnings = [r for r in result.reasons if r.severity == Severity.WARNING]
@@ -218,24 +248,30 @@ class Intake:
             )
             data = await self._custody_data(paths, credentials, audit_ids)
             try:
-                written = await self._store.write(paths, facts, data, before=before)
-            except StagingLeft as exc:
-                self._count(paths, "vault_unavailable")
-                self._spawn(self._retry_undo(paths, exc))
-                raise
+                written = await self._store.write(
+                    paths,
+                    facts,
+                    data,
+                    caller=caller,
+                    key_id=audit_ids["key_id"],
+                    before=before,
+                )
             except Exception:
                 self._count(paths, "vault_unavailable")
                 raise
 
-        outcome = "accepted" if written.created else "replaced"
-        self._count(paths, outcome)
-        self._audit.emit(
-            f"key.{outcome}",
-            **audit_ids,
-            version=written.version,
-            warnings=_codes(warnings),
-            cleanup_pending=written.cleanup_pending,
-        )
+            # 3. Audit the version that went live, then settle its intent.
+            outcome = "accepted" if written.created else "replaced"
+            self._count(paths, outcome)
+            self._audit.emit(
+                f"key.{outcome}",
+                **audit_ids,
+                version=written.version,
+                txn=written.intent.txn,
+                warnings=_codes(warnings),
+                cleanup_pending=written.cleanup_pending,
+            )
+            await self._store.settle(written.intent, written.cleanup_pending)
         return SubmitOutcome(
             KeyRecord(paths.account, paths.exchange, paths.role, written.stored),
             created=written.created,
@@ -274,6 +310,7 @@ class Intake:
             raise KeyNotFound(
                 f"no {paths.role} key for {paths.exchange} in account {paths.account}"
             )
+        self._report_damage(paths, stored)
         return KeyRecord(paths.account, paths.exchange, paths.role, stored)
 
     async def list(self, account: str) -> list[KeyRecord]:
@@ -286,12 +323,21 @@ class Intake:
             for name in await self._store.list_exchanges(role, account):
                 if name in self._enabled:  # ignore anything the broker would not have written
                     found.append(KeyPaths(self._settings.kv_mount, role, account, name))
-        stored = await asyncio.gather(*(self._store.read(p) for p in found))
-        return [
-            KeyRecord(p.account, p.exchange, p.role, s)
-            for p, s in zip(found, stored, strict=True)
-            if s is not None
-        ]
+        stored = await asyncio.gather(*(self._store.read_metadata(p) for p in found))
+        records = []
+        for paths, raw in zip(found, stored, strict=True):
+            if raw is None:
+                continue
+            if raw.version == 0 or raw.has_debris:
+                await self._repair(paths, raw)
+            if raw.version == 0 or raw.version not in raw.live_versions:
+                continue
+            key = await self._store.read(paths) if raw.facts is None and not raw.damage else raw
+            if key is None:
+                continue
+            self._report_damage(paths, key)
+            records.append(KeyRecord(paths.account, paths.exchange, paths.role, key))
+        return records
 
     async def delete(self, account: str, exchange: str, role: str, *, caller: str) -> None:
         paths = self.key_paths(account, exchange, role)
@@ -311,37 +357,40 @@ class Intake:
             role=paths.role,
         )
 
+    async def start(self) -> None:
+        """Start the reconciler (its first round runs at once: start-up recovery)."""
+        self.reconciler.start()
+
     async def aclose(self) -> None:
-        """Stop pending background undos (Vault is left as the last attempt found it)."""
-        for task in list(self._background):
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await self.reconciler.stop()
 
     # -------------------------------------------------------------- helpers
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _retry_undo(self, paths: KeyPaths, left: StagingLeft) -> None:
-        """Vault failed mid-write and refused the undo: retry it until Vault is back."""
-        for delay in UNDO_RETRY_DELAYS:
-            await asyncio.sleep(delay)
-            try:
-                async with self._lock(paths):
-                    await left.undo()
-            except (VaultUnavailable, VaultRefused):
-                continue
+    def _report_damage(self, paths: KeyPaths, stored: StoredKey) -> None:
+        if stored.damage:
             self._audit.emit(
-                "key.write_undone", account=paths.account, exchange=paths.exchange, role=paths.role
+                "key.metadata_damaged",
+                account=paths.account,
+                exchange=paths.exchange,
+                role=paths.role,
+                version=stored.version,
+                damage=stored.damage,
             )
-            return
-        self._audit.emit(
-            "key.write_undo_abandoned",
-            account=paths.account,
-            exchange=paths.exchange,
-            role=paths.role,
-        )
+
+    async def _repair(self, paths: KeyPaths, stored: StoredKey) -> None:
+        """Debris from older brokers (see KeyStore.repair); best effort, under the key's lock."""
+        try:
+            async with self._lock(paths):
+                now = await self._store.read_metadata(paths)
+                if now is not None and await self._store.repair(paths, now):
+                    self._audit.emit(
+                        "key.repaired",
+                        account=paths.account,
+                        exchange=paths.exchange,
+                        role=paths.role,
+                        version=now.version,
+                    )
+        except (VaultUnavailable, VaultRefused):
+            pass
 
     async def _inspect(self, exchange: str, role: str, credentials: Credentials) -> CheckResult:
         started = time.perf_counter()

@@ -1,49 +1,47 @@
-"""Keys in the KV v2 mount, written so that a failure at any step leaves Vault as it was.
+"""Keys in the KV v2 mount, written so that every outcome of a write is known or knowable.
 
 The broker's policy can write key data but never read it (docs/contracts.md §2), so every
 fact the API reports comes from the key's metadata: `version`, `created_at` and
 `updated_at` from KV's own metadata, the rest from `custom_metadata`, which holds only
 non-secret facts (name, masked key, status, checked_at, permissions summary, IP facts,
-expiry, warning codes).
+expiry, warning codes) in a slot named after the version they describe (`v3.name`,
+`v3.status`, ...). A reader only believes the slot of the current version.
 
-KV v2 keeps one custom_metadata map per key, not per version, and the data write and
-the metadata write are two requests. To keep them consistent under failures, the facts
-are stored in slots named after the version they describe (`v3.name`, `v3.status`, ...)
-and a reader only believes the slot of the current version. A write is:
+A write (docs/broker.md "Write protocol") is:
 
-1. read metadata: current version N (0 for a new key) and the slot `vN.*` (the intake
-   runs this read while the exchange inspects the key);
-2. stage: write custom_metadata = slot `vN.*` + new slot `v(N+1).*`. Readers still see
-   version N and its facts; a failure here changed nothing;
-3. commit: write the data with `cas=N`. A mismatch means another writer got there
-   first: go back to 1 (at most CAS_ATTEMPTS rounds; a writer that loses them all
-   removes its stage slots, which may now label the winner's version, and answers
-   WriteConflict). Any other failure is retried once with the same cas (harmless
-   if the first attempt did land: cas refuses the repeat), then step 2 is undone. When
-   Vault refuses the undo as well, `StagingLeft` carries the undo for the caller to
-   retry once Vault is back;
-4. destroy every version up to N, so a replaced key cannot be read back.
+1. read metadata: current version N (0 for a new key); the intake runs this read while
+   the exchange inspects the key;
+2. intent: a record in Vault (broker/intents.py) naming the key, N, and the facts slot
+   `v(N+1).*`. A failure here sent no data: the answer is "not stored";
+3. commit: write the data with `cas=N`. A cas mismatch means another writer committed
+   first: drop the intent and go back to 1 (at most CAS_ATTEMPTS rounds, then
+   WriteConflict). Any other failure is repeated once with the same cas (a repeat of
+   a write that did land is refused by cas, so this never writes twice). If the repeat
+   fails too, the outcome is unknown: the intent stays for broker/recovery.py;
+4. finish: custom_metadata := the new slot (this also drops slots of older versions and
+   anything damaged), then destroy every older live version. The caller audits, then
+   `settle` deletes the intent, or marks it `cleanup` when Vault refused a step of 4,
+   so that the reconciler retries it.
 
-Step 4 runs after the commit point: its failure does not undo the new key; it is
-reported (`WriteResult.cleanup_pending`) and the next write destroys what is left. The
-slot `vN.*` of a destroyed version stays until the next write replaces it; readers
-ignore it. Writers in one process are serialized by the intake's per-key lock; cas
-orders writers of different processes, and a slot tagged with another attempt's `txn`
-is never carried forward as the facts of a version it did not write.
+No key entry exists before its data does, so a LIST (which site tokens may run) never
+shows a key without a version. Writers in one process are serialized by the intake's
+per-key lock; cas orders writers of different processes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
-import secrets
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+import re
+import time
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import hvac.exceptions as hvac_errors
 
+from broker.intents import PHASE_CLEANUP, Intent, IntentStore, new_txn
 from broker.layout import KeyPaths
 from broker.reasons import Permissions, ReasonCode
 from broker.vault_session import VaultRefused, VaultSession, VaultUnavailable
@@ -56,20 +54,28 @@ _VALUE_MAX = 512  # KV v2 custom_metadata value limit (docs/facts/vault.md §3)
 # in a row, hence a generous bound and a jittered pause that breaks lock-step retries.
 CAS_ATTEMPTS = 12
 CAS_BACKOFF_SECONDS = 0.005
+_VAULT_ERRORS = (VaultUnavailable, VaultRefused)
 
 
-class StagingLeft(VaultUnavailable):
-    """Vault failed mid-write and refused the undo as well. Readers are not affected (the
-    staged slot describes no version), but the caller should run `undo` again later so
-    that the metadata returns exactly to what it was."""
+class NotStored(VaultUnavailable):
+    """Vault failed before the key's data was sent: nothing new is stored."""
 
-    def __init__(self, message: str, undo: Callable[[], Awaitable[None]]) -> None:
-        super().__init__(message)
-        self.undo = undo
+
+class OutcomeUnknown(VaultUnavailable):
+    """Vault failed during the data write: the new version may or may not be live.
+    The write's intent stays in Vault and the reconciler settles it either way."""
 
 
 class WriteConflict(Exception):
     """Other writers kept replacing the key while this write retried; try again later."""
+
+
+class DamagedMetadata(ValueError):
+    """The key's custom metadata cannot be read as facts; the message names the field."""
+
+
+# A version's slot in custom_metadata: `v<N>.<fact>` (docs/broker.md).
+_SLOT_KEY = re.compile(r"^v(\d+)\.")
 
 
 @dataclass(frozen=True)
@@ -108,27 +114,73 @@ class KeyFacts:
 
     @classmethod
     def from_slot(cls, custom: dict[str, str], version: int) -> KeyFacts | None:
+        """The facts of `version`, None when it has no slot. Raises DamagedMetadata
+        (naming the field, never its value) when the slot cannot be read."""
         prefix = f"v{version}."
         slot = {k[len(prefix) :]: v for k, v in custom.items() if k.startswith(prefix)}
         if "name" not in slot:
             return None
-        granted = set(slot.get("permissions", "").split(","))
-        whitelist = slot.get("ip_whitelist")
-        return cls(
-            name=slot["name"],
-            api_key_masked=slot.get("api_key_masked", ""),
-            status=slot.get("status", "unknown"),
-            checked_at=datetime.fromisoformat(slot["checked_at"]),
-            permissions=Permissions(**{p: p in granted for p in _PERMISSIONS}),
-            ip_restricted={"True": True, "False": False}.get(slot.get("ip_restricted", "")),
-            ip_whitelist=json.loads(whitelist) if whitelist else None,
-            expires_at=datetime.fromisoformat(slot["expires_at"]) if "expires_at" in slot else None,
-            warnings=tuple(
-                ReasonCode(code)
-                for code in slot.get("warnings", "").split(",")
-                if code in ReasonCode._value2member_map_
-            ),
-        )
+        try:
+            checked_at = _timestamp(slot, "checked_at", required=True)
+            assert checked_at is not None
+            return cls(
+                name=_field(slot, "name", str),
+                api_key_masked=slot.get("api_key_masked", ""),
+                status=slot.get("status", "unknown"),
+                checked_at=checked_at,
+                permissions=_permissions(slot.get("permissions", "")),
+                ip_restricted={"True": True, "False": False}.get(slot.get("ip_restricted", "")),
+                ip_whitelist=_whitelist(slot.get("ip_whitelist")),
+                expires_at=_timestamp(slot, "expires_at", required=False),
+                warnings=tuple(
+                    ReasonCode(code)
+                    for code in slot.get("warnings", "").split(",")
+                    if code in ReasonCode._value2member_map_
+                ),
+            )
+        except _BadField as exc:
+            raise DamagedMetadata(f"v{version}.{exc.args[0]} cannot be read") from None
+
+
+class _BadField(Exception):
+    pass
+
+
+def _field(slot: dict[str, str], name: str, kind: type) -> str:
+    value = slot.get(name)
+    if not isinstance(value, kind) or not value:
+        raise _BadField(name)
+    return value
+
+
+def _timestamp(slot: dict[str, str], name: str, *, required: bool) -> datetime | None:
+    if name not in slot:
+        if required:
+            raise _BadField(name)
+        return None
+    try:
+        return datetime.fromisoformat(str(slot[name]))
+    except ValueError:
+        raise _BadField(name) from None
+
+
+def _permissions(text: str) -> Permissions:
+    granted = set(str(text).split(","))
+    if granted - {*_PERMISSIONS, "none", ""}:
+        raise _BadField("permissions")
+    return Permissions(**{p: p in granted for p in _PERMISSIONS})
+
+
+def _whitelist(text: str | None) -> list[str] | None:
+    if not text:
+        return None
+    try:
+        items = json.loads(text)
+    except ValueError:
+        raise _BadField("ip_whitelist") from None
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise _BadField("ip_whitelist")
+    return items
 
 
 def _bounded_json_list(items: list[str]) -> str:
@@ -151,13 +203,25 @@ class StoredKey:
     facts: KeyFacts | None
     live_versions: tuple[int, ...]  # versions not destroyed yet
     custom_metadata: dict[str, str] = field(repr=False)
+    damage: str | None = None  # why the facts could not be read (never a stored value)
+
+    @property
+    def has_debris(self) -> bool:
+        """Slots of versions other than the current one (left by older brokers or crashes).
+        Keys outside the `v<N>.` slots (key health's `health.*`) are not debris."""
+        return any(self.is_debris(key) for key in self.custom_metadata)
+
+    def is_debris(self, key: str) -> bool:
+        match = _SLOT_KEY.match(key)
+        return match is not None and int(match.group(1)) != self.version
 
 
 @dataclass(frozen=True)
 class WriteResult:
     stored: StoredKey
     created: bool
-    cleanup_pending: bool  # destroying older versions failed; the next write retries it
+    cleanup_pending: bool  # a step after the commit failed; the reconciler retries it
+    intent: Intent = field(repr=False)
 
     @property
     def version(self) -> int:
@@ -172,16 +236,30 @@ _UNREAD = _Unread()
 
 
 class KeyStore:
-    def __init__(self, session: VaultSession, mount: str) -> None:
+    def __init__(self, session: VaultSession, mount: str, *, intent_grace: float = 60.0) -> None:
         self._session = session
         self._mount = mount
+        # A writer never sends data for an intent older than half the grace, so the
+        # reconciler (which waits for the whole grace) never races a live writer.
+        self._send_deadline = intent_grace / 2
+        self.intents = IntentStore(session, mount)
 
     # ------------------------------------------------------------------ reads
     async def read(self, paths: KeyPaths) -> StoredKey | None:
-        """The key's metadata, or None when there is no committed version."""
+        """The key's metadata, or None when there is no live current version. When the
+        current version has no facts slot yet (its write is being finished), the facts
+        come from that write's intent."""
         stored = await self.read_metadata(paths)
         if stored is None or stored.version == 0 or stored.version not in stored.live_versions:
             return None
+        if stored.facts is None and stored.damage is None:
+            for intent in await self.intents.for_key(paths):
+                if intent.version == stored.version:
+                    try:
+                        facts = KeyFacts.from_slot(intent.slot, intent.version)
+                    except DamagedMetadata:
+                        continue
+                    return replace(stored, facts=facts)
         return stored
 
     async def list_exchanges(self, role: str, account: str) -> list[str]:
@@ -189,29 +267,48 @@ class KeyStore:
         response = await self._session.request(
             "list", "LIST", f"/v1/{self._mount}/metadata/{role}/{account}/", missing_ok=True
         )
-        return list(response["data"]["keys"]) if response else []
+        keys = ((response or {}).get("data") or {}).get("keys") or []
+        return [str(k) for k in keys if isinstance(k, str) and not k.endswith("/")]
 
     async def read_metadata(self, paths: KeyPaths) -> StoredKey | None:
-        """Raw metadata, including a key with only a staged (uncommitted) slot."""
+        """Raw metadata, read tolerantly: unreadable facts give `damage`, never an error."""
         response = await self._session.request(
             "read_metadata", "GET", f"/v1/{paths.metadata}", missing_ok=True
         )
-        data = response["data"] if response else None
-        if data is None:
+        data = response.get("data") if response else None
+        if not isinstance(data, dict):
             return None
-        custom = dict(data.get("custom_metadata") or {})
-        version = int(data.get("current_version") or 0)
-        versions = data.get("versions") or {}
+        raw_custom = data.get("custom_metadata")
+        custom = (
+            {str(k): str(v) for k, v in raw_custom.items()} if isinstance(raw_custom, dict) else {}
+        )
+        try:
+            version = int(data.get("current_version") or 0)
+        except (TypeError, ValueError):
+            version = 0
+        raw_versions = data.get("versions")
+        versions = raw_versions if isinstance(raw_versions, dict) else {}
+        live = []
+        for number, info in versions.items():
+            if str(number).isdigit() and isinstance(info, dict) and not info.get("destroyed"):
+                live.append(int(number))
+        damage = None
+        facts = None
+        if version:
+            try:
+                facts = KeyFacts.from_slot(custom, version)
+            except DamagedMetadata as exc:
+                damage = str(exc)
+        current = versions.get(str(version))
         return StoredKey(
             version=version,
             created_at=str(data.get("created_time", "")),
             # The current version's own time: metadata-only writes do not move it.
-            updated_at=str((versions.get(str(version)) or {}).get("created_time", "")),
-            facts=KeyFacts.from_slot(custom, version) if version else None,
-            live_versions=tuple(
-                sorted(int(n) for n, v in versions.items() if not v.get("destroyed"))
-            ),
+            updated_at=str(current.get("created_time", "")) if isinstance(current, dict) else "",
+            facts=facts,
+            live_versions=tuple(sorted(live)),
             custom_metadata=custom,
+            damage=damage,
         )
 
     # ------------------------------------------------------------------ write
@@ -221,150 +318,158 @@ class KeyStore:
         facts: KeyFacts,
         data: dict[str, str],
         *,
+        caller: str,
+        key_id: str,
         before: StoredKey | _Unread | None = _UNREAD,
     ) -> WriteResult:
         """Write `data` as the key's new version with `facts` (see the module docstring).
 
         `before` is this key's metadata if the caller already read it (under its lock).
-        Raises VaultUnavailable / VaultRefused (nothing changed) or WriteConflict.
+        Raises NotStored, OutcomeUnknown or WriteConflict. The caller audits the result,
+        then calls `settle`.
         """
-        own_txns: set[str] = set()
         for attempt in range(CAS_ATTEMPTS):
             if attempt:
                 await asyncio.sleep(random.uniform(0, CAS_BACKOFF_SECONDS * attempt))
             if isinstance(before, _Unread):
-                before = await self.read_metadata(paths)
+                try:
+                    before = await self.read_metadata(paths)
+                except _VAULT_ERRORS as exc:
+                    raise NotStored(str(exc)) from None
             base = before.version if before else 0
-            txn = secrets.token_hex(8)
-            own_txns.add(txn)
-            committed = _slot(before.custom_metadata, base) if before else {}
-            if committed.get(f"v{base}.txn") in own_txns:
-                committed = {}  # our own staged slot from a lost race: not this data's facts
+            txn = new_txn()
+            intent = Intent(
+                paths, txn, base, time.time(), caller, key_id, facts.to_slot(base + 1, txn)
+            )
+            # 2. The intent, before any data: from here on, any replica can finish the write.
             try:
-                await self._post_metadata(paths, {**committed, **facts.to_slot(base + 1, txn)})
-            except (VaultUnavailable, VaultRefused) as exc:
-                # The stage may or may not have landed; undo it if it did.
-                await self._undo_or_defer(paths, before, base, txn, exc)
-                raise
+                await self.intents.put(intent)
+            except _VAULT_ERRORS as exc:
+                await self._forget(intent)  # it may have landed; the reconciler drops it if not
+                raise NotStored(str(exc)) from None
+            if intent.age() > self._send_deadline:  # Vault was too slow: do not race the reconciler
+                await self._forget(intent)
+                raise NotStored("Vault answered too slowly; nothing was stored")
+            # 3. The commit.
             try:
-                created_time = await self._write_data(paths, data, cas=base)
+                created_time = await self._commit(paths, data, intent)
             except _CasMismatch:
+                await self._forget(intent)
                 before = _UNREAD
                 continue
-            except (VaultUnavailable, VaultRefused):
-                created_time = await self._retry_write(paths, data, before, base, txn)
-            return await self._finish(paths, facts, before, base, created_time)
-        await self._drop_lost_stages(paths, own_txns)
+            # 4. Finish (after the commit point: failures leave the new key live).
+            return await self.finish(intent, before, created_time)
         raise WriteConflict("the key kept changing while it was being replaced; retry")
 
-    async def _drop_lost_stages(self, paths: KeyPaths, own_txns: set[str]) -> None:
-        """Every round was lost, so our last stage now labels another writer's version:
-        remove our slots, so that version shows no facts rather than ours. Best effort: a
-        failure here leaves the labels until the key's next write, as the docstring says."""
+    async def _commit(self, paths: KeyPaths, data: dict[str, str], intent: Intent) -> str:
+        """The data write with cas; one repeat when Vault fails (harmless under cas). A
+        cas mismatch on the repeat means the first attempt, or another writer, landed."""
         try:
-            now = await self.read_metadata(paths)
-            if now is None:
-                return
-            ours = {
-                key.split(".", 1)[0]
-                for key, value in now.custom_metadata.items()
-                if key.endswith(".txn") and value in own_txns
-            }
-            if ours:
-                kept = {
-                    k: v for k, v in now.custom_metadata.items() if k.split(".", 1)[0] not in ours
-                }
-                await self._post_metadata(paths, kept)
-        except (VaultUnavailable, VaultRefused):
+            return await self._write_data(paths, data, cas=intent.base)
+        except _VAULT_ERRORS:
             pass
+        try:
+            return await self._write_data(paths, data, cas=intent.base)
+        except _CasMismatch:
+            try:
+                now = await self.read_metadata(paths)
+                owner = await self.owner_of(paths, now, intent.version)
+            except _VAULT_ERRORS:
+                raise OutcomeUnknown("Vault failed while the key was being written") from None
+            if owner == intent.txn and now is not None:
+                return now.updated_at if now.version == intent.version else ""
+            raise  # another writer's version: ours did not land (the caller starts over)
+        except _VAULT_ERRORS:
+            raise OutcomeUnknown("Vault failed while the key was being written") from None
 
-    async def _finish(
-        self,
-        paths: KeyPaths,
-        facts: KeyFacts,
-        before: StoredKey | None,
-        base: int,
-        created_time: str,
+    async def owner_of(self, paths: KeyPaths, now: StoredKey | None, version: int) -> str | None:
+        """The txn of the write that produced `version`: its finished slot says so (or the
+        owners list the slots carry for the last OWNERS_KEPT versions); before the slot
+        is written, the one pending intent with that version. Two pending intents
+        for one version (two replicas racing on one key, then a crash) cannot be told
+        apart from metadata: the lowest txn is taken, on every replica alike."""
+        if now is None or now.version < version:
+            return None
+        known = _owners(now.custom_metadata, version + 1)
+        if version in known:
+            return known[version]
+        pending = await self.intents.for_key(paths)
+        candidates = sorted(i.txn for i in pending if i.version == version)
+        return candidates[0] if candidates else None
+
+    async def finish(
+        self, intent: Intent, before: StoredKey | None, created_time: str
     ) -> WriteResult:
-        version = base + 1
-        stale = [v for v in (before.live_versions if before else ()) if v <= base]
+        """Step 4 for a version that is live: its slot, then destroy older versions.
+        Idempotent; `before` is the key's metadata from before the commit (or now)."""
+        paths, version = intent.paths, intent.version
         pending = False
+        current = max(version, before.version if before else 0)
+        if current == version:
+            # The slot, and who wrote the versions before it: the reconciler can then
+            # tell an intent whose data never landed from the writer of that version.
+            owners = _owners(before.custom_metadata if before else {}, version)
+            slot = dict(intent.slot)
+            if owners:
+                slot[f"v{version}.owners"] = _format_owners(owners)
+            try:
+                await self._post_metadata(paths, slot)
+            except _VAULT_ERRORS:
+                pending = True  # readers take the facts from the intent meanwhile
+        live = set(before.live_versions if before else ()) | {version}
+        stale = sorted(v for v in live if v < current)
         if stale:
             try:
                 await self._destroy(paths, stale)
-            except (VaultUnavailable, VaultRefused):
-                pending = True  # the new version stands; the next write destroys these
+            except _VAULT_ERRORS:
+                pending = True
+        try:
+            facts, damage = KeyFacts.from_slot(intent.slot, version), None
+        except DamagedMetadata as exc:  # an intent edited by hand: finish it all the same
+            facts, damage = None, str(exc)
         stored = StoredKey(
             version=version,
-            created_at=before.created_at if before else created_time,
+            created_at=(before.created_at if before and before.version else "") or created_time,
             updated_at=created_time,
             facts=facts,
-            live_versions=(*stale, version) if pending else (version,),
-            custom_metadata=facts.to_slot(version),
+            live_versions=tuple(sorted(live)) if pending else (current,),
+            custom_metadata=intent.slot,
+            damage=damage,
         )
-        return WriteResult(stored=stored, created=base == 0, cleanup_pending=pending)
+        return WriteResult(stored, created=intent.base == 0, cleanup_pending=pending, intent=intent)
 
-    async def _retry_write(
-        self,
-        paths: KeyPaths,
-        data: dict[str, str],
-        before: StoredKey | None,
-        base: int,
-        txn: str,
-    ) -> str:
-        """The data write failed, maybe after Vault applied it (lost answer). Repeat it
-        once with the same cas, which makes a repeat harmless: success means the first
-        attempt had not landed. A cas mismatch means that it, or another writer, did:
-        when the new current version still carries our stage (our txn), it was ours and
-        the write goes on to its end; otherwise answer 503 and leave the key as it is
-        (the client's retry replaces it cleanly). Any other failure undoes the stage."""
+    async def settle(self, intent: Intent, cleanup_pending: bool) -> None:
+        """After the audit line: delete the intent, or mark it for the reconciler when a
+        finishing step is left. Best effort: an intent left behind is finished again by
+        the reconciler (which may repeat the audit line, with the same txn)."""
         try:
-            return await self._write_data(paths, data, cas=base)
-        except _CasMismatch:
-            now = await self.read_metadata(paths)
-            if (
-                now
-                and now.version == base + 1
-                and now.custom_metadata.get(f"v{base + 1}.txn") == txn
-            ):
-                return now.updated_at  # our first attempt landed; its answer was lost
-            raise VaultUnavailable("Vault failed while the key was being written") from None
-        except (VaultUnavailable, VaultRefused) as exc:
-            await self._undo_or_defer(paths, before, base, txn, exc)
-            raise
+            if cleanup_pending:
+                await self.intents.put(replace(intent, phase=PHASE_CLEANUP))
+            else:
+                await self.intents.delete(intent)
+        except _VAULT_ERRORS:
+            pass
 
-    async def _undo_or_defer(
-        self,
-        paths: KeyPaths,
-        before: StoredKey | None,
-        base: int,
-        txn: str,
-        failure: Exception,
-    ) -> None:
-        """Put the metadata back as it was; if Vault refuses that too, hand the undo to
-        the caller (`StagingLeft.undo`) to retry later."""
+    async def _forget(self, intent: Intent) -> None:
+        # On failure the reconciler finds no data for it and drops it.
+        with contextlib.suppress(*_VAULT_ERRORS):
+            await self.intents.delete(intent)
 
-        async def undo() -> None:
-            await self.undo_staging(paths, before, base, txn)
-
-        try:
-            await undo()
-        except (VaultUnavailable, VaultRefused):
-            raise StagingLeft(str(failure), undo) from None
-
-    async def undo_staging(
-        self, paths: KeyPaths, before: StoredKey | None, base: int, txn: str
-    ) -> None:
-        """Remove our staged slot unless the key moved on since (idempotent)."""
-        now = await self.read_metadata(paths)
-        if now is None or now.version != base:
-            return  # nothing staged, or a version was committed since: not ours to touch
-        if now.custom_metadata.get(f"v{base + 1}.txn") != txn:
-            return  # not our stage (it never landed, or another attempt restaged)
-        if before is None or before.version == 0:
-            await self._delete_metadata(paths)  # no version was ever written: no entry either
-        else:
-            await self._post_metadata(paths, before.custom_metadata)
+    # ----------------------------------------------------------------- repair
+    async def repair(self, paths: KeyPaths, stored: StoredKey) -> bool:
+        """Remove debris: a metadata-only entry (no version ever written; older brokers
+        staged facts before the data), or slots of versions other than the current one.
+        Never while a write of the key is pending. True when something was removed."""
+        if await self.intents.for_key(paths):
+            return False
+        if stored.version == 0:
+            await self._delete_metadata(paths)
+            return True
+        if stored.has_debris and stored.damage is None:
+            kept = {k: v for k, v in stored.custom_metadata.items() if not stored.is_debris(k)}
+            await self._post_metadata(paths, kept)
+            return True
+        return False
 
     # ----------------------------------------------------------------- delete
     async def delete(self, paths: KeyPaths) -> bool:
@@ -413,6 +518,25 @@ class _CasMismatch(Exception):
     pass
 
 
-def _slot(custom: dict[str, str], version: int) -> dict[str, str]:
-    prefix = f"v{version}."
-    return {k: v for k, v in custom.items() if k.startswith(prefix)}
+OWNERS_KEPT = 8  # versions whose writer a slot remembers (well within the 512-byte value)
+
+
+def _owners(custom: dict[str, str], below: int) -> dict[int, str]:
+    """version -> txn of its writer, for versions below `below`, from the slots' `txn`
+    and `owners` values (newest OWNERS_KEPT)."""
+    found: dict[int, str] = {}
+    for key, value in custom.items():
+        head, _, name = key.partition(".")
+        if name == "owners":
+            for entry in value.split(","):
+                number, _, txn = entry.partition(":")
+                if number.isdigit() and txn:
+                    found.setdefault(int(number), txn)
+        elif name == "txn" and head[1:].isdigit():
+            found[int(head[1:])] = value
+    kept = sorted((v for v in found if v < below), reverse=True)[:OWNERS_KEPT]
+    return {v: found[v] for v in kept}
+
+
+def _format_owners(owners: dict[int, str]) -> str:
+    return ",".join(f"{version}:{txn}" for version, txn in sorted(owners.items()))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -51,6 +51,18 @@ class BrokerMetrics:
             ["status"],
             registry=self.registry,
         )
+        self.rate_limited_total = Counter(
+            "keybroker_rate_limited",
+            "Requests refused with 429, by scope (exchange: the exchange's outgoing limit; "
+            "caller: a caller's API limit) and exchange (empty for callers).",
+            ["scope", "exchange"],
+            registry=self.registry,
+        )
+        self.intents_pending = Gauge(
+            "keybroker_write_intents_pending",
+            "Write intents found unfinished by the reconciler's last round.",
+            registry=self.registry,
+        )
 
         # Labelled children by label value: `.labels()` validates and locks on every
         # call, and the hot paths (one to four Vault calls per request) reuse few values.
@@ -71,6 +83,9 @@ class BrokerMetrics:
 
     def auth_failure(self, status: int) -> None:
         self.auth_failures.labels(status=str(status)).inc()
+
+    def rate_limited(self, scope: str, exchange: str) -> None:
+        self.rate_limited_total.labels(scope=scope, exchange=exchange).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

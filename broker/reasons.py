@@ -41,6 +41,8 @@ class ReasonCode(StrEnum):
     KEY_EXPIRING = "key_expiring"
     IP_WHITELIST_EXTRA = "ip_whitelist_extra"
     IP_WHITELIST_UNVERIFIABLE = "ip_whitelist_unverifiable"
+    # A stored key whose custom metadata the broker cannot parse (shown, never fatal).
+    METADATA_DAMAGED = "metadata_damaged"
     # Retryable: answered 503 (exit 3), nothing stored.
     EXCHANGE_UNAVAILABLE = "exchange_unavailable"
     RATE_LIMITED = "rate_limited"

@@ -11,6 +11,7 @@ from typing import Any, TextIO
 from anyio import to_thread
 from fastapi import FastAPI
 
+from broker.api import openapi
 from broker.api.access_log import AccessLog
 from broker.api.errors import CatchAll, install_error_handlers
 from broker.api.health_routes import health_router
@@ -27,6 +28,7 @@ from broker.health.service import HealthService
 from broker.intake import Checker, Intake
 from broker.keystore import KeyStore
 from broker.metrics import BrokerMetrics
+from broker.ratelimit import CallerLimits
 from broker.reasons import CheckResult
 from broker.site_tokens import SiteTokenMinter
 from broker.vault_session import VaultSession
@@ -79,11 +81,14 @@ def create_app(
     line per request (broker/api/access_log.py; dev mode prints them)."""
     metrics = BrokerMetrics()
     session = VaultSession(
-        settings, max_concurrency=vault_concurrency, observe=metrics.observe_vault
+        settings,
+        max_concurrency=vault_concurrency,
+        timeout=settings.vault_timeout,
+        observe=metrics.observe_vault,
     )
     audit = AuditLog(settings, stream=audit_stream)
     the_checker = checker if checker is not None else _LazyChecker(settings)
-    store = KeyStore(session, settings.kv_mount)
+    store = KeyStore(session, settings.kv_mount, intent_grace=settings.intent_grace)
     intake = Intake(
         settings,
         the_checker,
@@ -101,12 +106,14 @@ def create_app(
         audit=audit,
         metrics=metrics,
         health=HealthService(settings, session, store, intake, audit, metrics),
+        caller_limits=CallerLimits(settings.caller_rate, settings.caller_burst),
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         preload = getattr(the_checker, "preload", None)
         preloading = asyncio.create_task(preload()) if preload is not None else None
+        await state.intake.start()  # the reconciler: start-up recovery, then in the background
         state.health.start()  # index rebuilt from Vault metadata, then stale-key sweeps
         try:
             yield
@@ -134,6 +141,7 @@ def create_app(
     )
     app.state.broker = state
     install_error_handlers(app)
+    openapi.install(app, settings)
     app.include_router(router)
     app.include_router(health_router)
     app.include_router(open_router)
@@ -143,7 +151,12 @@ def create_app(
         install_api_docs(app)
     app.add_middleware(HotRoutes)  # innermost: the two busy endpoints without the router
     app.add_middleware(CatchAll)
-    app.add_middleware(RequestGuard)  # outermost but one: runs before everything else
+    # Outermost but one (the access log wraps it): runs before everything else.
+    app.add_middleware(
+        RequestGuard,
+        body_timeout=settings.body_timeout,
+        max_reading=settings.max_unauthenticated,
+    )
     if access_log is not None:
         app.add_middleware(AccessLog, emit=access_log)  # times the guards' answers too
     return app

@@ -1,7 +1,8 @@
 """Caller authentication (docs/contracts.md §3): `Authorization: Bearer <Vault token>`.
 
 401 when the token is missing or unknown to Vault, 403 when it lacks the endpoint's
-policy. Both are audited with an HMAC of the token, never the token itself.
+policy, 429 when the caller exceeds its request rate (broker/ratelimit.py). 401 and 403
+are audited with an HMAC of the token, never the token itself.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from broker.api.errors import ApiError
 from broker.api.state import BrokerState, state_of
 from broker.callers import Caller, UnknownCaller
+from broker.ratelimit import RateLimited
 
 bearer = HTTPBearer(auto_error=False, description="A Vault token.")
 
@@ -51,6 +53,11 @@ async def authenticate(
     if policy is not None and not caller.has(policy):
         _refuse(state, request, 403, audit_id, f"token lacks policy {policy}")
         raise ApiError(403, "forbidden", f"this endpoint needs a token with policy {policy}")
+    try:
+        state.caller_limits.take(audit_id)
+    except RateLimited:
+        state.metrics.rate_limited("caller", "")
+        raise
     return AuthenticatedCaller(caller, audit_id)
 
 

@@ -15,17 +15,22 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from broker.callers import UnknownCaller
 from broker.ids import InvalidIdentifier
 from broker.intake import ExchangeUnavailable, InvalidRequest, KeyNotFound, KeyRejected
-from broker.keystore import WriteConflict
+from broker.keystore import NotStored, OutcomeUnknown, WriteConflict
+from broker.ratelimit import RateLimited
 from broker.reasons import Reason
 from broker.site_tokens import CallerCannotMint, InvalidTTL
 from broker.vault_session import VaultRefused, VaultUnavailable
 
 log = logging.getLogger("keybroker.api")
+
+# On a 503 to a key submission: whether anything new may be live (docs/broker.md).
+WRITE_OUTCOME_HEADER = "X-Keybroker-Write-Outcome"
 
 
 class ApiError(Exception):
@@ -72,11 +77,36 @@ def to_api_error(exc: Exception) -> ApiError | None:
             exc.reasons,
             {"Retry-After": str(exc.retry_after)},
         )
-    if isinstance(exc, VaultUnavailable | VaultRefused | WriteConflict):
-        message = {
-            VaultRefused: "Vault refused the broker's request; the operator must check its policy",
-            WriteConflict: "the key was being replaced concurrently; retry",
-        }.get(type(exc), "Vault is unavailable; retry later")
+    if isinstance(exc, RateLimited):
+        return ApiError(
+            429, "rate_limited", str(exc), headers={"Retry-After": str(exc.retry_after)}
+        )
+    if isinstance(exc, OutcomeUnknown):
+        return ApiError(
+            503,
+            "vault_unavailable",
+            "Vault failed while the key was being written: the new key may or may not be "
+            "stored; the broker settles it within a minute, then GET shows which",
+            headers={"Retry-After": "2", WRITE_OUTCOME_HEADER: "unknown"},
+        )
+    if isinstance(exc, NotStored | WriteConflict):
+        message = (
+            "the key was being replaced concurrently; retry"
+            if isinstance(exc, WriteConflict)
+            else "Vault is unavailable; nothing was stored; retry later"
+        )
+        return ApiError(
+            503,
+            "vault_unavailable",
+            message,
+            headers={"Retry-After": "2", WRITE_OUTCOME_HEADER: "not_stored"},
+        )
+    if isinstance(exc, VaultUnavailable | VaultRefused):
+        message = (
+            "Vault refused the broker's request; the operator must check its policy"
+            if isinstance(exc, VaultRefused)
+            else "Vault is unavailable; retry later"
+        )
         return ApiError(503, "vault_unavailable", message, headers={"Retry-After": "2"})
     if isinstance(exc, KeyNotFound):
         return ApiError(404, "not_found", str(exc))
@@ -96,6 +126,7 @@ _HTTP_CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "payload_too_large",
     415: "unsupported_media_type",
 }
@@ -110,20 +141,20 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         code = _HTTP_CODES.get(exc.status_code, "http_error")
+        headers = dict(exc.headers) if exc.headers else {}
+        if exc.status_code == 405:  # every method of the path, not only the first route's
+            headers["Allow"] = ", ".join(_allowed_methods(request))
         message = {404: "no such endpoint", 405: "method not allowed on this endpoint"}.get(
             exc.status_code, code.replace("_", " ")
         )
-        return error_response(
-            ApiError(
-                exc.status_code, code, message, headers=dict(exc.headers) if exc.headers else None
-            )
-        )
+        return error_response(ApiError(exc.status_code, code, message, headers=headers or None))
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         return error_response(ApiError(400, "invalid_request", "the request is malformed"))
 
     for known in (
         ApiError,
+        RateLimited,
         InvalidRequest,
         InvalidIdentifier,
         InvalidTTL,
@@ -174,6 +205,15 @@ class CatchAll:
                 ApiError(500, "internal_error", "the broker failed; the error is logged")
             )
             await response(scope, receive, send)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 def _route(scope: Scope) -> str:

@@ -12,8 +12,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -115,11 +116,9 @@ async def list_key_health(
     exchange: str | None = None,
     role: str | None = None,
     account: str | None = None,
-    limit: int = 1000,
+    limit: Annotated[int, Query(ge=0, le=MAX_LIMIT)] = 1000,
     who: AuthenticatedCaller = Depends(intake_caller),
 ) -> JSONResponse:
-    if not 0 <= limit <= MAX_LIMIT:
-        raise ApiError(400, "invalid_request", f"limit must be 0 to {MAX_LIMIT}")
     index = state_of(request).health.index
     entries, total = index.query(
         status=parse_status(status), exchange=exchange, role=role, account=account, limit=limit

@@ -1,10 +1,15 @@
-"""Request guards that run before routing: raw path check and the 16 KiB body limit.
+"""Request guards that run before routing: raw path check, the 16 KiB body limit, the
+body read timeout and the cap on bodies being read.
 
-Both are plain ASGI middleware so that they see the request before Starlette decodes
-the path or a handler reads the body.
+Plain ASGI middleware, so that they see the request before Starlette decodes the path
+or a handler reads the body. The body is read here, before authentication, so it is
+bounded in size, in time (`body_timeout`: 408) and in how many requests may be reading
+one at once (`max_reading`: 503); headers are bounded by broker/api/protocol.py.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -16,9 +21,18 @@ MAX_BODY_BYTES = 16 * 1024
 
 
 class RequestGuard:
-    def __init__(self, app: ASGIApp, max_body: int = MAX_BODY_BYTES) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body: int = MAX_BODY_BYTES,
+        body_timeout: float = 10.0,
+        max_reading: int = 256,
+    ) -> None:
         self.app = app
         self.max_body = max_body
+        self.body_timeout = body_timeout
+        self.max_reading = max_reading
+        self.reading = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -40,22 +54,36 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
 
+        if self.reading >= self.max_reading:
+            busy = ApiError(
+                503,
+                "server_busy",
+                "too many requests in progress; retry later",
+                headers={"Retry-After": "1"},
+            )
+            await error_response(busy)(scope, receive, send)
+            return
         # Buffer the (small) body to enforce the limit on chunked uploads too, then replay it.
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body:
-                await _too_large(self.max_body)(scope, receive, send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
+        self.reading += 1
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                body = await self._read_body(receive)
+        except TimeoutError:
+            slow = ApiError(
+                408,
+                "request_timeout",
+                f"the request body did not arrive within {self.body_timeout:g}s",
+                headers={"Connection": "close"},
+            )
+            await error_response(slow)(scope, receive, send)
+            return
+        finally:
+            self.reading -= 1
+        if body is None:
+            return  # the client went away
+        if len(body) > self.max_body:
+            await _too_large(self.max_body)(scope, receive, send)
+            return
         replayed = False
 
         async def replay() -> Message:
@@ -66,6 +94,21 @@ class RequestGuard:
             return await receive()
 
         await self.app(scope, replay, send)
+
+    async def _read_body(self, receive: Receive) -> bytes | None:
+        """The whole body; stops early (returning what it has) past the size limit, so
+        that the caller answers 413 without reading an endless stream."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            chunks.append(chunk)
+            if size > self.max_body or not message.get("more_body", False):
+                return b"".join(chunks)
 
 
 def _content_length(scope: Scope) -> int | None:

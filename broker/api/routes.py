@@ -57,21 +57,31 @@ async def parse_body(request: Request, model: type[Model]) -> Model:
     raw = await request.body()
     if not raw and model is SiteTokenRequest:
         raw = b"{}"  # every field of a site-token request is optional
+    elif not is_json(request.headers.get("content-type")):
+        raise ApiError(415, "unsupported_media_type", "the body must be application/json")
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
-        raise ApiError(400, "invalid_request", _describe(exc)) from None
+        raise ApiError(400, "invalid_request", _describe(exc, model)) from None
 
 
-def _describe(exc: ValidationError) -> str:
-    """Field names and pydantic's own wording, never the input values."""
+def is_json(content_type: str | None) -> bool:
+    """`application/json`, with parameters (charset) or not."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media == "application/json"
+
+
+def _describe(exc: ValidationError, model: type[BaseModel]) -> str:
+    """Known field names and pydantic's own wording, never input values, and never the
+    name of an unknown field (a client may have sent a secret as a field name)."""
+    known = set(model.model_fields)
     parts = []
     for err in exc.errors(include_input=False, include_url=False)[:5]:
         loc = ".".join(str(p) for p in err["loc"] if isinstance(p, str | int))
         if err["type"] == "extra_forbidden":
-            parts.append(
-                f"{loc if loc.isidentifier() and len(loc) <= 32 else 'a field'}: unknown field"
-            )
+            parts.append(f"unknown field (the fields are: {', '.join(model.model_fields)})")
+        elif loc and loc.split(".")[0] not in known:
+            parts.append("the body must be a JSON object of the documented fields")
         elif err["type"].startswith("json"):
             parts.append("the body is not valid JSON")
         else:
@@ -207,7 +217,9 @@ async def mint_site_token(request: Request, who: AuthenticatedCaller) -> JSONRes
     state = state_of(request)
     body = await parse_body(request, SiteTokenRequest)
     ttl = state.minter.ttl(body.ttl)
-    wrap_ttl = state.minter.wrap_ttl(body.wrap_ttl or request.headers.get("x-vault-wrap-ttl"))
+    wrap_ttl = state.minter.wrap_ttl(
+        body.wrap_ttl if body.wrap_ttl is not None else request.headers.get("x-vault-wrap-ttl")
+    )
     # Minted with the caller's own token (already authenticated as a site backend):
     # the broker's identity cannot create site tokens (broker/site_tokens.py).
     credentials = await bearer(request)

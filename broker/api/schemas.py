@@ -8,36 +8,64 @@ silently.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from broker import ids
 from broker.health.index import Entry
-from broker.intake import KeyRecord
+from broker.intake import CREDENTIAL_LIMITS, CREDENTIAL_PATTERNS, KeyRecord
 from broker.reasons import Permissions, Reason, ReasonCode
 
 _STRICT = ConfigDict(extra="forbid")
 
 
+def _documented(field: str) -> Any:
+    """The credential's limits (checked in broker/intake.py) stated in the OpenAPI schema.
+    An empty passphrase means none (exchanges without one)."""
+    pattern = CREDENTIAL_PATTERNS[field]
+    return Field(
+        json_schema_extra={
+            "minLength": 0 if field == "passphrase" else 1,
+            "maxLength": CREDENTIAL_LIMITS[field],
+            "pattern": pattern.replace("]+$", "]*$") if field == "passphrase" else pattern,
+        }
+    )
+
+
+# Names: the document states printable ASCII without surrounding spaces; the API also
+# takes other printable characters (broker/ids.py validate_name).
+_NAME = Field(
+    json_schema_extra={
+        "minLength": 1,
+        "maxLength": ids.NAME_MAX,
+        "pattern": "^[!-~]([ -~]*[!-~])?$",
+    }
+)
+
+
 class KeySubmission(BaseModel):
     model_config = _STRICT
 
-    name: str
-    api_key: SecretStr
-    secret: SecretStr
-    passphrase: SecretStr | None = None
+    name: Annotated[str, _NAME]
+    api_key: Annotated[SecretStr, _documented("api_key")]
+    secret: Annotated[SecretStr, _documented("secret")]
+    passphrase: Annotated[SecretStr | None, _documented("passphrase")] = None
 
 
 class CheckRequest(BaseModel):
     model_config = _STRICT
 
-    exchange: str
+    exchange: str  # the enabled exchanges and the roles: broker/api/openapi.py
     role: str
-    api_key: SecretStr
-    secret: SecretStr
-    passphrase: SecretStr | None = None
+    api_key: Annotated[SecretStr, _documented("api_key")]
+    secret: Annotated[SecretStr, _documented("secret")]
+    passphrase: Annotated[SecretStr | None, _documented("passphrase")] = None
 
 
 class SiteTokenRequest(BaseModel):
+    """Durations: their syntax and range in the OpenAPI document (broker/api/openapi.py)."""
+
     model_config = _STRICT
 
     ttl: str | int | None = Field(default=None, examples=["5m"])
@@ -120,13 +148,21 @@ def key_view(
             Reason.warning(code, _WARNING_TEXT.get(code, code.value.replace("_", " ")))
             for code in (facts.warnings if facts else ())
         ]
+    if stored.damage:  # the key exists, but its facts cannot be read: say so, never 500
+        warnings = [
+            *warnings,
+            Reason.warning(
+                ReasonCode.METADATA_DAMAGED,
+                f"the stored facts are damaged ({stored.damage}); submit the key again",
+            ),
+        ]
     return KeyView(
         account=record.account,
         exchange=record.exchange,
         role=record.role,
         name=facts.name if facts else "",
         api_key_masked=facts.api_key_masked if facts else "",
-        status=facts.status if facts else "unknown",
+        status="damaged" if stored.damage else facts.status if facts else "unknown",
         permissions=facts.permissions if facts else Permissions(),
         ip_restricted=facts.ip_restricted if facts else None,
         ip_whitelist=facts.ip_whitelist if facts else None,

@@ -39,17 +39,17 @@ class RunningBroker:
         self.stop()
 
 
-def fast_io() -> dict[str, Any]:
-    """uvicorn options for uvloop and httptools when installed (pyproject lists both).
+def fast_io(settings: Settings) -> dict[str, Any]:
+    """uvicorn options: uvloop when installed, and the httptools protocol (both are
+    dependencies in pyproject) with the broker's header timeout and connection cap
+    (broker/api/protocol.py)."""
+    from broker.api.protocol import guarded_protocol
 
-    uvicorn's "auto" picks them too; naming them makes a missing one visible in the
-    options rather than a silent fallback to the pure-Python loop and h11 parser.
-    """
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {
+        "http": guarded_protocol(settings.header_timeout, settings.max_unauthenticated)
+    }
     if importlib.util.find_spec("uvloop") is not None:
         options["loop"] = "uvloop"
-    if importlib.util.find_spec("httptools") is not None:
-        options["http"] = "httptools"
     return options
 
 
@@ -70,7 +70,7 @@ def start_in_thread(
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=5,
-        **fast_io(),
+        **fast_io(settings),
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(
@@ -144,5 +144,5 @@ def serve() -> int:
     if not is_loopback(host):
         log.warning("listening beyond loopback on %s:%d (KEYBROKER_LISTEN)", host, port)
     log.info("keybroker listening on http://%s:%d (Vault %s)", host, port, settings.vault_addr)
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False, **fast_io())
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False, **fast_io(settings))
     return 0

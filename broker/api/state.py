@@ -12,6 +12,7 @@ from broker.config import Settings
 from broker.health.service import HealthService
 from broker.intake import Intake
 from broker.metrics import BrokerMetrics
+from broker.ratelimit import CallerLimits
 from broker.site_tokens import SiteTokenMinter
 from broker.vault_session import VaultSession
 
@@ -26,6 +27,7 @@ class BrokerState:
     audit: AuditLog
     metrics: BrokerMetrics
     health: HealthService
+    caller_limits: CallerLimits
 
 
 def state_of(request: Request) -> BrokerState:

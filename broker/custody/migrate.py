@@ -133,7 +133,10 @@ async def _one(
         moved = {"api_key": str(data.get("api_key", "")), **record.kv_fields()}
         if data.get("passphrase"):
             moved["passphrase"] = str(data["passphrase"])
-        written = await store.write(paths, before.facts, moved, before=before)
+        # The write protocol of broker/keystore.py: intent, cas write, slot, destroy; then
+        # settle the intent (no caller or key HMAC here: this tool writes no audit lines).
+        written = await store.write(paths, before.facts, moved, caller="", key_id="", before=before)
+        await store.settle(written.intent, written.cleanup_pending)
     except NotImportable as exc:
         report.skipped.append(name)
         return f"kept in kv ({exc.code}: {exc})"

@@ -4,6 +4,10 @@ Never raises for key or exchange problems: every outcome is a CheckResult whose
 reasons say why (retryable ones: exchange_unavailable, rate_limited). Bounded by
 `check_timeout`; sends each signed request once (no retries: a signed request that
 timed out may have been executed, and its nonce/timestamp is spent anyway).
+
+Every request to an exchange takes a slot of that exchange's rate limit first
+(broker/ratelimit.py). The only exception this raises: `RateLimited`, when the broker's
+own limit has no slot within `exchange_queue_wait` (nothing was sent).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import time
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +26,7 @@ from broker.exchanges.client import ClientFactory
 from broker.exchanges.errors import reason
 from broker.exchanges.registry import get_adapter
 from broker.names import ROLES
+from broker.ratelimit import ExchangeLimits
 from broker.reasons import CheckResult, Inspection, Reason, ReasonCode
 
 log = logging.getLogger(__name__)
@@ -41,6 +47,7 @@ class KeyChecker:
         self._broker_egress = broker_egress_ip or settings.broker_egress_ip
         self._enabled = frozenset(settings.exchanges)
         self._clients = ClientFactory(settings.exchange_urls, settings.check_timeout)
+        self._limits = ExchangeLimits(settings.exchange_rate_limits, settings.exchange_queue_wait)
 
     @property
     def enabled_exchanges(self) -> frozenset[str]:
@@ -60,7 +67,9 @@ class KeyChecker:
         refused = adapter.precheck(credentials)
         if refused is not None:
             return refused
+        due = self._admit(exchange)
         client = self._clients.client(exchange, credentials)
+        self._pace(exchange, client, due)
         try:
             return await self.inspect_with(client, exchange, credentials)
         finally:
@@ -134,6 +143,31 @@ class KeyChecker:
             expires_at=outcome.expires_at,
             reasons=reasons,
         )
+
+    def _admit(self, exchange: str) -> float:
+        """The monotonic time of this check's first request, or RateLimited at once."""
+        # ccxt's rateLimit: milliseconds between requests, from the exchange's documented
+        # limits (docs/exchanges.md "Rate limits"); KEYBROKER_EXCHANGE_RATE_LIMITS wins.
+        template = self._clients.template(exchange)
+        limiter = self._limits.limiter(exchange, 1000 / float(template.rateLimit))
+        return time.monotonic() + limiter.reserve(self._settings.exchange_queue_wait)
+
+    def _pace(self, exchange: str, client: Any, due: float) -> None:
+        """The first request waits for the admitted slot; every further one takes a slot."""
+        limiter = self._limits.limiter(exchange, 1000 / float(client.rateLimit))
+        send = client.fetch
+        sent = False
+
+        async def fetch(*args: Any, **kwargs: Any) -> Any:
+            nonlocal sent
+            if sent:
+                await limiter.acquire(self._settings.check_timeout)
+            else:
+                sent = True
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+            return await send(*args, **kwargs)
+
+        client.fetch = fetch
 
     def _egress_proven(self, inspection: Inspection, role: str) -> bool:
         """The successful signed call came from the only egress address the role uses."""

@@ -30,7 +30,9 @@ def start_site_in_thread(
 
     app = create_site_app(site, rules, api)
     sock = _bind(host, port)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", **fast_io())
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="on", **fast_io(rules)
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="keybroker-site", daemon=True
@@ -81,6 +83,6 @@ def serve_site() -> int:
         port=port,
         log_level="info",
         access_log=False,
-        **fast_io(),
+        **fast_io(rules),
     )
     return 0

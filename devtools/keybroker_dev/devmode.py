@@ -452,7 +452,8 @@ Or try the API (needs curl and jq):
       -H 'Content-Type: application/json' -d @- | jq .
   # a short-lived site token, then the site key read straight from Vault
   TOKEN=$(curl -s -X POST "$(jq -r .broker_url $S)/v1/site-tokens" \\
-      -H "Authorization: Bearer $(jq -r .site_backend_token $S)" -d '{{}}' | jq -r .token)
+      -H "Authorization: Bearer $(jq -r .site_backend_token $S)" \\
+      -H 'Content-Type: application/json' -d '{{}}' | jq -r .token)
   curl -s -H "X-Vault-Token: $TOKEN" \\
       "$(jq -r .vault_addr $S)/v1/exchange-keys/data/site/alice/binance" | jq .data.metadata
 

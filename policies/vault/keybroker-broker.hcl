@@ -33,6 +33,16 @@ path "exchange-keys/metadata/robot/+/" {
   capabilities = ["list"]
 }
 
+# Write intents (docs/broker.md "Write protocol"): a metadata-only entry per write in
+# flight, written before the key's data so that any broker replica can finish the write.
+# No reader policy reaches intents/, so neither reads nor LISTs by site tokens show them.
+path "exchange-keys/metadata/intents/+" {
+  capabilities = ["create", "read", "update", "delete"]
+}
+path "exchange-keys/metadata/intents/" {
+  capabilities = ["list"]
+}
+
 # Destroy superseded versions after a replacement.
 path "exchange-keys/destroy/site/+/+" {
   capabilities = ["update"]

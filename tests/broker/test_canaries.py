@@ -63,7 +63,11 @@ def test_canary_secrets_never_leak(broker_env: BrokerEnv, fresh_sandbox, caplog,
             http.put(f"{path}/okx/ROBOT", json={"name": "x", **unknown}),  # invalid id
             http.put(f"{path}/okx/site", json={"name": 5, **unknown}),  # invalid field type
             http.put(f"{path}/okx/site", json={unknown["secret"]: 1, **unknown}),  # unknown field
-            http.put(f"{path}/okx/site", content=f'{{"secret": "{unknown["secret"]}"'),  # bad JSON
+            http.put(
+                f"{path}/okx/site",
+                content=f'{{"secret": "{unknown["secret"]}"',
+                headers={"Content-Type": "application/json"},
+            ),  # bad JSON
             http.post("/v1/keys/check", json=check_body(okx, "site")),
             http.post("/v1/keys/check", json={"exchange": "okx", "role": "robot", **unknown}),
             http.post(

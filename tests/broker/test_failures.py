@@ -1,6 +1,8 @@
 """Failures halfway: Vault down or sealed at each intake step, the exchange down or slow,
-concurrent replacements. Each request answers 503 with the contract's code and
-Retry-After, and Vault is left as it was (docs/contracts.md §3).
+concurrent replacements. A failure before the commit answers 503 with the contract's
+code, Retry-After and whether anything may be stored (X-Keybroker-Write-Outcome); the
+reconciler then settles the write's intent, and Vault ends as it was. A failure after the
+commit leaves the new key live and the reconciler finishes it (docs/broker.md).
 
 Vault faults come from devvault's fault injection (`fail_next`, `drop_next`, `seal`),
 armed at the exact step: a thin wrapper around the broker's VaultSession arms the fault
@@ -16,24 +18,29 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import hvac.exceptions
 import pytest
 
 from keybroker_dev.sandbox.keys import ROBOT_EGRESS_IP, new_key
 from tests.broker.helpers import assert_envelope, key_body
 from tests.fixtures.broker import BrokerEnv, new_account
 
-# Each fault hits two requests: the step's own and the one retry the broker (the data
-# write, safe under cas) or aiohttp (an idempotent read on a dropped connection) makes.
-# Single faults are absorbed; test_single_* pin that.
-FAULTS: dict[str, Callable[[Any], None]] = {
-    "fail_503": lambda dv: dv.faults.fail_next(2, status=503),
-    "fail_500": lambda dv: dv.faults.fail_next(2, status=500),
-    "drop": lambda dv: dv.faults.drop_next(2),
-    "seal": lambda dv: dv.faults.seal(),
+# Each fault hits two requests to the step's own Vault path: the step's and the one
+# retry the broker (the data write, safe under cas) or aiohttp (an idempotent read on a
+# dropped connection) makes. Bound to the path, so that the reconciler's background
+# requests never use them up. Single faults are absorbed; test_single_* pin that.
+FAULTS: dict[str, Callable[[Any, str], None]] = {
+    "fail_503": lambda dv, path: dv.faults.fail_next(2, status=503, path_prefix=path),
+    "fail_500": lambda dv, path: dv.faults.fail_next(2, status=500, path_prefix=path),
+    "drop": lambda dv, path: dv.faults.drop_next(2, path_prefix=path),
+    "seal": lambda dv, path: dv.faults.seal(),
 }
-# The Vault requests of one intake, in order (broker/keystore.py module docstring).
-NEW_KEY_STEPS = ["read_metadata", "write_metadata", "write_data"]
-REPLACE_STEPS = [*NEW_KEY_STEPS, "destroy"]
+# The Vault requests of one intake up to the commit, in order (broker/keystore.py), and
+# what a 503 there says about the outcome.
+NEW_KEY_STEPS = ["read_metadata", "write_intent", "write_data"]
+OUTCOME = {"read_metadata": "not_stored", "write_intent": "not_stored", "write_data": "unknown"}
+# After the commit point.
+FINISH_STEPS = ["write_metadata", "destroy", "delete_intent"]
 
 
 def arm_at(env: BrokerEnv, devvault: Any, operation: str, fault: str) -> None:
@@ -42,11 +49,11 @@ def arm_at(env: BrokerEnv, devvault: Any, operation: str, fault: str) -> None:
     original = session.request
     armed = {"done": False}
 
-    async def request(op: str, *args: Any, **kwargs: Any) -> Any:
+    async def request(op: str, method: str, path: str, *args: Any, **kwargs: Any) -> Any:
         if op == operation and not armed["done"]:
             armed["done"] = True
-            FAULTS[fault](devvault)
-        return await original(op, *args, **kwargs)
+            FAULTS[fault](devvault, path.removeprefix("/v1/"))
+        return await original(op, method, path, *args, **kwargs)
 
     session.request = request  # type: ignore[method-assign]
 
@@ -63,8 +70,16 @@ def snapshot(env: BrokerEnv, account: str) -> dict[str, Any] | None:
     }
 
 
+def intents(env: BrokerEnv) -> list[str]:
+    try:
+        listed = env.root.secrets.kv.v2.list_secrets("intents", mount_point=env.mount)
+    except hvac.exceptions.InvalidPath:
+        return []
+    return list(listed["data"]["keys"])
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    """Poll for the broker's background undo (it retries on a backoff schedule)."""
+    """Poll for the broker's reconciler (it settles intents older than its grace)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -86,9 +101,16 @@ def test_vault_failure_while_storing_a_new_key(faulty_broker, fresh_sandbox, ste
     devvault.faults.reset()
     assert_envelope(response, 503, "vault_unavailable")
     assert response.headers["retry-after"] == "2"
-    # Nothing stored: no data, and (once the broker's undo has run) no metadata entry.
+    assert response.headers["x-keybroker-write-outcome"] == OUTCOME[step]
+    # Nothing stored: no data, no metadata entry, and (once reconciled) no intent.
     assert env.read_key("site", account, "binance") is None
-    assert wait_for(lambda: snapshot(env, account) is None)
+    assert snapshot(env, account) is None
+    assert wait_for(lambda: not intents(env))
+    if step == "write_data":  # the unknown outcome was settled, and audited
+        assert any(
+            line["event"] == "key.write_abandoned" and line["account"] == account
+            for line in env.audit_lines()
+        )
     with env.http() as http:
         assert http.get(f"/v1/accounts/{account}/keys").json() == {"keys": []}
         assert (
@@ -119,7 +141,9 @@ def test_vault_failure_while_replacing_leaves_the_old_key(
         response = http.put(f"/v1/accounts/{account}/keys/binance/site", json=key_body(new, "New"))
         devvault.faults.reset()
         assert_envelope(response, 503, "vault_unavailable")
-        assert wait_for(lambda: snapshot(env, account) == before)
+        assert response.headers["x-keybroker-write-outcome"] == OUTCOME[step]
+        assert wait_for(lambda: not intents(env))
+        assert snapshot(env, account) == before
         assert http.get(f"/v1/accounts/{account}/keys/binance/site").json() == view_before
 
 
@@ -170,27 +194,33 @@ def test_single_failed_data_write_is_retried_under_cas(faulty_broker, fresh_sand
     assert snapshot(env, account)["versions"] == {"1": True, "2": False}
 
 
-@pytest.mark.parametrize("fault", ["fail_503", "seal"])
-def test_destroy_failure_after_commit_keeps_the_new_key_and_cleans_up_next_time(
-    faulty_broker, fresh_sandbox, fault
+@pytest.mark.parametrize("fault", ["fail_503", "seal", "drop"])
+@pytest.mark.parametrize("step", FINISH_STEPS)
+def test_failure_after_commit_keeps_the_new_key_and_the_reconciler_finishes_it(
+    faulty_broker, fresh_sandbox, step, fault
 ) -> None:
-    """Destroying old versions runs after the commit point: the replacement stands (200),
-    the audit line says cleanup is pending, and the next write destroys what is left."""
+    """Steps after the commit point (facts slot, destroying old versions, deleting the
+    intent): the replacement stands (200) and shows its facts at once; the reconciler
+    then finishes it: one live version, its facts in metadata, no intent left."""
     env, devvault = faulty_broker
     account = new_account()
     key = fresh_sandbox.key("binance", "read_only")
     path = f"/v1/accounts/{account}/keys/binance/site"
     with env.http() as http:
         http.put(path, json=key_body(key))
-        arm_at(env, devvault, "destroy", fault)
+        arm_at(env, devvault, step, fault)
         replaced = http.put(path, json=key_body(key, "Second"))
         devvault.faults.reset()
-        assert replaced.status_code == 200 and replaced.json()["version"] == 2
-        assert snapshot(env, account)["versions"] == {"1": False, "2": False}
-        last = [line for line in env.audit_lines() if line.get("account") == account][-1]
-        assert last["event"] == "key.replaced" and last["cleanup_pending"] is True
-        assert http.put(path, json=key_body(key, "Third")).status_code == 200
-    assert snapshot(env, account)["versions"] == {"1": True, "2": True, "3": False}
+        assert replaced.status_code == 200 and replaced.json()["version"] == 2, replaced.text
+        assert http.get(path).json()["name"] == "Second"
+        assert wait_for(lambda: not intents(env))
+        assert http.get(path).json()["name"] == "Second"
+    snap = snapshot(env, account)
+    assert snap["versions"] == {"1": True, "2": False}
+    assert {k.split(".")[0] for k in snap["custom_metadata"]} == {"v2"}
+    assert snap["custom_metadata"]["v2.name"] == "Second"
+    lines = [line for line in env.audit_lines() if line.get("account") == account]
+    assert any(line["event"] == "key.replaced" and line["version"] == 2 for line in lines)
 
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))

@@ -46,3 +46,11 @@ path "auth/token/lookup-self" {
 path "auth/token/renew-self" {
   capabilities = ["update"]
 }
+
+# Write intents (as in policies/vault/keybroker-broker.hcl).
+path "exchange-keys/metadata/intents/+" {
+  capabilities = ["create", "read", "update", "delete"]
+}
+path "exchange-keys/metadata/intents/" {
+  capabilities = ["list"]
+}

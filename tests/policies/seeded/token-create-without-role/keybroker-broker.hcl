@@ -50,3 +50,11 @@ path "auth/token/renew-self" {
 path "auth/token/create" {
   capabilities = ["update"]
 }
+
+# Write intents (as in policies/vault/keybroker-broker.hcl).
+path "exchange-keys/metadata/intents/+" {
+  capabilities = ["create", "read", "update", "delete"]
+}
+path "exchange-keys/metadata/intents/" {
+  capabilities = ["list"]
+}

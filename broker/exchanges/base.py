@@ -79,7 +79,9 @@ class Adapter(ABC):
                 ReasonCode.INVALID_CREDENTIALS, f"{self.id} keys need their passphrase"
             )
         if "PRIVATE KEY" in credentials.secret:
-            # Binance RSA/Ed25519 and Bybit RSA keys: ccxt would sign asymmetrically.
+            # ccxt would sign asymmetrically. Adapters that inspect such keys (Binance
+            # RSA/Ed25519, Coinbase CDP) override this; the rest (e.g. Bybit RSA, which
+            # the sandbox cannot verify) refuse them.
             return Reason.error(
                 ReasonCode.NON_HMAC_KEY,
                 f"{self.id}: the secret is a private key (RSA/EC/Ed25519); only HMAC keys "

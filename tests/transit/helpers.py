@@ -4,30 +4,34 @@ from __future__ import annotations
 
 import base64
 import json
+from types import SimpleNamespace
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from broker.names import DEFAULT_TRANSIT_MOUNT
-from keybroker_dev.sandbox import SandboxKey, SandboxServer
+from keybroker_dev.sandbox import SandboxServer
 from tests.sandbox.ccxt_client import _rewrite
 from tests.sandbox.specs import BY_NAME
 
 MOUNT = DEFAULT_TRANSIT_MOUNT
 
 
-async def call_sandbox(
-    instance: Any, sandbox: SandboxServer | str, exchange: str, key: SandboxKey
-) -> Any:
+async def call_sandbox(instance: Any, sandbox: SandboxServer | str, exchange: str, key: Any) -> Any:
     """Send the exchange's self-inspection request with a consumer's ccxt object (async)
     to the sandbox (a server, or the exchange's sandbox URL); the sandbox verifies its
-    signature. Returns the spec's (can_trade, ...) reading of the answer."""
+    signature. `key`: a SandboxKey, or anything with its `api_key` (HTX's uid is then
+    asked for with a signed request first, as a consumer would). Returns the spec's
+    (can_trade, can_withdraw, ip facts) reading of the answer."""
     url = sandbox if isinstance(sandbox, str) else sandbox.exchange_urls[exchange]
     instance.urls["api"] = _rewrite(instance.urls["api"], url, getattr(instance, "hostname", None))
     instance.enableRateLimit = False
     spec = BY_NAME[exchange]
     try:
+        if exchange == "htx" and getattr(key, "uid", None) is None:
+            uid = (await instance.v2private_get_user_uid())["data"]
+            key = SimpleNamespace(api_key=key.api_key, uid=uid)
         return spec.rights(await getattr(instance, spec.method)(spec.params(key)), key)
     finally:
         await instance.close()

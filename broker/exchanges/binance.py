@@ -15,7 +15,14 @@ from __future__ import annotations
 from typing import Any
 
 from broker.custody.material import BINANCE_RSA_MIN_LEN
-from broker.exchanges.base import Adapter, Credentials, from_timestamp, require_dict
+from broker.exchanges.base import (
+    UNREADABLE_PEM,
+    Adapter,
+    Credentials,
+    from_timestamp,
+    load_private_pem,
+    require_dict,
+)
 from broker.exchanges.errors import CLOCK_SKEW, WRONG_SECRET, reason
 from broker.reasons import Inspection, Permissions, Reason, ReasonCode
 
@@ -52,18 +59,12 @@ class BinanceAdapter(Adapter):
 
 
 def pem_problem(secret: str) -> str | None:
-    """Why ccxt cannot sign Binance requests with this PEM secret; None when it can.
-    Fixed words only: never any part of the secret."""
+    """Why ccxt cannot sign Binance requests with this PEM secret; None when it can."""
     from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-    try:
-        private = load_pem_private_key(secret.encode(), password=None)
-    except (ValueError, TypeError):
-        return (
-            "the private key cannot be read: paste the whole unencrypted PEM key, with its "
-            "BEGIN and END lines"
-        )
+    private = load_private_pem(secret)
+    if private is None:
+        return UNREADABLE_PEM
     as_rsa = len(secret) >= BINANCE_RSA_MIN_LEN  # ccxt's choice (module docstring)
     if isinstance(private, rsa.RSAPrivateKey) and as_rsa:
         return None

@@ -2,7 +2,8 @@
 
 Dev mode runs `transit` custody, the broker's default. Site and robot keys for all
 twelve exchanges go in through the dev broker, plus a robot key of every further signing
-scheme (KuCoin v2 passphrase, Binance RSA and Ed25519, Coinbase CDP ES256 and EdDSA).
+scheme (KuCoin v2 passphrase, Binance RSA and Ed25519, Bybit RSA, Coinbase CDP ES256 and
+EdDSA).
 The site (site tokens the broker mints) and the robot (its AppRole from the state file)
 read and trade through their Vault-signed ccxt objects against the sandbox, which
 verifies every signature. Then the robot's OKX key is replaced (the next request signs
@@ -12,7 +13,7 @@ it). Vault is read back after each step.
 The developer's shell may hold KEYBROKER_* settings of another deployment: here
 KEYBROKER_TRANSIT_MOUNT names a mount the dev layout never creates. On the code before,
 dev mode let it reach the broker, so intake imported into a mount that does not exist
-and every submission failed (503); and every Binance RSA/Ed25519 key was refused
+and every submission failed (503); and every Binance RSA/Ed25519 and Bybit RSA key was refused
 (`non_hmac_key`).
 """
 
@@ -39,6 +40,7 @@ EXTRA = {
     "kcv2": ("kucoin", "key_v2"),
     "bnrsa": ("binance", "rsa"),
     "bned": ("binance", "ed25519"),
+    "byrsa": ("bybit", "rsa"),  # RSA PKCS#1 v1.5 SHA-256 -> rsa-2048
     "cbes": ("coinbase", "cdp"),
     "cbed": ("coinbase", "cdp_ed25519"),
 }

@@ -302,6 +302,15 @@ def _ec_pem() -> str:
 
 EC_PEM = _ec_pem()  # a private key Binance does not take
 
+
+def _ed25519_pem() -> str:
+    from keybroker_dev.sandbox.keys import ed25519_secret
+
+    return ed25519_secret()
+
+
+ED25519_PEM = _ed25519_pem()  # a private key Bybit does not take
+
 ERROR_CASES = [
     # (exchange, ccxt class, body, expected reason)
     ("binance", ccxt.AuthenticationError,
@@ -399,9 +408,12 @@ def test_error_messages_never_echo_exchange_text() -> None:
         ("binance", Credentials("k", "-----BEGIN PRIVATE KEY-----\nMC4C\n-----END PRIVATE KEY"),
          "invalid_credentials"),
         ("binance", Credentials("k", EC_PEM), "invalid_credentials"),
-        # Bybit RSA keys stay refused: the sandbox cannot verify them
+        # Bybit RSA keys ccxt cannot sign with (truncated, or not RSA)
         ("bybit", Credentials("k", "-----BEGIN PRIVATE KEY-----\nMC4C\n-----END PRIVATE KEY"),
-         "non_hmac_key"),
+         "invalid_credentials"),
+        ("bybit", Credentials("k", ED25519_PEM), "invalid_credentials"),
+        # exchanges whose ccxt signing takes no private key
+        ("gate", Credentials("k", ED25519_PEM), "non_hmac_key"),
         # CDP keys whose private key cannot be signed with (truncated, wrong curve, ...)
         ("coinbase", Credentials("organizations/1/apiKeys/2", "-----BEGIN EC PRIVATE KEY-----"),
          "invalid_credentials"),
@@ -416,13 +428,14 @@ def test_prechecks(exchange: str, credentials: Credentials, expected: str) -> No
     assert reason is not None and reason.code.value == expected
 
 
-def test_prechecks_pass_binance_rsa_and_ed25519_keys() -> None:
-    """Issue 13: Binance RSA/Ed25519 keys were refused as non_hmac_key before any request
-    (fails on the code before: base.precheck refused every PEM secret)."""
+def test_prechecks_pass_binance_and_bybit_asymmetric_keys() -> None:
+    """Issue 13: Binance RSA/Ed25519 and Bybit RSA keys were refused as non_hmac_key before
+    any request (fails on the code before: base.precheck refused every PEM secret)."""
     from keybroker_dev.sandbox.keys import ed25519_secret, rsa_secret
 
     for secret in (rsa_secret(), ed25519_secret()):
         assert ADAPTERS["binance"].precheck(Credentials("k", secret)) is None
+    assert ADAPTERS["bybit"].precheck(Credentials("k", rsa_secret())) is None
 
 
 def test_binance_pem_that_ccxt_would_sign_with_the_wrong_algorithm() -> None:

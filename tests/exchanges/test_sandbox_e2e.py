@@ -272,19 +272,24 @@ def test_unlisted_egress_warns_where_list_is_unreadable(
     }
 
 
-@pytest.mark.parametrize("label", ["rsa", "ed25519"])
-def test_binance_asymmetric_keys_are_inspected(fresh_sandbox: SandboxServer, label: str) -> None:
-    """Issue 13: Binance RSA/Ed25519 keys were refused as non_hmac_key without a request.
-    ccxt signs them itself (rsa()/eddsa() on the PEM); the sandbox verifies the signature."""
-    key = fresh_sandbox.key("binance", label)
-    code, result, text, _ = run_check(fresh_sandbox, "binance", "robot", key)
+@pytest.mark.parametrize(
+    ("exchange", "label"), [("binance", "rsa"), ("binance", "ed25519"), ("bybit", "rsa")]
+)
+def test_asymmetric_keys_are_inspected(
+    fresh_sandbox: SandboxServer, exchange: str, label: str
+) -> None:
+    """Issue 13: Binance RSA/Ed25519 and Bybit RSA keys were refused as non_hmac_key
+    without a request. ccxt signs them itself (rsa()/eddsa() on the PEM); the sandbox
+    verifies the signature."""
+    key = fresh_sandbox.key(exchange, label)
+    code, result, text, _ = run_check(fresh_sandbox, exchange, "robot", key)
     assert code == 0, result["reasons"]
     assert result["permissions"]["read"] and result["permissions"]["spot_trade"]
     assert fresh_sandbox.request_count(key.api_key) == 1
     assert key.secret not in text and key.api_key not in text
     # the same api key with another private key of its kind: the signature is refused
     other = rsa_secret() if label == "rsa" else ed25519_secret()
-    code, result, _, _ = run_check(fresh_sandbox, "binance", "robot", replace(key, secret=other))
+    code, result, _, _ = run_check(fresh_sandbox, exchange, "robot", replace(key, secret=other))
     assert code == 1 and [r["code"] for r in result["reasons"]] == ["invalid_credentials"]
 
 

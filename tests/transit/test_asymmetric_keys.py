@@ -1,10 +1,11 @@
-"""Binance RSA and Ed25519 keys through the broker, under both custodies (issue 13).
+"""Binance RSA/Ed25519 and Bybit RSA keys through the broker, under both custodies
+(issue 13).
 
 On the code before, the exchange check refused every PEM secret as `non_hmac_key` before
 custody, so these keys never reached Transit (or KV) through the broker: every submission
-below answered 422 and `test_binance_asymmetric_robot_keys` failed at its first PUT.
-Now the Binance adapter inspects them (ccxt signs with `rsa()`/`eddsa()`, the sandbox
-verifies), and intake keeps them as a Transit key (`rsa-2048` / `ed25519`) or in KV.
+below answered 422 and `test_asymmetric_robot_keys` failed at its first PUT. Now the
+adapters inspect them (ccxt signs with `rsa()`/`eddsa()`, the sandbox verifies), and
+intake keeps them as a Transit key (`rsa-2048` / `ed25519`) or in KV.
 """
 
 from __future__ import annotations
@@ -27,8 +28,12 @@ from keybroker_dev.sandbox.keys import new_key
 from tests.fixtures.broker import BrokerEnv, build_broker_env, new_account
 from tests.transit.helpers import MOUNT, assert_no_secret, call_sandbox, private_parts
 
-# sandbox label -> (scheme, Transit type) under `transit` custody
-KINDS = {"rsa": ("rsa-pem", "rsa-2048"), "ed25519": ("ed25519-pem", "ed25519")}
+# (exchange, sandbox label) -> (scheme, Transit type) under `transit` custody
+KINDS = {
+    ("binance", "rsa"): ("rsa-pem", "rsa-2048"),
+    ("binance", "ed25519"): ("ed25519-pem", "ed25519"),
+    ("bybit", "rsa"): ("rsa-pem", "rsa-2048"),
+}
 
 
 def _env(devvault: Any, sandbox: SandboxServer, custody: str, **extra: Any) -> BrokerEnv:
@@ -55,39 +60,40 @@ def env(request: Any, devvault: Any, sandbox: SandboxServer) -> Iterator[BrokerE
 def _put(env: BrokerEnv, account: str, key: Any) -> Any:
     with env.http("intake") as http:
         return http.put(
-            f"/v1/accounts/{account}/keys/binance/robot",
+            f"/v1/accounts/{account}/keys/{key.exchange}/robot",
             json={"name": "asymmetric", **key.credentials()},
         )
 
 
-@pytest.mark.parametrize("label", sorted(KINDS))
-async def test_binance_asymmetric_robot_keys(
-    env: BrokerEnv, sandbox: SandboxServer, label: str
+@pytest.mark.parametrize(("exchange", "label"), sorted(KINDS))
+async def test_asymmetric_robot_keys(
+    env: BrokerEnv, sandbox: SandboxServer, exchange: str, label: str
 ) -> None:
-    key = sandbox.key("binance", label)
+    key = sandbox.key(exchange, label)
     account = new_account()
     answer = _put(env, account, key)
     assert answer.status_code == 201, answer.text
-    assert key.secret not in answer.text and key.secret not in json.dumps(env.audit_lines())
-    stored = env.read_key("robot", account, "binance")
+    assert_no_secret(answer.text, [key.secret], "the broker's answer")
+    assert_no_secret(env.audit_lines(), [key.secret], "the audit lines")
+    stored = env.read_key("robot", account, exchange)
     assert stored is not None
     if env.settings.robot_custody == "transit":
-        scheme, transit_type = KINDS[label]
+        scheme, transit_type = KINDS[(exchange, label)]
         assert "secret" not in stored and stored["scheme"] == scheme
-        name = transit_key_name("robot", account, "binance")
+        name = transit_key_name("robot", account, exchange)
         transit_key = env.root.read(f"{MOUNT}/keys/{name}")["data"]
         assert transit_key["type"] == transit_type and transit_key["exportable"] is False
-        assert key.secret not in json.dumps(transit_key)
+        assert_no_secret(transit_key, [key.secret], "the Transit key")
     else:
         assert stored["secret"] == key.secret
 
     creds = issue_approle_credentials(env.root, "keybroker-robot")
     robot = RobotKeyClient(env.root.url, creds.role_id, creds.secret_id)
-    instance = robot.signing_exchange(account, "binance", asynchronous=True)
+    instance = robot.signing_exchange(account, exchange, asynchronous=True)
     if env.settings.robot_custody == "transit":
         assert instance.secret != key.secret  # a stand-in; Vault signs
     # The sandbox verifies the RSA / Ed25519 signature over the real request.
-    assert (await call_sandbox(instance, sandbox, "binance", key))[0] is True
+    assert (await call_sandbox(instance, sandbox, exchange, key))[0] is True
 
 
 def test_rsa_key_transit_cannot_hold(env: BrokerEnv, sandbox: SandboxServer) -> None:

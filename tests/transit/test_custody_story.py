@@ -1,7 +1,7 @@
 """The `transit` custody story through the real broker, devvault and the sandbox.
 
 Keys for all twelve exchanges (and every further signing scheme: KuCoin v2, Binance RSA
-and Ed25519, Coinbase CDP ES256 and EdDSA) go in through the broker; the site and the
+and Ed25519, Bybit RSA, Coinbase CDP ES256 and EdDSA) go in through the broker; the site and the
 robot trade/read through Vault-signed ccxt objects; every keybroker principal (broker,
 intake, site backend, site token, robot) reads every KV path and Transit read endpoint and
 no answer holds a secret (canaries); export and backup are 403 for each of them; the site
@@ -9,8 +9,9 @@ cannot sign with robot keys, the robot not with site keys, the broker with none;
 replaced key signs with its new version; a deleted key stops signing and the robot
 resumes with a new one.
 
-On the code before issue 13's completion the Binance RSA/Ed25519 submissions were refused
-(`non_hmac_key`, 422), so this test failed at its first PUT of an EXTRA key.
+On the code before issue 13's completion the Binance RSA/Ed25519 and Bybit RSA
+submissions were refused (`non_hmac_key`, 422), so this test failed at its first PUT of
+an EXTRA key.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ EXTRA = {
     "kcv2": ("kucoin", "key_v2"),  # passphrase HMAC'd with the secret
     "bnrsa": ("binance", "rsa"),  # RSA PKCS#1 v1.5 SHA-256 -> rsa-2048
     "bned": ("binance", "ed25519"),  # Ed25519 PEM -> ed25519
+    "byrsa": ("bybit", "rsa"),  # RSA PKCS#1 v1.5 SHA-256 -> rsa-2048
     "cbes": ("coinbase", "cdp"),  # CDP ES256 JWT -> ecdsa-p256
     "cbed": ("coinbase", "cdp_ed25519"),  # CDP EdDSA JWT -> ed25519
 }

@@ -1,20 +1,28 @@
-# keybroker broker image: multi-stage, slim, non-root, base pinned by digest.
-# Check the digest before use: docker buildx imagetools inspect python:3.11-slim
-ARG PYTHON_IMAGE=python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7
+# keybroker broker image: multi-stage, slim, non-root.
+# BASE_IMAGE: any Debian-like image with python3 (3.11+) and venv. The default is the
+# official slim image by tag; pin it by digest with --build-arg (or keybroker:brokerBaseImage)
+# once you have resolved it, or pass a base made from Debian packages where no registry is
+# reachable (infra/docker/base-image.sh).
+ARG BASE_IMAGE=python:3.11-slim
 
 # --- build: a wheel-installed virtualenv, no compilers or caches carried forward ----------
-FROM ${PYTHON_IMAGE} AS build
+FROM ${BASE_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 RUN python -m venv /opt/keybroker
-COPY pyproject.toml README.md ./
+# Dependencies first (from pyproject.toml only), so that a change to the sources
+# rebuilds the last layer alone.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+ && /opt/keybroker/bin/pip install -r /tmp/requirements.txt
+COPY README.md ./
 COPY broker ./broker
 COPY policies ./policies
-RUN /opt/keybroker/bin/pip install . \
+RUN /opt/keybroker/bin/pip install --no-deps . \
  && /opt/keybroker/bin/python -m compileall -q /opt/keybroker
 
 # --- runtime: the virtualenv and an unprivileged user, nothing else ----------------------
-FROM ${PYTHON_IMAGE}
+FROM ${BASE_IMAGE}
 ENV PATH=/opt/keybroker/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 RUN groupadd --system --gid 10001 keybroker \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin keybroker \

@@ -8,22 +8,34 @@
    Baseline in the same run: the evaluator alone deciding the same number of
    requests, so the ratio shows what the class enumeration costs on top.
 
+3. The whole `keybroker policy check` command on those 1,000 policies (one file each)
+   and an invariants file of 1,000 principals (one per policy) x 100 invariants, each
+   invariant over every principal (targets: < 3 s with --format json, < 5 s as text).
+   Baseline in the same run: `keybroker --help` (interpreter and CLI start-up) and the
+   in-process analysis of the same inputs, so the ratios show what loading, reach and
+   rendering add.
+
 Run: .venv/bin/python bench/policy_bench.py [--seed N]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
+import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 from policies.acl import MergedRule
 from policies.analysis import Principal, find_granted, find_missing
+from policies.analysis.exact import clear_answer_cache
 from policies.check import check
 from policies.model import PathRule, Policy
 
@@ -184,12 +196,82 @@ def bench_generated(seed: int) -> None:
     )
 
 
+def policy_hcl(policy: Policy) -> str:
+    return "".join(
+        f'path "{r.path}" {{\n  capabilities = {json.dumps(sorted(r.capabilities))}\n}}\n'
+        for r in policy.rules
+    )
+
+
+def write_inputs(directory: Path, seed: int) -> tuple[Path, Path]:
+    """1,000 policy files and an invariants file: one principal per policy, 100
+    invariants each over every principal."""
+    rng = random.Random(seed)
+    policies = [generated_policy(rng, i) for i in range(1000)]
+    invariants = generated_invariants(rng, 100)
+    policy_dir = directory / "policies"
+    policy_dir.mkdir()
+    for p in policies:
+        (policy_dir / f"{p.name}.hcl").write_text(policy_hcl(p))
+    names = [p.name for p in policies]
+    doc = {
+        "principals": {name: [name] for name in names},
+        "invariants": [
+            {"id": f"inv-{i}", "principal": names, effect: caps, "paths": [pattern]}
+            for i, (effect, pattern, caps) in enumerate(invariants)
+        ],
+    }
+    inv_file = directory / "invariants.yaml"
+    inv_file.write_text(json.dumps(doc))  # JSON is YAML
+    return policy_dir, inv_file
+
+
+def _command(args: list[str]) -> tuple[float, float, int, int]:
+    """Wall and CPU time (user + system, the machine is shared), exit code, output size."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "broker", *args], capture_output=True, check=False)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, proc.returncode, len(proc.stdout)
+
+
+def bench_command(seed: int) -> None:
+    print(
+        "== whole `keybroker policy check`, 1,000 policies x 100 invariants over 1,000 "
+        "principals (targets: json < 3 s, text < 5 s)"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        policy_dir, inv_file = write_inputs(Path(tmp), seed)
+        base = ["policy", "check", "--policies", str(policy_dir), "--invariants", str(inv_file)]
+        floor_wall, floor, _, _ = _command(["--help"])
+        clear_answer_cache()  # as cold as a fresh command
+        t0, c0 = time.perf_counter(), time.process_time()
+        report = check(policy_dir, inv_file)
+        in_process, in_cpu = time.perf_counter() - t0, time.process_time() - c0
+        print(
+            f"  baseline: `keybroker --help` {floor_wall:.2f} s wall / {floor:.2f} s CPU; "
+            "in-process check() "
+            f"{in_process:.2f} s wall / {in_cpu:.2f} s CPU ({len(report.findings):,} findings, "
+            f"{len(report.reach):,} escalation routes)"
+        )
+        for fmt in ("json", "sarif", "text"):
+            wall, cpu, code, size = _command([*base, "--format", fmt])
+            print(
+                f"  --format {fmt:5}: {wall:5.2f} s wall / {cpu:5.2f} s CPU, exit {code}, "
+                f"{size / 1e6:.1f} MB; {cpu / in_cpu:.2f}x the in-process check's CPU, "
+                f"{(cpu - floor) / in_cpu:.2f}x without start-up"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=20261121)
     args = parser.parse_args()
     bench_check()
     bench_generated(args.seed)
+    bench_command(args.seed)
 
 
 if __name__ == "__main__":

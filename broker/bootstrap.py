@@ -26,9 +26,14 @@ import requests
 
 from broker.config import ConfigError, load_settings
 from broker.durations import format_duration, parse_duration
-from broker.layout import AppRole, AuditDevice, TokenRole, VaultLayout, layout_from_settings
-
-APPROLE_MOUNT = "approle"
+from broker.layout import (
+    APPROLE_MOUNT,
+    AppRole,
+    AuditDevice,
+    TokenRole,
+    VaultLayout,
+    layout_from_settings,
+)
 
 _T = TypeVar("_T")
 # How an apply step reports itself: (step name, whether it changed Vault, detail).

@@ -46,7 +46,7 @@ import requests
 
 from broker.durations import parse_duration
 from broker.ids import ACCOUNT_PATTERN, EXCHANGE_PATTERN
-from broker.names import DEFAULT_MOUNT
+from broker.names import APPROLE_MOUNT, DEFAULT_MOUNT
 
 log = logging.getLogger("keybroker.client")
 
@@ -380,7 +380,7 @@ class RobotKeyClient(_KeyReader):
         secret_id: str,
         *,
         mount: str = DEFAULT_MOUNT,
-        approle_mount: str = "approle",
+        approle_mount: str = APPROLE_MOUNT,
         verify: bool | str = True,
         timeout: float = 10.0,
         renew_margin: float = 60.0,

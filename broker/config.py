@@ -32,6 +32,7 @@ from broker.durations import format_duration as format_duration
 from broker.durations import parse_duration
 from broker.names import (
     DEFAULT_MOUNT,
+    DEFAULT_SITE_TOKEN_ROLE,
     DEFAULT_TRANSIT_MOUNT,
     SITE_TOKEN_MAX_TTL_S,
     SITE_TOKEN_TTL_S,
@@ -156,7 +157,7 @@ class Settings(BaseSettings):
     audit_hmac_key: SecretStr | None = (
         None  # identifies keys in audit lines; random per process when unset
     )
-    site_token_role: str = "keybroker-site"
+    site_token_role: str = DEFAULT_SITE_TOKEN_ROLE
     caller_cache_ttl: Seconds = 5.0
     # The one address the broker's exchange requests leave from, when known: a successful
     # signed call then proves a whitelist the exchange will not disclose (Binance).

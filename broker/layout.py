@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Literal
 
 from broker.durations import format_duration
 from broker.names import (
+    APPROLE_MOUNT,
     DEFAULT_MOUNT,
+    DEFAULT_SITE_TOKEN_ROLE,
     DEFAULT_TRANSIT_MOUNT,
     SITE_TOKEN_MAX_TTL_S,
     SITE_TOKEN_TTL_S,
@@ -40,6 +42,9 @@ TRANSIT_POLICY_NAMES: tuple[str, ...] = (
     ROBOT_TRANSIT_POLICY,
     BROKER_TRANSIT_POLICY,
 )
+BROKER_APPROLE = "keybroker-broker"
+ROBOT_APPROLE = "keybroker-robot"
+SITE_BACKEND_APPROLE = "keybroker-site-backend"
 POLICY_NAMES: tuple[str, ...] = (
     SITE_READ_POLICY,
     ROBOT_READ_POLICY,
@@ -49,11 +54,19 @@ POLICY_NAMES: tuple[str, ...] = (
 )
 
 
-def policy_text(name: str, mount: str = DEFAULT_MOUNT) -> str:
-    """The shipped HCL of policy `name`, its paths moved to `mount` when not the default."""
+def policy_text(
+    name: str, mount: str = DEFAULT_MOUNT, site_token_role: str = DEFAULT_SITE_TOKEN_ROLE
+) -> str:
+    """The shipped HCL of policy `name`, its paths moved to `mount` and its site token
+    role renamed to `site_token_role` when they are not the defaults."""
     text = resources.files("policies").joinpath("vault", f"{name}.hcl").read_text()
     if mount != DEFAULT_MOUNT:
         text = re.sub(rf'(path\s+"){re.escape(DEFAULT_MOUNT)}/', rf"\g<1>{mount}/", text)
+    if site_token_role != DEFAULT_SITE_TOKEN_ROLE:
+        text = text.replace(
+            f'"auth/token/create/{DEFAULT_SITE_TOKEN_ROLE}"',
+            f'"auth/token/create/{site_token_role}"',
+        )
     return text
 
 
@@ -163,6 +176,16 @@ class AuditDevice:
 
 
 @dataclass(frozen=True)
+class Principal:
+    """Who holds which policies, and through which credential (the policy checks'
+    principals: policies/invariants.yaml names them, `policy check` builds them here)."""
+
+    name: str
+    policies: tuple[str, ...]
+    credential: str  # how the principal gets its token, for reports and docs
+
+
+@dataclass(frozen=True)
 class VaultLayout:
     mount: str
     max_versions: int
@@ -175,6 +198,47 @@ class VaultLayout:
     def key_paths(self, role: Role, account: str, exchange: str) -> KeyPaths:
         return KeyPaths(self.mount, role, account, exchange)
 
+    def approle(self, name: str) -> AppRole:
+        for role in self.approles:
+            if role.name == name:
+                return role
+        raise KeyError(f"no AppRole {name!r} in this layout")
+
+    @property
+    def token_roles(self) -> tuple[TokenRole, ...]:
+        return (self.site_token_role,)
+
+    def principals(self) -> tuple[Principal, ...]:
+        """The keybroker principals, each with the policies of its credential."""
+        role = self.site_token_role
+        return (
+            Principal("site", role.allowed_policies, f"batch tokens from token role {role.name}"),
+            Principal(
+                "robot", self.approle(ROBOT_APPROLE).token_policies, f"AppRole {ROBOT_APPROLE}"
+            ),
+            Principal(
+                "broker", self.approle(BROKER_APPROLE).token_policies, f"AppRole {BROKER_APPROLE}"
+            ),
+            Principal("intake", (INTAKE_POLICY,), "caller tokens issued by the operator"),
+            Principal(
+                "site-backend",
+                self.approle(SITE_BACKEND_APPROLE).token_policies,
+                f"AppRole {SITE_BACKEND_APPROLE}",
+            ),
+        )
+
+    def names(self) -> dict[str, str]:
+        """Placeholders the invariants file may use (`{mount}`, `{site_token_role}`...)."""
+        return {
+            "mount": self.mount,
+            "transit_mount": self.transit_mount,
+            "site_token_role": self.site_token_role.name,
+            "approle_mount": APPROLE_MOUNT,
+            "broker_approle": BROKER_APPROLE,
+            "robot_approle": ROBOT_APPROLE,
+            "site_backend_approle": SITE_BACKEND_APPROLE,
+        }
+
 
 def build_layout(
     *,
@@ -184,7 +248,7 @@ def build_layout(
     site_token_cidrs: tuple[str, ...] = (),
     robot_cidrs: tuple[str, ...] = (),
     audit_devices: tuple[AuditDevice, ...] = (),
-    site_token_role_name: str = "keybroker-site",
+    site_token_role_name: str = DEFAULT_SITE_TOKEN_ROLE,
     transit_mount: str = DEFAULT_TRANSIT_MOUNT,
 ) -> VaultLayout:
     """The layout for one deployment; every argument comes from configuration."""
@@ -194,7 +258,7 @@ def build_layout(
         # Replacements destroy older versions right away; a few slots cover the race
         # between the write and the destroy.
         max_versions=5,
-        policies={name: policy_text(name, mount) for name in POLICY_NAMES}
+        policies={name: policy_text(name, mount, site_token_role_name) for name in POLICY_NAMES}
         | {name: transit_policy_text(name, transit_mount) for name in TRANSIT_POLICY_NAMES},
         site_token_role=TokenRole(
             name=site_token_role_name,
@@ -208,20 +272,30 @@ def build_layout(
         ),
         approles=(
             AppRole(
-                name="keybroker-broker",
+                name=BROKER_APPROLE,
                 token_policies=(BROKER_POLICY, BROKER_TRANSIT_POLICY),
                 token_ttl=3600,
                 token_max_ttl=4 * 3600,
                 secret_id_ttl=24 * 3600,
             ),
             AppRole(
-                name="keybroker-robot",
+                name=ROBOT_APPROLE,
                 token_policies=(ROBOT_READ_POLICY, ROBOT_TRANSIT_POLICY),
                 token_ttl=3600,
                 token_max_ttl=24 * 3600,
                 secret_id_ttl=0,
                 token_bound_cidrs=tuple(robot_cidrs),
                 secret_id_bound_cidrs=tuple(robot_cidrs),
+            ),
+            # The site backend mints site tokens with its own token (policy
+            # keybroker-site-backend may create from the site token role); the broker
+            # only relays that one call, so its own identity reaches no key.
+            AppRole(
+                name=SITE_BACKEND_APPROLE,
+                token_policies=(SITE_BACKEND_POLICY,),
+                token_ttl=3600,
+                token_max_ttl=24 * 3600,
+                secret_id_ttl=0,
             ),
         ),
         audit_devices=audit_devices,

@@ -17,6 +17,10 @@ ROLES: tuple[Role, ...] = ("site", "robot")
 # The KV v2 mount every key lives under unless KEYBROKER_KV_MOUNT says otherwise.
 DEFAULT_MOUNT = "exchange-keys"
 
+# The site token role (KEYBROKER_SITE_TOKEN_ROLE) and the AppRole auth method's path.
+DEFAULT_SITE_TOKEN_ROLE = "keybroker-site"
+APPROLE_MOUNT = "approle"
+
 # The Transit mount that holds the signing keys under `transit` custody
 # (KEYBROKER_TRANSIT_MOUNT; docs/custody.md).
 DEFAULT_TRANSIT_MOUNT = "exchange-signing"

@@ -5,6 +5,12 @@ limited to `keybroker-site-read`; the broker only picks the TTL, which it checks
 the role's maximum first so that an over-long request gets a clear 400 rather than a
 silently shortened token. With a wrap TTL the token is response-wrapped by Vault and
 only the single-use wrapping token leaves the broker.
+
+Who mints: the calling site backend, with its own Vault token (policy
+keybroker-site-backend may create from the role; the broker's policy may not). The
+broker relays that one request with the caller's token and keeps nothing: so no chain
+from the broker's own identity reaches a site key (`keybroker policy check`,
+docs/policy-checks.md), and a stolen broker credential mints nothing.
 """
 
 from __future__ import annotations
@@ -12,15 +18,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import hvac.exceptions as hvac_errors
+
 from broker.config import Settings
 from broker.durations import format_duration, parse_duration
-from broker.vault_session import VaultSession, VaultUnavailable
+from broker.vault_session import VaultRefused, VaultSession, VaultUnavailable
 
 MAX_WRAP_TTL = 3600.0
 
 
 class InvalidTTL(ValueError):
     pass
+
+
+class CallerCannotMint(Exception):
+    """Vault refused to mint with the caller's token (403 to the caller): its policies
+    do not allow the site token role, or the token cannot create tokens at all (batch
+    or use-limited). The message is Vault's reason, never the token."""
 
 
 @dataclass(frozen=True)
@@ -77,14 +91,29 @@ class SiteTokenMinter:
             return None
         return parse_ttl(requested, default=0, maximum=MAX_WRAP_TTL, what="wrap_ttl")
 
-    async def mint(self, ttl: float, wrap_ttl: float | None) -> SiteToken | WrappedSiteToken:
-        path = f"/v1/auth/token/create/{self._settings.site_token_role}"
+    async def mint(
+        self, caller_token: str, ttl: float, wrap_ttl: float | None
+    ) -> SiteToken | WrappedSiteToken:
+        """Mint with `caller_token` (the site backend's own token, already authenticated
+        as holding keybroker-site-backend); it is used for this one request only."""
+        role = self._settings.site_token_role
+        path = f"/v1/auth/token/create/{role}"
         body = {"ttl": format_duration(ttl)}
         wrap = format_duration(wrap_ttl) if wrap_ttl else None
 
-        response = await self._session.request(
-            "create_site_token", "POST", path, json=body, wrap_ttl=wrap
-        )
+        try:
+            response = await self._session.request(
+                "create_site_token", "POST", path, json=body, wrap_ttl=wrap, token=caller_token
+            )
+        except VaultRefused:
+            raise CallerCannotMint(
+                f"Vault refused to mint from token role {role} with this token: its "
+                "policies must allow update on auth/token/create/" + role
+            ) from None
+        except hvac_errors.InvalidRequest as exc:
+            # e.g. "batch tokens cannot create more tokens" (Vault's own words)
+            reason = ", ".join(str(e) for e in exc.errors or []) or "invalid request"
+            raise CallerCannotMint(f"Vault refused to mint with this token: {reason}") from None
         if response is None:
             raise VaultUnavailable("Vault answered the token request without a body")
         if wrap:

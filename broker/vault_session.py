@@ -140,20 +140,25 @@ class VaultSession:
         json: dict[str, Any] | None = None,
         wrap_ttl: str | None = None,
         missing_ok: bool = False,
+        token: str | None = None,
     ) -> dict[str, Any] | None:
         """One Vault API call on the event loop: the JSON body, None for 204 (or for 404
         with `missing_ok`). Raises VaultUnavailable, VaultRefused or hvac's exception for
-        the status (InvalidRequest, InvalidPath, ...)."""
+        the status (InvalidRequest, InvalidPath, ...).
+
+        `token`: make this one call with a caller's token instead of the broker's own
+        (site tokens are minted with the site backend's token); it is used for this
+        request only, never stored, and a 403 is then about it, not about ours."""
         started = time.perf_counter()
         try:
-            if self._auth_due():
+            if token is None and self._auth_due():
                 await self.call("login", lambda client: None)  # login/renew in a thread
-            status, body = await self._send(method, path, json, wrap_ttl)
-            if status == 403 and self._may_be_our_token(body):
+            status, body = await self._send(method, path, json, wrap_ttl, token)
+            if status == 403 and token is None and self._may_be_our_token(body):
                 loop = asyncio.get_running_loop()
                 if await loop.run_in_executor(self._executor, self._token_was_refused):
                     await loop.run_in_executor(self._executor, self._relogin)
-                    status, body = await self._send(method, path, json, wrap_ttl)
+                    status, body = await self._send(method, path, json, wrap_ttl, None)
         finally:
             self._observe(operation, time.perf_counter() - started)
         if status in (200, 204):
@@ -171,9 +176,15 @@ class VaultSession:
         )
 
     async def _send(
-        self, method: str, path: str, body: dict[str, Any] | None, wrap_ttl: str | None
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        wrap_ttl: str | None,
+        token: str | None,
     ) -> tuple[int, dict[str, Any] | None]:
-        headers = {"X-Vault-Token": self._client.token or "", "X-Vault-Request": "true"}
+        own = self._client.token or ""
+        headers = {"X-Vault-Token": own if token is None else token, "X-Vault-Request": "true"}
         if wrap_ttl:
             headers["X-Vault-Wrap-TTL"] = wrap_ttl
         try:

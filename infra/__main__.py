@@ -15,10 +15,10 @@ import yaml
 from broker.layout import build_layout
 from infra import vault_hcl
 from infra.components.broker_service import BrokerService, BrokerServiceArgs
-from infra.components.network import Network, NetworkArgs
+from infra.components.hosts import host_resources
 from infra.components.vault_cluster import VaultCluster, VaultClusterArgs
 from infra.components.vault_setup import VaultSetup, VaultSetupArgs
-from infra.config import StackConfig, load_config
+from infra.config import ConfigError, StackConfig, load_config
 from infra.layout_props import layout_to_props
 from infra.providers.kms import KmsKey
 
@@ -33,19 +33,37 @@ def broker_settings(cfg: StackConfig, site_token_role: str) -> dict[str, str]:
         "KEYBROKER_SITE_TOKEN_MAX_TTL": f"{cfg.site_token_max_ttl:g}",
         "KEYBROKER_SITE_TOKEN_ROLE": site_token_role,
         "KEYBROKER_ALLOW_FUTURES": str(cfg.allow_futures).lower(),
-        "KEYBROKER_ROBOT_EGRESS_IPS": ",".join(cfg.robot_egress_ips),
-        "KEYBROKER_SITE_EGRESS_IPS": ",".join(cfg.site_egress_ips),
+        # What each key's IP whitelist must hold, and what Vault binds logins and site
+        # tokens to (docs/broker.md: exchange egress vs Vault source networks).
+        "KEYBROKER_ROBOT_EXCHANGE_EGRESS_IPS": ",".join(cfg.robot_egress_ips),
+        "KEYBROKER_SITE_EXCHANGE_EGRESS_IPS": ",".join(cfg.site_egress_ips),
+        "KEYBROKER_ROBOT_VAULT_CIDRS": ",".join(cfg.robot_cidrs),
+        "KEYBROKER_SITE_VAULT_CIDRS": ",".join(cfg.site_token_cidrs),
     }
     if cfg.exchanges:
         settings["KEYBROKER_EXCHANGES"] = ",".join(cfg.exchanges)
     return settings
 
 
+def seal_credentials(path: str | None) -> pulumi.Output[str] | None:
+    """The AWS shared-credentials file for Vault's seal, read on the deploying machine
+    and kept secret (uploaded into the Vault containers, never bind-mounted)."""
+    if path is None:
+        return None
+    file = Path(path).expanduser()
+    try:
+        return pulumi.Output.secret(file.read_text())
+    except OSError:
+        raise ConfigError(
+            "awsCredentialsFile", f"a readable AWS shared-credentials file ({file} is not)"
+        ) from None
+
+
 def main() -> None:
     cfg = load_config()
     prefix = f"keybroker-{pulumi.get_stack()}"
 
-    network = Network("network", NetworkArgs(prefix=prefix, environment=cfg.environment))
+    hosts = host_resources(cfg.docker_hosts, prefix, cfg.environment)
     kms = KmsKey(
         "unseal-key",
         region=cfg.aws_region,
@@ -65,14 +83,14 @@ def main() -> None:
             disable_mlock=cfg.disable_mlock,
             memory_mb=cfg.vault_memory_mb,
             tls_validity_days=cfg.tls_validity_days,
-            publish_address=cfg.publish_address,
+            telemetry_retention_s=int(cfg.telemetry_retention),
             vault_port=cfg.vault_port,
-            internal_network=network.internal_name,
-            edge_network=network.edge_name,
+            hosts=hosts,
             kms_key_arn=kms.arn,
             aws_region=cfg.aws_region,
-            aws_endpoint_url=cfg.aws_endpoint_url,
-            aws_credentials_file=cfg.aws_credentials_file,
+            aws_endpoint_url=cfg.aws_seal_endpoint_url,
+            aws_credentials=seal_credentials(cfg.aws_credentials_file),
+            seal_disabled=cfg.seal_migrate_to_shamir,
         ),
     )
     layout = build_layout(
@@ -96,8 +114,9 @@ def main() -> None:
             recovery_threshold=cfg.recovery_threshold,
             recovery_window_days=cfg.secrets_recovery_window_days,
             layout=layout_to_props(layout),
-            secret_id_wrap_ttl_s=cfg.secret_id_wrap_ttl,
-            secret_id_rotation=cfg.broker_secret_id_rotation,
+            broker_token_period_s=cfg.broker_token_period,
+            credential_wrap_ttl_s=cfg.broker_credential_wrap_ttl,
+            credential_rotation=cfg.broker_credential_rotation,
             revoke_root_token=cfg.revoke_root_token,
             depends_on=list(vault.containers),
         ),
@@ -113,13 +132,16 @@ def main() -> None:
             prefix=prefix,
             environment=cfg.environment,
             context_dir=str(REPO_ROOT),
-            vault_address=vault.internal_address,
+            hosts=hosts,
+            replicas=cfg.broker_replicas,
+            vault_hosts=frozenset(p.name for p in vault.placement),
+            vault_internal_address=vault.internal_address,
+            vault_published_address=vault.address,
             ca_cert_pem=vault.ca_cert_pem,
-            role_id=setup.broker_role_id,
-            wrapped_secret_id=setup.wrapped_secret_id,
-            internal_network=network.internal_name,
-            edge_network=network.edge_name,
-            publish_address=cfg.publish_address,
+            issue_credential=setup.issue_broker_token,
+            base_image=cfg.broker_base_image,
+            load_balancer=cfg.load_balancer,
+            load_balancer_image=cfg.load_balancer_image,
             port=cfg.broker_port,
             memory_mb=cfg.broker_memory_mb,
             cpus=cfg.broker_cpus,
@@ -136,7 +158,8 @@ def main() -> None:
     pulumi.export("kms_key_arn", kms.arn)
     pulumi.export("root_token_secret_arn", setup.root_token_secret_arn)
     pulumi.export("recovery_keys_secret_arn", setup.recovery_keys_secret_arn)
-    pulumi.export("broker_container", broker.container.name)
+    pulumi.export("broker_containers", [c.name for c in broker.containers])
+    pulumi.export("vault_image", vault.image_ref)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,10 @@ SECRET_KEYS: tuple[str, ...] = ("auditHmacKey",)
 
 # `repo[:tag]@sha256:<64 hex>`: the tag is informative, the digest decides what runs.
 DIGEST_REF = re.compile(r"^[a-z0-9][a-z0-9._/:-]*@sha256:[0-9a-f]{64}$")
+# `repo:tag`: resolved to its digest by the registry at deploy time (infra/images.py).
+TAG_REF = re.compile(r"^[a-z0-9][a-z0-9._/:-]*:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+HOST_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
+DOCKER_HOST_URL = re.compile(r"^(unix|tcp|ssh)://\S+$")
 LOOPBACK = ("127.0.0.1", "::1")
 # docs/contracts.md §2: site tokens have an explicit max TTL of 15m by default; the stack
 # refuses anything beyond this hard ceiling.
@@ -47,6 +51,17 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class DockerHost:
+    """One Docker engine of the stack. `docker_host` None: the deploying machine's own
+    engine (DOCKER_HOST or the local socket). `address`: where the other hosts and the
+    deploying machine reach the ports this host publishes."""
+
+    name: str
+    address: str
+    docker_host: str | None = None
+
+
+@dataclass(frozen=True)
 class StackConfig:
     """Everything the program reads from configuration, validated."""
 
@@ -58,13 +73,20 @@ class StackConfig:
     disable_mlock: bool
     vault_memory_mb: int
     tls_validity_days: int
+    telemetry_retention: float  # prometheus_retention_time, seconds
+    # Placement
+    docker_hosts: tuple[DockerHost, ...]
+    broker_replicas: int
     # Network exposure
     publish_address: str
     broker_port: int
     # AWS (KMS auto-unseal, Secrets Manager)
     aws_region: str
     aws_endpoint_url: str | None
+    aws_seal_endpoint_url: str | None  # the KMS endpoint as Vault's containers reach it
     aws_credentials_file: str | None
+    seal_uses_instance_role: bool
+    seal_migrate_to_shamir: bool
     kms_key_arn: str | None
     kms_deletion_window_days: int
     secrets_prefix: str
@@ -85,8 +107,12 @@ class StackConfig:
     allow_futures: bool
     broker_memory_mb: int
     broker_cpus: float
-    secret_id_wrap_ttl: float
-    broker_secret_id_rotation: str
+    broker_base_image: str | None
+    load_balancer: bool
+    load_balancer_image: str
+    broker_token_period: float
+    broker_credential_wrap_ttl: float
+    broker_credential_rotation: str
     # Secret (wrapped Output) values; None when not configured.
     audit_hmac_key: pulumi.Output[str] | None = None
 
@@ -198,6 +224,52 @@ class _Reader:
         return items
 
 
+def _docker_hosts(r: _Reader, publish_address: str, prod: bool) -> tuple[DockerHost, ...]:
+    expected = 'a JSON list of {"name": ..., "address": <IP>, "dockerHost": "ssh://...|tcp://..."}'
+    raw = r.raw("dockerHosts")
+    if raw is None:
+        return (DockerHost(name="local", address=publish_address),)
+    try:
+        items = json.loads(raw)
+    except json.JSONDecodeError:
+        raise ConfigError("dockerHosts", expected) from None
+    if not isinstance(items, list) or not items:
+        raise ConfigError("dockerHosts", expected)
+    hosts: list[DockerHost] = []
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise ConfigError("dockerHosts", expected)
+        name, address, url = item.get("name"), item.get("address"), item.get("dockerHost")
+        if not HOST_NAME.match(str(name)):
+            raise ConfigError("dockerHosts", "host names of lower-case letters, digits and -")
+        try:
+            ipaddress.ip_address(str(address))
+        except ValueError:
+            raise ConfigError("dockerHosts", f"an IP address for host {name}") from None
+        if url is not None and not DOCKER_HOST_URL.match(str(url)):
+            raise ConfigError("dockerHosts", f"a unix://, tcp:// or ssh:// dockerHost for {name}")
+        hosts.append(DockerHost(name=str(name), address=str(address), docker_host=url))
+    if len({h.name for h in hosts}) != len(hosts):
+        raise ConfigError("dockerHosts", "distinct host names")
+    if len(hosts) > 1 and not prod:
+        raise ConfigError("dockerHosts", "a single host in the dev environment")
+    if not prod and hosts[0].address not in LOOPBACK:
+        raise ConfigError("dockerHosts", "the address 127.0.0.1 or ::1 in the dev environment")
+    if len(hosts) > 1 and any(ipaddress.ip_address(h.address).is_loopback for h in hosts):
+        raise ConfigError("dockerHosts", "addresses the other hosts can reach (not loopback)")
+    return tuple(hosts)
+
+
+def _loopback_url(url: str) -> bool:
+    host = re.sub(r"^https?://(\[[^]]+\]|[^:/]+).*$", r"\1", url).strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def parse_config(
     values: Mapping[str, str | None],
     *,
@@ -216,11 +288,18 @@ def parse_config(
     if vault_nodes not in (1, 3):
         raise ConfigError("vaultNodes", "1 (single node) or 3 (Raft HA cluster)")
 
-    vault_image = r.required("vaultImage", "an image reference pinned by digest (repo@sha256:...)")
-    if not DIGEST_REF.match(vault_image):
-        raise ConfigError(
-            "vaultImage", "an image reference pinned by digest (repo@sha256:<64 hex>)"
-        )
+    image_expected = "an image reference repo:tag (resolved to its digest) or repo@sha256:<64 hex>"
+    vault_image = r.required("vaultImage", image_expected)
+    if not (DIGEST_REF.match(vault_image) or TAG_REF.match(vault_image)):
+        raise ConfigError("vaultImage", image_expected)
+    broker_base_image = r.string("brokerBaseImage")
+    if broker_base_image is not None and not (
+        DIGEST_REF.match(broker_base_image) or TAG_REF.match(broker_base_image)
+    ):
+        raise ConfigError("brokerBaseImage", image_expected)
+    load_balancer_image = r.string("loadBalancerImage", "haproxy:3.0") or "haproxy:3.0"
+    if not (DIGEST_REF.match(load_balancer_image) or TAG_REF.match(load_balancer_image)):
+        raise ConfigError("loadBalancerImage", image_expected)
 
     publish_address = r.string("publishAddress", "127.0.0.1") or "127.0.0.1"
     try:
@@ -236,6 +315,31 @@ def parse_config(
     endpoint = r.string("awsEndpointUrl")
     if endpoint is not None and not re.match(r"^https?://[^/\s]+", endpoint):
         raise ConfigError("awsEndpointUrl", "an http(s) URL")
+    seal_endpoint = r.string("awsSealEndpointUrl")
+    if seal_endpoint is not None and not re.match(r"^https?://[^/\s]+", seal_endpoint):
+        raise ConfigError("awsSealEndpointUrl", "an http(s) URL")
+    if seal_endpoint is None and endpoint is not None and _loopback_url(endpoint):
+        # 127.0.0.1 inside a Vault container is the container itself.
+        raise ConfigError(
+            "awsSealEndpointUrl",
+            "the KMS endpoint as Vault's containers reach it (awsEndpointUrl is a loopback"
+            " address, which inside a container is the container itself)",
+        )
+    if seal_endpoint is not None and _loopback_url(seal_endpoint):
+        raise ConfigError(
+            "awsSealEndpointUrl", "an address Vault's containers reach (not loopback)"
+        )
+    credentials_file = r.string("awsCredentialsFile")
+    instance_role = r.boolean("sealUsesInstanceRole", False)
+    if credentials_file is None and not instance_role:
+        # Without either, Vault's awskms seal finds no credentials and Vault exits.
+        raise ConfigError(
+            "awsCredentialsFile",
+            "the path of an AWS shared-credentials file for Vault's seal, or"
+            " keybroker:sealUsesInstanceRole true on hosts with an instance role",
+        )
+    if credentials_file is not None and instance_role:
+        raise ConfigError("sealUsesInstanceRole", "false when awsCredentialsFile is set")
     kms_key_arn = r.string("kmsKeyArn")
     if kms_key_arn is not None and not KMS_ARN.match(kms_key_arn):
         raise ConfigError("kmsKeyArn", "a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>)")
@@ -274,6 +378,9 @@ def parse_config(
         if any(ipaddress.ip_network(i, strict=False).prefixlen == 0 for i in items):
             raise ConfigError(key, "CIDRs narrower than 0.0.0.0/0 or ::/0")
 
+    docker_hosts = _docker_hosts(r, publish_address, prod)
+    broker_replicas = r.integer("brokerReplicas", 2 if prod else 1, 1, 16)
+
     return StackConfig(
         environment=environment,  # type: ignore[arg-type]  # checked above
         vault_nodes=vault_nodes,
@@ -282,11 +389,17 @@ def parse_config(
         disable_mlock=r.boolean("disableMlock", None),
         vault_memory_mb=r.integer("vaultMemoryMb", 512, 128, 65536),
         tls_validity_days=r.integer("tlsValidityDays", 365, 1, 825),
+        telemetry_retention=r.duration("vaultTelemetryRetention", 24 * 3600.0),
+        docker_hosts=docker_hosts,
+        broker_replicas=broker_replicas,
         publish_address=publish_address,
         broker_port=r.integer("brokerPort", 8080, 1024, 65535),
         aws_region=aws_region,
         aws_endpoint_url=endpoint,
-        aws_credentials_file=r.string("awsCredentialsFile"),
+        aws_seal_endpoint_url=seal_endpoint or endpoint,
+        aws_credentials_file=credentials_file,
+        seal_uses_instance_role=instance_role,
+        seal_migrate_to_shamir=r.boolean("sealMigrateToShamir", False),
         kms_key_arn=kms_key_arn,
         kms_deletion_window_days=r.integer("kmsDeletionWindowDays", 30, 7, 30),
         secrets_prefix=secrets_prefix,
@@ -307,10 +420,21 @@ def parse_config(
         allow_futures=r.boolean("allowFutures", False),
         broker_memory_mb=r.integer("brokerMemoryMb", 256, 64, 16384),
         broker_cpus=r.number("brokerCpus", 1.0, 0.1, 16.0),
-        secret_id_wrap_ttl=r.duration("secretIdWrapTtl", 600.0),
-        broker_secret_id_rotation=r.string("brokerSecretIdRotation", "1") or "1",
+        broker_base_image=broker_base_image,
+        load_balancer=r.boolean("loadBalancer", True),
+        load_balancer_image=load_balancer_image,
+        broker_token_period=_token_period(r),
+        broker_credential_wrap_ttl=r.duration("brokerCredentialWrapTtl", 600.0),
+        broker_credential_rotation=r.string("brokerCredentialRotation", "1") or "1",
         audit_hmac_key=audit_hmac_key,
     )
+
+
+def _token_period(r: _Reader) -> float:
+    period = r.duration("brokerTokenPeriod", 24 * 3600.0)
+    if not 3600 <= period <= 32 * 24 * 3600:
+        raise ConfigError("brokerTokenPeriod", "a duration from 1h to 768h")
+    return period
 
 
 # Keys read as plain values; kept in one list so the loader and the docs agree.
@@ -322,11 +446,17 @@ PLAIN_KEYS: tuple[str, ...] = (
     "disableMlock",
     "vaultMemoryMb",
     "tlsValidityDays",
+    "vaultTelemetryRetention",
+    "dockerHosts",
+    "brokerReplicas",
     "publishAddress",
     "brokerPort",
     "awsRegion",
     "awsEndpointUrl",
+    "awsSealEndpointUrl",
     "awsCredentialsFile",
+    "sealUsesInstanceRole",
+    "sealMigrateToShamir",
     "kmsKeyArn",
     "kmsDeletionWindowDays",
     "secretsPrefix",
@@ -345,8 +475,12 @@ PLAIN_KEYS: tuple[str, ...] = (
     "allowFutures",
     "brokerMemoryMb",
     "brokerCpus",
-    "secretIdWrapTtl",
-    "brokerSecretIdRotation",
+    "brokerBaseImage",
+    "loadBalancer",
+    "loadBalancerImage",
+    "brokerTokenPeriod",
+    "brokerCredentialWrapTtl",
+    "brokerCredentialRotation",
 )
 
 

@@ -2,9 +2,15 @@
 
 Follows docs/facts/vault.md §6 (DOC configuration/*.mdx): integrated Raft storage with a
 `retry_join` stanza per peer, a TLS listener, `disable_mlock` always written out (Vault
-1.20+ refuses to start with Raft when it is left implicit), and an `awskms` seal. No
-credential ever goes into this file: the seal reads AWS credentials from the standard
-chain (instance role or a mounted shared-credentials file).
+1.20+ refuses to start with Raft when it is left implicit), an `awskms` seal, and a
+`telemetry` stanza for Prometheus (docs/deploy.md "Deploy facts"). No credential ever
+goes into this file: the seal reads AWS credentials from the standard chain (instance
+role, or the shared-credentials file the stack uploads for Vault's user).
+
+Addresses: on one Docker host, nodes find each other by their container names on the
+internal network; across hosts, each node advertises the host address and ports it
+publishes (`NodeAddress`), and Raft runs over the cluster port, which Vault always
+protects with mutual TLS.
 """
 
 from __future__ import annotations
@@ -30,14 +36,45 @@ def node_host(stack_prefix: str, index: int) -> str:
 
 
 @dataclass(frozen=True)
+class NodeAddress:
+    """How the other nodes reach one node: API and cluster URLs, and the TLS name."""
+
+    api_addr: str
+    cluster_addr: str
+    tls_name: str
+
+
+def internal_address(stack_prefix: str, index: int) -> NodeAddress:
+    """A node on the same Docker host, by its container name on the internal network."""
+    host = node_host(stack_prefix, index)
+    return NodeAddress(f"https://{host}:{API_PORT}", f"https://{host}:{CLUSTER_PORT}", host)
+
+
+def published_address(
+    stack_prefix: str, index: int, host_address: str, api_port: int, cluster_port: int
+) -> NodeAddress:
+    """A node on another Docker host, through the ports its host publishes."""
+    host = f"[{host_address}]" if ":" in host_address else host_address
+    return NodeAddress(
+        f"https://{host}:{api_port}",
+        f"https://{host}:{cluster_port}",
+        node_host(stack_prefix, index),
+    )
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     node_index: int
-    nodes: int
+    addresses: tuple[NodeAddress, ...]  # every node's, in node order
     host_prefix: str
     disable_mlock: bool
     kms_key_id: str
     aws_region: str
-    aws_endpoint_url: str | None = None
+    aws_endpoint_url: str | None = None  # as seen from inside the container
+    telemetry_retention_s: int = 24 * 3600
+    # Seal migration to Shamir (docs/deploy.md "Rotate"): the seal stanza gets
+    # disabled = "true" so that `vault operator unseal -migrate` can move off the key.
+    seal_disabled: bool = False
     tls_min_version: str = "tls12"
 
 
@@ -49,26 +86,26 @@ def _q(value: str) -> str:
 def render(config: ServerConfig) -> str:
     """The HCL text of /vault/config/vault.hcl for one node."""
     me = node_host(config.host_prefix, config.node_index)
+    mine = config.addresses[config.node_index]
     lines = [
         "# Rendered by infra/vault_hcl.py; do not edit in the container.",
         "ui = false",
         f"disable_mlock = {str(config.disable_mlock).lower()}",
-        f"api_addr = {_q(f'https://{me}:{API_PORT}')}",
-        f"cluster_addr = {_q(f'https://{me}:{CLUSTER_PORT}')}",
+        f"api_addr = {_q(mine.api_addr)}",
+        f"cluster_addr = {_q(mine.cluster_addr)}",
         "",
         'storage "raft" {',
         f"  path = {_q(DATA_DIR)}",
         f"  node_id = {_q(me)}",
     ]
-    for peer in range(config.nodes):
+    for peer, address in enumerate(config.addresses):
         if peer == config.node_index:
             continue
-        host = node_host(config.host_prefix, peer)
         lines += [
             "  retry_join {",
-            f"    leader_api_addr = {_q(f'https://{host}:{API_PORT}')}",
+            f"    leader_api_addr = {_q(address.api_addr)}",
             f"    leader_ca_cert_file = {_q(CA_FILE)}",
-            f"    leader_tls_servername = {_q(host)}",
+            f"    leader_tls_servername = {_q(address.tls_name)}",
             "  }",
         ]
     lines += [
@@ -88,7 +125,19 @@ def render(config: ServerConfig) -> str:
     ]
     if config.aws_endpoint_url:
         lines.append(f"  endpoint = {_q(config.aws_endpoint_url)}")
-    lines += ["}", ""]
+    if config.seal_disabled:
+        lines.append('  disabled = "true"')
+    lines += [
+        "}",
+        "",
+        # Prometheus metrics at /v1/sys/metrics (authenticated); the retention must
+        # outlast the scrape interval, and 0 would switch Prometheus metrics off.
+        "telemetry {",
+        f"  prometheus_retention_time = {_q(f'{config.telemetry_retention_s}s')}",
+        "  disable_hostname = true",
+        "}",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -6,12 +6,15 @@ policies or invariants, with file and line).
 
 from __future__ import annotations
 
+import functools
+import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from broker.layout import VaultLayout, build_layout
 from policies.acl import ACLError, MergedRule
 from policies.analysis import (
     Counterexample,
@@ -20,13 +23,21 @@ from policies.analysis import (
     find_granted,
     find_missing,
 )
+from policies.analysis.escalation import Credential, Hop, Reach, chain_text
+from policies.analysis.routes import routes_for
 from policies.hcl import PolicyParseError
-from policies.invariants import Invariant, Invariants, InvariantsError, load_invariants
+from policies.invariants import (
+    Invariant,
+    Invariants,
+    InvariantsError,
+    layout_defaults,
+    load_invariants,
+)
 from policies.lint import LintFinding, registry, run_lint
 from policies.loader import load_policy_dir
 from policies.model import PathRule, Policy
 from policies.report import CheckReport, RuleInfo, Violation, render_check
-from policies.report.model import InvariantStatus
+from policies.report.model import InvariantStatus, ReachEntry, ViaStep
 
 EXIT_PASS, EXIT_VIOLATION, EXIT_ERROR = 0, 1, 2
 
@@ -39,9 +50,16 @@ def display_path(file: str | None) -> str | None:
     """Paths under the working directory are shown relative to it."""
     if file is None:
         return None
+    return _display_path(file, os.getcwd())
+
+
+@functools.lru_cache(maxsize=4096)
+def _display_path(file: str, cwd: str) -> str:
+    # Cached: a report names the same few files tens of thousands of times, and
+    # resolve() costs a system call per path component.
     path = Path(file)
     try:
-        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+        return path.resolve().relative_to(Path(cwd).resolve()).as_posix()
     except ValueError:
         return str(path)
 
@@ -51,31 +69,50 @@ class Inputs:
     policies: list[Policy]
     invariants: Invariants
     principals: dict[str, Principal]
+    reach: Reach
+    _closures: dict[str, list[Credential]] = field(default_factory=dict, repr=False)
+
+    def closure(self, name: str) -> list[Credential]:
+        """Principal `name`'s own credential, then every one it can obtain."""
+        found = self._closures.get(name)
+        if found is None:
+            found = self.reach.closure([p.name for p in self.principals[name].policies])
+            self._closures[name] = found
+        return found
 
 
-def load_inputs(policies_dir: Path | None, invariants_file: Path | None) -> Inputs:
+def load_inputs(
+    policies_dir: Path | None, invariants_file: Path | None, layout: VaultLayout | None = None
+) -> Inputs:
     """Parse the policy directory and the invariants; compile one ACL per principal.
+
+    `layout` (default: broker/layout.py's `build_layout()`) supplies the principals and
+    names the invariants file leaves out, and the token roles and AppRoles whose
+    escalation routes the closure follows.
 
     Raises PolicyParseError, InvariantsError (a principal naming a policy that is not
     in the directory is an error at that principal's line), OSError or ACLError.
     """
+    layout = layout or build_layout()
     directory = policies_dir or default_policies_dir()
     if not directory.is_dir():
         raise OSError(f"policies directory not found: {directory}")
     policies = load_policy_dir(directory)
-    invariants = load_invariants(invariants_file)
+    invariants = load_invariants(invariants_file, layout_defaults(layout))
     by_name = {p.name: p for p in policies}
     principals: dict[str, Principal] = {}
     for name, members in invariants.principals.items():
         missing = [m for m in members if m not in by_name]
         if missing:
+            line = invariants.principal_lines[name]
+            origin = "" if line else " (declared in broker/layout.py)"
             raise InvariantsError(
-                f"principal {name!r}: no policy {missing[0]!r} in {directory}",
+                f"principal {name!r}{origin}: no policy {missing[0]!r} in {directory}",
                 file=invariants.file,
-                line=invariants.principal_lines[name],
+                line=line,
             )
         principals[name] = Principal(name, [by_name[m] for m in members])
-    return Inputs(policies, invariants, principals)
+    return Inputs(policies, invariants, principals, Reach(policies, routes_for(layout)))
 
 
 def _source(rule: MergedRule | None, capability: str, *, deny: bool) -> PathRule | None:
@@ -131,28 +168,90 @@ def _blame_missing(ce: Counterexample) -> _Blame:
     )
 
 
-def check_invariant(inv: Invariant, principals: dict[str, Principal]) -> list[Violation]:
-    """One violation per (principal, pattern) that fails, with its counterexample."""
+def via_steps(principal: str, via: Sequence[Hop]) -> tuple[ViaStep, ...]:
+    steps = []
+    holder = principal
+    for hop in via:
+        stanza = hop.stanza
+        gains = hop.route.gains
+        steps.append(
+            ViaStep(
+                kind=hop.route.kind,
+                edge=hop.route.label,
+                holder=holder,
+                capability=hop.capability,
+                path=hop.path,
+                policy=stanza.policy if stanza else None,
+                file=display_path(stanza.file) if stanza else None,
+                line=stanza.line if stanza else None,
+                gains=gains,
+                doc=hop.route.doc,
+                notes=hop.route.notes,
+            )
+        )
+        holder = "admin-equivalent" if gains is None else ", ".join(gains)
+    return tuple(steps)
+
+
+def _deny_counterexample(
+    inv: Invariant, who: str, pattern: str, inputs: Inputs
+) -> tuple[Counterexample, Credential] | None:
+    """The first credential of the principal's closure (its own token first, then the
+    shortest chains) that holds a denied capability on the pattern."""
+    own = inputs.principals[who]
+    for credential in inputs.closure(who):
+        principal = own if not credential.via else inputs.reach.principal(credential)
+        ce = find_granted(principal, pattern, inv.capabilities, inv.excepts)
+        if ce is not None:
+            return ce, credential
+    return None
+
+
+def check_invariant(inv: Invariant, inputs: Inputs) -> list[Violation]:
+    """One violation per (principal, pattern) that fails, with its counterexample.
+
+    `deny` invariants are decided over the principal's effective reach (every token,
+    secret-id or policy it can create, docs/policy-checks.md); `allow` invariants over
+    its own token."""
     out: list[Violation] = []
     for who in inv.principals:
-        principal = principals[who]
         for pattern in inv.paths:
+            via: tuple[Hop, ...] = ()
             if inv.effect == "deny":
-                ce = find_granted(principal, pattern, inv.capabilities, inv.excepts)
+                found = _deny_counterexample(inv, who, pattern, inputs)
+                ce = found[0] if found else None
+                via = found[1].via if found else ()
                 verb, expected, blame_of = "can", "denied", _blame_granted
             else:
+                principal = inputs.principals[who]
                 ce = find_missing(principal, pattern, inv.capabilities, inv.excepts)
                 verb, expected, blame_of = "cannot", "allowed", _blame_missing
             if ce is None:
                 continue
             blame = blame_of(ce)
-            message = (
-                f"{who} {verb} {ce.capability} {ce.path} ({pattern} must be {expected}): "
-                f"{blame.why}"
-            )
+            stanza = blame.stanza
+            chain = ""
+            steps: tuple[ViaStep, ...] = ()
+            if via:
+                # Blame the principal's own stanza that opens the chain: that is the
+                # line to change.
+                steps = via_steps(who, via)
+                chain = chain_text(who, via, f"{ce.capability} {ce.path}")
+                stanza = via[0].stanza
+                docs = "; ".join(dict.fromkeys(hop.route.doc for hop in via))
+                how = f"through {chain} (edges: {docs})"
+                message = (
+                    f"{who} {verb} {ce.capability} {ce.path} ({pattern} must be {expected}) {how}"
+                )
+                detail = f"must be {expected} ({pattern}); via {chain}"
+            else:
+                message = (
+                    f"{who} {verb} {ce.capability} {ce.path} ({pattern} must be {expected}): "
+                    f"{blame.why}"
+                )
+                detail = f"must be {expected} ({pattern}); {blame.short}"
             if inv.description:
                 message += f". Invariant: {inv.description}"
-            stanza = blame.stanza
             out.append(
                 Violation(
                     id=inv.id,
@@ -163,7 +262,25 @@ def check_invariant(inv: Invariant, principals: dict[str, Principal]) -> list[Vi
                     file=display_path(stanza.file if stanza else inv.file),
                     line=stanza.line if stanza else inv.line,
                     message=message,
-                    detail=f"must be {expected} ({pattern}); {blame.short}",
+                    detail=detail,
+                    via=steps,
+                    chain=chain,
+                )
+            )
+    return out
+
+
+def reach_entries(inputs: Inputs) -> list[ReachEntry]:
+    """Every credential each principal can obtain beyond its own token."""
+    out = []
+    for name in inputs.principals:
+        for credential in inputs.closure(name)[1:]:
+            out.append(
+                ReachEntry(
+                    principal=name,
+                    credential=credential.label,
+                    chain=chain_text(name, credential.via),
+                    via=via_steps(name, credential.via),
                 )
             )
     return out
@@ -214,9 +331,10 @@ def check(policies_dir: Path | None, invariants_file: Path | None) -> CheckRepor
         invariants_checked=len(inputs.invariants.invariants),
     )
     for inv in inputs.invariants.invariants:
-        found = check_invariant(inv, inputs.principals)
+        found = check_invariant(inv, inputs)
         report.invariant_results.append(InvariantStatus(inv.id, statement(inv), found))
         report.findings.extend(found)
+    report.reach = reach_entries(inputs)
     principal_policies = {n: list(p.policies) for n, p in inputs.principals.items()}
     lint = run_lint(inputs.policies, principal_policies, inputs.invariants.admin_policies())
     report.findings.extend(_lint_violation(f) for f in lint)

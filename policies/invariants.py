@@ -2,14 +2,14 @@
 
 Format (every key beyond `principals` and `invariants` is an optional extension):
 
-    principals:                 # a principal is a set of policy names
-      site: [keybroker-site-read]
+    principals:                 # optional: a principal is a set of policy names;
+      site: [keybroker-site-read] # default: the layout's principals (broker/layout.py)
     admin_principals: [admin]   # exempt from the "sudo outside admin" lint rule
     invariants:
       - id: site-never-touches-robot-keys
         principal: site         # or a list of principals: [site, robot]
         deny: [read, list, create, update, patch, delete]   # or allow: [...]
-        paths: ["exchange-keys/data/robot/*"]
+        paths: ["{mount}/data/robot/*"]   # {name}: a layout name (VaultLayout.names)
         except: ["..."]         # paths matching these are left out
         description: "..."
     matrix:                     # rows of `keybroker policy matrix`
@@ -21,19 +21,26 @@ Every error names the file and the line of the offending node.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import yaml
 
 from policies.analysis.glob import PatternError, validate_pattern
 from policies.model import ANALYSED_CAPABILITIES
 
+if TYPE_CHECKING:
+    from broker.layout import VaultLayout
+
 # What an invariant may talk about: Vault's operations that need a capability, and sudo.
 INVARIANT_CAPABILITIES = ANALYSED_CAPABILITIES
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# libyaml's loader when PyYAML was built with it: several times faster on big files.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 Effect = Literal["deny", "allow"]
 
@@ -85,25 +92,47 @@ def default_invariants_path() -> Path:
     return Path(str(resources.files("policies").joinpath("invariants.yaml")))
 
 
-def load_invariants(path: Path | None = None) -> Invariants:
+@dataclass(frozen=True)
+class Defaults:
+    """What the invariants file may leave to the layout: its principals, and the names
+    that `{placeholder}`s in patterns stand for."""
+
+    principals: Mapping[str, tuple[str, ...]]
+    names: Mapping[str, str]
+
+
+def layout_defaults(layout: VaultLayout | None = None) -> Defaults:
+    """The principals and names of `layout` (default: broker/layout.py's shipped one)."""
+    from broker.layout import build_layout
+
+    layout = layout or build_layout()
+    return Defaults({p.name: p.policies for p in layout.principals()}, layout.names())
+
+
+def load_invariants(path: Path | None = None, defaults: Defaults | None = None) -> Invariants:
+    """Parse an invariants file; `defaults` (the shipped layout's unless given) fill in
+    the principals and `{placeholders}` the file leaves out."""
     path = path or default_invariants_path()
+    defaults = defaults or layout_defaults()
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InvariantsError(f"cannot read invariants: {exc}", file=str(path), line=0) from exc
-    return parse_invariants(text, file=str(path))
+    return parse_invariants(text, file=str(path), defaults=defaults)
 
 
-def parse_invariants(text: str, *, file: str = "<invariants>") -> Invariants:
+def parse_invariants(
+    text: str, *, file: str = "<invariants>", defaults: Defaults | None = None
+) -> Invariants:
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_LOADER)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 0
         raise InvariantsError(f"invalid YAML: {exc.problem}", file=file, line=line) from exc
     except yaml.YAMLError as exc:
         raise InvariantsError(f"invalid YAML: {exc}", file=file, line=0) from exc
-    return _Reader(file).document(root)
+    return _Reader(file, defaults).document(root)
 
 
 def _line(node: yaml.Node) -> int:
@@ -113,8 +142,21 @@ def _line(node: yaml.Node) -> int:
 class _Reader:
     """Walks the composed YAML tree so that every value keeps its line number."""
 
-    def __init__(self, file: str) -> None:
+    def __init__(self, file: str, defaults: Defaults | None) -> None:
         self.file = file
+        self.defaults = defaults
+
+    def expand(self, node: yaml.Node, text: str) -> str:
+        """`{name}` placeholders replaced by the layout's names."""
+        names = self.defaults.names if self.defaults else {}
+
+        def one(match: re.Match[str]) -> str:
+            if match.group(1) not in names:
+                known = ", ".join(sorted(names)) or "none without a layout"
+                raise self.fail(node, f"unknown placeholder {match.group(0)} (known: {known})")
+            return names[match.group(1)]
+
+        return _PLACEHOLDER.sub(one, text)
 
     def fail(self, node: yaml.Node | None, message: str) -> InvariantsError:
         return InvariantsError(message, file=self.file, line=_line(node) if node else 1)
@@ -153,9 +195,13 @@ class _Reader:
         top = self.mapping(
             root, "the invariants file", {"principals", "admin_principals", "invariants", "matrix"}
         )
-        if "principals" not in top:
+        if "principals" in top:
+            principals, lines = self.principals(top["principals"])
+        elif self.defaults is not None:
+            principals = {n: tuple(p) for n, p in self.defaults.principals.items()}
+            lines = dict.fromkeys(principals, 0)  # 0: from the layout, not this file
+        else:
             raise self.fail(root, "missing key 'principals'")
-        principals, lines = self.principals(top["principals"])
         admins: tuple[str, ...] = ()
         if "admin_principals" in top:
             node = top["admin_principals"]
@@ -263,7 +309,7 @@ class _Reader:
         out: list[str] = []
         for pattern, item in zip(patterns, node.value, strict=True):
             try:
-                out.append(validate_pattern(pattern).text)
+                out.append(validate_pattern(self.expand(item, pattern)).text)
             except PatternError as exc:
                 raise self.fail(item, str(exc)) from exc
         return tuple(out)
@@ -277,8 +323,10 @@ class _Reader:
             if "label" not in fields or "path" not in fields:
                 raise self.fail(item, "a matrix row needs 'label' and 'path'")
             try:
-                path = validate_pattern(self.string(fields["path"], "path")).text
+                raw = self.string(fields["path"], "path")
+                path = validate_pattern(self.expand(fields["path"], raw)).text
             except PatternError as exc:
                 raise self.fail(fields["path"], str(exc)) from exc
-            out.append(PathClass(self.string(fields["label"], "label"), path, _line(item)))
+            label = self.expand(fields["label"], self.string(fields["label"], "label"))
+            out.append(PathClass(label, path, _line(item)))
         return tuple(out)

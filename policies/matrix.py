@@ -7,11 +7,19 @@ from pathlib import Path
 
 from policies.acl import ACLError
 from policies.analysis import PatternError, coverage
-from policies.check import EXIT_ERROR, check_invariant, display_path, load_inputs, statement
+from policies.analysis.escalation import chain_text
+from policies.check import (
+    EXIT_ERROR,
+    Inputs,
+    check_invariant,
+    display_path,
+    load_inputs,
+    statement,
+)
 from policies.hcl import PolicyParseError
 from policies.invariants import InvariantsError
 from policies.report import Cell, MatrixReport, render_matrix
-from policies.report.model import InvariantStatus
+from policies.report.model import InvariantStatus, Reached
 
 MATRIX_CAPABILITIES = ["read", "list", "create", "update", "patch", "delete", "sudo"]
 # Rows when the invariants file has no `matrix:` section.
@@ -43,10 +51,12 @@ def build_matrix(policies_dir: Path | None, invariants_file: Path | None) -> Mat
                             where.append(f"{display_path(stanza.file)}:{stanza.line}")
                 if where:
                     sources[cap] = list(dict.fromkeys(where))
+            levels = {cap: c.level for cap, c in cov.items()}
             cells[(name, pattern)] = Cell(
-                levels={cap: c.level for cap, c in cov.items()},
+                levels=levels,
                 examples={cap: c.granted_example for cap, c in cov.items() if c.granted_example},
                 sources=sources,
+                reached=_reached(inputs, name, pattern, levels),
             )
     principals = inputs.principals.items()
     return MatrixReport(
@@ -56,10 +66,28 @@ def build_matrix(policies_dir: Path | None, invariants_file: Path | None) -> Mat
         capabilities=MATRIX_CAPABILITIES,
         cells=cells,
         invariants=[
-            InvariantStatus(inv.id, statement(inv), check_invariant(inv, inputs.principals))
+            InvariantStatus(inv.id, statement(inv), check_invariant(inv, inputs))
             for inv in inputs.invariants.invariants
         ],
     )
+
+
+def _reached(inputs: Inputs, name: str, pattern: str, direct: dict[str, str]) -> dict[str, Reached]:
+    """Capabilities held on the class through escalation beyond the direct grants: for
+    each, the widest level reached and the shortest chain that reaches it."""
+    out: dict[str, Reached] = {}
+    for credential in inputs.closure(name)[1:]:
+        cov = coverage(inputs.reach.principal(credential), pattern, MATRIX_CAPABILITIES)
+        for cap, c in cov.items():
+            if c.level == "none" or direct[cap] == "all" or c.granted_example is None:
+                continue
+            if direct[cap] == "some" and c.level == "some":
+                continue  # nothing wider than what the principal already holds
+            known = out.get(cap)
+            if known is None or (known.level == "some" and c.level == "all"):
+                chain = chain_text(name, credential.via)
+                out[cap] = Reached(c.level, c.granted_example, chain)
+    return out
 
 
 def run_matrix(policies_dir: Path | None, invariants_file: Path | None, output_format: str) -> int:

@@ -22,7 +22,7 @@ from broker.ids import InvalidIdentifier
 from broker.intake import ExchangeUnavailable, InvalidRequest, KeyNotFound, KeyRejected
 from broker.keystore import WriteConflict
 from broker.reasons import Reason
-from broker.site_tokens import InvalidTTL
+from broker.site_tokens import CallerCannotMint, InvalidTTL
 from broker.vault_session import VaultRefused, VaultUnavailable
 
 log = logging.getLogger("keybroker.api")
@@ -60,6 +60,8 @@ def to_api_error(exc: Exception) -> ApiError | None:
         return exc
     if isinstance(exc, InvalidRequest | InvalidIdentifier | InvalidTTL):
         return ApiError(400, "invalid_request", str(exc))
+    if isinstance(exc, CallerCannotMint):
+        return ApiError(403, "forbidden", str(exc))
     if isinstance(exc, KeyRejected):
         return ApiError(422, "key_rejected", str(exc), exc.result.reasons)
     if isinstance(exc, ExchangeUnavailable):

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
-from broker.api.auth import AuthenticatedCaller, require
+from broker.api.auth import AuthenticatedCaller, bearer, require
 from broker.api.errors import ApiError
 from broker.api.schemas import (
     CheckRequest,
@@ -181,7 +181,12 @@ async def mint_site_token(request: Request, who: AuthenticatedCaller) -> JSONRes
     body = await parse_body(request, SiteTokenRequest)
     ttl = state.minter.ttl(body.ttl)
     wrap_ttl = state.minter.wrap_ttl(body.wrap_ttl or request.headers.get("x-vault-wrap-ttl"))
-    minted = await state.minter.mint(ttl, wrap_ttl)
+    # Minted with the caller's own token (already authenticated as a site backend):
+    # the broker's identity cannot create site tokens (broker/site_tokens.py).
+    credentials = await bearer(request)
+    if credentials is None:  # authenticate() already refused this; kept for type safety
+        raise ApiError(401, "unauthorized", "missing token")
+    minted = await state.minter.mint(credentials.credentials, ttl, wrap_ttl)
     wrapped = not isinstance(minted, SiteToken)
     state.metrics.site_token_minted(wrapped)
     state.audit.emit("site_token.minted", caller=who.audit_id, ttl=int(ttl), wrapped=wrapped)

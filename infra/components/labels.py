@@ -1,7 +1,8 @@
 """Docker labels every keybroker resource carries.
 
-The policy pack keys on them: `keybroker.role` tells a Vault node from the broker and
-`keybroker.environment` tells dev (loopback-only ports) from prod.
+The policy pack keys on them: `keybroker.role` tells a Vault node from the broker,
+`keybroker.environment` tells dev (loopback-only ports) from prod, and `keybroker.host`
+(set on containers) names the Docker host, for the spread rule.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from typing import TypeVar
 
 import pulumi_docker as docker
 
-ROLE_LABEL = "keybroker.role"
-ENVIRONMENT_LABEL = "keybroker.environment"
+# One home for the label names: the policy pack that reads them.
+from policies.pack.props import ENVIRONMENT_LABEL, HOST_LABEL, ROLE_LABEL
+
+__all__ = ["ENVIRONMENT_LABEL", "HOST_LABEL", "ROLE_LABEL", "labels"]
 
 LabelArgs = TypeVar(
     "LabelArgs", docker.ContainerLabelArgs, docker.NetworkLabelArgs, docker.VolumeLabelArgs

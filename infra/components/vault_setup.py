@@ -1,5 +1,6 @@
-"""Vault set-up after the containers run: init, the layout, the broker's secret-id, and
-(in prod) revocation of the initial root token, in that order.
+"""Vault set-up after the containers run: init, the layout, the broker-token issuer, and
+(in prod) revocation of the initial root token, in that order. Broker tokens are issued
+afterwards, per replica (`issue_broker_token`), by the issuer: no root token needed.
 """
 
 from __future__ import annotations
@@ -10,18 +11,10 @@ from typing import Any
 import pulumi
 
 from broker.layout import BROKER_POLICY
-from infra.providers.approle import BrokerSecretId
+from infra.providers.broker_token import BrokerToken, BrokerTokenIssuer
 from infra.providers.root_token import RootTokenRevocation
 from infra.providers.vault_config import VaultConfig
 from infra.providers.vault_init import VaultInit
-
-
-def broker_role_name(layout_props: dict[str, Any]) -> str:
-    """The AppRole whose tokens carry the broker policy (declared in broker/layout.py)."""
-    for role in layout_props["approles"]:
-        if BROKER_POLICY in role["token_policies"]:
-            return str(role["name"])
-    raise ValueError("the layout has no AppRole holding the broker policy")
 
 
 @dataclass(frozen=True)
@@ -36,8 +29,9 @@ class VaultSetupArgs:
     recovery_threshold: int
     recovery_window_days: int
     layout: dict[str, Any]  # infra.layout_props.layout_to_props(build_layout(...))
-    secret_id_wrap_ttl_s: float
-    secret_id_rotation: str
+    broker_token_period_s: float
+    credential_wrap_ttl_s: float
+    credential_rotation: str
     revoke_root_token: bool
     depends_on: list[pulumi.Resource]
 
@@ -47,8 +41,6 @@ class VaultSetup(pulumi.ComponentResource):
     recovery_keys_secret_arn: pulumi.Output[str]
     site_token_role: pulumi.Output[str]
     robot_role_id: pulumi.Output[str]
-    broker_role_id: pulumi.Output[str]
-    wrapped_secret_id: pulumi.Output[str]  # secret
 
     def __init__(
         self, name: str, args: VaultSetupArgs, opts: pulumi.ResourceOptions | None = None
@@ -78,16 +70,17 @@ class VaultSetup(pulumi.ComponentResource):
             layout=args.layout,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        secret_id = BrokerSecretId(
-            f"{name}-broker-secret-id",
+        issuer = BrokerTokenIssuer(
+            f"{name}-broker-token-issuer",
             address=args.address,
             ca_cert_pem=args.ca_cert_pem,
+            token_secret_arn=token_arn,
+            kms_key_arn=args.kms_key_arn,
             region=args.aws_region,
             endpoint_url=args.aws_endpoint_url,
-            token_secret_arn=token_arn,
-            role_name=broker_role_name(args.layout),
-            wrap_ttl_s=args.secret_id_wrap_ttl_s,
-            rotation=args.secret_id_rotation,
+            secrets_prefix=args.secrets_prefix,
+            broker_policy=BROKER_POLICY,
+            period_s=args.broker_token_period_s,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[config]),
         )
         if args.revoke_root_token:
@@ -98,15 +91,15 @@ class VaultSetup(pulumi.ComponentResource):
                 region=args.aws_region,
                 endpoint_url=args.aws_endpoint_url,
                 token_secret_arn=token_arn,
-                after=[config.id, secret_id.id],
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[config, secret_id]),
+                after=[config.id, issuer.id],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[config, issuer]),
             )
+        self._args = args
+        self._issuer = issuer
         self.root_token_secret_arn = token_arn
         self.recovery_keys_secret_arn = init.recovery_keys_secret_arn
         self.site_token_role = config.site_token_role
         self.robot_role_id = config.robot_role_id
-        self.broker_role_id = secret_id.role_id
-        self.wrapped_secret_id = pulumi.Output.secret(secret_id.wrapped_secret_id)
         self.register_outputs(
             {
                 "root_token_secret_arn": self.root_token_secret_arn,
@@ -114,3 +107,23 @@ class VaultSetup(pulumi.ComponentResource):
                 "robot_role_id": self.robot_role_id,
             }
         )
+
+    def issue_broker_token(self, replica: str, delivery: pulumi.Output[str]) -> pulumi.Output[str]:
+        """A wrapped periodic token for broker replica `replica` (a secret Output); a new
+        one whenever `delivery` (the replica container's digest) changes."""
+        token = BrokerToken(
+            f"{replica}-token",
+            address=self._args.address,
+            ca_cert_pem=self._args.ca_cert_pem,
+            issuer_secret_arn=self._issuer.issuer_secret_arn,
+            token_secret_arn=self.root_token_secret_arn,
+            role_name=self._issuer.role_name,
+            region=self._args.aws_region,
+            endpoint_url=self._args.aws_endpoint_url,
+            replica=replica,
+            wrap_ttl_s=self._args.credential_wrap_ttl_s,
+            rotation=self._args.credential_rotation,
+            delivery=delivery,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return pulumi.Output.secret(token.wrapped_token)

@@ -5,6 +5,11 @@ resource schedules the key's deletion), or config names an existing key ARN, whi
 checked (enabled, symmetric, encrypt/decrypt) and never deleted. A second `create`
 for an alias that already points at an enabled key adopts that key instead of making
 a new one, so re-running after a lost state changes nothing.
+
+Moving to another key (`kmsKeyArn`) is an in-place update, never a replacement: Vault
+needs the old key until its seal migration is done (docs/deploy.md "Rotate"), so the
+old key is kept, listed in `retired_key_arns`, and deleted by hand afterwards. `read`
+reports the key's state, so `pulumi refresh` shows a disabled or deleted key.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from pulumi import dynamic
 from infra.providers.clients import AwsTarget, ProviderError
 from infra.providers.diffs import changed, diff_result
 
-_REPLACE_ON = ("region", "endpoint_url", "alias", "existing_key_arn")
+_REPLACE_ON = ("region", "endpoint_url", "alias")
 
 
 class KmsKeyProvider(dynamic.ResourceProvider):
@@ -45,19 +50,36 @@ class KmsKeyProvider(dynamic.ResourceProvider):
         return dynamic.CreateResult(meta["KeyId"], _outs(props, meta, managed=True))
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
-        return diff_result(
-            changed(olds, news, _REPLACE_ON, blank_is_none=True),
-            changed(olds, news, ("description", "deletion_window_days")),
-        )
+        updates = changed(olds, news, ("description", "deletion_window_days"))
+        updates += changed(olds, news, ("existing_key_arn",), blank_is_none=True)
+        if olds.get("key_state") not in (None, "Enabled"):
+            updates.append("key_state")  # refresh found the key unusable: check it again
+        return diff_result(changed(olds, news, _REPLACE_ON, blank_is_none=True), updates)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
-        if olds.get("managed"):
-            AwsTarget.from_props(news).client("kms").update_key_description(
-                KeyId=_id, Description=news["description"]
-            )
-        kept: dict[str, Any] = {k: olds[k] for k in ("arn", "key_id", "managed") if k in olds}
-        outs = {**news, **kept}
-        return dynamic.UpdateResult(outs)
+        kms = AwsTarget.from_props(news).client("kms")
+        retired = list(olds.get("retired_key_arns") or [])
+        if (olds.get("existing_key_arn") or None) != (news.get("existing_key_arn") or None):
+            # Another key: the old one stays (Vault's seal migration needs both).
+            retired.append(olds["arn"])
+            new_key = news.get("existing_key_arn") or news["alias"]
+            meta = _check_usable(kms, new_key)
+            managed = not news.get("existing_key_arn") and bool(olds.get("managed"))
+            outs = _outs(news, meta, managed=managed)
+        else:
+            if olds.get("managed"):
+                kms.update_key_description(KeyId=olds["key_id"], Description=news["description"])
+            kept: dict[str, Any] = {k: olds[k] for k in ("arn", "key_id", "managed") if k in olds}
+            outs = {**news, **kept, "key_state": _check_usable(kms, olds["arn"])["KeyState"]}
+        return dynamic.UpdateResult({**outs, "retired_key_arns": retired})
+
+    def read(self, id_: str, props: dict[str, Any]) -> dynamic.ReadResult:
+        kms = AwsTarget.from_props(props).client("kms")
+        try:
+            state = kms.describe_key(KeyId=props["arn"])["KeyMetadata"].get("KeyState")
+        except kms.exceptions.NotFoundException:
+            state = "NotFound"
+        return dynamic.ReadResult(id_, {**props, "key_state": state})
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         if not props.get("managed"):
@@ -66,12 +88,19 @@ class KmsKeyProvider(dynamic.ResourceProvider):
         with contextlib.suppress(kms.exceptions.NotFoundException):
             kms.delete_alias(AliasName=props["alias"])
         kms.schedule_key_deletion(
-            KeyId=_id, PendingWindowInDays=int(props.get("deletion_window_days") or 30)
+            KeyId=props.get("key_id") or _id,
+            PendingWindowInDays=int(props.get("deletion_window_days") or 30),
         )
 
 
 def _outs(props: dict[str, Any], meta: dict[str, Any], *, managed: bool) -> dict[str, Any]:
-    return {**props, "arn": meta["Arn"], "key_id": meta["KeyId"], "managed": managed}
+    return {
+        **props,
+        "arn": meta["Arn"],
+        "key_id": meta["KeyId"],
+        "managed": managed,
+        "key_state": meta.get("KeyState"),
+    }
 
 
 def _alias_target(kms: Any, alias: str) -> dict[str, Any] | None:
@@ -126,5 +155,7 @@ class KmsKey(dynamic.Resource, module="keybroker", name="KmsKey"):
             "arn": None,
             "key_id": None,
             "managed": None,
+            "key_state": None,
+            "retired_key_arns": None,
         }
         super().__init__(KmsKeyProvider(), name, props, opts)

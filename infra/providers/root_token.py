@@ -4,6 +4,11 @@ HashiCorp's hardening guide: avoid root tokens, revoke the initial one after set
 `create` revokes the token (`POST auth/token/revoke-self`) and overwrites its Secrets
 Manager record with a revocation marker; a second `create` finds the marker and does
 nothing. Deletion cannot un-revoke anything and only forgets the resource.
+
+Checked on every `up`: `diff` reads the record each time, and a token found there (one
+an operator generated for a later change, docs/deploy.md "Rotate") is a change, so the
+update revokes it again after the resources that needed it. `read` shows the same for
+`pulumi refresh` (`token_present`).
 """
 
 from __future__ import annotations
@@ -25,32 +30,53 @@ from infra.providers.clients import (
 from infra.providers.diffs import changed, diff_result
 
 
+def _record(props: dict[str, Any]) -> dict[str, Any]:
+    sm = AwsTarget.from_props(props).client("secretsmanager")
+    value = json.loads(sm.get_secret_value(SecretId=props["token_secret_arn"])["SecretString"])
+    return value if isinstance(value, dict) else {}
+
+
+def _revoke(props: dict[str, Any]) -> dict[str, Any]:
+    """Revoke the token in the record, if any; the outputs."""
+    sm = AwsTarget.from_props(props).client("secretsmanager")
+    arn = props["token_secret_arn"]
+    record = _record(props)
+    token = record.get("root_token")
+    if token:
+        # Forbidden: already revoked by hand; recorded below all the same.
+        with (
+            props_vault_client(props, token) as client,
+            contextlib.suppress(hvac.exceptions.Forbidden),
+        ):
+            client.auth.token.revoke_self()
+        sm.put_secret_value(SecretId=arn, SecretString=revoked_record())
+        record = _record(props)
+    return {**props, "revoked_at": record.get("revoked_at"), "token_present": False}
+
+
 class RootTokenRevocationProvider(dynamic.ResourceProvider):
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
-        aws = AwsTarget.from_props(props)
-        sm = aws.client("secretsmanager")
-        arn = props["token_secret_arn"]
-        record = json.loads(sm.get_secret_value(SecretId=arn)["SecretString"])
-        token = record.get("root_token")
-        if token:
-            # Forbidden: already revoked by hand; recorded below all the same.
-            with (
-                props_vault_client(props, token) as client,
-                contextlib.suppress(hvac.exceptions.Forbidden),
-            ):
-                client.auth.token.revoke_self()
-            sm.put_secret_value(SecretId=arn, SecretString=revoked_record())
-            record = json.loads(sm.get_secret_value(SecretId=arn)["SecretString"])
-        return dynamic.CreateResult(arn, {**props, "revoked_at": record.get("revoked_at")})
+        return dynamic.CreateResult(props["token_secret_arn"], _revoke(props))
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
-        return diff_result(
-            changed(olds, news, ("token_secret_arn",)),
-            changed(olds, news, ("address", "ca_cert_pem", "after")),
-        )
+        updates = changed(olds, news, ("address", "ca_cert_pem", "after"))
+        if olds.get("token_present") or _record(olds).get("root_token"):
+            updates.append("token_present")  # a root token is back in the record: revoke it
+        return diff_result(changed(olds, news, ("token_secret_arn",)), updates)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
-        return dynamic.UpdateResult({**news, "revoked_at": olds.get("revoked_at")})
+        return dynamic.UpdateResult(_revoke(news))
+
+    def read(self, id_: str, props: dict[str, Any]) -> dynamic.ReadResult:
+        record = _record(props)
+        return dynamic.ReadResult(
+            id_,
+            {
+                **props,
+                "revoked_at": record.get("revoked_at"),
+                "token_present": bool(record.get("root_token")),
+            },
+        )
 
 
 class RootTokenRevocation(dynamic.Resource, module="keybroker", name="RootTokenRevocation"):
@@ -79,5 +105,6 @@ class RootTokenRevocation(dynamic.Resource, module="keybroker", name="RootTokenR
             ),
             "after": after,
             "revoked_at": None,
+            "token_present": None,
         }
         super().__init__(RootTokenRevocationProvider(), name, props, opts)

@@ -7,7 +7,15 @@ Pulumi state.
 from __future__ import annotations
 
 import contextlib
+import json
+import time
 from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+# What a record holds between its creation and the write of its material.
+PENDING_RECORD = json.dumps({"pending": True})
+PUT_ATTEMPTS = 5
 
 
 def find_secret(sm: Any, name: str) -> str | None:
@@ -42,3 +50,26 @@ def delete_secret(sm: Any, arn: str, recovery_window_days: int) -> None:
     )
     with contextlib.suppress(sm.exceptions.ResourceNotFoundException):
         sm.delete_secret(SecretId=arn, **kwargs)
+
+
+def is_pending(sm: Any, arn: str) -> bool:
+    """Whether record `arn` still holds PENDING_RECORD (no material written yet)."""
+    value = sm.get_secret_value(SecretId=arn).get("SecretString") or ""
+    try:
+        record = json.loads(value)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(record, dict) and record.get("pending") is True
+
+
+def put_with_retries(sm: Any, arn: str, value: str) -> None:
+    """Write `value` as the current version of `arn`, retrying transient failures: it is
+    material Vault shows only once."""
+    for attempt in range(PUT_ATTEMPTS):
+        try:
+            sm.put_secret_value(SecretId=arn, SecretString=value)
+            return
+        except (ClientError, BotoCoreError):
+            if attempt == PUT_ATTEMPTS - 1:
+                raise
+            time.sleep(2.0**attempt)

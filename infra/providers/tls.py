@@ -120,6 +120,14 @@ class TlsBundleProvider(dynamic.ResourceProvider):
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
         return diff_result(changed(olds, news, ("ca_name", "nodes", "validity_days")))
 
+    def read(self, id_: str, props: dict[str, Any]) -> dynamic.ReadResult:
+        """Lives in state only; refresh shows the days the certificates have left."""
+        days: int | None = None
+        if props.get("not_after"):
+            left = datetime.fromisoformat(str(props["not_after"])) - datetime.now(UTC)
+            days = max(0, left.days)
+        return dynamic.ReadResult(id_, {**props, "days_left": days})
+
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         return None  # lives in state only
 
@@ -146,6 +154,7 @@ class TlsBundle(dynamic.Resource, module="keybroker", name="TlsBundle"):
             "cert_pems": None,
             KEYS_OUTPUT: None,
             "not_after": None,
+            "days_left": None,
         }
         secret_opts = pulumi.ResourceOptions(additional_secret_outputs=[KEYS_OUTPUT])
         super().__init__(

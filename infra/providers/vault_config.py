@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import hvac
 import hvac.exceptions
 import pulumi
 from pulumi import dynamic
 
-from broker.bootstrap import apply_layout
+from broker.bootstrap import _same_settings, apply_layout
 from broker.layout import ROBOT_READ_POLICY
 from infra.layout_props import layout_from_props
 from infra.providers.clients import (
@@ -41,7 +42,20 @@ class VaultConfigProvider(dynamic.ResourceProvider):
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
         keys = ("address", "ca_cert_pem", "token_secret_arn", "layout")
-        return diff_result([], changed(olds, news, keys))
+        updates = changed(olds, news, keys)
+        if olds.get("drift"):
+            updates.append("drift")  # refresh saw Vault differ from the layout: re-apply
+        return diff_result([], updates)
+
+    def read(self, id_: str, props: dict[str, Any]) -> dynamic.ReadResult:
+        """What in Vault differs from the layout (`drift`, shown by `pulumi refresh`);
+        unknown (None) once the root token is revoked."""
+        token = root_token_for_cleanup(props, "Vault layout drift not checked")
+        if token is None:
+            return dynamic.ReadResult(id_, {**props, "drift": None})
+        with props_vault_client(props, token) as client:
+            drift = layout_drift(client, layout_from_props(props["layout"]))
+        return dynamic.ReadResult(id_, {**props, "drift": drift})
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
         return dynamic.UpdateResult(_apply(news))
@@ -64,6 +78,25 @@ class VaultConfigProvider(dynamic.ResourceProvider):
                 client.sys.delete_acl_policy(name)
 
 
+def layout_drift(client: hvac.Client, layout: Any) -> list[str]:
+    """The policies and roles whose Vault state differs from `layout` (read-only)."""
+    drift = []
+    for name, text in layout.policies.items():
+        try:
+            current = client.sys.read_acl_policy(name)["data"].get("policy")
+        except hvac.exceptions.InvalidPath:
+            current = None
+        if current != text:
+            drift.append(f"policy {name}")
+    roles = [(f"auth/token/roles/{layout.site_token_role.name}", layout.site_token_role)]
+    roles += [(f"auth/approle/role/{role.name}", role) for role in layout.approles]
+    for path, role in roles:
+        current = client.read(path)
+        if current is None or not _same_settings(current.get("data") or {}, role.vault_payload()):
+            drift.append(path)
+    return drift
+
+
 def _apply(props: dict[str, Any]) -> dict[str, Any]:
     layout = layout_from_props(props["layout"])
     with props_vault_client(props, props_root_token(props)) as client:
@@ -78,6 +111,7 @@ def _apply(props: dict[str, Any]) -> dict[str, Any]:
         "site_token_role": layout.site_token_role.name,
         "robot_role_id": answer["data"]["role_id"],
         "changed_steps": [str(step) for step in report.changed_steps],
+        "drift": [],
     }
 
 
@@ -112,5 +146,6 @@ class VaultConfig(dynamic.Resource, module="keybroker", name="VaultConfig"):
             "site_token_role": None,
             "robot_role_id": None,
             "changed_steps": None,
+            "drift": None,
         }
         super().__init__(VaultConfigProvider(), name, props, opts)

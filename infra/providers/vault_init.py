@@ -1,11 +1,14 @@
 """Vault initialisation with auto-unseal (docs/facts/vault.md §6, `PUT /v1/sys/init`).
 
-`create` initialises an uninitialised Vault with recovery shares (the awskms seal
-unseals it), and writes the recovery keys and the initial root token to Secrets
-Manager, encrypted with the unseal KMS key. Only the two secret ARNs are outputs: the
-key material never reaches Pulumi state. On a Vault that is already initialised,
-`create` adopts the records under the same names (a second run changes nothing) and
-refuses when they are missing, since the stack cannot know that Vault's keys.
+`create` first makes both Secrets Manager records (marked pending, encrypted with the
+unseal KMS key), so that the recovery keys and the initial root token have somewhere to
+go before Vault hands them out once; only then does it initialise Vault with recovery
+shares (the awskms seal unseals it) and write them, retrying a failed write. A failure
+before init leaves Vault uninitialised, and the next run adopts the pending records.
+Only the two secret ARNs are outputs: the key material never reaches Pulumi state. On
+a Vault that is already initialised, `create` adopts complete records under the same
+names (a second run changes nothing) and refuses when they are missing or pending.
+`read` reports whether Vault is initialised and both records hold their material.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 import hvac.exceptions
 import pulumi
 import requests
+from botocore.exceptions import BotoCoreError, ClientError
 from pulumi import dynamic
 
 from infra.providers.clients import (
@@ -27,7 +31,15 @@ from infra.providers.clients import (
     vault_client,
 )
 from infra.providers.diffs import changed, diff_result
-from infra.providers.secrets import create_secret, delete_secret, find_secret
+from infra.providers.secrets import (
+    PENDING_RECORD,
+    PUT_ATTEMPTS,
+    create_secret,
+    delete_secret,
+    find_secret,
+    is_pending,
+    put_with_retries,
+)
 
 # Init happens once per Vault: the resource is never replaced (a replacement would
 # delete the only copy of the recovery keys). Where the records live cannot change.
@@ -57,39 +69,50 @@ class VaultInitProvider(dynamic.ResourceProvider):
                     f" are not in Secrets Manager as {root_name} and {recovery_name}:"
                     " it was initialised outside this stack"
                 )
-            return dynamic.CreateResult(root_name, _outs(props, root_arn, recovery_arn))
-        # Refuse before init if a record is in the way: init secrets are shown only once.
-        for name in (root_name, recovery_name):
-            if find_secret(sm, name) is not None:
+            if is_pending(sm, root_arn) or is_pending(sm, recovery_arn):
                 raise ProviderError(
-                    f"secret {name} already exists but Vault is not initialised: delete it"
-                    " or choose another keybroker:secretsPrefix"
+                    f"Vault at {props['address']} is initialised but {root_name} or"
+                    f" {recovery_name} is still pending: the init answer was lost (see"
+                    " docs/deploy.md, 'Init records pending')"
                 )
+            return dynamic.CreateResult(root_name, _outs(props, root_arn, recovery_arn))
+        kms_key = props["kms_key_arn"]
+        # Both places exist (and are writable) before Vault shows its keys, once.
+        root_arn = _prepare(
+            sm, root_name, kms_key, "keybroker: initial Vault root token (revoked in prod)"
+        )
+        recovery_arn = _prepare(
+            sm, recovery_name, kms_key, "keybroker: Vault recovery keys (rekey, generate-root)"
+        )
         with props_vault_client(props) as client:
             answer = client.sys.initialize(
                 recovery_shares=int(props["recovery_shares"]),
                 recovery_threshold=int(props["recovery_threshold"]),
             )
-        kms_key = props["kms_key_arn"]
-        root_arn = create_secret(
-            sm,
-            root_name,
-            root_token_record(answer["root_token"]),
-            kms_key,
-            "keybroker: initial Vault root token (revoked after setup in prod)",
-        )
         recovery = {
             "recovery_keys_base64": answer.get("recovery_keys_base64") or [],
             "recovery_threshold": int(props["recovery_threshold"]),
         }
-        recovery_arn = create_secret(
-            sm,
-            recovery_name,
-            json.dumps(recovery),
-            kms_key,
-            "keybroker: Vault recovery keys (rekey, generate-root)",
-        )
+        _store(sm, recovery_arn, json.dumps(recovery), props["address"])
+        _store(sm, root_arn, root_token_record(answer["root_token"]), props["address"])
         return dynamic.CreateResult(root_name, _outs(props, root_arn, recovery_arn))
+
+    def read(self, id_: str, props: dict[str, Any]) -> dynamic.ReadResult:
+        """Drift for `pulumi refresh`: Vault initialised, both records complete."""
+        sm = AwsTarget.from_props(props).client("secretsmanager")
+        complete = all(
+            find_secret(sm, str(props.get(key) or "")) is not None
+            and not is_pending(sm, str(props[key]))
+            for key in ("root_token_secret_arn", "recovery_keys_secret_arn")
+        )
+        with vault_client(props["address"], props.get("ca_cert_pem")) as client:
+            try:
+                initialized: bool | None = bool(client.sys.is_initialized())
+            except (requests.exceptions.ConnectionError, hvac.exceptions.VaultDown):
+                initialized = None  # unreachable: unknown, not drift
+        return dynamic.ReadResult(
+            id_, {**props, "records_complete": complete, "vault_initialized": initialized}
+        )
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
         return diff_result([], changed(olds, news, _FIXED + _UPDATABLE, blank_is_none=True))
@@ -119,7 +142,42 @@ class VaultInitProvider(dynamic.ResourceProvider):
 
 
 def _outs(props: dict[str, Any], root_arn: str, recovery_arn: str) -> dict[str, Any]:
-    return {**props, "root_token_secret_arn": root_arn, "recovery_keys_secret_arn": recovery_arn}
+    return {
+        **props,
+        "root_token_secret_arn": root_arn,
+        "recovery_keys_secret_arn": recovery_arn,
+        "records_complete": True,
+        "vault_initialized": True,
+    }
+
+
+def _prepare(sm: Any, name: str, kms_key: str, description: str) -> str:
+    """The ARN of a pending record `name`: created, or adopted from a failed earlier run.
+    A complete record of that name is refused (it may hold another Vault's keys)."""
+    arn = find_secret(sm, name)
+    if arn is None:
+        arn = create_secret(sm, name, PENDING_RECORD, kms_key, description)
+    elif not is_pending(sm, arn):
+        raise ProviderError(
+            f"secret {name} already exists but Vault is not initialised: delete it"
+            " or choose another keybroker:secretsPrefix"
+        )
+    else:
+        sm.update_secret(SecretId=arn, KmsKeyId=kms_key)
+    # The same call that later writes the material: proves the permission before init.
+    sm.put_secret_value(SecretId=arn, SecretString=PENDING_RECORD)
+    return arn
+
+
+def _store(sm: Any, arn: str, value: str, address: str) -> None:
+    try:
+        put_with_retries(sm, arn, value)
+    except (ClientError, BotoCoreError) as exc:
+        raise ProviderError(
+            f"Vault at {address} was initialised but writing {arn} failed"
+            f" {PUT_ATTEMPTS} times ({type(exc).__name__}); see docs/deploy.md,"
+            " 'Init records pending'"
+        ) from None
 
 
 def _wait_for_vault(address: str, ca_cert_pem: str | None, timeout_s: float) -> bool:
@@ -172,5 +230,7 @@ class VaultInit(dynamic.Resource, module="keybroker", name="VaultInit"):
             "wait_timeout_s": wait_timeout_s,
             "root_token_secret_arn": None,
             "recovery_keys_secret_arn": None,
+            "records_complete": None,
+            "vault_initialized": None,
         }
         super().__init__(VaultInitProvider(), name, props, opts)

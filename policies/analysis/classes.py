@@ -35,16 +35,19 @@ one (`a//b` never reaches Vault's ACL), so the empty segment is only ever tried 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 
-from policies.analysis.glob import GlobShape
+from policies.analysis.glob import WILDCARD, GlobShape
 
 # Preferred filler characters, so counterexamples read like `.../robot/x/x`.
 _FRESH = "xyzqkjvw0123456789_~"
 
 
 def _fresh_char(literals: set[str]) -> str:
-    used = set().union(*literals) if literals else set()
+    joined = "".join(literals)
+    if _FRESH[0] not in joined:  # the common case, without building a set
+        return _FRESH[0]
+    used = set(joined)
     for ch in _FRESH:
         if ch not in used:
             return ch
@@ -56,9 +59,12 @@ def _fresh_char(literals: set[str]) -> str:
 
 
 def _candidates(
-    i: int, live: Sequence[GlobShape], pattern: GlobShape
+    i: int, live: Sequence[GlobShape], pattern: GlobShape, wanted_ids: set[int] | None = None
 ) -> list[tuple[str, list[GlobShape]]]:
-    """One segment per class at position i, with the shapes that stay live after it."""
+    """One segment per class at position i, with the shapes that stay live after it.
+
+    With `wanted_ids`, non-empty segments that no wanted shape accepts are left out
+    (see `representatives`); the empty segment is always kept for the caller to judge."""
     constrained = [s for s in live if i < len(s.parts)]
     unconstrained = [s for s in live if i >= len(s.parts)]
     own = pattern.literal_at(i)
@@ -95,12 +101,25 @@ def _candidates(
     in_pattern = i < len(pattern.parts)
     seen: set[tuple[bool, ...]] = set()
     out: list[tuple[str, list[GlobShape]]] = []
+    screen: list[GlobShape] | None = None  # wanted shapes that look at this segment
+    if wanted_ids is not None and not any(id(s) in wanted_ids for s in unconstrained):
+        screen = [s for s in constrained if id(s) in wanted_ids]
+    # GlobShape.accepts at position i, unrolled: (part, is `+`, is a glob's last part).
+    tests = [
+        (s.parts[i], s.parts[i] == WILDCARD, s.prefix and i == len(s.parts) - 1)
+        for s in constrained
+    ]
     for seg in candidates:
         if i == 0 and seg == "":
             continue  # Vault strips leading "/": no request path starts with an empty segment
         if in_pattern and not pattern.admits(i, seg):
             continue
-        verdicts = tuple(s.accepts(i, seg) for s in constrained)
+        if screen is not None and seg and not any(s.accepts(i, seg) for s in screen):
+            continue
+        verdicts = tuple(
+            wild or (seg.startswith(part) if glob_end else seg == part)
+            for part, wild, glob_end in tests
+        )
         # The empty segment also matters as the last one (list adds or trims a "/").
         signature = (*verdicts, seg == "")
         if signature in seen:
@@ -111,23 +130,42 @@ def _candidates(
     return out
 
 
-def representatives(pattern: GlobShape, shapes: Sequence[GlobShape]) -> Iterator[str]:
+def representatives(
+    pattern: GlobShape,
+    shapes: Sequence[GlobShape],
+    wanted: Collection[GlobShape] | None = None,
+) -> Iterator[str]:
     """Concrete paths matching `pattern`, at least one per class `shapes` can tell apart.
 
     `shapes`: every rule key of the principal, and every other pattern whose verdict
     on the path matters (e.g. `except` patterns). Each yielded path matches `pattern`.
-    """
 
-    def walk(i: int, prefix: list[str], live: list[GlobShape]) -> Iterator[str]:
+    `wanted` (members of `shapes`, by identity): only paths that one of them may match
+    are of interest, e.g. the rules that grant a capability when the question is "is it
+    ever held?". A branch is cut once no wanted shape accepts its prefix: no path below
+    it, nor its LIST variant (one more `/`), can match one. The variant one `/` shorter
+    is the parent prefix, so a trailing empty segment is still tried when a wanted
+    shape accepted the parent.
+    """
+    wanted_ids = None if wanted is None else {id(s) for s in wanted}
+
+    def any_wanted(live: list[GlobShape]) -> bool:
+        return wanted_ids is None or any(id(s) in wanted_ids for s in live)
+
+    def walk(i: int, prefix: list[str], live: list[GlobShape], parent: bool) -> Iterator[str]:
         bound = max([len(s.parts) for s in live] + [len(pattern.parts)]) + 2
-        for seg, survivors in _candidates(i, live, pattern):
+        for seg, survivors in _candidates(i, live, pattern, wanted_ids):
+            here = any_wanted(survivors)
+            if not here and not (seg == "" and parent):
+                continue
             segments = [*prefix, seg]
             n = i + 1
             if pattern.accepts_length(n):
                 yield "/".join(segments)
             # An empty segment can only be the last one (a trailing "/"): no "a//b".
             longer_allowed = seg != "" and (pattern.prefix or n < len(pattern.parts))
-            if longer_allowed and n < bound:
-                yield from walk(i + 1, segments, survivors)
+            if here and longer_allowed and n < bound:
+                yield from walk(i + 1, segments, survivors, here)
 
-    yield from walk(0, [], list(shapes))
+    start = list(shapes)
+    yield from walk(0, [], start, any_wanted(start))

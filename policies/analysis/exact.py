@@ -46,6 +46,13 @@ def _rule_shapes(acl: ACL) -> list[tuple[GlobShape, MergedRule]]:
     return shapes
 
 
+def _literal_first(shape: GlobShape) -> str | None:
+    """The first segment's literal when it must equal it (not `+`, not a glob's end)."""
+    if not shape.parts or shape.parts[0] == "+" or (shape.prefix and len(shape.parts) == 1):
+        return None
+    return shape.parts[0]
+
+
 def _grants_any(rule: MergedRule, capabilities: Iterable[str]) -> bool:
     return not rule.is_deny and any(c in rule.capabilities for c in capabilities)
 
@@ -60,6 +67,16 @@ class Principal:
         self.rules = _rule_shapes(self.acl)
         self.shapes = [shape for shape, _ in self.rules]
         self._relevant: dict[GlobShape, list[tuple[GlobShape, MergedRule]]] = {}
+        # Rules by their first segment when it is a plain literal; the rest (`+`, or a
+        # glob ending in the first segment) can overlap any pattern. Most patterns name
+        # their mount first, so most rules are ruled out without a closer look.
+        self._by_first: dict[str, list[tuple[GlobShape, MergedRule]]] = {}
+        self._any_first: list[tuple[GlobShape, MergedRule]] = []
+        for shape, rule in self.rules:
+            if _literal_first(shape) is None:
+                self._any_first.append((shape, rule))
+            else:
+                self._by_first.setdefault(shape.parts[0], []).append((shape, rule))
 
     # The evaluator's verdicts for one concrete path -----------------------------
     def applied_rule(self, path: str, capability: str) -> MergedRule | None:
@@ -102,7 +119,14 @@ class Principal:
         Dropping the others is sound: they never match, so they never decide."""
         cached = self._relevant.get(pattern)
         if cached is None:
-            cached = [(s, r) for s, r in self.rules if may_overlap(s, pattern)]
+            first = _literal_first(pattern)
+            pool = (
+                self.rules if first is None else [*self._by_first.get(first, ()), *self._any_first]
+            )
+            cached = [(s, r) for s, r in pool if may_overlap(s, pattern)]
+            if first is not None:  # keep the rules' table order, as over self.rules
+                order = {id(r): n for n, (_, r) in enumerate(self.rules)}
+                cached.sort(key=lambda sr: order[id(sr[1])])
             self._relevant[pattern] = cached
         return cached
 
@@ -115,12 +139,25 @@ class Principal:
         shape = validate_pattern(pattern)
         return any(_grants_any(r, caps) for _, r in self.relevant_rules(shape))
 
-    def paths(self, pattern: str, excepts: Sequence[str] = ()) -> Iterator[str]:
-        """Representative concrete paths of `pattern` minus the `excepts` patterns."""
+    def paths(
+        self,
+        pattern: str,
+        excepts: Sequence[str] = (),
+        granting: Sequence[str] | None = None,
+    ) -> Iterator[str]:
+        """Representative concrete paths of `pattern` minus the `excepts` patterns.
+
+        With `granting` (capabilities), only paths some rule granting one of them may
+        match (or their LIST variants): the others cannot hold them, whatever the
+        priorities, so the `deny` question need not visit them."""
         shape = validate_pattern(pattern)
         excluded = [e for p in excepts if may_overlap(e := validate_pattern(p), shape)]
-        relevant = [s for s, _ in self.relevant_rules(shape)]
-        for path in representatives(shape, [*relevant, *excluded]):
+        rules = self.relevant_rules(shape)
+        relevant = [s for s, _ in rules]
+        wanted = None
+        if granting is not None and not self.acl.is_root:
+            wanted = [s for s, r in rules if _grants_any(r, granting)]
+        for path in representatives(shape, [*relevant, *excluded], wanted):
             if not any(e.matches(path) for e in excluded):
                 yield path
 
@@ -134,6 +171,29 @@ class Counterexample:
     rule: MergedRule | None  # the rule Vault applies there; None when no rule matches
 
 
+# `find_granted` answers, shared between principals: the answer depends only on the
+# rules that can match a path of the pattern (the others never decide), and `may` reads
+# nothing of a rule but its key, table, capabilities and wrapping bounds. Principals
+# with the same relevant rules (common in large policy sets) are answered once.
+_GRANTED_CACHE: dict[tuple[object, ...], tuple[str, str] | None] = {}
+_GRANTED_CACHE_MAX = 1 << 16
+
+
+def clear_answer_cache() -> None:
+    """Forget shared answers (benchmarks measure cold runs)."""
+    _GRANTED_CACHE.clear()
+
+
+def _granted_key(
+    principal: Principal, shape: GlobShape, caps: tuple[str, ...], excepts: Sequence[str]
+) -> tuple[object, ...]:
+    rules = tuple(
+        (r.kind, r.key, r.capabilities, r.min_wrapping_ttl, r.max_wrapping_ttl)
+        for _, r in principal.relevant_rules(shape)
+    )
+    return (shape.text, caps, tuple(excepts), rules)
+
+
 def find_granted(
     principal: Principal,
     pattern: str,
@@ -145,7 +205,27 @@ def find_granted(
     caps = tuple(capabilities)
     if not principal.could_grant(pattern, caps):
         return None
-    for path in principal.paths(pattern, excepts):
+    if principal.acl.is_root:
+        return _first_granted(principal, pattern, caps, excepts)
+    key = _granted_key(principal, validate_pattern(pattern), caps, excepts)
+    if key in _GRANTED_CACHE:
+        known = _GRANTED_CACHE[key]
+        if known is None:
+            return None
+        held, rule = principal.may(*known)  # this principal's own rule, for the blame
+        if held:  # always, by the argument above; otherwise decide afresh
+            return Counterexample(known[0], known[1], rule)
+    found = _first_granted(principal, pattern, caps, excepts)
+    if len(_GRANTED_CACHE) >= _GRANTED_CACHE_MAX:
+        _GRANTED_CACHE.clear()
+    _GRANTED_CACHE[key] = None if found is None else (found.path, found.capability)
+    return found
+
+
+def _first_granted(
+    principal: Principal, pattern: str, caps: tuple[str, ...], excepts: Sequence[str]
+) -> Counterexample | None:
+    for path in principal.paths(pattern, excepts, granting=caps):
         for cap in caps:
             held, rule = principal.may(path, cap)
             if held:

@@ -20,6 +20,7 @@ ROOT_REVOCATION = "pulumi-python:dynamic/keybroker:RootTokenRevocation"
 
 ROLE_LABEL = "keybroker.role"
 ENVIRONMENT_LABEL = "keybroker.environment"
+HOST_LABEL = "keybroker.host"
 _VAULT_IMAGE = re.compile(r"(^|/)(vault|openbao)([:@]|$)")
 DIGEST_REF = re.compile(r"^[^\s@]+@sha256:[0-9a-f]{64}$")
 IMAGE_ID = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -39,6 +40,11 @@ def role(props: Mapping[str, Any]) -> str | None:
         return labelled
     image = str(props.get("image") or "")
     return "vault" if _VAULT_IMAGE.search(image.split("@")[0]) else None
+
+
+def host(props: Mapping[str, Any]) -> str:
+    """The Docker host a container is placed on (label set by infra/components)."""
+    return labels(props).get(HOST_LABEL) or "(unlabelled)"
 
 
 def environment(props: Mapping[str, Any], config: Mapping[str, Any]) -> str | None:

@@ -131,10 +131,40 @@ def check_vault_auto_unseal(args: ResourceValidationArgs, report: ReportViolatio
     fail = _reporter(report, AUTO_UNSEAL)
     for file, text in p.server_configs(args.props):
         try:
-            if not p.blocks(text, "seal"):
-                fail(f"{file} has no seal stanza (Shamir: manual unseal after each restart).")
+            seals = p.blocks(text, "seal")
         except ValueError:
             continue  # reported by the TLS rule
+        if not seals:
+            fail(f"{file} has no seal stanza (Shamir: manual unseal after each restart).")
+        elif all(p.truthy(seal.get("disabled")) for seal in seals):
+            fail(f"{file} only has a disabled seal (a seal migration is under way).")
+
+
+TELEMETRY = (
+    "Give every Vault node a `telemetry` stanza with prometheus_retention_time above"
+    " the scrape interval (keybroker:vaultTelemetryRetention): without it, nothing"
+    " shows a sealed, leaderless or failing node."
+)
+
+
+def check_vault_telemetry(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if not _is_container(args, "vault"):
+        return
+    fail = _reporter(report, TELEMETRY)
+    configs = p.server_configs(args.props)
+    if not configs:
+        fail(f"Vault node {args.name} has no uploaded server config: no telemetry.")
+    for file, text in configs:
+        try:
+            retention = p.attribute(text, "telemetry")
+        except PolicyParseError:
+            continue  # reported by the TLS rule
+        if not isinstance(retention, Mapping):
+            fail(f"{file} has no telemetry stanza.")
+            continue
+        seconds = _seconds(str(retention.get("prometheus_retention_time") or "0"))
+        if not seconds:
+            fail(f"{file} keeps no Prometheus metrics (prometheus_retention_time unset or 0).")
 
 
 EXPLICIT_MLOCK = (
@@ -509,7 +539,10 @@ def _stack_environment(args: StackValidationArgs) -> str | None:
     return args.get_config().get("environment")
 
 
-HA = "Run 3 Vault nodes (keybroker:vaultNodes: 3) in prod: Raft needs a quorum to fail over."
+HA = (
+    "Run 3 Vault nodes (keybroker:vaultNodes: 3) on 3 Docker hosts"
+    " (keybroker:dockerHosts) in prod: Raft needs a quorum to fail over."
+)
 
 
 def check_ha_in_prod(args: StackValidationArgs, report: ReportViolation) -> None:
@@ -518,6 +551,46 @@ def check_ha_in_prod(args: StackValidationArgs, report: ReportViolation) -> None
     nodes = _vault_nodes(args)
     if len(nodes) < 3:
         _reporter(report, HA)(f"The prod stack runs {len(nodes)} Vault node(s).")
+    elif len({p.host(n.props) for n in nodes}) == 1:
+        _reporter(report, HA)("Every Vault node runs on one host: the cluster dies with it.")
+
+
+SPREAD = (
+    "List one Docker host per Vault node in keybroker:dockerHosts: Raft keeps working"
+    " only while a quorum of nodes is up, so no host may hold a quorum by itself."
+)
+
+
+def check_vault_nodes_spread(args: StackValidationArgs, report: ReportViolation) -> None:
+    """On several hosts, losing any one host must leave a Raft quorum."""
+    nodes = _vault_nodes(args)
+    hosts = {p.host(r.props) for r in args.resources if _is_container(r)}
+    if len(nodes) < 3 or len(hosts) < 2:
+        return  # one host: vault-ha-in-prod warns in prod
+    quorum = len(nodes) // 2 + 1
+    per_host: dict[str, int] = {}
+    for node in nodes:
+        per_host[p.host(node.props)] = per_host.get(p.host(node.props), 0) + 1
+    crowded = sorted(h for h, count in per_host.items() if count >= quorum)
+    if crowded:
+        _reporter(report, SPREAD)(
+            f"Host {', '.join(crowded)} runs {max(per_host.values())} of {len(nodes)} Vault"
+            " nodes: losing it loses the quorum."
+        )
+
+
+REPLICAS = (
+    "Run at least two broker replicas in prod (keybroker:brokerReplicas), on different"
+    " hosts where there are several, behind the load balancer."
+)
+
+
+def check_broker_replicas_in_prod(args: StackValidationArgs, report: ReportViolation) -> None:
+    if _stack_environment(args) != "prod":
+        return
+    brokers = [r for r in args.resources if _is_container(r, "broker")]
+    if len(brokers) < 2:
+        _reporter(report, REPLICAS)(f"The prod stack runs {len(brokers)} broker replica(s).")
 
 
 REVOKE = (
@@ -652,6 +725,30 @@ POLICIES: list[Policy] = [
         ROBOT_NOT_SITE,
     ),
     _resource(
+        "vault-telemetry",
+        "Every Vault node exports Prometheus metrics.",
+        check_vault_telemetry,
+        MANDATORY,
+        Severity.MEDIUM,
+        TELEMETRY,
+    ),
+    _stack(
+        "vault-nodes-spread",
+        "No Docker host holds a Raft quorum by itself.",
+        check_vault_nodes_spread,
+        MANDATORY,
+        Severity.HIGH,
+        SPREAD,
+    ),
+    _stack(
+        "broker-replicas-in-prod",
+        "Prod runs two or more broker replicas.",
+        check_broker_replicas_in_prod,
+        MANDATORY,
+        Severity.MEDIUM,
+        REPLICAS,
+    ),
+    _resource(
         "vault-auto-unseal",
         "Vault unseals itself through a KMS seal.",
         check_vault_auto_unseal,
@@ -701,7 +798,7 @@ POLICIES: list[Policy] = [
     ),
     _stack(
         "vault-ha-in-prod",
-        "Prod runs a 3-node Raft cluster.",
+        "Prod runs a 3-node Raft cluster over several hosts.",
         check_ha_in_prod,
         ADVISORY,
         Severity.MEDIUM,

@@ -22,6 +22,7 @@ font-family:ui-monospace,monospace;border:1px solid transparent}
 .all.write{background:#fff1c5;border-color:#d4a72c}
 .some.write{background:repeating-linear-gradient(45deg,#fff1c5,#fff1c5 4px,#fff 4px,#fff 8px);
 border-color:#d4a72c}
+.cap.via{border-style:dashed;border-width:2px}
 .all.sudo,.some.sudo{background:#ffebe9;border-color:#cf222e;color:#82071e;font-weight:700}
 td.none{color:#afb8c1;text-align:center}
 .legend span{margin-right:1rem}
@@ -63,6 +64,12 @@ def render_matrix(matrix: MatrixReport, *, title: str = "keybroker access matrix
                     f'<span class="cap {level} {_kind(cap)}" title="{escape(tip)}">'
                     f"{escape(cap)}{'' if level == 'all' else '?'}</span>"
                 )
+            for cap, reached in cell.reached.items():
+                tip = f"{cap} only through escalation, e.g. {reached.example} | {reached.chain}"
+                badges.append(
+                    f'<span class="cap {reached.level} via {_kind(cap)}" title="{escape(tip)}">'
+                    f"&#8631;{escape(cap)}{'' if reached.level == 'all' else '?'}</span>"
+                )
             if badges:
                 cells.append(f"<td>{''.join(badges)}</td>")
             else:
@@ -78,6 +85,8 @@ def render_matrix(matrix: MatrixReport, *, title: str = "keybroker access matrix
         "(hover for an example)</span>"
         '<span><span class="cap all write">update</span> changes data</span>'
         '<span><span class="cap all sudo">sudo</span> root-protected endpoints</span>'
+        '<span><span class="cap all via read">&#8631;read</span> only through escalation '
+        "(a token, secret-id or policy the principal can create; hover for the chain)</span>"
         "<span>&middot; nothing</span></p>"
     )
     inv_rows = []

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
+from policies.report.jsonout import dumps
 from policies.report.model import CheckReport, MatrixReport
 
 
@@ -22,8 +21,18 @@ def render_check(report: CheckReport) -> str:
             {"id": inv.id, "statement": inv.statement, "holds": not inv.violations}
             for inv in report.invariant_results
         ],
+        # Extension: every credential a principal can obtain beyond its own token.
+        "reach": [
+            {
+                "principal": e.principal,
+                "credential": e.credential,
+                "chain": e.chain,
+                "via": [step.as_json() for step in e.via],
+            }
+            for e in report.reach
+        ],
     }
-    return json.dumps(doc, indent=2)
+    return dumps(doc, depth=2)
 
 
 def render_matrix(matrix: MatrixReport) -> str:
@@ -41,6 +50,14 @@ def render_matrix(matrix: MatrixReport) -> str:
                 for cap in matrix.capabilities
                 if cell.levels[cap] != "none"
             }
+            # Effective reach: held only through escalation, with the chain.
+            for cap, reached in cell.reached.items():
+                access[principal][cap] = {
+                    "level": reached.level,
+                    "example": reached.example,
+                    "granted_by": [],
+                    "via": reached.chain,
+                }
         rows.append({"label": label, "pattern": pattern, "access": access})
     doc = {
         "principals": {p: matrix.principal_policies[p] for p in matrix.principals},
@@ -56,4 +73,4 @@ def render_matrix(matrix: MatrixReport) -> str:
             for inv in matrix.invariants
         ],
     }
-    return json.dumps(doc, indent=2)
+    return dumps(doc, depth=4)

@@ -19,6 +19,39 @@ class RuleInfo:
 
 
 @dataclass(frozen=True)
+class ViaStep:
+    """One escalation edge of a chain: the holder used `capability` on `path` (granted
+    by file:line) through `edge`, and so obtained a credential holding `gains`."""
+
+    kind: str  # the route kind, e.g. "token-role", "approle-secret-id", "policy-write"
+    edge: str  # e.g. "token role keybroker-site"
+    holder: str  # who took the step: the principal, or the policies of a gained token
+    capability: str  # e.g. "update", "update+sudo"
+    path: str  # a concrete request path where the holder has it
+    policy: str | None
+    file: str | None
+    line: int | None
+    gains: tuple[str, ...] | None  # None: any policy (admin-equivalent)
+    doc: str
+    notes: tuple[str, ...] = ()
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "edge": self.edge,
+            "holder": self.holder,
+            "capability": self.capability,
+            "path": self.path,
+            "policy": self.policy,
+            "file": self.file,
+            "line": self.line,
+            "gains": list(self.gains) if self.gains is not None else "admin-equivalent",
+            "doc": self.doc,
+            "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True)
 class Violation:
     id: str  # lint rule id or invariant id
     principal: str | None
@@ -31,10 +64,15 @@ class Violation:
     level: Level = "error"
     # Why, in a few words, for the text table (the message says it in full).
     detail: str = ""
+    # The escalation chain when the capability is held through another credential
+    # (empty: the principal's own token holds it).
+    via: tuple[ViaStep, ...] = ()
+    chain: str = ""  # the chain in one line: "broker -> token role x -> p -> read a/b"
 
     def as_json(self) -> dict[str, object]:
-        """The record of docs/contracts.md §5 (`policy check --format json`)."""
-        return {
+        """The record of docs/contracts.md §5 (`policy check --format json`), plus
+        `via` (the escalation chain, [] when direct) and `chain` when there is one."""
+        doc: dict[str, object] = {
             "id": self.id,
             "principal": self.principal,
             "capability": self.capability,
@@ -43,7 +81,11 @@ class Violation:
             "file": self.file,
             "line": self.line,
             "message": self.message,
+            "via": [step.as_json() for step in self.via],
         }
+        if self.chain:
+            doc["chain"] = self.chain
+        return doc
 
 
 @dataclass(frozen=True)
@@ -51,6 +93,16 @@ class InvariantStatus:
     id: str
     statement: str
     violations: list[Violation]
+
+
+@dataclass(frozen=True)
+class ReachEntry:
+    """A credential a principal can obtain, and the chain to it."""
+
+    principal: str
+    credential: str  # its policies, or "admin-equivalent"
+    chain: str
+    via: tuple[ViaStep, ...]
 
 
 @dataclass
@@ -61,6 +113,7 @@ class CheckReport:
     invariants_file: str | None = None
     invariants_checked: int = 0
     invariant_results: list[InvariantStatus] = field(default_factory=list)
+    reach: list[ReachEntry] = field(default_factory=list)  # escalations, per principal
 
     @property
     def violations(self) -> list[Violation]:
@@ -76,12 +129,23 @@ class CheckReport:
 
 
 @dataclass(frozen=True)
+class Reached:
+    """A capability a principal holds on a path class only through escalation."""
+
+    level: str  # "all" | "some": on every path of the class, or on some
+    example: str  # a path where it is held
+    chain: str  # e.g. "site-backend -> token role keybroker-site -> keybroker-site-read"
+
+
+@dataclass(frozen=True)
 class Cell:
     """One principal on one path class: capability -> "all" | "some" | "none"."""
 
     levels: dict[str, str]
     examples: dict[str, str]  # capability -> a path where it is held
     sources: dict[str, list[str]]  # capability -> "file:line" of the granting stanzas
+    # Effective reach beyond the direct grants: capability -> how it is reached.
+    reached: dict[str, Reached] = field(default_factory=dict)
 
 
 @dataclass

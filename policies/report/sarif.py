@@ -7,17 +7,19 @@ the offending stanza, `partialFingerprints` lets GitHub deduplicate between runs
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import json
 from pathlib import Path
 
-from policies.report.model import CheckReport, Violation
+from policies.report.jsonout import dumps
+from policies.report.model import CheckReport, ViaStep, Violation
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 SARIF_VERSION = "2.1.0"
 _SECURITY_SEVERITY = {"error": "8.0", "warning": "5.0", "note": "2.0"}
 
 
+@functools.lru_cache(maxsize=4096)
 def _uri(file: str) -> str:
     path = Path(file)
     try:
@@ -29,6 +31,41 @@ def _uri(file: str) -> str:
 def _fingerprint(v: Violation) -> str:
     key = "\x1f".join([v.id, v.principal or "", v.capability or "", v.policy or "", v.message])
     return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def _location(file: str | None, line: int | None, text: str) -> dict[str, object]:
+    location: dict[str, object] = {"message": {"text": text}}
+    if file:
+        location["physicalLocation"] = {
+            "artifactLocation": {"uri": _uri(file)},
+            "region": {"startLine": max(line or 1, 1)},
+        }
+    return location
+
+
+def _code_flow(v: Violation) -> dict[str, object]:
+    """The escalation chain as one thread flow: each edge at the stanza that opens it,
+    then the final capability (SARIF 2.1.0 §3.36-3.38)."""
+    steps: list[ViaStep] = list(v.via)
+    locations = [
+        {
+            "location": _location(
+                s.file,
+                s.line,
+                f"{s.holder}: {s.capability} {s.path} -> {s.edge} -> "
+                + ("admin-equivalent" if s.gains is None else ", ".join(s.gains)),
+            ),
+            "kinds": ["acquire"],
+        }
+        for s in steps
+    ]
+    locations.append(
+        {"location": _location(None, None, f"{v.capability} {v.path}"), "kinds": ["use"]}
+    )
+    return {
+        "message": {"text": v.chain},
+        "threadFlows": [{"locations": locations}],
+    }
 
 
 def render_check(report: CheckReport, *, tool_version: str = "0.1.0") -> str:
@@ -63,6 +100,8 @@ def render_check(report: CheckReport, *, tool_version: str = "0.1.0") -> str:
                 "policy": v.policy,
             },
         }
+        if v.via:
+            result["codeFlows"] = [_code_flow(v)]
         if v.file:
             result["locations"] = [
                 {
@@ -89,4 +128,4 @@ def render_check(report: CheckReport, *, tool_version: str = "0.1.0") -> str:
             }
         ],
     }
-    return json.dumps(doc, indent=2)
+    return dumps(doc, depth=4)

@@ -8,10 +8,14 @@ import shutil
 from rich.console import Console
 from rich.table import Table
 
-from policies.report.model import CheckReport, MatrixReport
+from policies.report.model import CheckReport, MatrixReport, Violation
 
 _LEVEL_STYLE = {"error": "bold red", "warning": "yellow", "note": "cyan"}
 _CELL_MARK = {"all": "●", "some": "◐", "none": "·"}
+_ORDER = {"error": 0, "warning": 1, "note": 2}
+# Above this many rows a rich table costs seconds (it measures every cell to lay out
+# the columns); the findings are then printed one per line block, in the same order.
+RICH_TABLE_MAX_ROWS = 200
 
 
 def _console(buf: io.StringIO) -> Console:
@@ -22,14 +26,16 @@ def _console(buf: io.StringIO) -> Console:
 def render_check(report: CheckReport) -> str:
     buf = io.StringIO()
     console = _console(buf)
-    if report.findings:
+    findings = sorted(report.findings, key=lambda v: (_ORDER[v.level], v.file or "", v.line or 0))
+    if len(findings) > RICH_TABLE_MAX_ROWS:
+        buf.write(_plain_findings(findings))
+    elif findings:
         table = Table(title="keybroker policy check", show_lines=False)
         # Ids, paths and locations stay whole so they can be copied; "why" wraps.
         for column in ("level", "id", "principal", "cap", "counterexample", "where"):
             table.add_column(column, no_wrap=column in {"id", "counterexample", "where"})
         table.add_column("why", overflow="fold", ratio=1)
-        order = {"error": 0, "warning": 1, "note": 2}
-        for v in sorted(report.findings, key=lambda v: (order[v.level], v.file or "", v.line or 0)):
+        for v in findings:
             where = f"{v.file}:{v.line}" if v.file else "-"
             table.add_row(
                 f"[{_LEVEL_STYLE[v.level]}]{v.level}[/]",
@@ -41,7 +47,14 @@ def render_check(report: CheckReport) -> str:
                 v.detail or v.message,
             )
         console.print(table)
-    if report.invariant_results:
+    if report.reach:
+        console.print("[bold]escalation routes[/] (credentials a principal can obtain):")
+        for entry in report.reach:
+            console.print(f"  {entry.chain}", markup=False, highlight=False)
+    if len(report.invariant_results) > RICH_TABLE_MAX_ROWS:
+        for inv in report.invariant_results:
+            buf.write(f"{'✗' if inv.violations else '✓'} {inv.id}  {inv.statement}\n")
+    elif report.invariant_results:
         proven = Table(title="invariants", show_header=True, box=None, pad_edge=False)
         proven.add_column("")
         proven.add_column("id", no_wrap=True)
@@ -59,6 +72,17 @@ def render_check(report: CheckReport) -> str:
     return buf.getvalue()
 
 
+def _plain_findings(findings: list[Violation]) -> str:
+    lines = [f"keybroker policy check: {len(findings)} findings"]
+    for v in findings:
+        where = f"{v.file}:{v.line}" if v.file else "-"
+        lines.append(
+            f"{v.level}  {v.id}  {v.principal or '-'}  {v.capability or '-'}  {v.path}  {where}"
+        )
+        lines.append(f"    {v.detail or v.message}")
+    return "\n".join(lines) + "\n"
+
+
 def render_matrix(matrix: MatrixReport) -> str:
     buf = io.StringIO()
     console = _console(buf)
@@ -68,6 +92,7 @@ def render_matrix(matrix: MatrixReport) -> str:
     table.add_column("pattern", overflow="fold", style="dim")
     for principal in matrix.principals:
         table.add_column(principal, overflow="fold")
+    chains: dict[str, None] = {}
     for label, pattern in matrix.rows:
         row = [label, pattern]
         for principal in matrix.principals:
@@ -77,8 +102,19 @@ def render_matrix(matrix: MatrixReport) -> str:
                 for c in caps
                 if cell.levels[c] != "none"
             ]
+            for c in caps:
+                if c in cell.reached:
+                    reached = cell.reached[c]
+                    held.append(f"^{c}{'' if reached.level == 'all' else '?'}")
+                    chains.setdefault(reached.chain, None)
             row.append(" ".join(held) if held else "·")
         table.add_row(*row)
     console.print(table)
-    console.print("cap = on every path of the class; cap? = on some paths only; · = nothing")
+    console.print(
+        "cap = on every path of the class; cap? = on some paths only; · = nothing; "
+        "^cap = only through escalation (a token, secret-id or policy the principal "
+        "can create):"
+    )
+    for chain in chains:
+        console.print(f"  ^ {chain}", markup=False, highlight=False)
     return buf.getvalue()

@@ -1,6 +1,7 @@
 # keybroker-broker: the broker itself, through the `keybroker-broker` AppRole.
 # It writes key data but can never read it back: no `read` (and no `patch`, whose
-# merge would need the old data) on exchange-keys/data/.
+# merge would need the old data) on exchange-keys/data/. It mints no token and issues
+# no secret-id: site tokens are minted with the calling site backend's own token.
 
 # Write a new version (create for a new key, update for a replacement; always with cas).
 path "exchange-keys/data/site/+/+" {
@@ -30,11 +31,6 @@ path "exchange-keys/destroy/site/+/+" {
   capabilities = ["update"]
 }
 path "exchange-keys/destroy/robot/+/+" {
-  capabilities = ["update"]
-}
-
-# Mint site tokens only through the keybroker-site role (batch, CIDR-bound, capped TTL).
-path "auth/token/create/keybroker-site" {
   capabilities = ["update"]
 }
 

@@ -93,6 +93,7 @@ def test_first_apply_creates_everything_second_changes_nothing(
         "auth method approle/",
         f"approle {names.approle['keybroker-broker']}",
         f"approle {names.approle['keybroker-robot']}",
+        f"approle {names.approle['keybroker-site-backend']}",
     ]
     changed = {step.name: step.changed for step in first.steps}
     assert changed.pop("auth method approle/") is not had_approle
@@ -102,7 +103,7 @@ def test_first_apply_creates_everything_second_changes_nothing(
     second = apply_layout(client, names.layout, on_step=lines.append)
     assert not second.changed
     assert [step.name for step in second.steps] == steps
-    assert second.summary() == "nothing to do: all 15 steps already in place"
+    assert second.summary() == "nothing to do: all 16 steps already in place"
 
 
 def test_reapply_on_shared_vault_changes_nothing(layout_applied: hvac.Client) -> None:

@@ -64,7 +64,7 @@ def test_cli_applies_the_layout_then_reports_nothing_to_do(own_vault: DevVaultSe
     assert first.returncode == 0, first.stderr
     assert "policy keybroker-broker: written" in first.stdout
     assert "token role keybroker-site: written" in first.stdout
-    assert "Done: 15 of 15 steps changed." in first.stdout
+    assert "Done: 16 of 16 steps changed." in first.stdout
 
     second = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert second.returncode == 0, second.stderr

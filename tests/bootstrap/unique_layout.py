@@ -1,6 +1,6 @@
 """The shipped layout (broker/layout.py) under unique names, for tests that share a Vault.
 
-Every name apply_layout writes (mount, the five policies, the site token role, the two
+Every name apply_layout writes (mount, the five policies, the site token role, the
 AppRoles) gets a unique suffix; policy texts and role bindings follow the new names, so
 the layout behaves exactly as the shipped one. Only the approle/ auth method itself is
 shared: it is one per Vault and apply_layout only enables it when absent.

@@ -19,6 +19,7 @@ from broker.layout import (
     BROKER_POLICY,
     POLICY_NAMES,
     ROBOT_READ_POLICY,
+    SITE_BACKEND_POLICY,
     SITE_READ_POLICY,
     build_layout,
     policy_text,
@@ -170,15 +171,27 @@ def test_broker_writes_but_never_reads_key_data(
     for path in ("site/acct2/okx", "robot/acct1/binance", "site/acct1/binance"):
         with pytest.raises(hvac.exceptions.Forbidden):
             _read(broker, layout.mount, path)
-    # It mints site tokens only through the role.
-    minted = broker.auth.token.create(role_name=layout.site_role, ttl="5m")["auth"]
-    assert minted["token_type"] == "batch"
-    assert (
-        http(
-            "POST", "auth/token/create", token=broker_token, json={"policies": ["default"]}
-        ).status_code
-        == 403
-    )
+    # It mints no token at all: not through the site role (the site backend's own token
+    # does that), not without a role.
+    for path, body in (
+        (f"auth/token/create/{layout.site_role}", {"ttl": "5m"}),
+        ("auth/token/create", {"policies": ["default"]}),
+    ):
+        assert http("POST", path, token=broker_token, json=body).status_code == 403
+
+
+def test_site_backend_mints_site_tokens_only_through_the_role(
+    root: hvac.Client, layout: Layout, client_for: Callable, http: RawHTTP
+) -> None:
+    backend_token = root.auth.token.create(
+        policies=[layout.policies[SITE_BACKEND_POLICY]], ttl="10m", no_default_policy=True
+    )["auth"]["client_token"]
+    minted = client_for(backend_token).auth.token.create(role_name=layout.site_role, ttl="5m")
+    assert minted["auth"]["token_type"] == "batch"
+    assert minted["auth"]["policies"] == [layout.policies[SITE_READ_POLICY]]
+    assert _read(client_for(minted["auth"]["client_token"]), layout.mount, "site/acct1/binance")
+    body = {"policies": [layout.policies[SITE_BACKEND_POLICY]]}
+    assert http("POST", "auth/token/create", token=backend_token, json=body).status_code == 403
 
 
 def test_robot_approle_reads_robot_keys_only(

@@ -10,15 +10,49 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from moto import mock_aws
 
+from broker.layout import BROKER_POLICY, build_layout
+from infra import vault_hcl
+from infra.layout_props import layout_to_props
+from infra.providers.broker_token import BrokerTokenIssuerProvider
 from infra.providers.clients import AwsTarget
+from infra.providers.kms import KmsKeyProvider
+from infra.providers.vault_config import VaultConfigProvider
+from infra.providers.vault_init import VaultInitProvider
 from keybroker_dev.devvault.server import DevVaultServer
 from tests.fixtures.vault import real_vault_from_env
 
 REGION = "eu-west-1"
+DAY = 24 * 3600
+PREFIX = "keybroker/test"
+
+
+def _kms(aws: AwsTarget) -> str:
+    return (
+        KmsKeyProvider()
+        .create({"region": REGION, "alias": "alias/kb-test", "description": "t"})
+        .outs["arn"]
+    )
+
+
+def _init_props(address: str, kms_arn: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "address": address,
+        "ca_cert_pem": None,
+        "kms_key_arn": kms_arn,
+        "region": REGION,
+        "endpoint_url": None,
+        "secrets_prefix": PREFIX,
+        "recovery_shares": 5.0,
+        "recovery_threshold": 3.0,
+        "recovery_window_days": 0.0,
+        "wait_timeout_s": 5.0,
+        **extra,
+    }
 
 
 @pytest.fixture
@@ -48,3 +82,65 @@ def fresh_vault(tmp_path: Path) -> Iterator[DevVaultServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def initialised(aws: AwsTarget, fresh_vault: DevVaultServer) -> dict[str, Any]:
+    """A Vault initialised by the provider; the init resource's outputs."""
+    return VaultInitProvider().create(_init_props(fresh_vault.addr, _kms(aws))).outs
+
+
+def _layout(**overrides: Any) -> dict[str, Any]:
+    args: dict[str, Any] = {
+        "site_token_cidrs": ("10.0.0.0/24",),
+        "robot_cidrs": ("10.1.0.5/32",),
+        "audit_devices": vault_hcl.audit_devices(),
+    }
+    return layout_to_props(build_layout(**(args | overrides)))
+
+
+def _config_props(vault: DevVaultServer, init: dict[str, Any], layout: dict[str, Any]) -> dict:
+    return {
+        "address": vault.addr,
+        "ca_cert_pem": None,
+        "token_secret_arn": init["root_token_secret_arn"],
+        "region": REGION,
+        "endpoint_url": None,
+        "layout": layout,
+    }
+
+
+def _issuer_props(vault: DevVaultServer, init: dict[str, Any], period_s: float = DAY) -> dict:
+    return {
+        "address": vault.addr,
+        "ca_cert_pem": None,
+        "token_secret_arn": init["root_token_secret_arn"],
+        "region": REGION,
+        "endpoint_url": None,
+        "kms_key_arn": init["kms_key_arn"],
+        "secrets_prefix": PREFIX,
+        "broker_policy": BROKER_POLICY,
+        "period_s": period_s,
+    }
+
+
+def _token_props(issuer: dict[str, Any], vault: DevVaultServer, delivery: str = "d1") -> dict:
+    return {
+        "address": vault.addr,
+        "ca_cert_pem": None,
+        "issuer_secret_arn": issuer["issuer_secret_arn"],
+        "token_secret_arn": issuer["token_secret_arn"],
+        "role_name": issuer["role_name"],
+        "region": REGION,
+        "endpoint_url": None,
+        "replica": "keybroker-test-broker-0",
+        "wrap_ttl_s": 600.0,
+        "rotation": "1",
+        "delivery": delivery,
+    }
+
+
+@pytest.fixture
+def issuer(aws: AwsTarget, fresh_vault: DevVaultServer, initialised: dict[str, Any]) -> dict:
+    VaultConfigProvider().create(_config_props(fresh_vault, initialised, _layout()))
+    return BrokerTokenIssuerProvider().create(_issuer_props(fresh_vault, initialised)).outs

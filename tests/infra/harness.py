@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,16 @@ DYN = "pulumi-python:dynamic/keybroker:"
 CANARY_WRAP_TOKEN = "hvs.CANARY-WRAPPED-SECRET-ID-7f3a"
 CANARY_TLS_KEY = "-----BEGIN PRIVATE KEY-----\nCANARY-TLS-KEY-{i}\n-----END PRIVATE KEY-----\n"
 MOCK_CA = "-----BEGIN CERTIFICATE-----\nMOCK-CA\n-----END CERTIFICATE-----\n"
+CANARY_AWS_SECRET = "CANARY-aws-secret-access-key-5b1c"
+CANARY_AWS_CREDENTIALS = (
+    f"[default]\naws_access_key_id = AKIACANARY\naws_secret_access_key = {CANARY_AWS_SECRET}\n"
+)
+REGISTRY_IMAGE = "docker:index/getRegistryImage:getRegistryImage"
+
+
+def registry_digest(name: str) -> str:
+    """The digest the mocked registry answers for `name` (a test double, never real)."""
+    return "sha256:" + hashlib.sha256(f"mock-registry:{name}".encode()).hexdigest()
 
 
 @dataclass
@@ -45,6 +56,8 @@ class Registered:
 class ProgramRun:
     resources: list[Registered] = field(default_factory=list)
     outputs: dict[str, tuple[Any, bool]] = field(default_factory=dict)  # name -> (value, secret)
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # invokes
+    call_providers: list[str] = field(default_factory=list)
 
     def of_type(self, typ: str) -> list[Registered]:
         return [r for r in self.resources if r.typ == typ]
@@ -118,12 +131,21 @@ def _fake_outputs(args: MockResourceArgs) -> dict[str, Any]:
             "robot_role_id": "11111111-2222-3333-4444-555555555555",
             "changed_steps": [],
         }
-    if typ == DYN + "BrokerSecretId":
+    if typ == DYN + "BrokerTokenIssuer":
+        base = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:"
         return {
             **inputs,
-            "role_id": "66666666-7777-8888-9999-000000000000",
-            "wrapped_secret_id": CANARY_WRAP_TOKEN,
+            "issuer_secret_arn": f"{base}{inputs['secrets_prefix']}/broker-token-issuer-AbCdEf",
+            "role_name": "keybroker-broker-periodic",
+            "issuer_ttl_s": 2764800,
+        }
+    if typ == DYN + "BrokerToken":
+        return {
+            **inputs,
+            "wrapped_token": f"{CANARY_WRAP_TOKEN}-{inputs['replica']}",
+            "accessor": f"accessor-{inputs['replica']}",
             "issued_at": "2026-11-21T00:00:00+00:00",
+            "alive": True,
         }
     if typ == DYN + "RootTokenRevocation":
         return {**inputs, "revoked_at": "2026-11-21T00:00:00+00:00"}
@@ -133,6 +155,8 @@ def _fake_outputs(args: MockResourceArgs) -> dict[str, Any]:
 class RecordingMocks(Mocks):
     def __init__(self, *, known_outputs: bool = True) -> None:
         self.registered: list[Registered] = []
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.call_providers: list[str] = []  # provider reference of each invoke ("" default)
         self.known_outputs = known_outputs
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
@@ -141,8 +165,15 @@ class RecordingMocks(Mocks):
             return None, dict(args.inputs)
         return f"{args.name}-id", _fake_outputs(args)
 
-    def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        return {}, None
+    def call(self, args: MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
+        # A plain dict is accepted (docs/facts/pulumi.md §1); None as the failures
+        # element of a tuple is not.
+        self.calls.append((args.token, dict(args.args)))
+        self.call_providers.append(str(args.provider or ""))
+        if args.token == REGISTRY_IMAGE:
+            name = str(args.args["name"])
+            return {"id": name, "name": name, "sha256Digest": registry_digest(name)}
+        return {}
 
 
 def stack_config(stack: str) -> dict[str, str]:
@@ -154,6 +185,15 @@ def stack_config(stack: str) -> dict[str, str]:
         assert namespace == PROJECT, key
         out[name] = value if isinstance(value, str) else json.dumps(value)
     return out
+
+
+def with_canary_credentials(config: dict[str, str]) -> dict[str, str]:
+    """`config` with awsCredentialsFile (read by the program) pointing at a canary file."""
+    if not config.get("awsCredentialsFile"):
+        return config
+    path = Path(tempfile.gettempdir()) / "keybroker-test-aws-credentials"
+    path.write_text(CANARY_AWS_CREDENTIALS)
+    return {**config, "awsCredentialsFile": str(path)}
 
 
 def run_program(
@@ -168,6 +208,7 @@ def run_program(
     preview=False (the default) resolves every output; preview=True models a first
     `pulumi preview`, where computed outputs are unknown and `.apply` bodies are skipped.
     """
+    config = with_canary_credentials(config)
     mocks = RecordingMocks(known_outputs=not preview)
     # Pulumi's runtime uses the thread's current event loop; an earlier async test
     # (pytest-asyncio) may have closed it and left none. Give each run its own.
@@ -199,4 +240,6 @@ def run_program(
         asyncio.set_event_loop(None)
         loop.close()
     run.resources = mocks.registered
+    run.calls = mocks.calls
+    run.call_providers = mocks.call_providers
     return run

@@ -9,6 +9,7 @@ from infra.config import PLAIN_KEYS, ConfigError, parse_config
 from tests.infra.harness import REPO, run_program, stack_config
 
 CANARY = "CANARY-not-for-messages"
+TWO_HOSTS = '[{"name": "a", "address": "127.0.0.1"}, {"name": "b", "address": "10.0.0.2"}]'
 
 
 def _base(**changes: str | None) -> dict[str, str | None]:
@@ -43,9 +44,12 @@ def test_defaults_follow_the_environment() -> None:
         "awsRegion": "eu-west-1",
         "siteTokenCidrs": "10.0.0.0/24",
         "robotCidrs": '["10.1.0.1/32"]',
+        "sealUsesInstanceRole": "true",
     }
     cfg = parse_config(minimal, stack="prod")
     assert cfg.vault_nodes == 3 and cfg.revoke_root_token is True
+    assert cfg.broker_replicas == 2 and len(cfg.docker_hosts) == 1
+    assert cfg.telemetry_retention == 24 * 3600
     assert cfg.secrets_prefix == "keybroker/prod" and cfg.secrets_recovery_window_days == 30
     assert cfg.robot_cidrs == ("10.1.0.1/32",)
 
@@ -57,7 +61,8 @@ def test_defaults_follow_the_environment() -> None:
         ({"environment": "staging"}, "environment", "dev or prod"),
         ({"vaultNodes": "2"}, "vaultNodes", "1 (single node) or 3"),
         ({"vaultNodes": "many"}, "vaultNodes", "an integer"),
-        ({"vaultImage": "hashicorp/vault:1.21"}, "vaultImage", "pinned by digest"),
+        ({"vaultImage": "hashicorp/vault"}, "vaultImage", "repo:tag"),
+        ({"vaultImage": "hashicorp/vault@sha256:abc"}, "vaultImage", "repo:tag"),
         ({"vaultImage": None}, "vaultImage", "required"),
         ({"disableMlock": None}, "disableMlock", "set it explicitly"),
         ({"disableMlock": "maybe"}, "disableMlock", "true or false"),
@@ -77,6 +82,34 @@ def test_defaults_follow_the_environment() -> None:
         ({"robotCidrs": "[1, 2]"}, "robotCidrs", "a list of strings"),
         ({"brokerPort": "80"}, "brokerPort", "an integer from 1024 to 65535"),
         ({"brokerCpus": "lots"}, "brokerCpus", "a number"),
+        # Issue 14: without credentials for the seal, Vault exits on start.
+        ({"awsCredentialsFile": None}, "awsCredentialsFile", "sealUsesInstanceRole true"),
+        ({"sealUsesInstanceRole": "true"}, "sealUsesInstanceRole", "false when"),
+        # Issue 14: 127.0.0.1 inside a Vault container is the container itself.
+        (
+            {"awsEndpointUrl": "http://127.0.0.1:5000"},
+            "awsSealEndpointUrl",
+            "as Vault's containers reach it",
+        ),
+        (
+            {"awsEndpointUrl": "http://localhost:5000", "awsSealEndpointUrl": "http://[::1]:1"},
+            "awsSealEndpointUrl",
+            "not loopback",
+        ),
+        ({"dockerHosts": "[]"}, "dockerHosts", "JSON list"),
+        (
+            {"dockerHosts": TWO_HOSTS},
+            "dockerHosts",
+            "single host in the dev",
+        ),
+        ({"dockerHosts": '[{"name": "A!", "address": "10.0.0.1"}]'}, "dockerHosts", "host names"),
+        (
+            {"dockerHosts": '[{"name": "a", "address": "10.0.0.1"}]'},
+            "dockerHosts",
+            "127.0.0.1 or ::1 in the dev",
+        ),
+        ({"brokerTokenPeriod": "10m"}, "brokerTokenPeriod", "from 1h to 768h"),
+        ({"brokerReplicas": "0"}, "brokerReplicas", "an integer from 1"),
     ],
 )
 def test_errors_name_the_key_and_what_it_expects(
@@ -106,3 +139,38 @@ def test_a_secret_key_set_in_plain_is_refused() -> None:
     with pytest.raises(ConfigError, match="auditHmacKey: expected a secret value") as err:
         run_program("dev", config)
     assert CANARY not in str(err.value)
+
+
+def test_seal_endpoint_defaults_to_a_non_loopback_endpoint_and_is_separate() -> None:
+    remote = parse_config(_base(awsEndpointUrl="http://10.9.0.5:4566"), stack="dev")
+    assert remote.aws_seal_endpoint_url == "http://10.9.0.5:4566"
+    split = parse_config(
+        _base(awsEndpointUrl="http://127.0.0.1:5000", awsSealEndpointUrl="http://172.17.0.1:5000"),
+        stack="dev",
+    )
+    assert split.aws_endpoint_url == "http://127.0.0.1:5000"
+    assert split.aws_seal_endpoint_url == "http://172.17.0.1:5000"
+
+
+def test_prod_hosts_must_be_reachable_addresses() -> None:
+    with pytest.raises(ConfigError, match="not loopback"):
+        parse_config({**stack_config("prod"), "dockerHosts": TWO_HOSTS}, stack="prod")
+    cfg = parse_config(stack_config("prod"), stack="prod")
+    assert [h.name for h in cfg.docker_hosts] == ["vault-a", "vault-b", "vault-c"]
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_broker_gets_exchange_egress_and_vault_cidrs_apart(stack: str) -> None:
+    """The stacks hand the broker the split settings, never the deprecated double-meaning
+    names (which would log a deprecation warning in every replica and bind Vault to the
+    exchange-side addresses)."""
+    from broker.config import DEPRECATED_NAMES, Settings, env_name
+    from infra.__main__ import broker_settings
+
+    cfg = parse_config(stack_config(stack), stack=stack)
+    env = broker_settings(cfg, "keybroker-site")
+    assert not {env_name(old) for old in DEPRECATED_NAMES} & set(env)
+    settings = Settings(**{k.removeprefix("KEYBROKER_").lower(): v for k, v in env.items()})
+    assert settings.robot_vault_cidrs == list(cfg.robot_cidrs)
+    assert settings.site_vault_cidrs == list(cfg.site_token_cidrs)
+    assert settings.robot_exchange_egress_ips == list(cfg.robot_egress_ips)

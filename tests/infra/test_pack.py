@@ -20,10 +20,18 @@ from policies.pack.rules import POLICIES
 from tests.infra.harness import run_program, stack_config
 from tests.infra.pack_bridge import evaluate, mandatory, resources_of
 
+# prod-1-host: the prod stack on the deploying machine's one engine.
+_SCENARIOS = {
+    "dev": ("dev", {}),
+    "prod": ("prod", {}),
+    "prod-1-host": ("prod", {"dockerHosts": ""}),
+}
+
 
 @cache
 def _run(stack: str):
-    return run_program(stack, stack_config(stack))
+    name, changes = _SCENARIOS[stack]
+    return run_program(name, {**stack_config(name), **changes})
 
 
 def resources(stack: str) -> list[PolicyResource]:
@@ -51,6 +59,14 @@ def test_shipped_stacks_pass_every_rule(stack: str) -> None:
     assert violations == [], [(v.policy, v.message) for v in violations]
 
 
+def test_prod_on_one_host_passes_with_a_warning_only() -> None:
+    violations = evaluate(resources("prod-1-host"))
+    assert [(v.policy, v.level) for v in violations] == [
+        ("vault-ha-in-prod", EnforcementLevel.ADVISORY)
+    ]
+    assert "dies with it" in violations[0].message
+
+
 def test_every_rule_has_a_remediation_and_the_mandatory_set_is_complete() -> None:
     for policy in POLICIES:
         assert policy.remediation_steps and policy.description
@@ -64,6 +80,9 @@ def test_every_rule_has_a_remediation_and_the_mandatory_set_is_complete() -> Non
         "dev-ports-loopback",
         "site-token-ttl-capped-cidr-bound",
         "site-cannot-reach-robot-keys",
+        "vault-telemetry",
+        "vault-nodes-spread",
+        "broker-replicas-in-prod",
     }
 
 
@@ -120,6 +139,18 @@ def _drop_revocation(res: list[PolicyResource]) -> None:
 def _single_prod_node(res: list[PolicyResource]) -> None:
     vaults = [r for r in res if r.resource_type == p.CONTAINER and p.role(r.props) == "vault"]
     res[:] = [r for r in res if r not in vaults[1:]]
+
+
+def _two_nodes_on_one_host(res: list[PolicyResource]) -> None:
+    vaults = [r for r in res if r.resource_type == p.CONTAINER and p.role(r.props) == "vault"]
+    for label in vaults[1].props["labels"]:
+        if label["label"] == "keybroker.host":
+            label["value"] = p.host(vaults[0].props)
+
+
+def _one_broker(res: list[PolicyResource]) -> None:
+    brokers = [r for r in res if r.resource_type == p.CONTAINER and p.role(r.props) == "broker"]
+    res[:] = [r for r in res if r not in brokers[1:]]
 
 
 def _unlabelled_dev_vault(res: list[PolicyResource]) -> None:
@@ -202,6 +233,23 @@ MISTAKES: list[tuple[str, str, Callable[[list[PolicyResource]], None]]] = [
     ("prod", "broker-vault-tls", _add_env("broker", "KEYBROKER_VAULT_ADDR=http://vault:8200")),
     ("prod", "vault-ha-in-prod", _single_prod_node),
     ("prod", "root-token-revoked-in-prod", _drop_revocation),
+    # issue 14
+    ("dev", "vault-telemetry", lambda res: _hcl_edit(res, "telemetry {", "telemetry_off {")),
+    (
+        "prod",
+        "vault-telemetry",
+        lambda res: _hcl_edit(
+            res, 'prometheus_retention_time = "86400s"', 'prometheus_retention_time = "0"'
+        ),
+    ),
+    ("prod", "vault-nodes-spread", _two_nodes_on_one_host),
+    ("prod", "broker-replicas-in-prod", _one_broker),
+    ("prod-1-host", "broker-replicas-in-prod", _one_broker),
+    (
+        "dev",
+        "vault-auto-unseal",
+        lambda res: _hcl_edit(res, "  region", '  disabled = "true"\n  region'),
+    ),
 ]
 
 

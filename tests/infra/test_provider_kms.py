@@ -8,7 +8,7 @@ import dill
 import pytest
 from pulumi.dynamic.dynamic import serialize_provider
 
-from infra.providers.approle import BrokerSecretIdProvider
+from infra.providers.broker_token import BrokerTokenIssuerProvider, BrokerTokenProvider
 from infra.providers.clients import AwsTarget, ProviderError
 from infra.providers.kms import KmsKeyProvider
 from infra.providers.root_token import RootTokenRevocationProvider
@@ -90,16 +90,60 @@ def test_delete_schedules_deletion_and_removes_the_alias(aws: AwsTarget) -> None
     assert PROPS["alias"] not in aliases
 
 
+def test_moving_to_another_key_keeps_the_old_one(aws: AwsTarget) -> None:
+    """Issue 14: a new kmsKeyArn replaced the resource, which scheduled the old key's
+    deletion in the same run, while Vault's seal migration still needs it."""
+    provider = KmsKeyProvider()
+    created = provider.create(dict(PROPS))
+    new_key = aws.client("kms").create_key()["KeyMetadata"]["Arn"]
+    moved = {**PROPS, "existing_key_arn": new_key}
+    diff = provider.diff(created.id, created.outs, moved)
+    assert diff.changes is True and diff.replaces == []  # an update, never a replacement
+    outs = provider.update(created.id, created.outs, moved).outs
+    assert outs["arn"] == new_key and outs["managed"] is False
+    assert outs["retired_key_arns"] == [created.outs["arn"]]
+    state = aws.client("kms").describe_key(KeyId=created.id)["KeyMetadata"]["KeyState"]
+    assert state == "Enabled"  # still there for the migration
+    provider.delete(created.id, outs)  # destroy never deletes a key it no longer uses
+    assert aws.client("kms").describe_key(KeyId=created.id)["KeyMetadata"]["KeyState"] == (
+        "Enabled"
+    )
+
+
+def test_read_shows_a_disabled_key_and_the_next_up_checks_it(aws: AwsTarget) -> None:
+    provider = KmsKeyProvider()
+    created = provider.create(dict(PROPS))
+    assert provider.read(created.id, created.outs).outs["key_state"] == "Enabled"
+    aws.client("kms").disable_key(KeyId=created.id)
+    refreshed = provider.read(created.id, created.outs).outs
+    assert refreshed["key_state"] == "Disabled"
+    assert provider.diff(created.id, refreshed, dict(PROPS)).changes is True
+    with pytest.raises(ProviderError, match="Disabled, not Enabled"):
+        provider.update(created.id, refreshed, dict(PROPS))
+
+
+def test_every_dynamic_provider_implements_read() -> None:
+    """Issue 14: without `read`, `pulumi refresh` saw no drift."""
+    from pulumi import dynamic
+
+    for provider in PROVIDERS:
+        assert provider.read is not dynamic.ResourceProvider.read, provider
+
+
+PROVIDERS = [
+    KmsKeyProvider,
+    VaultInitProvider,
+    VaultConfigProvider,
+    BrokerTokenIssuerProvider,
+    BrokerTokenProvider,
+    RootTokenRevocationProvider,
+    TlsBundleProvider,
+]
+
+
 @pytest.mark.parametrize(
     "provider",
-    [
-        KmsKeyProvider,
-        VaultInitProvider,
-        VaultConfigProvider,
-        BrokerSecretIdProvider,
-        RootTokenRevocationProvider,
-        TlsBundleProvider,
-    ],
+    PROVIDERS,
 )
 def test_providers_pickle_by_reference(provider: type) -> None:
     """docs/facts/pulumi.md §2: the engine dill-pickles the provider; it must round-trip

@@ -15,75 +15,19 @@ from typing import Any
 import hvac
 import hvac.exceptions
 import pytest
+from botocore.exceptions import ClientError
 
-from broker.launcher import LaunchError, unwrap_secret_id
-from broker.layout import BROKER_POLICY, build_layout
-from infra import vault_hcl
-from infra.layout_props import layout_to_props
-from infra.providers.approle import BrokerSecretIdProvider
+from broker.launcher import unwrap_secret_id
 from infra.providers.clients import AwsTarget, ProviderError
-from infra.providers.kms import KmsKeyProvider
 from infra.providers.root_token import RootTokenRevocationProvider
 from infra.providers.vault_config import VaultConfigProvider
 from infra.providers.vault_init import VaultInitProvider, secret_names
 from keybroker_dev.devvault.server import DevVaultServer
-from tests.infra.conftest import REGION
-
-PREFIX = "keybroker/test"
-
-
-def _kms(aws: AwsTarget) -> str:
-    return (
-        KmsKeyProvider()
-        .create({"region": REGION, "alias": "alias/kb-test", "description": "t"})
-        .outs["arn"]
-    )
-
-
-def _init_props(address: str, kms_arn: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "address": address,
-        "ca_cert_pem": None,
-        "kms_key_arn": kms_arn,
-        "region": REGION,
-        "endpoint_url": None,
-        "secrets_prefix": PREFIX,
-        "recovery_shares": 5.0,
-        "recovery_threshold": 3.0,
-        "recovery_window_days": 0.0,
-        "wait_timeout_s": 5.0,
-        **extra,
-    }
-
-
-def _layout(**overrides: Any) -> dict[str, Any]:
-    args: dict[str, Any] = {
-        "site_token_cidrs": ("10.0.0.0/24",),
-        "robot_cidrs": ("10.1.0.5/32",),
-        "audit_devices": vault_hcl.audit_devices(),
-    }
-    return layout_to_props(build_layout(**(args | overrides)))
+from tests.infra.conftest import PREFIX, REGION, _config_props, _init_props, _kms, _layout
 
 
 def _secret(aws: AwsTarget, arn: str) -> dict[str, Any]:
     return json.loads(aws.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"])
-
-
-@pytest.fixture
-def initialised(aws: AwsTarget, fresh_vault: DevVaultServer) -> dict[str, Any]:
-    """A Vault initialised by the provider; the init resource's outputs."""
-    return VaultInitProvider().create(_init_props(fresh_vault.addr, _kms(aws))).outs
-
-
-def _config_props(vault: DevVaultServer, init: dict[str, Any], layout: dict[str, Any]) -> dict:
-    return {
-        "address": vault.addr,
-        "ca_cert_pem": None,
-        "token_secret_arn": init["root_token_secret_arn"],
-        "region": REGION,
-        "endpoint_url": None,
-        "layout": layout,
-    }
 
 
 # --- init ----------------------------------------------------------------------------------
@@ -230,64 +174,6 @@ def test_config_delete_removes_roles_and_policies_but_keeps_keys(
     assert kept["data"]["data"] == {"x": "1"}
 
 
-# --- the broker's secret-id and the launcher ---------------------------------------------
-
-
-def _secret_id_props(vault: DevVaultServer, init: dict[str, Any], rotation: str = "1") -> dict:
-    return {
-        "address": vault.addr,
-        "ca_cert_pem": None,
-        "token_secret_arn": init["root_token_secret_arn"],
-        "region": REGION,
-        "endpoint_url": None,
-        "role_name": "keybroker-broker",
-        "wrap_ttl_s": 600.0,
-        "rotation": rotation,
-    }
-
-
-def test_wrapped_secret_id_reaches_the_broker_once(
-    aws: AwsTarget, fresh_vault: DevVaultServer, initialised: dict[str, Any], tmp_path: Path
-) -> None:
-    VaultConfigProvider().create(_config_props(fresh_vault, initialised, _layout()))
-    outs = BrokerSecretIdProvider().create(_secret_id_props(fresh_vault, initialised)).outs
-    assert "secret_id" not in outs  # only the wrapping token, marked secret in state
-    wrap_file = tmp_path / "secret-id.wrap"
-    wrap_file.write_text(outs["wrapped_secret_id"])
-    secret_id = unwrap_secret_id(wrap_file, fresh_vault.addr, None)
-    assert not wrap_file.exists()  # consumed and removed
-    login = hvac.Client(url=fresh_vault.addr).auth.approle.login(outs["role_id"], secret_id)
-    assert BROKER_POLICY in login["auth"]["policies"]
-    # Single use: a second unwrap (e.g. by a thief) fails, without echoing the token.
-    wrap_file.write_text(outs["wrapped_secret_id"])
-    with pytest.raises(LaunchError) as err:
-        unwrap_secret_id(wrap_file, fresh_vault.addr, None)
-    assert outs["wrapped_secret_id"] not in str(err.value)
-    # Deleting the resource after the broker took its secret-id leaves that one working.
-    BrokerSecretIdProvider().delete("id", outs)
-    assert hvac.Client(url=fresh_vault.addr).auth.approle.login(outs["role_id"], secret_id)
-
-
-def test_secret_id_rotation_replaces_and_delete_destroys_an_unused_one(
-    aws: AwsTarget, fresh_vault: DevVaultServer, initialised: dict[str, Any], tmp_path: Path
-) -> None:
-    VaultConfigProvider().create(_config_props(fresh_vault, initialised, _layout()))
-    provider = BrokerSecretIdProvider()
-    olds = provider.create(_secret_id_props(fresh_vault, initialised)).outs
-    assert provider.diff("id", olds, _secret_id_props(fresh_vault, initialised)).changes is False
-    rotated = provider.diff("id", olds, _secret_id_props(fresh_vault, initialised, "2"))
-    assert rotated.replaces == ["rotation"]
-    root = hvac.Client(url=fresh_vault.addr, token=fresh_vault.root_token)
-    accessors = root.list("auth/approle/role/keybroker-broker/secret-id")["data"]["keys"]
-    assert len(accessors) == 1
-    provider.delete("id", olds)
-    assert root.list("auth/approle/role/keybroker-broker/secret-id") is None
-    wrap_file = tmp_path / "w"
-    wrap_file.write_text(olds["wrapped_secret_id"])
-    with pytest.raises(LaunchError):
-        unwrap_secret_id(wrap_file, fresh_vault.addr, None)
-
-
 # --- root-token revocation -----------------------------------------------------------------
 
 
@@ -327,7 +213,7 @@ def test_launcher_main_refuses_to_start_without_its_secret_id(
 
     monkeypatch.setenv(launcher.WRAPPED_FILE_ENV, str(tmp_path / "gone.wrap"))
     assert launcher.main() == 2
-    assert "brokerSecretIdRotation" in capsys.readouterr().err
+    assert "brokerCredentialRotation" in capsys.readouterr().err
     assert launcher.WRAPPED_FILE_ENV not in os.environ  # popped: not inherited by the broker
 
 
@@ -367,3 +253,176 @@ def test_launcher_carries_on_when_the_used_token_file_cannot_be_removed(
         assert unwrap_secret_id(wrap_file, vault.addr, None) == "sid-123"
     err = capsys.readouterr().err
     assert "could not remove" in err and wrapped not in err
+
+
+# --- issue 14: init records exist before sys/init ------------------------------------------
+
+
+class _FailingPuts:
+    """A Secrets Manager client whose next `failures` writes (create_secret or
+    put_secret_value: either can carry a value) fail."""
+
+    def __init__(self, sm: Any, failures: int) -> None:
+        self._sm = sm
+        self.failures = failures
+
+    def _write(self, call: str, **kwargs: Any) -> Any:
+        if self.failures > 0:
+            self.failures -= 1
+            raise ClientError({"Error": {"Code": "InternalFailure", "Message": "x"}}, call)
+        return getattr(self._sm, call)(**kwargs)
+
+    def put_secret_value(self, **kwargs: Any) -> Any:
+        return self._write("put_secret_value", **kwargs)
+
+    def create_secret(self, **kwargs: Any) -> Any:
+        return self._write("create_secret", **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sm, name)
+
+
+def _with_sm(monkeypatch: pytest.MonkeyPatch, make: Any) -> None:
+    original = AwsTarget.client
+
+    def client(self: AwsTarget, service: str) -> Any:
+        real = original(self, service)
+        return make(real) if service == "secretsmanager" else real
+
+    monkeypatch.setattr(AwsTarget, "client", client)
+
+
+def test_init_never_happens_without_a_place_for_its_secrets(
+    aws: AwsTarget, fresh_vault: DevVaultServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 14: a failed Secrets Manager write used to come after sys/init, so Vault was
+    initialised for good and every retry refused. Now the records come first."""
+    kms_arn = _kms(aws)
+    _with_sm(monkeypatch, lambda sm: _FailingPuts(sm, failures=100))
+    with pytest.raises(ClientError):
+        VaultInitProvider().create(_init_props(fresh_vault.addr, kms_arn))
+    assert not hvac.Client(url=fresh_vault.addr).sys.is_initialized()  # nothing lost
+    monkeypatch.undo()
+    # The retry adopts the pending records and completes.
+    created = VaultInitProvider().create(_init_props(fresh_vault.addr, kms_arn))
+    assert _secret(aws, created.outs["root_token_secret_arn"])["root_token"]
+    assert len(_secret(aws, created.outs["recovery_keys_secret_arn"])["recovery_keys_base64"]) == 5
+
+
+def test_init_retries_a_transient_write_after_init(
+    aws: AwsTarget, fresh_vault: DevVaultServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from infra.providers import secrets
+
+    kms_arn = _kms(aws)
+    failing: list[_FailingPuts] = []
+
+    def make(sm: Any) -> _FailingPuts:
+        failing.append(_FailingPuts(sm, failures=0))
+        return failing[-1]
+
+    _with_sm(monkeypatch, make)
+    slept: list[float] = []
+    monkeypatch.setattr(secrets.time, "sleep", slept.append)
+    original_init = hvac.api.system_backend.Init.initialize
+
+    def init_then_fail(self: Any, *args: Any, **kwargs: Any) -> Any:
+        answer = original_init(self, *args, **kwargs)
+        failing[-1].failures = 2  # the next two writes (after init) fail
+        return answer
+
+    monkeypatch.setattr(hvac.api.system_backend.Init, "initialize", init_then_fail)
+    created = VaultInitProvider().create(_init_props(fresh_vault.addr, kms_arn))
+    assert slept == [1.0, 2.0]
+    assert _secret(aws, created.outs["root_token_secret_arn"])["root_token"] == (
+        fresh_vault.root_token
+    )
+
+
+def test_init_refuses_an_initialised_vault_with_pending_records(
+    aws: AwsTarget, fresh_vault: DevVaultServer
+) -> None:
+    from infra.providers.secrets import PENDING_RECORD
+
+    sm = aws.client("secretsmanager")
+    for name in secret_names(PREFIX):
+        sm.create_secret(Name=name, SecretString=PENDING_RECORD)
+    hvac.Client(url=fresh_vault.addr).sys.initialize(recovery_shares=1, recovery_threshold=1)
+    with pytest.raises(ProviderError, match="still pending"):
+        VaultInitProvider().create(_init_props(fresh_vault.addr, _kms(aws)))
+
+
+def test_init_read_reports_drift(
+    aws: AwsTarget, fresh_vault: DevVaultServer, initialised: dict[str, Any]
+) -> None:
+    read = VaultInitProvider().read("id", initialised).outs
+    assert read["records_complete"] is True and read["vault_initialized"] is True
+    aws.client("secretsmanager").delete_secret(
+        SecretId=initialised["recovery_keys_secret_arn"], ForceDeleteWithoutRecovery=True
+    )
+    assert VaultInitProvider().read("id", initialised).outs["records_complete"] is False
+
+
+# --- issue 14: revocation checked on every `up` ------------------------------------------
+
+
+def test_root_token_put_back_is_revoked_on_the_next_up(
+    aws: AwsTarget, fresh_vault: DevVaultServer, initialised: dict[str, Any]
+) -> None:
+    """docs/deploy.md: a root token generated for a later change is revoked again by the
+    next `up`. The old diff compared inputs only, so it never ran again."""
+    props = {
+        "address": fresh_vault.addr,
+        "ca_cert_pem": None,
+        "token_secret_arn": initialised["root_token_secret_arn"],
+        "region": REGION,
+        "endpoint_url": None,
+        "after": ["x"],
+    }
+    generated = _generate_root(fresh_vault)  # what generate-root will give, later
+    provider = RootTokenRevocationProvider()
+    olds = provider.create(dict(props)).outs
+    assert provider.diff("id", olds, dict(props)).changes is False  # nothing to do
+    # An operator generates a root token (generate-root) and stores it for a change.
+    aws.client("secretsmanager").put_secret_value(
+        SecretId=props["token_secret_arn"],
+        SecretString=json.dumps({"root_token": generated, "revoked_at": None}),
+    )
+    assert provider.read("id", olds).outs["token_present"] is True  # refresh shows it
+    diff = provider.diff("id", olds, dict(props))
+    assert diff.changes is True and not diff.replaces
+    outs = provider.update("id", olds, dict(props)).outs
+    assert outs["token_present"] is False
+    with pytest.raises(hvac.exceptions.Forbidden):
+        hvac.Client(url=fresh_vault.addr, token=generated).auth.token.lookup_self()
+    assert _secret(aws, props["token_secret_arn"])["root_token"] is None
+
+
+def _generate_root(vault: DevVaultServer) -> str:
+    """A second root token, as `vault operator generate-root` would give (devvault's
+    root can create one: root tokens may create root children)."""
+    root = hvac.Client(url=vault.addr, token=vault.root_token)
+    return str(root.auth.token.create(policies=["root"], no_parent=True)["auth"]["client_token"])
+
+
+# --- issue 14: refresh sees drift in the layout -------------------------------------------
+
+
+def test_config_read_shows_drift_and_the_next_up_repairs_it(
+    aws: AwsTarget, fresh_vault: DevVaultServer, initialised: dict[str, Any]
+) -> None:
+    provider = VaultConfigProvider()
+    layout = _layout()
+    outs = provider.create(_config_props(fresh_vault, initialised, layout)).outs
+    assert provider.read("id", outs).outs["drift"] == []
+    root = hvac.Client(url=fresh_vault.addr, token=fresh_vault.root_token)
+    root.sys.create_or_update_acl_policy(
+        "keybroker-site-read", 'path "*" { capabilities = ["read"] }'
+    )
+    root.write("auth/token/roles/keybroker-site", token_type="service", renewable=True)
+    refreshed = provider.read("id", outs).outs
+    assert refreshed["drift"] == ["policy keybroker-site-read", "auth/token/roles/keybroker-site"]
+    news = _config_props(fresh_vault, initialised, layout)
+    assert provider.diff("id", refreshed, news).changes is True
+    repaired = provider.update("id", refreshed, news).outs
+    assert repaired["drift"] == [] and provider.read("id", repaired).outs["drift"] == []

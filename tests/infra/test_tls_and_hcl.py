@@ -53,7 +53,7 @@ def test_server_hcl(nodes: int) -> None:
         text = vault_hcl.render(
             vault_hcl.ServerConfig(
                 node_index=index,
-                nodes=nodes,
+                addresses=tuple(vault_hcl.internal_address("kb", i) for i in range(nodes)),
                 host_prefix="kb",
                 disable_mlock=True,
                 kms_key_id="arn:aws:kms:eu-west-1:123456789012:key/k",
@@ -81,6 +81,53 @@ def test_server_hcl(nodes: int) -> None:
             "kms_key_id": "arn:aws:kms:eu-west-1:123456789012:key/k",
             "endpoint": "http://127.0.0.1:5000",
         }
+        assert p.attribute(text, "telemetry") == {
+            "prometheus_retention_time": "86400s",
+            "disable_hostname": True,
+        }
+
+
+def test_server_hcl_across_hosts_advertises_published_addresses() -> None:
+    addresses = tuple(
+        vault_hcl.published_address("kb", i, f"10.0.{i}.11", 8200 + i, 8300 + i) for i in range(3)
+    )
+    text = vault_hcl.render(
+        vault_hcl.ServerConfig(
+            node_index=1,
+            addresses=addresses,
+            host_prefix="kb",
+            disable_mlock=True,
+            kms_key_id="k",
+            aws_region="eu-west-1",
+        )
+    )
+    assert p.attribute(text, "api_addr") == "https://10.0.1.11:8201"
+    assert p.attribute(text, "cluster_addr") == "https://10.0.1.11:8301"
+    (storage,) = p.blocks(text, "storage")
+    joins = storage["retry_join"]
+    assert [j["leader_api_addr"] for j in joins] == [
+        "https://10.0.0.11:8200",
+        "https://10.0.2.11:8202",
+    ]
+    # Certificates name the node; TLS is checked against that name and the stack's CA.
+    assert [j["leader_tls_servername"] for j in joins] == ["kb-vault-0", "kb-vault-2"]
+    assert all(j["leader_ca_cert_file"] == vault_hcl.CA_FILE for j in joins)
+
+
+def test_seal_migration_stanza_disables_the_old_seal() -> None:
+    """Vault's documented seal migration away from an auto seal: the old seal stanza
+    gets disabled = "true" (website/content/docs/concepts/seal.mdx)."""
+    config = vault_hcl.ServerConfig(
+        node_index=0,
+        addresses=(vault_hcl.internal_address("kb", 0),),
+        host_prefix="kb",
+        disable_mlock=True,
+        kms_key_id="arn:old",
+        aws_region="eu-west-1",
+        seal_disabled=True,
+    )
+    (seal,) = p.blocks(vault_hcl.render(config), "seal")
+    assert seal["disabled"] == "true" and seal["kms_key_id"] == "arn:old"
 
 
 def test_two_audit_devices_on_separate_sinks() -> None:
@@ -95,3 +142,9 @@ def test_two_audit_devices_on_separate_sinks() -> None:
 )
 def test_deploy_addresses(publish: str, url: str) -> None:
     assert url_host(deploy_host(publish)) == url
+
+
+def test_tls_read_shows_days_left() -> None:
+    provider = TlsBundleProvider()
+    created = provider.create({"ca_name": "kb CA", "nodes": NODES, "validity_days": 30.0})
+    assert provider.read(created.id, created.outs).outs["days_left"] in (29, 30)

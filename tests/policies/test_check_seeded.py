@@ -1,7 +1,8 @@
 """`policy check` on seeded mistakes: each case in tests/policies/seeded/<case>/ replaces
 one shipped policy with a mistaken copy (marked `# MISTAKE`) and lists, in expect.json,
 the violations that must be reported (id, and where given: file:line, capability,
-principal, counterexample path)."""
+principal, counterexample path, and for escalations the chain (a prefix of the
+reported one) and the kinds of its edges, in order)."""
 
 from __future__ import annotations
 
@@ -59,6 +60,16 @@ def test_seeded_mistake_is_caught(case: str, tmp_path: Path, capsys: pytest.Capt
         for key in ("capability", "principal", "path"):
             if key in want:
                 assert want[key] in [v[key] for v in matches], (case, key, matches)
+        if "chain" in want:
+            chains = [v.get("chain", "") for v in matches]
+            assert any(c.startswith(want["chain"]) for c in chains), (case, chains)
+            kinds = [[step["kind"] for step in v["via"]] for v in matches]
+            assert want["kinds"] in kinds, (case, kinds)
+            for v in matches:  # every edge is located and cites its Vault document
+                for step in v["via"]:
+                    assert (
+                        step["file"] and step["line"] and "docs/facts/escalation.md" in step["doc"]
+                    )
         for v in matches:
             assert v["path"] and "+" not in v["path"] and "*" not in v["path"]
 
@@ -66,6 +77,7 @@ def test_seeded_mistake_is_caught(case: str, tmp_path: Path, capsys: pytest.Capt
 def test_counterexample_is_genuine_for_every_invariant_violation(tmp_path: Path) -> None:
     """Every reported path really is in the invariant's pattern and really violates it."""
     from policies.analysis import validate_pattern
+    from policies.analysis.escalation import Credential
     from policies.check import load_inputs
 
     for case in CASES:
@@ -79,6 +91,10 @@ def test_counterexample_is_genuine_for_every_invariant_violation(tmp_path: Path)
                 continue
             assert any(validate_pattern(p).matches(v.path) for p in inv.paths), v
             principal = inputs.principals[v.principal]
+            if v.via:  # held by the credential at the end of the chain
+                gains = v.via[-1].gains
+                end = Credential(frozenset(gains or ()), gains is None, ())
+                principal = inputs.reach.principal(end)
             if inv.effect == "deny":
                 assert principal.may(v.path, v.capability)[0], v
             else:

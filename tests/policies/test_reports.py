@@ -165,7 +165,9 @@ def test_json_is_the_contract(failing_report) -> None:
     assert doc["passed"] is False
     keys = {"id", "principal", "capability", "path", "policy", "file", "line", "message"}
     for v in doc["violations"]:
-        assert set(v) == keys
+        # The contract's record, plus `via` (the escalation chain) and, with one, `chain`.
+        assert keys <= set(v) <= keys | {"via", "chain"}
+        assert isinstance(v["via"], list) and bool(v["via"]) == ("chain" in v)
         assert isinstance(v["line"], int) and v["line"] >= 1
 
 

@@ -208,10 +208,11 @@ def run_forever(host: str, port: int, keys_file: Path | None) -> int:
     except (SandboxKeyError, ValueError, OSError) as exc:
         print(f"keybroker sandbox: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(server.describe()), flush=True)
+    # Handlers first: a caller may stop us as soon as it has read the description.
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
+    print(json.dumps(server.describe()), flush=True)
     try:
         while not stop.wait(0.5):
             pass

@@ -37,11 +37,6 @@ path "exchange-keys/destroy/robot/+/+" {
   capabilities = ["update"]
 }
 
-# Mint site tokens only through the keybroker-site role (batch, CIDR-bound, capped TTL).
-path "auth/token/create/keybroker-site" {
-  capabilities = ["update"]
-}
-
 # Resolve callers' tokens to their policies.
 path "auth/token/lookup" {
   capabilities = ["update"]

@@ -1,9 +1,10 @@
 """Issue 13's acceptance story in `keybroker dev` (in-process, as `keybroker dev` runs it).
 
 Dev mode runs `transit` custody, the broker's default. Site and robot keys for all
-twelve exchanges go in through the dev broker, plus a robot key of every further signing
-scheme (KuCoin v2 passphrase, Binance RSA and Ed25519, Bybit RSA, Coinbase CDP ES256 and
-EdDSA).
+twelve exchanges go in through the dev broker, plus site and robot keys of every further
+signing scheme (robot: KuCoin v2 passphrase; both: Binance RSA and Ed25519, Bybit RSA,
+Coinbase CDP ES256 and EdDSA; the read-only asymmetric site keys are added to the
+sandbox through its key API).
 The site (site tokens the broker mints) and the robot (its AppRole from the state file)
 read and trade through their Vault-signed ccxt objects against the sandbox, which
 verifies every signature. Then the robot's OKX key is replaced (the next request signs
@@ -32,18 +33,16 @@ from broker.client import ExchangeKey, KeyNotFound, RobotKeyClient, SiteKeyClien
 from broker.exchanges.registry import ADAPTERS
 from broker.names import DEFAULT_TRANSIT_MOUNT
 from keybroker_dev.devmode import DevStack, DevState
-from tests.transit.helpers import assert_no_secret, call_sandbox
+from keybroker_dev.sandbox import SandboxKey
+from tests.transit.helpers import (
+    ROBOT_SCHEMES,
+    SITE_SCHEMES,
+    assert_no_secret,
+    call_sandbox,
+    site_scheme_keys,
+)
 
 EXCHANGES = sorted(ADAPTERS)
-# account -> (exchange, sandbox label): robot keys of every further signing scheme
-EXTRA = {
-    "kcv2": ("kucoin", "key_v2"),
-    "bnrsa": ("binance", "rsa"),
-    "bned": ("binance", "ed25519"),
-    "byrsa": ("bybit", "rsa"),  # RSA PKCS#1 v1.5 SHA-256 -> rsa-2048
-    "cbes": ("coinbase", "cdp"),
-    "cbed": ("coinbase", "cdp_ed25519"),
-}
 
 
 @pytest.fixture
@@ -73,6 +72,12 @@ def _put(state: DevState, account: str, exchange: str, role: str, label: str) ->
     return key
 
 
+def _add_sandbox_key(state: DevState, key: SandboxKey) -> None:
+    added = requests.post(f"{state.sandbox_url}/_sandbox/keys", json=key.to_json(), timeout=10)
+    assert added.status_code == 200, added.text
+    state.sandbox_keys[key.exchange][key.label] = key.credentials()
+
+
 def _delete(state: DevState, account: str, exchange: str, role: str) -> None:
     answer = requests.delete(
         f"{state.broker_url}/v1/accounts/{account}/keys/{exchange}/{role}",
@@ -92,23 +97,32 @@ async def test_transit_story_in_dev_mode(dev: tuple[DevStack, DevState]) -> None
     root = hvac.Client(url=state.vault_addr, token=state.root_token)
     site_keys = {ex: _put(state, "alice", ex, "site", "read_only") for ex in EXCHANGES}
     robot_keys = {ex: _put(state, "alice", ex, "robot", "trade_whitelisted") for ex in EXCHANGES}
-    extra = {acct: _put(state, acct, ex, "robot", label) for acct, (ex, label) in EXTRA.items()}
-    secrets = [k["secret"] for k in [*site_keys.values(), *robot_keys.values(), *extra.values()]]
+    extra = {acct: _put(state, acct, ex, "robot", lbl) for acct, (ex, lbl) in ROBOT_SCHEMES.items()}
+    for made in site_scheme_keys():  # read-only asymmetric keys, through the sandbox's API
+        _add_sandbox_key(state, made)
+    site_extra = {
+        acct: _put(state, acct, ex, "site", lbl) for acct, (ex, lbl) in SITE_SCHEMES.items()
+    }
+    every = [*site_keys.values(), *robot_keys.values(), *extra.values(), *site_extra.values()]
+    secrets = [k["secret"] for k in every]
     names = root.list(f"{DEFAULT_TRANSIT_MOUNT}/keys")["data"]["keys"]
-    assert len(names) == 12 * 2 + len(EXTRA)
+    assert len(names) == len(every) == 12 * 2 + len(ROBOT_SCHEMES) + len(SITE_SCHEMES)
 
     # The site reads through site tokens, the robot trades through its AppRole: every
     # request signed by Vault, verified by the sandbox.
     site = SiteKeyClient(state.broker_url, state.site_backend_token, state.vault_addr)
     robot = RobotKeyClient(state.vault_addr, state.robot_role_id, state.robot_secret_id)
-    for exchange, key in site_keys.items():
-        stored = site.get_key("alice", exchange)
+    for (account, exchange), key in [
+        *((("alice", ex), k) for ex, k in site_keys.items()),
+        *(((acct, SITE_SCHEMES[acct][0]), k) for acct, k in site_extra.items()),
+    ]:
+        stored = site.get_key(account, exchange)
         assert stored.transit is not None and stored.secret == ""
-        instance = site.signing_exchange("alice", exchange, asynchronous=True, key=stored)
+        instance = site.signing_exchange(account, exchange, asynchronous=True, key=stored)
         assert (await _read(instance, state, exchange, key))[0] is False  # read-only
     for (account, exchange), key in [
         *((("alice", ex), k) for ex, k in robot_keys.items()),
-        *(((acct, EXTRA[acct][0]), k) for acct, k in extra.items()),
+        *(((acct, ROBOT_SCHEMES[acct][0]), k) for acct, k in extra.items()),
     ]:
         instance = robot.signing_exchange(account, exchange, asynchronous=True)
         assert instance.secret != key["secret"]  # a stand-in: the secret never left Vault

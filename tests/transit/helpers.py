@@ -11,11 +11,45 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from broker.names import DEFAULT_TRANSIT_MOUNT
-from keybroker_dev.sandbox import SandboxServer
+from keybroker_dev.sandbox import SandboxKey, SandboxServer
+from keybroker_dev.sandbox.keys import ROBOT_EGRESS_IP, new_key
 from tests.sandbox.ccxt_client import _rewrite
 from tests.sandbox.specs import BY_NAME
 
 MOUNT = DEFAULT_TRANSIT_MOUNT
+# account -> (exchange, sandbox label): robot keys of every signing scheme beyond plain
+# HMAC (default sandbox keys, all able to trade).
+ROBOT_SCHEMES = {
+    "kcv2": ("kucoin", "key_v2"),  # passphrase HMAC'd with the secret
+    "bnrsa": ("binance", "rsa"),  # RSA PKCS#1 v1.5 SHA-256 -> rsa-2048
+    "bned": ("binance", "ed25519"),  # Ed25519 PEM -> ed25519
+    "byrsa": ("bybit", "rsa"),  # RSA PKCS#1 v1.5 SHA-256 -> rsa-2048
+    "cbes": ("coinbase", "cdp"),  # CDP ES256 JWT -> ecdsa-p256
+    "cbed": ("coinbase", "cdp_ed25519"),  # CDP EdDSA JWT -> ed25519
+}
+# The same for site keys: read-only keys the tests add to the sandbox (site_scheme_keys).
+SITE_SCHEMES = {
+    "snrsa": ("binance", "site_rsa"),
+    "sned": ("binance", "site_ed25519"),
+    "syrsa": ("bybit", "site_rsa"),
+    "scbes": ("coinbase", "site_cdp"),
+    "scbed": ("coinbase", "site_cdp_ed25519"),
+}
+_SITE_KINDS: dict[str, dict[str, Any]] = {
+    "site_rsa": {"key_type": "rsa"},
+    "site_ed25519": {"key_type": "ed25519"},
+    "site_cdp": {"key_type": "cdp"},
+    "site_cdp_ed25519": {"key_type": "cdp", "cdp_alg": "EdDSA"},
+}
+
+
+def site_scheme_keys() -> list[SandboxKey]:
+    """Read-only, egress-whitelisted keys of every asymmetric scheme, labelled as
+    SITE_SCHEMES names them (the sandbox's default asymmetric keys can trade)."""
+    return [
+        new_key(exchange, label, read=True, ip_whitelist=(ROBOT_EGRESS_IP,), **_SITE_KINDS[label])
+        for exchange, label in SITE_SCHEMES.values()
+    ]
 
 
 async def call_sandbox(instance: Any, sandbox: SandboxServer | str, exchange: str, key: Any) -> Any:

@@ -1,17 +1,17 @@
 """The `transit` custody story through the real broker, devvault and the sandbox.
 
-Keys for all twelve exchanges (and every further signing scheme: KuCoin v2, Binance RSA
-and Ed25519, Bybit RSA, Coinbase CDP ES256 and EdDSA) go in through the broker; the site and the
-robot trade/read through Vault-signed ccxt objects; every keybroker principal (broker,
-intake, site backend, site token, robot) reads every KV path and Transit read endpoint and
-no answer holds a secret (canaries); export and backup are 403 for each of them; the site
-cannot sign with robot keys, the robot not with site keys, the broker with none; a
-replaced key signs with its new version; a deleted key stops signing and the robot
-resumes with a new one.
+Site and robot keys for all twelve exchanges, and of every further signing scheme
+(KuCoin v2, Binance RSA and Ed25519, Bybit RSA, Coinbase CDP ES256 and EdDSA), go in
+through the broker; the site and the robot trade/read through Vault-signed ccxt objects;
+every keybroker principal (broker, intake, site backend, site token, robot) reads every
+KV path and Transit read endpoint and no answer holds a secret (canaries); export and
+backup are 403 for each of them; the site cannot sign with robot keys, the robot not
+with site keys, the broker with none; a replaced key signs with its new version; a
+deleted key stops signing and the robot resumes with a new one.
 
 On the code before issue 13's completion the Binance RSA/Ed25519 and Bybit RSA
 submissions were refused (`non_hmac_key`, 422), so this test failed at its first PUT of
-an EXTRA key.
+a ROBOT_SCHEMES key.
 """
 
 from __future__ import annotations
@@ -30,20 +30,18 @@ from broker.layout import layout_from_settings
 from keybroker_dev.sandbox import SandboxServer
 from tests.fixtures.broker import BrokerEnv, build_broker_env
 from tests.sandbox.specs import BY_NAME
-from tests.transit.helpers import MOUNT, assert_no_secret, call_sandbox
+from tests.transit.helpers import (
+    MOUNT,
+    ROBOT_SCHEMES,
+    SITE_SCHEMES,
+    assert_no_secret,
+    call_sandbox,
+    site_scheme_keys,
+)
 
 # All twelve exchanges: MEXC's rights it cannot report are accepted with a warning, as
 # dev mode does (ACCEPT_UNVERIFIABLE=mexc).
 EXCHANGES = sorted(BY_NAME)
-# account -> (exchange, sandbox label): every further signing scheme, as robot keys.
-EXTRA = {
-    "kcv2": ("kucoin", "key_v2"),  # passphrase HMAC'd with the secret
-    "bnrsa": ("binance", "rsa"),  # RSA PKCS#1 v1.5 SHA-256 -> rsa-2048
-    "bned": ("binance", "ed25519"),  # Ed25519 PEM -> ed25519
-    "byrsa": ("bybit", "rsa"),  # RSA PKCS#1 v1.5 SHA-256 -> rsa-2048
-    "cbes": ("coinbase", "cdp"),  # CDP ES256 JWT -> ecdsa-p256
-    "cbed": ("coinbase", "cdp_ed25519"),  # CDP EdDSA JWT -> ed25519
-}
 EXPORT_TYPES = ("encryption-key", "signing-key", "hmac-key", "public-key", "certificate-chain")
 
 
@@ -137,13 +135,24 @@ async def test_transit_custody_story(env: BrokerEnv, sandbox: SandboxServer, dev
     robot_keys = {
         ex: _put(env, sandbox, "alice", ex, "robot", "trade_whitelisted") for ex in EXCHANGES
     }
-    extra = {acct: _put(env, sandbox, acct, ex, "robot", lbl) for acct, (ex, lbl) in EXTRA.items()}
-    secrets = [k.secret for k in [*site_keys.values(), *robot_keys.values(), *extra.values()]]
+    extra = {
+        acct: _put(env, sandbox, acct, ex, "robot", lbl)
+        for acct, (ex, lbl) in ROBOT_SCHEMES.items()
+    }
+    for key in site_scheme_keys():
+        sandbox.add_key(key)
+    site_extra = {
+        acct: _put(env, sandbox, acct, ex, "site", lbl) for acct, (ex, lbl) in SITE_SCHEMES.items()
+    }
+    every = [*site_keys.values(), *robot_keys.values(), *extra.values(), *site_extra.values()]
+    secrets = [k.secret for k in every]
 
-    # 1. The site reads through Vault-signed ccxt objects, on every exchange.
+    # 1. The site reads through Vault-signed ccxt objects, on every exchange and scheme.
     site = SiteKeyClient(env.url, env.site_backend_token, root.url, verify=False)
-    for exchange, key in site_keys.items():
-        instance = site.signing_exchange("alice", exchange, asynchronous=True)
+    site_reads = [(("alice", ex), k) for ex, k in site_keys.items()]
+    site_reads += [((acct, SITE_SCHEMES[acct][0]), k) for acct, k in site_extra.items()]
+    for (account, exchange), key in site_reads:
+        instance = site.signing_exchange(account, exchange, asynchronous=True)
         assert (await call_sandbox(instance, sandbox, exchange, key))[0] is False  # read-only
 
     # 1b. The site token expires (5 min) under a signing object: the next request gets a
@@ -160,7 +169,7 @@ async def test_transit_custody_story(env: BrokerEnv, sandbox: SandboxServer, dev
     for exchange, key in robot_keys.items():
         instance = robot.signing_exchange("alice", exchange, asynchronous=True)
         assert (await call_sandbox(instance, sandbox, exchange, key))[0] is True
-    for account, (exchange, _) in EXTRA.items():
+    for account, (exchange, _) in ROBOT_SCHEMES.items():
         instance = robot.signing_exchange(account, exchange, asynchronous=True)
         assert (await call_sandbox(instance, sandbox, exchange, extra[account]))[0] is True
 
@@ -189,7 +198,7 @@ async def test_transit_custody_story(env: BrokerEnv, sandbox: SandboxServer, dev
             assert refused and set(refused.values()) == {403}, who
     # The scan reached what each may read: the site its keys' records, the robot its own,
     # root all; the broker, intake and site backend no key data.
-    assert answered["site token"] >= len(site_keys) and answered["robot"] >= len(robot_keys)
+    assert answered["site token"] >= len(site_reads) and answered["robot"] >= len(robot_keys)
     assert answered["root"] > answered["site token"] + answered["robot"]
     assert_no_secret(env.audit_lines(), secrets, "the broker's audit lines")
     with env.http("intake") as http:
@@ -201,9 +210,11 @@ async def test_transit_custody_story(env: BrokerEnv, sandbox: SandboxServer, dev
     # 4. Role separation: the site token cannot HMAC/sign with any robot key, the robot
     #    with any site key, the broker with any key; intake and site backend with none.
     robot_names = [f"robot-alice-{ex}" for ex in EXCHANGES] + [
-        f"robot-{acct}-{ex}" for acct, (ex, _) in EXTRA.items()
+        f"robot-{acct}-{ex}" for acct, (ex, _) in ROBOT_SCHEMES.items()
     ]
-    site_names = [f"site-alice-{ex}" for ex in EXCHANGES]
+    site_names = [f"site-alice-{ex}" for ex in EXCHANGES] + [
+        f"site-{acct}-{ex}" for acct, (ex, _) in SITE_SCHEMES.items()
+    ]
     denied = {
         "site token": robot_names,
         "robot": site_names,

@@ -79,7 +79,8 @@ class Adapter(ABC):
                 ReasonCode.INVALID_CREDENTIALS, f"{self.id} keys need their passphrase"
             )
         if "PRIVATE KEY" in credentials.secret:
-            # Binance RSA/Ed25519 and Bybit RSA keys: ccxt would sign asymmetrically.
+            # ccxt would sign asymmetrically. Adapters that inspect such keys (Binance
+            # RSA/Ed25519, Bybit RSA, Coinbase CDP) override this; the rest refuse them.
             return Reason.error(
                 ReasonCode.NON_HMAC_KEY,
                 f"{self.id}: the secret is a private key (RSA/EC/Ed25519); only HMAC keys "
@@ -110,6 +111,23 @@ class Adapter(ABC):
         """The exchange's error code in an error body (most use a top-level `code`)."""
         if isinstance(body, dict) and body.get("code") is not None:
             return str(body["code"])
+        return None
+
+
+UNREADABLE_PEM = (
+    "the private key cannot be read: paste the whole unencrypted PEM key, with its BEGIN "
+    "and END lines"
+)
+
+
+def load_private_pem(secret: str) -> object | None:
+    """The private key of a PEM secret ccxt would sign with; None when it cannot be read.
+    (The caller words the refusal: never any part of the secret.)"""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        return load_pem_private_key(secret.encode(), password=None)
+    except (ValueError, TypeError):
         return None
 
 

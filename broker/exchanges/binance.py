@@ -3,15 +3,28 @@
 Quirks: only `ipRestrict` is readable (the IP list endpoints were discontinued
 2021-11-17), so the whitelist is never known; -2015 means "invalid key, IP or
 permission" and Binance does not say which.
+
+Key kinds: HMAC, and the asymmetric RSA and Ed25519 keys, whose secret is a PEM private
+key. ccxt's binance `sign()` signs with `rsa()` (PKCS#1 v1.5 SHA-256) when the PEM is
+longer than 120 characters and with `eddsa()` otherwise; `precheck` loads the PEM and
+refuses, without a request, one that ccxt would sign with the wrong algorithm.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from broker.exchanges.base import Adapter, Credentials, from_timestamp, require_dict
-from broker.exchanges.errors import CLOCK_SKEW, WRONG_SECRET
-from broker.reasons import Inspection, Permissions, ReasonCode
+from broker.custody.material import BINANCE_RSA_MIN_LEN
+from broker.exchanges.base import (
+    UNREADABLE_PEM,
+    Adapter,
+    Credentials,
+    from_timestamp,
+    load_private_pem,
+    require_dict,
+)
+from broker.exchanges.errors import CLOCK_SKEW, WRONG_SECRET, reason
+from broker.reasons import Inspection, Permissions, Reason, ReasonCode
 
 
 class BinanceAdapter(Adapter):
@@ -33,8 +46,33 @@ class BinanceAdapter(Adapter):
         "-1021": CLOCK_SKEW,
     }
 
+    def precheck(self, credentials: Credentials) -> Reason | None:
+        if "PRIVATE KEY" not in credentials.secret:
+            return super().precheck(credentials)
+        problem = pem_problem(credentials.secret)
+        if problem is None:
+            return None
+        return reason(ReasonCode.INVALID_CREDENTIALS, self.id, problem)
+
     async def inspect(self, exchange: Any, credentials: Credentials) -> Inspection:
         return parse(await exchange.sapi_get_account_apirestrictions())
+
+
+def pem_problem(secret: str) -> str | None:
+    """Why ccxt cannot sign Binance requests with this PEM secret; None when it can."""
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+    private = load_private_pem(secret)
+    if private is None:
+        return UNREADABLE_PEM
+    as_rsa = len(secret) >= BINANCE_RSA_MIN_LEN  # ccxt's choice (module docstring)
+    if isinstance(private, rsa.RSAPrivateKey) and as_rsa:
+        return None
+    if isinstance(private, ed25519.Ed25519PrivateKey) and not as_rsa:
+        return None
+    if isinstance(private, rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey):
+        return "the PEM is formatted so that ccxt would sign with the wrong algorithm"
+    return "Binance API keys are HMAC, RSA or Ed25519; this private key is neither"
 
 
 def parse(answer: Any) -> Inspection:

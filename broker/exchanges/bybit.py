@@ -4,6 +4,10 @@ Quirks: `readOnly` 1 overrides any write right listed; futures rights sit under
 `ContractTrade`, `Derivatives` and `Options`; withdraw and transfers under `Wallet`;
 `ips` `["*"]` means unbound; `expiredAt` is set only for keys without bound IPs.
 HTTP 403 is Bybit's IP rate limit (ccxt maps it to RateLimitExceeded).
+
+Key kinds: system-generated HMAC keys, and self-generated RSA keys whose secret is the
+PEM private key: ccxt's bybit `sign()` signs with `rsa()` (PKCS#1 v1.5 SHA-256) whenever
+the secret holds `PRIVATE KEY`, so `precheck` refuses any other PEM without a request.
 """
 
 from __future__ import annotations
@@ -12,16 +16,18 @@ from datetime import datetime
 from typing import Any
 
 from broker.exchanges.base import (
+    UNREADABLE_PEM,
     Adapter,
     Credentials,
     InspectionFailed,
+    load_private_pem,
     payload,
     require_dict,
     split_list,
     whitelist,
 )
-from broker.exchanges.errors import CLOCK_SKEW, WRONG_SECRET, unexpected_shape
-from broker.reasons import Inspection, Permissions, ReasonCode
+from broker.exchanges.errors import CLOCK_SKEW, WRONG_SECRET, reason, unexpected_shape
+from broker.reasons import Inspection, Permissions, Reason, ReasonCode
 
 
 class BybitAdapter(Adapter):
@@ -46,6 +52,17 @@ class BybitAdapter(Adapter):
         if isinstance(body, dict) and body.get("retCode") is not None:
             return str(body["retCode"])
         return None
+
+    def precheck(self, credentials: Credentials) -> Reason | None:
+        if "PRIVATE KEY" not in credentials.secret:
+            return super().precheck(credentials)
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        private = load_private_pem(credentials.secret)
+        if isinstance(private, rsa.RSAPrivateKey):
+            return None
+        problem = UNREADABLE_PEM if private is None else "Bybit API keys are HMAC or RSA"
+        return reason(ReasonCode.INVALID_CREDENTIALS, self.id, problem)
 
     async def inspect(self, exchange: Any, credentials: Credentials) -> Inspection:
         return parse(await exchange.private_get_v5_user_query_api())

@@ -18,6 +18,11 @@ sandbox key's whitelist holds. Site tokens and robot logins come from this machi
 both roles' Vault CIDRs are loopback. MEXC rights that cannot be read are accepted with
 a warning (ACCEPT_UNVERIFIABLE=mexc) and futures rights on Deribit, whose trade scope
 always includes them (ALLOW_FUTURES=deribit), so that every good sandbox key is accepted.
+
+Custody (docs/custody.md): the broker's default, `transit` for both roles, unless the
+shell sets KEYBROKER_SITE_CUSTODY / KEYBROKER_ROBOT_CUSTODY; the terminal says which.
+The KV and Transit mounts are always the ones the layout created, whatever the shell's
+KEYBROKER_KV_MOUNT / KEYBROKER_TRANSIT_MOUNT say.
 """
 
 from __future__ import annotations
@@ -234,6 +239,7 @@ class DevStack:
         self.access_log = access_log
         self._stack = ExitStack()
         self.state: DevState | None = None
+        self.custody = ""  # e.g. "site transit, robot transit", once the broker runs
 
     def start(self) -> DevState:
         try:
@@ -282,8 +288,10 @@ class DevStack:
             secret_id=broker_creds.secret_id,
             check_settings=check_settings,
             mount=layout.mount,
+            transit_mount=layout.transit_mount,
         )
         self.say(f"  broker: {broker_url} (API docs: {broker_url}/docs)")
+        self.say(f"  custody: {self.custody} (docs/custody.md)")
         self.say(f"  audit log: {self.audit_log}")
         ui_url = self._start_site(broker_url, intake_token)
         self.say(f"  key page: {ui_url}")
@@ -360,6 +368,7 @@ class DevStack:
         secret_id: str,
         check_settings: dict[str, Any],
         mount: str,
+        transit_mount: str,
     ) -> str:
         self.say("Starting the broker")
         from broker.config import load_settings
@@ -374,7 +383,9 @@ class DevStack:
             vault_token=None,
             vault_role_id=role_id,
             vault_secret_id=secret_id,
+            # The mounts the layout just created, whatever KEYBROKER_* the shell holds.
             kv_mount=mount,
+            transit_mount=transit_mount,
             robot_vault_cidrs=[LOOPBACK_CIDR],
             site_vault_cidrs=[LOOPBACK_CIDR],
             api_docs=True,
@@ -383,6 +394,9 @@ class DevStack:
             audit_log=self.audit_log,
             verify_interval=DEV_VERIFY_INTERVAL,
         )
+        # Custody is the broker's default (`transit` for both roles) unless the shell sets
+        # KEYBROKER_SITE_CUSTODY / KEYBROKER_ROBOT_CUSTODY: the terminal says which.
+        self.custody = f"site {settings.site_custody}, robot {settings.robot_custody}"
         running = start_in_thread(settings, host="127.0.0.1", port=0, access_log=self.access_log)
         self._own(running)
         self._broker_settings = settings

@@ -23,9 +23,15 @@ from broker.exchanges.registry import ADAPTERS
 from keybroker_dev.devmode import LOCK_NAME, DevModeError, DevStack, DevState
 
 # What docs/sandbox.md calls good, per role, on every exchange; then the extra key kinds
-# it lists (KuCoin API key versions, Coinbase CDP keys), all good robot keys.
+# it lists (KuCoin API key versions, Binance RSA/Ed25519, Bybit RSA, Coinbase CDP keys), all good
+# robot keys.
 GOOD = {"site": ("read_only",), "robot": ("trade_whitelisted",)}
-GOOD_EXTRA = {"kucoin": ("key_v1", "key_v2"), "coinbase": ("cdp", "cdp_ed25519")}
+GOOD_EXTRA = {
+    "kucoin": ("key_v1", "key_v2"),
+    "binance": ("rsa", "ed25519"),
+    "bybit": ("rsa",),
+    "coinbase": ("cdp", "cdp_ed25519"),
+}
 
 
 class Lines:
@@ -73,7 +79,7 @@ def test_every_good_sandbox_key_is_accepted(dev: tuple[DevStack, DevState, Lines
         if answer.status_code != 201:
             refused[f"{exchange}/{role}/{label}"] = (answer.status_code, answer.text)
     assert not refused, json.dumps(refused, indent=1)
-    assert len(walked) == 12 * 2 + 4
+    assert len(walked) == 12 * 2 + 7
 
 
 @pytest.mark.parametrize(

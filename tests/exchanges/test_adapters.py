@@ -285,6 +285,32 @@ def ccxt_error(cls: type[Exception], exchange: str, body: object) -> Exception:
     return cls(f"{exchange} {json.dumps(body)}")
 
 
+def _ec_pem() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    return (
+        ec.generate_private_key(ec.SECP256R1())
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+
+
+EC_PEM = _ec_pem()  # a private key Binance does not take
+
+
+def _ed25519_pem() -> str:
+    from keybroker_dev.sandbox.keys import ed25519_secret
+
+    return ed25519_secret()
+
+
+ED25519_PEM = _ed25519_pem()  # a private key Bybit does not take
+
 ERROR_CASES = [
     # (exchange, ccxt class, body, expected reason)
     ("binance", ccxt.AuthenticationError,
@@ -378,8 +404,16 @@ def test_error_messages_never_echo_exchange_text() -> None:
     ("exchange", "credentials", "expected"),
     [
         ("okx", Credentials("k", "s"), "invalid_credentials"),  # passphrase required
+        # Binance RSA/Ed25519 keys ccxt cannot sign with (truncated, or not RSA/Ed25519)
         ("binance", Credentials("k", "-----BEGIN PRIVATE KEY-----\nMC4C\n-----END PRIVATE KEY"),
-         "non_hmac_key"),
+         "invalid_credentials"),
+        ("binance", Credentials("k", EC_PEM), "invalid_credentials"),
+        # Bybit RSA keys ccxt cannot sign with (truncated, or not RSA)
+        ("bybit", Credentials("k", "-----BEGIN PRIVATE KEY-----\nMC4C\n-----END PRIVATE KEY"),
+         "invalid_credentials"),
+        ("bybit", Credentials("k", ED25519_PEM), "invalid_credentials"),
+        # exchanges whose ccxt signing takes no private key
+        ("gate", Credentials("k", ED25519_PEM), "non_hmac_key"),
         # CDP keys whose private key cannot be signed with (truncated, wrong curve, ...)
         ("coinbase", Credentials("organizations/1/apiKeys/2", "-----BEGIN EC PRIVATE KEY-----"),
          "invalid_credentials"),
@@ -392,6 +426,28 @@ def test_error_messages_never_echo_exchange_text() -> None:
 def test_prechecks(exchange: str, credentials: Credentials, expected: str) -> None:
     reason = ADAPTERS[exchange].precheck(credentials)
     assert reason is not None and reason.code.value == expected
+
+
+def test_prechecks_pass_binance_and_bybit_asymmetric_keys() -> None:
+    """Issue 13: Binance RSA/Ed25519 and Bybit RSA keys were refused as non_hmac_key before
+    any request (fails on the code before: base.precheck refused every PEM secret)."""
+    from keybroker_dev.sandbox.keys import ed25519_secret, rsa_secret
+
+    for secret in (rsa_secret(), ed25519_secret()):
+        assert ADAPTERS["binance"].precheck(Credentials("k", secret)) is None
+    assert ADAPTERS["bybit"].precheck(Credentials("k", rsa_secret())) is None
+
+
+def test_binance_pem_that_ccxt_would_sign_with_the_wrong_algorithm() -> None:
+    """ccxt picks RSA or Ed25519 by the PEM's length: an Ed25519 key padded past 120
+    characters would be signed as RSA and fail at the exchange; refused up front, and the
+    message shows no part of the secret."""
+    from keybroker_dev.sandbox.keys import ed25519_secret
+
+    padded = ed25519_secret() + "\n" * 30
+    reason = ADAPTERS["binance"].precheck(Credentials("k", padded))
+    assert reason is not None and reason.code.value == "invalid_credentials"
+    assert "wrong algorithm" in reason.message and "PRIVATE" not in reason.message
 
 
 def test_prechecks_pass_cdp_keys_ccxt_can_sign_with() -> None:

@@ -24,7 +24,13 @@ from broker.config import Settings
 from broker.exchanges.cli import check_key
 from broker.exchanges.registry import ADAPTERS
 from keybroker_dev.sandbox import SandboxKey, SandboxServer
-from keybroker_dev.sandbox.keys import ROBOT_EGRESS_IP, cdp_ed25519_secret, cdp_es256_secret
+from keybroker_dev.sandbox.keys import (
+    ROBOT_EGRESS_IP,
+    cdp_ed25519_secret,
+    cdp_es256_secret,
+    ed25519_secret,
+    rsa_secret,
+)
 
 EXCHANGES = sorted(ADAPTERS)
 PASSPHRASE_EXCHANGES = sorted(e for e, a in ADAPTERS.items() if a.requires_passphrase)
@@ -266,15 +272,25 @@ def test_unlisted_egress_warns_where_list_is_unreadable(
     }
 
 
-@pytest.mark.parametrize(("exchange", "label"), [("binance", "rsa"), ("binance", "ed25519")])
-def test_non_hmac_keys_refused_without_a_request(
+@pytest.mark.parametrize(
+    ("exchange", "label"), [("binance", "rsa"), ("binance", "ed25519"), ("bybit", "rsa")]
+)
+def test_asymmetric_keys_are_inspected(
     fresh_sandbox: SandboxServer, exchange: str, label: str
 ) -> None:
+    """Issue 13: Binance RSA/Ed25519 and Bybit RSA keys were refused as non_hmac_key
+    without a request. ccxt signs them itself (rsa()/eddsa() on the PEM); the sandbox
+    verifies the signature."""
     key = fresh_sandbox.key(exchange, label)
-    code, result, _, _ = run_check(fresh_sandbox, exchange, "robot", key)
-    assert code == 1
-    assert [r["code"] for r in result["reasons"]] == ["non_hmac_key"]
-    assert fresh_sandbox.request_count(key.api_key) == 0
+    code, result, text, _ = run_check(fresh_sandbox, exchange, "robot", key)
+    assert code == 0, result["reasons"]
+    assert result["permissions"]["read"] and result["permissions"]["spot_trade"]
+    assert fresh_sandbox.request_count(key.api_key) == 1
+    assert key.secret not in text and key.api_key not in text
+    # the same api key with another private key of its kind: the signature is refused
+    other = rsa_secret() if label == "rsa" else ed25519_secret()
+    code, result, _, _ = run_check(fresh_sandbox, exchange, "robot", replace(key, secret=other))
+    assert code == 1 and [r["code"] for r in result["reasons"]] == ["invalid_credentials"]
 
 
 @pytest.mark.parametrize("label", ["key_v1", "key_v2", "trade_whitelisted"])

@@ -1,7 +1,7 @@
 """Requests signed through Vault are the requests ccxt signs holding the secret.
 
 For every exchange and every signing scheme the sandbox knows (HMAC on all twelve, the
-KuCoin v2 passphrase, Kraken's base64 secret, Binance RSA and Ed25519, Coinbase CDP ES256
+KuCoin v2 passphrase, Kraken's base64 secret, Binance RSA and Ed25519, Bybit RSA, Coinbase CDP ES256
 and Ed25519), the secret is imported into Transit the way intake does it
 (broker/custody/material.py + BYOK), and two ccxt objects sign the exchange's
 self-inspection request with the same clock and nonces: one holding the secret, one
@@ -33,6 +33,7 @@ CASES = [(exchange, "trade_whitelisted") for exchange in BY_NAME] + [
     ("kucoin", "key_v2"),  # passphrase HMAC'd with the secret
     ("binance", "rsa"),
     ("binance", "ed25519"),
+    ("bybit", "rsa"),
     ("coinbase", "cdp"),  # ES256 JWT
     ("coinbase", "cdp_ed25519"),  # EdDSA JWT
 ]

@@ -214,6 +214,30 @@ def hmac_b64(secret: str | bytes, message: str | bytes, algorithm: str = "sha256
     return base64.b64encode(hmac_digest(secret, message, algorithm)).decode()
 
 
+def verify_pem_signature(private_pem: str, payload: str, signature_b64: str | None) -> bool:
+    """A base64 signature of `payload` under the public half of the key's PEM private key:
+    RSA PKCS#1 v1.5 with SHA-256, or Ed25519 (Binance, Bybit RSA keys)."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
+
+    if signature_b64 is None:
+        return False
+    try:
+        private = serialization.load_pem_private_key(private_pem.encode(), password=None)
+        raw = base64.b64decode(signature_b64, validate=True)
+        public = private.public_key()
+        if isinstance(public, rsa.RSAPublicKey):
+            public.verify(raw, payload.encode(), padding.PKCS1v15(), hashes.SHA256())
+        elif isinstance(public, ed25519.Ed25519PublicKey):
+            public.verify(raw, payload.encode())
+        else:
+            return False
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
 def same(expected: str, presented: str | None) -> bool:
     """Constant-time comparison; a missing value never matches."""
     if presented is None:

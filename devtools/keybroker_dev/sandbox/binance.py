@@ -12,12 +12,7 @@ https://developers.binance.com/docs/binance-spot-api-docs/errors (-2014, -2015, 
 
 from __future__ import annotations
 
-import base64
 from datetime import timedelta
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
 from keybroker_dev.sandbox.base import (
     Endpoint,
@@ -34,6 +29,7 @@ from keybroker_dev.sandbox.base import (
     require,
     same,
     split_signature,
+    verify_pem_signature,
 )
 from keybroker_dev.sandbox.keys import SandboxKey
 from keybroker_dev.sandbox.state import SandboxState
@@ -64,22 +60,6 @@ _ERRORS: dict[Refusal, tuple[int, int, str]] = {
 }
 
 
-def _verify_asymmetric(key: SandboxKey, payload: str, signature: str) -> bool:
-    try:
-        private = serialization.load_pem_private_key(key.secret.encode(), password=None)
-        raw = base64.b64decode(signature, validate=True)
-        public = private.public_key()
-        if isinstance(public, rsa.RSAPublicKey):
-            public.verify(raw, payload.encode(), padding.PKCS1v15(), hashes.SHA256())
-        elif isinstance(public, ed25519.Ed25519PublicKey):
-            public.verify(raw, payload.encode())
-        else:
-            return False
-    except (InvalidSignature, ValueError):
-        return False
-    return True
-
-
 class Binance(ExchangeSim):
     name = "binance"
 
@@ -99,7 +79,7 @@ class Binance(ExchangeSim):
         window = recv_window(params.get("recvWindow"), DEFAULT_RECV_WINDOW_MS, MAX_RECV_WINDOW_MS)
         check_window(request, stamp, behind_ms=window, ahead_ms=1000)
         if key.key_type in ("rsa", "ed25519"):
-            valid = _verify_asymmetric(key, payload, signature)
+            valid = verify_pem_signature(key.secret, payload, signature)
         else:
             valid = same(hmac_hex(key.secret, payload), signature.lower())
         if not valid:

@@ -3,7 +3,8 @@
 Follows docs/facts/exchanges.md § Bybit and the official docs it cites:
 https://bybit-exchange.github.io/docs/v5/guide#authentication (headers `X-BAPI-API-KEY`,
 `X-BAPI-TIMESTAMP` in ms, `X-BAPI-RECV-WINDOW`, `X-BAPI-SIGN` = hex HMAC-SHA256 of
-timestamp + apiKey + recvWindow + queryString|jsonBody; accepted when
+timestamp + apiKey + recvWindow + queryString|jsonBody, or for a self-generated RSA key
+the base64 RSA PKCS#1 v1.5 SHA-256 signature of the same string; accepted when
 `server_time - recv_window <= timestamp < server_time + 1000`),
 https://bybit-exchange.github.io/docs/v5/user/apikey-info (response fields) and
 https://bybit-exchange.github.io/docs/v5/error (10002, 10003, 10004, 10005, 10006, 10010,
@@ -16,6 +17,7 @@ from keybroker_dev.sandbox.base import (
     Endpoint,
     ExchangeSim,
     Refusal,
+    Refused,
     Reply,
     SandboxRequest,
     check_window,
@@ -24,6 +26,7 @@ from keybroker_dev.sandbox.base import (
     parse_int,
     require,
     verify,
+    verify_pem_signature,
     without_passphrase,
 )
 from keybroker_dev.sandbox.keys import SandboxKey
@@ -66,7 +69,12 @@ class Bybit(ExchangeSim):
         check_window(request, stamp, behind_ms=window, ahead_ms=1000)
         signed = request.text if request.method == "POST" else request.raw_query
         payload = stamp_text + api_key + window_text + signed
-        verify(hmac_hex(key.secret, payload), require(request.headers.get("X-BAPI-SIGN")))
+        signature = require(request.headers.get("X-BAPI-SIGN"))
+        if key.key_type == "rsa":  # self-generated key: base64 RSA-SHA256, same payload
+            if not verify_pem_signature(key.secret, payload, signature):
+                raise Refused(Refusal.BAD_SIGNATURE)
+        else:
+            verify(hmac_hex(key.secret, payload), signature)
         return key
 
     def refusal(self, refusal: Refusal, request: SandboxRequest) -> Reply:

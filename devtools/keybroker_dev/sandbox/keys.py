@@ -191,7 +191,7 @@ def _pem(private_key: Any, fmt: serialization.PrivateFormat) -> str:
 
 
 def rsa_secret() -> str:
-    """A Binance RSA key as ccxt expects it: a PEM private key (> 120 characters)."""
+    """A Binance or Bybit RSA key as ccxt expects it: a PEM private key (> 120 characters)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     return _pem(key, serialization.PrivateFormat.PKCS8)
 
@@ -279,6 +279,7 @@ def default_keys(now: datetime | None = None) -> list[SandboxKey]:
     keys.append(new_key("kucoin", "key_v2", **trade, ip_whitelist=both, key_version=2))
     keys.append(new_key("binance", "rsa", **trade, ip_whitelist=egress, key_type="rsa"))
     keys.append(new_key("binance", "ed25519", **trade, ip_whitelist=egress, key_type="ed25519"))
+    keys.append(new_key("bybit", "rsa", **trade, ip_whitelist=egress, key_type="rsa"))
     keys.append(new_key("coinbase", "cdp", **trade, key_type="cdp"))
     keys.append(new_key("coinbase", "cdp_ed25519", **trade, key_type="cdp", cdp_alg="EdDSA"))
     return keys

@@ -59,6 +59,10 @@ ADVICE: dict[ReasonCode, str] = {
         "This platform keeps keys inside Vault's signing engine, which cannot hold this "
         "secret's size or format: create a standard (HMAC) key at the exchange."
     ),
+    ReasonCode.METADATA_DAMAGED: (
+        "The stored record of this key cannot be read: submit the key again (or delete it); "
+        "the platform's operators have been told through the audit log."
+    ),
     ReasonCode.KEY_EXPIRING: "Plan to replace the key before it expires.",
     ReasonCode.IP_WHITELIST_EXTRA: (
         "Consider removing whitelist addresses that are not listed here."

@@ -7,7 +7,6 @@ rendered empty.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,12 +23,13 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from broker.config import Settings
+from broker.health.status import KeyStatus
 from broker.ids import InvalidIdentifier, validate_account
 from broker.names import ROLES, Role
 from broker.site.broker_api import BrokerAnswer, BrokerApi, BrokerUnavailable
 from broker.site.config import SiteSettings
 from broker.site.forms import ResultBox, SlotResult, parse_submission, submit_result
-from broker.site.guidance import advice_for, role_rules, status_text
+from broker.site.guidance import advice_for, health_text, role_rules, status_text
 from broker.site.security import (
     CSRF_COOKIE,
     CSRF_FIELD,
@@ -42,10 +42,8 @@ from broker.site.security import (
 log = logging.getLogger("keybroker.site")
 
 MAX_FORM_BYTES = 16 * 1024
-# The operator view remembers accounts seen with keys; bounded so that visiting made-up
-# accounts cannot grow it without end.
-MAX_KNOWN_ACCOUNTS = 10_000
-OPERATOR_CONCURRENCY = 8
+# Keys the operator view lists at once (the broker's `limit`); the counts cover all.
+OPERATOR_LIMIT = 1000
 
 
 def passphrase_exchanges(exchanges: list[str]) -> frozenset[str]:
@@ -69,7 +67,6 @@ class KeyPage:
         self.api = api
         self.exchanges = list(rules.exchanges)
         self.needs_passphrase = passphrase_exchanges(self.exchanges)
-        self.known_accounts: set[str] = set(site.accounts)
         self.csrf = Csrf()
         self.results = ResultBox()
         self.templates = Environment(
@@ -160,7 +157,7 @@ class KeyPage:
                         "id": f"{exchange}-{role}",
                         "rules": role_rules(role, exchange, self.rules),
                         "key": view,
-                        "status": status_text(view["status"]) if view else None,
+                        "health": health_text(view) if view else None,
                         "warnings": [
                             {**w, "advice": advice_for(w.get("code", ""))}
                             for w in (view or {}).get("warnings", [])
@@ -179,8 +176,6 @@ class KeyPage:
             keys = await self._keys(account)
         except BrokerUnavailable as exc:
             return self._unavailable(request, exc)
-        if keys and len(self.known_accounts) < MAX_KNOWN_ACCOUNTS:
-            self.known_accounts.add(account)
         return self._render(
             request,
             "account.html",
@@ -302,53 +297,70 @@ class KeyPage:
         return JSONResponse(
             {
                 "keys": [
-                    {
-                        "id": f"{e}-{r}",
-                        "status": view["status"],
-                        **status_text(view["status"]).__dict__,
-                    }
+                    {"id": f"{e}-{r}", **health_text(view).to_json()}
                     for (e, r), view in sorted(keys.items())
                 ]
             }
         )
 
     async def operator(self, request: Request) -> Response:
+        """Keys by status across all accounts, from the broker's status listing."""
+        status = request.query_params.get("status") or None
+        if status is not None and status not in KeyStatus.__members__.values():
+            return self._render(
+                request,
+                "operator.html",
+                400,
+                error="Choose one of the listed statuses.",
+                **self._operator_context(None, {}),
+            )
+        try:
+            answer = await self.api.key_health(status, OPERATOR_LIMIT)
+        except BrokerUnavailable as exc:
+            return self._unavailable(request, exc)
+        if not answer.ok:
+            return self._unavailable(request, _refused(answer))
+        return self._render(request, "operator.html", **self._operator_context(status, answer.body))
+
+    def _operator_context(self, chosen: str | None, body: dict[str, Any]) -> dict[str, Any]:
         by_status: dict[str, list[dict[str, Any]]] = {}
-        unreachable: list[str] = []
-        gate = asyncio.Semaphore(OPERATOR_CONCURRENCY)
-
-        async def keys_of(account: str) -> dict[tuple[str, str], dict[str, Any]] | None:
-            async with gate:
-                try:
-                    return await self._keys(account)
-                except BrokerUnavailable as exc:
-                    log.warning("broker call failed: %s", exc)
-                    return None
-
-        accounts = sorted(self.known_accounts)
-        for account, keys in zip(
-            accounts, await asyncio.gather(*map(keys_of, accounts)), strict=True
-        ):
-            if keys is None:
-                unreachable.append(account)
-                continue
-            for view in keys.values():
-                by_status.setdefault(view["status"], []).append(view)
-        groups = [
-            {
-                "status": status,
-                "text": status_text(status),
-                "rows": sorted(views, key=lambda v: (v["account"], v["exchange"], v["role"])),
-            }
-            for status, views in sorted(by_status.items())
-        ]
-        return self._render(
-            request,
-            "operator.html",
-            groups=groups,
-            accounts=sorted(self.known_accounts),
-            unreachable=unreachable,
-        )
+        for item in body.get("keys", []):
+            by_status.setdefault(item["health"]["status"], []).append(
+                {**item, "text": health_text(item)}
+            )
+        counts: dict[str, dict[str, int]] = body.get("counts", {})
+        known = [s.value for s in KeyStatus]
+        order = known + sorted((set(by_status) | set(counts)) - set(known))  # a newer broker's
+        exchanges = sorted({e for per in counts.values() for e in per})
+        return {
+            "chosen": chosen,
+            "statuses": [(s, status_text(s).label) for s in known],
+            "exchanges": exchanges,
+            "counts": [
+                {
+                    "status": s,
+                    "text": status_text(s),
+                    "per": [counts.get(s, {}).get(e, 0) for e in exchanges],
+                    "total": sum(counts.get(s, {}).values()),
+                }
+                for s in order
+                if counts.get(s)
+            ],
+            "groups": [
+                {
+                    "status": s,
+                    "text": status_text(s),
+                    "rows": sorted(
+                        by_status[s], key=lambda i: (i["account"], i["exchange"], i["role"])
+                    ),
+                }
+                for s in order
+                if s in by_status
+            ],
+            "shown": sum(len(rows) for rows in by_status.values()),
+            "total": body.get("total", 0),
+            "complete": body.get("index_complete", True),
+        }
 
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})

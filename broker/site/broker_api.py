@@ -1,4 +1,5 @@
-"""The broker's key endpoints (docs/contracts.md §3), called with the intake token.
+"""The broker's key endpoints (docs/contracts.md §3) and its status listing across
+accounts (`GET /v1/keys`, docs/key-health.md), called with the intake token.
 
 The token and the submitted credentials live only in the request made here: they are
 never logged, and errors carry the broker's error code and message, never a body sent.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import aiohttp
 
@@ -96,6 +97,11 @@ class BrokerApi:
 
     async def list_keys(self, account: str) -> BrokerAnswer:
         return await self._call("GET", self._key_url(account))
+
+    async def key_health(self, status: str | None, limit: int) -> BrokerAnswer:
+        """Keys by status across accounts: `{"keys", "total", "counts", "index_complete"}`."""
+        query = {"limit": str(limit), **({"status": status} if status else {})}
+        return await self._call("GET", f"{self._base}/v1/keys?{urlencode(query)}")
 
     async def get_key(self, account: str, exchange: str, role: Role) -> BrokerAnswer:
         return await self._call("GET", self._key_url(account, exchange, role))

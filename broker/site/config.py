@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BeforeValidator, Field, SecretStr, field_validator
+from pydantic import BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-
-from broker.ids import validate_account
 
 DEFAULT_LISTEN = "127.0.0.1:8090"
 
@@ -26,11 +24,6 @@ class SiteSettings(BaseSettings):
     # A Vault token with policy keybroker-intake; used only server-side.
     intake_token: SecretStr | None = None
     listen: str = DEFAULT_LISTEN
-    # Accounts the operator view lists (the platform's user directory would supply
-    # them); accounts that use the page are added while it runs.
-    accounts: Annotated[list[str], NoDecode, BeforeValidator(_split_csv)] = Field(
-        default_factory=list
-    )
     # Host names the page answers to (others get 400): a DNS-rebinding page cannot reach
     # a loopback site through its own name. Add the public name when serving beyond it.
     allowed_hosts: Annotated[list[str], NoDecode, BeforeValidator(_split_csv)] = Field(
@@ -38,13 +31,6 @@ class SiteSettings(BaseSettings):
     )
     # Bound on one call to the broker (an exchange check may take CHECK_TIMEOUT).
     broker_timeout: float = 30.0
-
-    @field_validator("accounts")
-    @classmethod
-    def _accounts(cls, value: list[str]) -> list[str]:
-        for account in value:
-            validate_account(account)
-        return value
 
     @property
     def listen_host_port(self) -> tuple[str, int]:

@@ -1,17 +1,19 @@
 """What the page tells a user: each role's rules, what to do about each refusal reason,
 and what each key status means (docs/key-page.md).
 
-The rules themselves live in broker/rules.py and the settings; this module only words
-them for people. Statuses beyond `active` come from key health (issue 15) when the key
-view carries them; an unknown status is shown by its code.
+The rules themselves live in broker/rules.py and the settings, the statuses in
+broker/health/status.py (key health, docs/key-health.md); this module only words them
+for people. An unknown status or right is shown by its code.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from datetime import datetime
+from typing import Any, Literal
 
 from broker.config import Settings
+from broker.health.status import RIGHT_OF, KeyStatus
 from broker.names import Role
 from broker.reasons import ReasonCode
 
@@ -90,34 +92,141 @@ def advice_for(code: str) -> str:
 class StatusText:
     label: str
     tone: Tone
-    meaning: str
+    meaning: str  # "{consumer}": the robot or the site, whichever uses the key's role
 
 
-# `active`: stored after a successful check (broker/intake.py). The others are key
-# health's statuses (issue 15), shown as soon as the key view carries them.
+# `active`: the key view's own status, for a view without key health (an older broker).
+# The others are key health's statuses: a test checks that every KeyStatus is here.
 STATUSES: dict[str, StatusText] = {
     "active": StatusText("Accepted", "ok", "Checked with the exchange and stored."),
-    "connected": StatusText("Connected", "ok", "The robot is using this key."),
-    "expires_soon": StatusText("Expires soon", "warn", "Replace the key before it expires."),
-    "expired": StatusText("Expired", "bad", "Create a new key and enter it."),
-    "rights_changed": StatusText(
-        "Rights changed", "bad", "The key's rights changed at the exchange: check them."
+    KeyStatus.CONNECTED: StatusText(
+        "Connected", "ok", "The key works and has the right permissions."
     ),
-    "revoked_at_exchange": StatusText(
-        "Revoked at the exchange", "bad", "The exchange no longer knows this key: enter a new one."
+    KeyStatus.EXPIRES_SOON: StatusText(
+        "Expires soon", "warn", "Create a new key at the exchange and enter it before then."
     ),
-    "ip_not_allowed": StatusText(
-        "IP not allowed", "bad", "Add the robot's addresses to the key's IP whitelist."
+    KeyStatus.EXPIRED: StatusText(
+        "Expired", "bad", "The key has expired: create a new key and enter it."
     ),
-    "temporarily_unavailable": StatusText(
-        "Temporarily unavailable", "warn", "The exchange is not answering; no action needed yet."
+    KeyStatus.RIGHTS_CHANGED: StatusText(
+        "Rights changed",
+        "bad",
+        "The key's permissions changed at the exchange: set them back, or create a new key "
+        "with the rights listed here and enter it.",
     ),
-    "unverified": StatusText("Not verified yet", "neutral", "Waiting for the first check."),
+    KeyStatus.REVOKED_AT_EXCHANGE: StatusText(
+        "Revoked at the exchange",
+        "bad",
+        "The exchange no longer accepts this key (deleted there?): enter a new one.",
+    ),
+    KeyStatus.IP_NOT_ALLOWED: StatusText(
+        "IP not allowed",
+        "bad",
+        "The exchange refused {consumer}'s address: add the addresses listed here to the "
+        "key's IP whitelist.",
+    ),
+    KeyStatus.TEMPORARILY_UNAVAILABLE: StatusText(
+        "Temporarily unavailable",
+        "warn",
+        "The exchange did not answer {consumer}'s check; no action needed yet.",
+    ),
+    KeyStatus.UNVERIFIED: StatusText(
+        "Not verified",
+        "neutral",
+        "{consumer} has not checked this key for a while; if it stays so, tell support.",
+    ),
 }
 
+# The rights `rights_changed` names (broker/health/status.py RIGHT_OF), in words.
+RIGHTS: dict[str, str] = {
+    RIGHT_OF[ReasonCode.WITHDRAW_ENABLED]: "withdrawals enabled",
+    RIGHT_OF[ReasonCode.TRANSFER_ENABLED]: "transfers enabled",
+    RIGHT_OF[ReasonCode.TRADE_ENABLED]: "trading enabled",
+    RIGHT_OF[ReasonCode.FUTURES_ENABLED]: "futures enabled",
+    RIGHT_OF[ReasonCode.TRADE_DISABLED]: "trading disabled",
+    RIGHT_OF[ReasonCode.READ_DISABLED]: "reading disabled",
+    RIGHT_OF[ReasonCode.IP_UNRESTRICTED]: "IP whitelist removed",
+    RIGHT_OF[ReasonCode.UNVERIFIABLE]: "the exchange no longer says what the key may do",
+}
 
-def status_text(status: str) -> StatusText:
-    return STATUSES.get(status, StatusText(status.replace("_", " "), "neutral", ""))
+CONSUMER: dict[str, str] = {"robot": "the robot", "site": "the site"}
+
+
+def _consumer(role: str) -> str:
+    return CONSUMER.get(role, "its user")
+
+
+def status_text(status: str, role: str = "robot") -> StatusText:
+    found = STATUSES.get(status, StatusText(status.replace("_", " "), "neutral", ""))
+    meaning = found.meaning.replace("{consumer}", _consumer(role))
+    return StatusText(found.label, found.tone, meaning[:1].upper() + meaning[1:])
+
+
+@dataclass(frozen=True)
+class HealthText:
+    """A key's health (the key view's `health`, docs/key-health.md) in words."""
+
+    status: str
+    label: str  # with the detail: "Expires in 6 days", "Rights changed: withdrawals enabled"
+    tone: Tone
+    meaning: str  # what it means and what to do
+    checked: str  # whose verification it is from, and when (or that none came yet)
+
+    @property
+    def state(self) -> str:
+        """Changes whenever anything shown changes: static/page.js compares it."""
+        return "|".join((self.status, self.label, self.meaning, self.checked))
+
+    def to_json(self) -> dict[str, str]:
+        return {**self.__dict__, "state": self.state}
+
+
+def _when(value: str) -> str:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment.utcoffset() is not None else value
+
+
+def rights_text(rights: list[str]) -> str:
+    return ", ".join(RIGHTS.get(r, r.replace("_", " ")) for r in rights)
+
+
+def health_label(health: dict[str, Any]) -> str:
+    """The status with its detail: days left, or the rights that changed."""
+    status = str(health.get("status", ""))
+    label = status_text(status).label
+    days = health.get("expires_in_days")
+    if status == KeyStatus.EXPIRES_SOON and isinstance(days, int):
+        return "Expires today" if days == 0 else f"Expires in {days} day{'s' * (days != 1)}"
+    if status == KeyStatus.RIGHTS_CHANGED and health.get("rights"):
+        return f"{label}: {rights_text(list(health['rights']))}"
+    return label
+
+
+def health_text(view: dict[str, Any]) -> HealthText:
+    """The key view's health in words; a view without one shows its own `status`."""
+    role = str(view.get("role", ""))
+    health = view.get("health")
+    if not isinstance(health, dict):
+        plain = status_text(str(view.get("status", "")), role)
+        return HealthText(str(view.get("status", "")), plain.label, plain.tone, plain.meaning, "")
+    status = str(health.get("status", ""))
+    text = status_text(status, role)
+    who = _consumer(role)
+    meaning = text.meaning
+    if health.get("stop"):
+        meaning += (
+            f" {who[:1].upper() + who[1:]} has stopped using this key until a new one is entered."
+        )
+    verified = health.get("verified_at")
+    checked = (
+        f"Checked by {who} at {_when(str(verified))}."
+        if verified
+        else f"Not yet checked by {who}: it checks a key when it first loads it."
+    )
+    return HealthText(status, health_label(health), text.tone, meaning, checked)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,21 @@ from broker.names import Role
 from broker.site.broker_api import BrokerAnswer, BrokerApi, BrokerUnavailable, Submission
 
 
+def health(status: str = "connected", **extra: Any) -> dict[str, Any]:
+    """A key's health shaped like broker/api/schemas.py HealthView (not verified yet)."""
+    return {
+        "status": status,
+        "detail": "",
+        "rights": [],
+        "expires_in_days": None,
+        "version": 1,
+        "verified_at": None,
+        "changed_at": "2026-12-04T20:00:00+00:00",
+        "stop": False,
+        **extra,
+    }
+
+
 def view(account: str, exchange: str, role: str, **extra: Any) -> dict[str, Any]:
     """A key view shaped like broker/api/schemas.py KeyView."""
     return {
@@ -25,6 +40,7 @@ def view(account: str, exchange: str, role: str, **extra: Any) -> dict[str, Any]
         "version": 1,
         "created_at": "2026-12-04T20:00:00Z",
         "updated_at": "2026-12-04T20:00:00Z",
+        "health": health(),
         **extra,
     }
 
@@ -38,6 +54,8 @@ class FakeBroker(BrokerApi):
         self.submissions: list[Submission] = []
         self.next_put: BrokerAnswer | None = None
         self.down = False
+        self.index_complete = True
+        self.health_queries: list[tuple[str | None, int]] = []
 
     def _check(self) -> None:
         if self.down:
@@ -47,6 +65,35 @@ class FakeBroker(BrokerApi):
         self._check()
         keys = [v for (a, _, _), v in sorted(self.keys.items()) if a == account]
         return BrokerAnswer(200, {"keys": keys})
+
+    async def key_health(self, status: str | None, limit: int) -> BrokerAnswer:
+        """`GET /v1/keys` over the stored views (broker/api/health_routes.py's shape)."""
+        self._check()
+        self.health_queries.append((status, limit))
+        counts: dict[str, dict[str, int]] = {}
+        matching = []
+        for (account, exchange, role), stored in sorted(self.keys.items()):
+            found = stored["health"]["status"]
+            per = counts.setdefault(found, {})
+            per[exchange] = per.get(exchange, 0) + 1
+            if status in (None, found):
+                matching.append(
+                    {
+                        "account": account,
+                        "exchange": exchange,
+                        "role": role,
+                        "health": stored["health"],
+                    }
+                )
+        return BrokerAnswer(
+            200,
+            {
+                "keys": matching[:limit],
+                "total": len(matching),
+                "counts": counts,
+                "index_complete": self.index_complete,
+            },
+        )
 
     async def get_key(self, account: str, exchange: str, role: Role) -> BrokerAnswer:
         self._check()

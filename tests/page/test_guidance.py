@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 from broker.config import Settings
+from broker.health.status import RIGHT_OF, KeyStatus
 from broker.reasons import ReasonCode
-from broker.site.guidance import ADVICE, STATUSES, advice_for, role_rules, status_text
-
-# Key health's statuses (issue 15): the page must word each one when a view carries it.
-KEY_HEALTH_STATUSES = (
-    "connected",
-    "expires_soon",
-    "expired",
-    "rights_changed",
-    "revoked_at_exchange",
-    "ip_not_allowed",
-    "temporarily_unavailable",
-    "unverified",
+from broker.site.guidance import (
+    ADVICE,
+    RIGHTS,
+    STATUSES,
+    advice_for,
+    health_label,
+    role_rules,
+    status_text,
 )
 
 
@@ -27,11 +24,22 @@ def test_every_reason_code_says_what_to_do() -> None:
 
 
 def test_every_key_health_status_has_words() -> None:
-    for status in (*KEY_HEALTH_STATUSES, "active"):
+    for status in (*KeyStatus, "active"):
         assert status in STATUSES
         text = status_text(status)
         assert text.label and text.meaning and text.tone in ("ok", "warn", "bad", "neutral")
+        assert "{" not in text.meaning and text.meaning[0].isupper()
     assert status_text("something_new").label == "something new"
+    assert "the site's address" in status_text("ip_not_allowed", "site").meaning
+
+
+def test_every_right_key_health_names_has_words() -> None:
+    assert set(RIGHTS) == set(RIGHT_OF.values())
+    both = {"status": "rights_changed", "rights": ["withdraw", "ip_unrestricted"]}
+    assert health_label(both) == "Rights changed: withdrawals enabled, IP whitelist removed"
+    assert health_label({"status": "rights_changed", "rights": ["new_one"]}).endswith("new one")
+    assert health_label({"status": "expires_soon", "expires_in_days": 0}) == "Expires today"
+    assert health_label({"status": "expires_soon", "expires_in_days": 2}) == "Expires in 2 days"
 
 
 def test_robot_rules_list_the_configured_egress_addresses() -> None:

@@ -61,11 +61,11 @@ def test_keybroker_site_names_a_bad_setting_without_its_value(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("KEYBROKER_SITE_INTAKE_TOKEN", "CANARY-TOKEN-1")
-    monkeypatch.setenv("KEYBROKER_SITE_ACCOUNTS", "alice,CANARY Bad")
+    monkeypatch.setenv("KEYBROKER_SITE_BROKER_TIMEOUT", "CANARY-soon")
     assert serve_site() == 2
     err = capsys.readouterr().err
-    assert "accounts" in err and "CANARY" not in err
-    monkeypatch.setenv("KEYBROKER_SITE_ACCOUNTS", "alice")
+    assert "broker_timeout" in err and "CANARY" not in err
+    monkeypatch.setenv("KEYBROKER_SITE_BROKER_TIMEOUT", "5")
     monkeypatch.setenv("KEYBROKER_SITE_LISTEN", "nonsense")
     assert serve_site() == 2
     assert "CANARY" not in capsys.readouterr().err

@@ -11,11 +11,12 @@ import httpx
 import pytest
 
 from broker.config import Settings
+from broker.site import app as site_app
 from broker.site.app import create_site_app
 from broker.site.broker_api import BrokerAnswer
 from broker.site.config import SiteSettings
 from broker.site.security import CONTENT_SECURITY_POLICY
-from tests.page.fakes import FakeBroker, view
+from tests.page.fakes import FakeBroker, health, view
 
 SECRET = "CANARY-SECRET-5f1c"
 API_KEY = "CANARY-APIKEY-77aa"
@@ -31,7 +32,7 @@ def broker() -> FakeBroker:
 @pytest.fixture
 async def client(broker: FakeBroker) -> AsyncIterator[httpx.AsyncClient]:
     rules = Settings(exchanges=["binance", "okx"], robot_egress_ips=["203.0.113.10"])
-    site = SiteSettings(accounts=["bob"], allowed_hosts=["testserver"])
+    site = SiteSettings(allowed_hosts=["testserver"])
     app = create_site_app(site, rules, broker)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(
@@ -212,44 +213,116 @@ async def test_delete_confirms_first_then_deletes(
     assert (await client.get("/accounts/alice/keys/binance/robot/delete")).status_code == 404
 
 
-async def test_a_key_health_status_in_the_view_is_shown_and_polled(
+async def test_key_health_is_shown_with_its_detail_and_polled(
     client: httpx.AsyncClient, broker: FakeBroker
 ) -> None:
-    broker.keys[("alice", "okx", "robot")] = view("alice", "okx", "robot", status="rights_changed")
-    page = await client.get("/accounts/alice")
-    assert 'data-status-for="okx-robot" data-status="rights_changed"' in page.text
-    assert "Rights changed" in page.text
-    polled = (await client.get("/accounts/alice/keys.json")).json()
-    assert polled == {
-        "keys": [
-            {
-                "id": "okx-robot",
-                "status": "rights_changed",
-                "label": "Rights changed",
-                "tone": "bad",
-                "meaning": "The key's rights changed at the exchange: check them.",
-            }
-        ]
-    }
-
-
-async def test_the_operator_view_groups_keys_by_status_across_accounts(
-    client: httpx.AsyncClient, broker: FakeBroker
-) -> None:
-    broker.keys[("bob", "binance", "site")] = view("bob", "binance", "site")
     broker.keys[("alice", "okx", "robot")] = view(
         "alice",
         "okx",
         "robot",
-        status="expires_soon",
-        warnings=[{"code": "key_expiring", "severity": "warning", "message": "expires in 7d"}],
+        health=health(
+            "rights_changed",
+            rights=["withdraw"],
+            detail="withdraw",
+            stop=True,
+            verified_at="2026-12-04T21:00:00+00:00",
+        ),
     )
-    await client.get("/accounts/alice")  # alice used the page; bob is configured
+    broker.keys[("alice", "binance", "robot")] = view(
+        "alice", "binance", "robot", health=health("expires_soon", expires_in_days=6, detail="6d")
+    )
+    broker.keys[("alice", "binance", "site")] = view(
+        "alice", "binance", "site", health=health("ip_not_allowed")
+    )
+    page = (await client.get("/accounts/alice")).text
+    assert 'data-status="rights_changed">Rights changed: withdrawals enabled<' in page
+    assert "The robot has stopped using this key until a new one is entered." in page
+    assert "Checked by the robot at 2026-12-04 21:00:00 UTC." in page
+    assert 'data-status="expires_soon">Expires in 6 days<' in page
+    assert "Not yet checked by the robot: it checks a key when it first loads it." in page
+    # The address in question is the consumer's own: the site's for a site key.
+    assert "The exchange refused the site&#39;s address" in page
+    assert "Not yet checked by the site" in page
+
+    polled = {k["id"]: k for k in (await client.get("/accounts/alice/keys.json")).json()["keys"]}
+    assert polled["okx-robot"]["label"] == "Rights changed: withdrawals enabled"
+    assert (
+        polled["okx-robot"]["tone"] == "bad" and polled["okx-robot"]["status"] == "rights_changed"
+    )
+    before = polled["binance-robot"]["state"]
+    assert f'data-state="{before}"' in page.replace("&#39;", "'")
+    # The robot's first verification: same status, but the page must show that it came.
+    broker.keys[("alice", "binance", "robot")]["health"]["verified_at"] = (
+        "2026-12-04T21:05:00+00:00"
+    )
+    again = {k["id"]: k for k in (await client.get("/accounts/alice/keys.json")).json()["keys"]}
+    assert again["binance-robot"]["state"] != before
+    assert again["binance-robot"]["checked"] == "Checked by the robot at 2026-12-04 21:05:00 UTC."
+    assert set(again["binance-robot"]) == {
+        "id",
+        "status",
+        "label",
+        "tone",
+        "meaning",
+        "checked",
+        "state",
+    }
+
+
+async def test_a_view_without_health_shows_its_own_status(
+    client: httpx.AsyncClient, broker: FakeBroker
+) -> None:
+    broker.keys[("alice", "okx", "site")] = view("alice", "okx", "site", health=None)
+    page = (await client.get("/accounts/alice")).text
+    assert 'data-status="active">Accepted<' in page
+
+
+async def test_the_operator_view_lists_every_accounts_keys_by_status_from_the_broker(
+    client: httpx.AsyncClient, broker: FakeBroker
+) -> None:
+    # None of these accounts ever opened the page: the broker's listing names them all.
+    broker.keys[("bob", "binance", "site")] = view("bob", "binance", "site")
+    broker.keys[("carol", "okx", "robot")] = view(
+        "carol", "okx", "robot", health=health("rights_changed", rights=["withdraw"], stop=True)
+    )
+    broker.keys[("alice", "okx", "robot")] = view(
+        "alice", "okx", "robot", health=health("expires_soon", expires_in_days=1)
+    )
     page = (await client.get("/operator")).text
-    assert "Accounts listed: alice, bob" in page
-    accepted, expiring = page.index('id="status-active"'), page.index('id="status-expires_soon"')
-    assert page.index("<td>bob</td>", accepted) < expiring < page.index("<td>alice</td>")
-    assert "expires in 7d" in page
+    assert broker.health_queries == [(None, site_app.OPERATOR_LIMIT)]
+    connected = page.index('id="status-connected"')
+    expiring = page.index('id="status-expires_soon"')
+    rights = page.index('id="status-rights_changed"')
+    assert connected < page.index(">bob<") < expiring < page.index(">alice<") < rights
+    assert page.index(">carol<") > rights
+    assert "Expires in 1 day<" in page
+    assert "Rights changed: withdrawals enabled" in page
+    assert "The robot has stopped using this key" in page
+    # The counts, by status and exchange.
+    row = re.search(r'<tr data-count-for="rights_changed">(.*?)</tr>', page, re.S)
+    assert row and re.findall(r"<td>(\d+)</td>", row.group(1)) == ["0", "1", "1"]
+    assert "Showing" not in page and "still loading" not in page
+
+    only = (await client.get("/operator?status=rights_changed")).text
+    assert broker.health_queries[-1] == ("rights_changed", site_app.OPERATOR_LIMIT)
+    assert ">carol<" in only and ">bob<" not in only and ">alice<" not in only
+    assert '<option value="rights_changed" selected>' in only
+
+
+async def test_the_operator_view_says_what_it_leaves_out(
+    client: httpx.AsyncClient, broker: FakeBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for account in ("a1", "a2", "a3"):
+        broker.keys[(account, "okx", "site")] = view(account, "okx", "site")
+    monkeypatch.setattr(site_app, "OPERATOR_LIMIT", 2)
+    broker.index_complete = False
+    page = (await client.get("/operator")).text
+    assert "Showing 2 of 3 keys; choose a status to narrow the list." in page
+    assert "The broker is still loading the statuses" in page
+    bad = await client.get("/operator?status=CANARY-nonsense")
+    assert bad.status_code == 400 and "CANARY" not in bad.text
+    assert 'aria-describedby="status-filter-error"' in bad.text
+    assert broker.health_queries == [(None, 2)]  # the bad filter never reached the broker
 
 
 async def test_the_broker_down_gives_a_plain_503(
@@ -316,14 +389,19 @@ async def test_a_wrong_intake_token_is_the_operators_problem_not_the_users(
     assert_no_canary(caplog.text + answer.text)
 
 
-async def test_only_accounts_with_keys_join_the_operator_view(
-    client: httpx.AsyncClient, broker: FakeBroker
+async def test_the_operator_view_when_the_broker_refuses_or_is_down(
+    client: httpx.AsyncClient, broker: FakeBroker, caplog: pytest.LogCaptureFixture
 ) -> None:
-    for made_up in ("x1", "x2"):
-        await client.get(f"/accounts/{made_up}")
-    broker.keys[("carol", "okx", "site")] = view("carol", "okx", "site")
-    await client.get("/accounts/carol")
-    assert "Accounts listed: bob, carol" in (await client.get("/operator")).text
+    async def refused(status: str | None, limit: int) -> BrokerAnswer:
+        return BrokerAnswer(403, {"error": "forbidden", "message": "policy"})
+
+    broker.key_health = refused  # type: ignore[method-assign]
+    answer = await client.get("/operator")
+    assert answer.status_code == 503 and "not answering" in answer.text
+    assert "broker call failed: the broker answered 403 forbidden" in caplog.text
+    del broker.key_health
+    broker.down = True
+    assert (await client.get("/operator")).status_code == 503
 
 
 async def test_the_name_follows_the_brokers_rule(

@@ -1,9 +1,9 @@
 // Progressive enhancement of the key page (docs/key-page.md). Without this file every
-// form still works: it only sends forms without a reload and keeps statuses current.
+// form still works: it only sends forms without a reload and keeps key health current.
 "use strict";
 
 (function () {
-  const POLL_MS = 5000; // the robot's verification shows up within this (docs: < 30 s)
+  const POLL_MS = 5000; // a consumer's verification shows this long after it reaches the broker
 
   function replaceSlot(id, html) {
     const doc = new DOMParser().parseFromString(html, "text/html");
@@ -56,14 +56,15 @@
       return;
     }
     for (const key of data.keys) {
-      const badge = document.querySelector('[data-status-for="' + key.id + '"]');
-      if (!badge || badge.dataset.status === key.status) continue;
+      const box = document.querySelector('[data-health-for="' + key.id + '"]');
+      if (!box || box.dataset.state === key.state) continue;
+      box.dataset.state = key.state;
+      const badge = box.querySelector(".status");
       badge.dataset.status = key.status;
       badge.textContent = key.label;
-      badge.title = key.meaning;
       badge.className = "status tone-" + key.tone;
-      const meaning = document.querySelector('[data-meaning-for="' + key.id + '"]');
-      if (meaning) meaning.textContent = key.meaning;
+      box.querySelector(".status-meaning").textContent = key.meaning;
+      box.querySelector(".status-checked").textContent = key.checked;
     }
   }
 

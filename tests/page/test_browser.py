@@ -6,13 +6,13 @@ answer and request body of the network log) and, on each new page, axe-core.
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import hvac
 import pytest
 
 from broker.exchanges.base import mask_api_key
@@ -29,7 +29,7 @@ from tests.page.browser import (
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
-LIVE_STATUS_DEADLINE_S = 30  # the issue's bound for the robot's verification to show
+LIVE_STATUS_DEADLINE_S = 30  # the issue's bound for a consumer's verification to show
 
 
 @pytest.fixture(scope="module")
@@ -100,15 +100,8 @@ def check_a11y(page: Any, step: str) -> None:
     assert axe_violations(page) == [], step
 
 
-def set_status(dev: DevState, account: str, exchange: str, role: str, status: str) -> None:
-    """What key health (issue 15) will do when the robot verifies its key: record a status
-    in the current version's metadata slot, which the key view shows."""
-    vault = hvac.Client(url=dev.vault_addr, token=dev.root_token)
-    path = f"{role}/{account}/{exchange}"
-    meta = vault.secrets.kv.v2.read_secret_metadata(path, mount_point="exchange-keys")["data"]
-    custom = dict(meta["custom_metadata"] or {})
-    custom[f"v{meta['current_version']}.status"] = status
-    vault.secrets.kv.v2.update_metadata(path, custom_metadata=custom, mount_point="exchange-keys")
+def health_of(page: Any, slot: str) -> Any:
+    return page.locator(f"#{slot}-health")
 
 
 def test_the_whole_story_with_javascript(chromium: str, dev: DevState, browser_page: Any) -> None:
@@ -126,6 +119,7 @@ def test_the_whole_story_with_javascript(chromium: str, dev: DevState, browser_p
         keys["kucoin"]["trade_whitelisted"],
         keys["gate"]["withdraw_enabled"],
         keys["binance"]["read_only_no_whitelist"],
+        keys["bybit"]["expiring_soon"],
     ]
     canaries = canaries_of(dev, used)
     started = time.monotonic()
@@ -138,15 +132,19 @@ def test_the_whole_story_with_javascript(chromium: str, dev: DevState, browser_p
     page.evaluate("document.querySelectorAll('details').forEach(d => { d.open = false; })")
     screenshot(page, "01-account")
 
-    # A good site key and a good robot key on two exchanges: all accepted.
+    # A good site key and a good robot key on two exchanges: all accepted, none checked
+    # by its consumer yet when the result is shown.
+    accepted_at: dict[str, float] = {}
     for n, (slot, key) in enumerate(
         zip(("binance-site", "binance-robot", "kucoin-site", "kucoin-robot"), used[:4], strict=True)
     ):
         enter_key(page, slot, f"alice {slot}", key)
         result = page.locator(f"#{slot}-result")
         expect(result).to_contain_text("Key accepted and stored.")
+        accepted_at[slot] = time.monotonic()
         assert page.evaluate("document.activeElement.id") == f"{slot}-result"
-        expect(page.locator(f'[data-status-for="{slot}"]')).to_have_text("Accepted")
+        expect(health_of(page, slot).locator(".status")).to_have_text("Connected")
+        assert "Not yet checked by the" in health_of(page, slot).inner_text()
         assert_no_canary(page, network, canaries, f"enter {slot}")
         screenshot(page, f"02-entered-{n}-{slot}")
     assert "203.0.113.10" in page.locator("#binance-robot-rules").inner_text()
@@ -154,15 +152,22 @@ def test_the_whole_story_with_javascript(chromium: str, dev: DevState, browser_p
     assert any(e.method == "GET" and "?result=" in e.url for e in network.entries)
     check_a11y(page, "after entering keys")
 
-    # The robot's verification arrives without a reload (key health records it).
+    # The consumers' own verifications (dev mode's reference robot and site worker, through
+    # ccxt and the sandbox) arrive without a reload.
     before = page.evaluate("performance.timeOrigin")
-    set_status(dev, "alice", "binance", "robot", "connected")
-    shown = time.monotonic()
-    expect(page.locator('[data-status-for="binance-robot"]')).to_have_text(
-        "Connected", timeout=LIVE_STATUS_DEADLINE_S * 1000
-    )
-    live_s = time.monotonic() - shown
+    live_s: dict[str, float] = {}
+    for slot, who in (
+        ("binance-robot", "robot"),
+        ("kucoin-robot", "robot"),
+        ("kucoin-site", "site"),
+    ):
+        expect(health_of(page, slot).locator(".status-checked")).to_contain_text(
+            f"Checked by the {who} at", timeout=LIVE_STATUS_DEADLINE_S * 1000
+        )
+        live_s[slot] = time.monotonic() - accepted_at[slot]
+        expect(health_of(page, slot).locator(".status")).to_have_text("Connected")
     assert page.evaluate("performance.timeOrigin") == before, "the page was reloaded"
+    assert_no_canary(page, network, canaries, "verifications")
     screenshot(page, "03-robot-verified")
 
     # A key that can withdraw: refused, with each reason and what to do.
@@ -189,6 +194,14 @@ def test_the_whole_story_with_javascript(chromium: str, dev: DevState, browser_p
     assert_no_canary(page, network, canaries, "change")
     screenshot(page, "05-changed")
 
+    # A key that lapses in 7 days: accepted with a warning; the page counts the days.
+    enter_key(page, "bybit-robot", "alice bybit", keys["bybit"]["expiring_soon"])
+    expect(page.locator("#bybit-robot-result")).to_contain_text("Key accepted and stored.")
+    expect(health_of(page, "bybit-robot").locator(".status")).to_have_text(
+        re.compile(r"Expires in [67] days")
+    )
+    assert_no_canary(page, network, canaries, "expiring key")
+
     # Delete after confirming.
     page.click("text=Delete the robot key for kucoin")
     expect(page.locator("#delete-warning")).to_contain_text("This cannot be undone.")
@@ -201,20 +214,31 @@ def test_the_whole_story_with_javascript(chromium: str, dev: DevState, browser_p
     assert_no_canary(page, network, canaries, "delete")
     screenshot(page, "07-deleted")
 
-    # The operator view: keys by status across accounts, with the reasons.
+    # The operator view: keys by status across all accounts, with counts and the reasons,
+    # and a status filter (a plain GET form).
     page.goto(f"{dev.ui_url}/operator")
-    expect(page.locator("#status-active")).to_contain_text("Accepted")
-    expect(page.locator("#status-connected")).to_contain_text("Connected (1)")
-    table = page.locator("section", has=page.locator("#status-active"))
-    expect(table).to_contain_text("alice new")
-    expect(table).to_contain_text("the key has no IP whitelist")
+    connected = page.locator("section", has=page.locator("#status-connected"))
+    expect(connected).to_contain_text("alice")
+    expect(page.locator('#counts [data-count-for="connected"]')).to_be_visible()
+    expiring = page.locator("section", has=page.locator("#status-expires_soon"))
+    expect(expiring).to_contain_text("bybit")
+    expect(expiring).to_contain_text(re.compile(r"Expires in [67] days"))
     check_a11y(page, "operator view")
     assert_no_canary(page, network, canaries, "operator view")
     screenshot(page, "08-operator")
+    page.select_option("#status-filter", "expires_soon")
+    page.click("text=Show")
+    expect(page).to_have_url(re.compile(r"/operator\?status=expires_soon$"))
+    expect(page.locator("#status-expires_soon")).to_be_visible()
+    expect(page.locator("#status-connected")).to_have_count(0)
+    check_a11y(page, "operator view, filtered")
+    assert_no_canary(page, network, canaries, "operator view, filtered")
+    screenshot(page, "09-operator-filtered")
 
     assert csp_errors == []
-    assert live_s < LIVE_STATUS_DEADLINE_S
-    print(f"browser story {time.monotonic() - started:.1f}s, live status after {live_s:.1f}s")
+    assert max(live_s.values()) < LIVE_STATUS_DEADLINE_S
+    shown = ", ".join(f"{slot} {s:.1f}s" for slot, s in live_s.items())
+    print(f"browser story {time.monotonic() - started:.1f}s; verified after acceptance: {shown}")
 
 
 @pytest.mark.parametrize("browser_page", [False], indirect=True, ids=["no-javascript"])
@@ -234,7 +258,7 @@ def test_entering_and_deleting_work_without_javascript(
     network.drain()
     assert [e.method for e in network.entries if "/accounts/bob" in e.url][-2:] == ["POST", "GET"]
     assert_no_canary(page, network, canaries, "no-JS enter")
-    screenshot(page, "09-nojs-entered")
+    screenshot(page, "10-nojs-entered")
 
     page.click("text=Delete the site key for bitget")
     expect(page.locator("#delete-warning")).to_contain_text("This cannot be undone.")
@@ -242,4 +266,4 @@ def test_entering_and_deleting_work_without_javascript(
     expect(page.locator("#bitget-site-result")).to_contain_text("Key deleted.")
     expect(page.locator("#slot-bitget-site")).to_contain_text("No key yet.")
     assert_no_canary(page, network, canaries, "no-JS delete")
-    screenshot(page, "10-nojs-deleted")
+    screenshot(page, "11-nojs-deleted")

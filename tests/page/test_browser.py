@@ -253,6 +253,7 @@ def test_entering_and_deleting_work_without_javascript(
     page.goto(f"{dev.ui_url}/accounts/bob")
     enter_key(page, "bitget-site", "bob main", key)  # a real form POST and a new page
     expect(page.locator("#bitget-site-result")).to_contain_text("Key accepted and stored.")
+    expect(health_of(page, "bitget-site")).to_contain_text("Connected")  # rendered by the server
     # Post/Redirect/Get: the page on screen (and in the history) came from a GET.
     assert page.url.startswith(f"{dev.ui_url}/accounts/bob?result=")
     network.drain()

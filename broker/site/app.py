@@ -306,7 +306,7 @@ class KeyPage:
     async def operator(self, request: Request) -> Response:
         """Keys by status across all accounts, from the broker's status listing."""
         status = request.query_params.get("status") or None
-        if status is not None and status not in KeyStatus.__members__.values():
+        if status is not None and status not in {s.value for s in KeyStatus}:
             return self._render(
                 request,
                 "operator.html",

@@ -9,7 +9,7 @@ for people. An unknown status or right is shown by its code.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from broker.config import Settings
@@ -186,7 +186,9 @@ def _when(value: str) -> str:
         moment = datetime.fromisoformat(value)
     except ValueError:
         return value
-    return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment.utcoffset() is not None else value
+    if moment.utcoffset() is None:
+        return value
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def rights_text(rights: list[str]) -> str:
@@ -218,7 +220,8 @@ def health_text(view: dict[str, Any]) -> HealthText:
     meaning = text.meaning
     if health.get("stop"):
         meaning += (
-            f" {who[:1].upper() + who[1:]} has stopped using this key until a new one is entered."
+            f" {who[:1].upper() + who[1:]} has stopped using this key: enter a new key, or "
+            "undo the change at the exchange and its next check resumes it."
         )
     verified = health.get("verified_at")
     checked = (

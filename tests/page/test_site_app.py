@@ -225,7 +225,7 @@ async def test_key_health_is_shown_with_its_detail_and_polled(
             rights=["withdraw"],
             detail="withdraw",
             stop=True,
-            verified_at="2026-12-04T21:00:00+00:00",
+            verified_at="2026-12-04T22:00:00+01:00",  # shown in UTC
         ),
     )
     broker.keys[("alice", "binance", "robot")] = view(
@@ -236,7 +236,7 @@ async def test_key_health_is_shown_with_its_detail_and_polled(
     )
     page = (await client.get("/accounts/alice")).text
     assert 'data-status="rights_changed">Rights changed: withdrawals enabled<' in page
-    assert "The robot has stopped using this key until a new one is entered." in page
+    assert "The robot has stopped using this key: enter a new key" in page
     assert "Checked by the robot at 2026-12-04 21:00:00 UTC." in page
     assert 'data-status="expires_soon">Expires in 6 days<' in page
     assert "Not yet checked by the robot: it checks a key when it first loads it." in page

@@ -29,7 +29,7 @@ from broker.names import ROLES, Role
 from broker.site.broker_api import BrokerAnswer, BrokerApi, BrokerUnavailable
 from broker.site.config import SiteSettings
 from broker.site.forms import ResultBox, SlotResult, parse_submission, submit_result
-from broker.site.guidance import advice_for, health_text, role_rules, status_text
+from broker.site.guidance import advice_for, health_text, role_rules, status_text, when
 from broker.site.security import (
     CSRF_COOKIE,
     CSRF_FIELD,
@@ -325,8 +325,14 @@ class KeyPage:
     def _operator_context(self, chosen: str | None, body: dict[str, Any]) -> dict[str, Any]:
         by_status: dict[str, list[dict[str, Any]]] = {}
         for item in body.get("keys", []):
-            by_status.setdefault(item["health"]["status"], []).append(
-                {**item, "text": health_text(item)}
+            health = item["health"]
+            by_status.setdefault(health["status"], []).append(
+                {
+                    **item,
+                    "text": health_text(item),
+                    "checked": when(health["verified_at"]) if health.get("verified_at") else "",
+                    "since": when(str(health.get("changed_at", ""))),
+                }
             )
         counts: dict[str, dict[str, int]] = body.get("counts", {})
         known = [s.value for s in KeyStatus]

@@ -181,7 +181,8 @@ class HealthText:
         return {**self.__dict__, "state": self.state}
 
 
-def _when(value: str) -> str:
+def when(value: str) -> str:
+    """An ISO time from the broker, in UTC for people; anything else as it came."""
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
@@ -225,7 +226,7 @@ def health_text(view: dict[str, Any]) -> HealthText:
         )
     verified = health.get("verified_at")
     checked = (
-        f"Checked by {who} at {_when(str(verified))}."
+        f"Checked by {who} at {when(str(verified))}."
         if verified
         else f"Not yet checked by {who}: it checks a key when it first loads it."
     )

@@ -296,6 +296,7 @@ async def test_the_operator_view_lists_every_accounts_keys_by_status_from_the_br
     assert connected < page.index(">bob<") < expiring < page.index(">alice<") < rights
     assert page.index(">carol<") > rights
     assert "Expires in 1 day<" in page
+    assert "<td>not yet</td>" in page and "<td>2026-12-04 20:00:00 UTC</td>" in page
     assert "Rights changed: withdrawals enabled" in page
     assert "The robot has stopped using this key" in page
     # The counts, by status and exchange.

@@ -46,11 +46,13 @@ def default_policies_dir() -> Path:
     return Path(str(resources.files("policies").joinpath("vault")))
 
 
-def display_path(file: str | None) -> str | None:
-    """Paths under the working directory are shown relative to it."""
+def display_path(file: str | None, cwd: str | None = None) -> str | None:
+    """Paths under the working directory (`cwd`, default: the current one) are shown
+    relative to it. A report passes the cwd it read once: os.getcwd() is a system call,
+    and a large report names files tens of thousands of times."""
     if file is None:
         return None
-    return _display_path(file, os.getcwd())
+    return _display_path(file, cwd or os.getcwd())
 
 
 @functools.lru_cache(maxsize=4096)
@@ -70,6 +72,7 @@ class Inputs:
     invariants: Invariants
     principals: dict[str, Principal]
     reach: Reach
+    cwd: str = field(default_factory=os.getcwd)  # for display_path, read once
     _closures: dict[str, list[Credential]] = field(default_factory=dict, repr=False)
 
     def closure(self, name: str) -> list[Credential]:
@@ -127,8 +130,8 @@ def _source(rule: MergedRule | None, capability: str, *, deny: bool) -> PathRule
     return rule.sources[0]
 
 
-def _describe(stanza: PathRule) -> str:
-    return f'"{stanza.path}" ({stanza.policy}, {display_path(stanza.file)}:{stanza.line})'
+def _describe(stanza: PathRule, cwd: str) -> str:
+    return f'"{stanza.path}" ({stanza.policy}, {display_path(stanza.file, cwd)}:{stanza.line})'
 
 
 @dataclass(frozen=True)
@@ -138,37 +141,37 @@ class _Blame:
     short: str  # for the text table
 
 
-def _blame_granted(ce: Counterexample) -> _Blame:
+def _blame_granted(ce: Counterexample, cwd: str) -> _Blame:
     """A `deny` invariant failed: blame the stanza that grants the capability there."""
     stanza = _source(ce.rule, ce.capability, deny=False)
     if stanza is None:
         return _Blame(None, "root policy", "root policy")
     return _Blame(
         stanza,
-        f"rule {_describe(stanza)} applies there",
+        f"rule {_describe(stanza, cwd)} applies there",
         f'"{stanza.path}" grants {ce.capability} there',
     )
 
 
-def _blame_missing(ce: Counterexample) -> _Blame:
+def _blame_missing(ce: Counterexample, cwd: str) -> _Blame:
     """An `allow` invariant failed: blame the stanza that applies and refuses, if any."""
     if ce.rule is None:
         return _Blame(None, "no rule matches it", "no rule matches it")
     if ce.rule.is_deny:
         stanza = _source(ce.rule, ce.capability, deny=True)
         assert stanza is not None
-        return _Blame(stanza, f"rule {_describe(stanza)} denies it", f'"{stanza.path}" denies it')
+        return _Blame(stanza, f"rule {_describe(stanza, cwd)} denies it", f'"{stanza.path}" denies it')
     stanza = ce.rule.sources[0]
     held = ", ".join(sorted(ce.rule.capabilities))
     return _Blame(
         stanza,
-        f"rule {_describe(stanza)} applies there and grants [{held}] "
+        f"rule {_describe(stanza, cwd)} applies there and grants [{held}] "
         "(or needs parameters or wrapping)",
         f'"{stanza.path}" applies there: [{held}]',
     )
 
 
-def via_steps(principal: str, via: Sequence[Hop]) -> tuple[ViaStep, ...]:
+def via_steps(principal: str, via: Sequence[Hop], cwd: str | None = None) -> tuple[ViaStep, ...]:
     steps = []
     holder = principal
     for hop in via:
@@ -182,7 +185,7 @@ def via_steps(principal: str, via: Sequence[Hop]) -> tuple[ViaStep, ...]:
                 capability=hop.capability,
                 path=hop.path,
                 policy=stanza.policy if stanza else None,
-                file=display_path(stanza.file) if stanza else None,
+                file=display_path(stanza.file, cwd) if stanza else None,
                 line=stanza.line if stanza else None,
                 gains=gains,
                 doc=hop.route.doc,
@@ -228,14 +231,14 @@ def check_invariant(inv: Invariant, inputs: Inputs) -> list[Violation]:
                 verb, expected, blame_of = "cannot", "allowed", _blame_missing
             if ce is None:
                 continue
-            blame = blame_of(ce)
+            blame = blame_of(ce, inputs.cwd)
             stanza = blame.stanza
             chain = ""
             steps: tuple[ViaStep, ...] = ()
             if via:
                 # Blame the principal's own stanza that opens the chain: that is the
                 # line to change.
-                steps = via_steps(who, via)
+                steps = via_steps(who, via, inputs.cwd)
                 chain = chain_text(who, via, f"{ce.capability} {ce.path}")
                 stanza = via[0].stanza
                 docs = "; ".join(dict.fromkeys(hop.route.doc for hop in via))
@@ -259,7 +262,7 @@ def check_invariant(inv: Invariant, inputs: Inputs) -> list[Violation]:
                     capability=ce.capability,
                     path=ce.path,
                     policy=stanza.policy if stanza else None,
-                    file=display_path(stanza.file if stanza else inv.file),
+                    file=display_path(stanza.file if stanza else inv.file, inputs.cwd),
                     line=stanza.line if stanza else inv.line,
                     message=message,
                     detail=detail,
@@ -280,13 +283,13 @@ def reach_entries(inputs: Inputs) -> list[ReachEntry]:
                     principal=name,
                     credential=credential.label,
                     chain=chain_text(name, credential.via),
-                    via=via_steps(name, credential.via),
+                    via=via_steps(name, credential.via, inputs.cwd),
                 )
             )
     return out
 
 
-def _lint_violation(finding: LintFinding) -> Violation:
+def _lint_violation(finding: LintFinding, cwd: str) -> Violation:
     rule = registry.get(finding.rule_id)
     return Violation(
         id=finding.rule_id,
@@ -294,7 +297,7 @@ def _lint_violation(finding: LintFinding) -> Violation:
         capability=finding.capability,
         path=finding.path,
         policy=finding.stanza.policy or None,
-        file=display_path(finding.stanza.file),
+        file=display_path(finding.stanza.file, cwd),
         line=finding.stanza.line,
         message=f"{rule.name}: {finding.message}",
         level=rule.severity,
@@ -327,7 +330,7 @@ def check(policies_dir: Path | None, invariants_file: Path | None) -> CheckRepor
     report = CheckReport(
         rules=rule_catalogue(inputs.invariants.invariants),
         policies=[p.name for p in inputs.policies],
-        invariants_file=display_path(inputs.invariants.file),
+        invariants_file=display_path(inputs.invariants.file, inputs.cwd),
         invariants_checked=len(inputs.invariants.invariants),
     )
     for inv in inputs.invariants.invariants:
@@ -337,7 +340,7 @@ def check(policies_dir: Path | None, invariants_file: Path | None) -> CheckRepor
     report.reach = reach_entries(inputs)
     principal_policies = {n: list(p.policies) for n, p in inputs.principals.items()}
     lint = run_lint(inputs.policies, principal_policies, inputs.invariants.admin_policies())
-    report.findings.extend(_lint_violation(f) for f in lint)
+    report.findings.extend(_lint_violation(f, inputs.cwd) for f in lint)
     return report
 
 

@@ -70,6 +70,7 @@ class Principal:
         # Rules by their first segment when it is a plain literal; the rest (`+`, or a
         # glob ending in the first segment) can overlap any pattern. Most patterns name
         # their mount first, so most rules are ruled out without a closer look.
+        self._order = {id(r): n for n, (_, r) in enumerate(self.rules)}
         self._by_first: dict[str, list[tuple[GlobShape, MergedRule]]] = {}
         self._any_first: list[tuple[GlobShape, MergedRule]] = []
         for shape, rule in self.rules:
@@ -125,7 +126,7 @@ class Principal:
             )
             cached = [(s, r) for s, r in pool if may_overlap(s, pattern)]
             if first is not None:  # keep the rules' table order, as over self.rules
-                order = {id(r): n for n, (_, r) in enumerate(self.rules)}
+                order = self._order
                 cached.sort(key=lambda sr: order[id(sr[1])])
             self._relevant[pattern] = cached
         return cached
@@ -171,27 +172,72 @@ class Counterexample:
     rule: MergedRule | None  # the rule Vault applies there; None when no rule matches
 
 
-# `find_granted` answers, shared between principals: the answer depends only on the
-# rules that can match a path of the pattern (the others never decide), and `may` reads
-# nothing of a rule but its key, table, capabilities and wrapping bounds. Principals
-# with the same relevant rules (common in large policy sets) are answered once.
-_GRANTED_CACHE: dict[tuple[object, ...], tuple[str, str] | None] = {}
-_GRANTED_CACHE_MAX = 1 << 16
+# Answers, shared between principals: an answer depends only on the rules that can
+# match a path of the pattern (the others never decide), and of a rule `may` and
+# `must` read nothing but its key, table, whether it denies, which of the asked
+# capabilities it holds, its wrapping bounds and (`must`) whether it requires
+# parameters. Principals with the same relevant rules, in this sense, are answered
+# once: common in large policy sets, where most principals hold no rule on a pattern.
+_ANSWERS: dict[tuple[object, ...], tuple[str, str] | None] = {}
+_ANSWERS_MAX = 1 << 16
 
 
 def clear_answer_cache() -> None:
     """Forget shared answers (benchmarks measure cold runs)."""
-    _GRANTED_CACHE.clear()
+    _ANSWERS.clear()
 
 
-def _granted_key(
-    principal: Principal, shape: GlobShape, caps: tuple[str, ...], excepts: Sequence[str]
+def _answer_key(
+    question: str,
+    principal: Principal,
+    shape: GlobShape,
+    caps: tuple[str, ...],
+    excepts: Sequence[str],
 ) -> tuple[object, ...]:
+    if principal.acl.is_root:  # no rules: every path is held, whatever it is
+        return (question, True, shape.text, caps, tuple(excepts))
+    asked = frozenset(caps)
     rules = tuple(
-        (r.kind, r.key, r.capabilities, r.min_wrapping_ttl, r.max_wrapping_ttl)
+        (
+            r.kind,
+            r.key,
+            r.is_deny,
+            asked & r.capabilities,
+            r.min_wrapping_ttl,
+            r.max_wrapping_ttl,
+            bool(r.required_parameters),
+        )
         for _, r in principal.relevant_rules(shape)
     )
-    return (shape.text, caps, tuple(excepts), rules)
+    return (question, False, shape.text, caps, tuple(excepts), rules)
+
+
+def _shared(
+    question: str,
+    principal: Principal,
+    pattern: str,
+    caps: tuple[str, ...],
+    excepts: Sequence[str],
+) -> Counterexample | None:
+    """The `question` ("may": find_granted, "must": find_missing) answered once per
+    key; the counterexample's rule is this principal's own, for the blame."""
+    verdict = principal.may if question == "may" else principal.must
+    key = _answer_key(question, principal, validate_pattern(pattern), caps, excepts)
+    if key in _ANSWERS:
+        known = _ANSWERS[key]
+        if known is None:
+            return None
+        held, rule = verdict(*known)
+        if held == (question == "may"):  # always, by the argument above
+            return Counterexample(known[0], known[1], rule)
+    if question == "may":
+        found = _first_granted(principal, pattern, caps, excepts)
+    else:
+        found = _first_missing(principal, pattern, caps, excepts)
+    if len(_ANSWERS) >= _ANSWERS_MAX:
+        _ANSWERS.clear()
+    _ANSWERS[key] = None if found is None else (found.path, found.capability)
+    return found
 
 
 def find_granted(
@@ -205,21 +251,7 @@ def find_granted(
     caps = tuple(capabilities)
     if not principal.could_grant(pattern, caps):
         return None
-    if principal.acl.is_root:
-        return _first_granted(principal, pattern, caps, excepts)
-    key = _granted_key(principal, validate_pattern(pattern), caps, excepts)
-    if key in _GRANTED_CACHE:
-        known = _GRANTED_CACHE[key]
-        if known is None:
-            return None
-        held, rule = principal.may(*known)  # this principal's own rule, for the blame
-        if held:  # always, by the argument above; otherwise decide afresh
-            return Counterexample(known[0], known[1], rule)
-    found = _first_granted(principal, pattern, caps, excepts)
-    if len(_GRANTED_CACHE) >= _GRANTED_CACHE_MAX:
-        _GRANTED_CACHE.clear()
-    _GRANTED_CACHE[key] = None if found is None else (found.path, found.capability)
-    return found
+    return _shared("may", principal, pattern, caps, excepts)
 
 
 def _first_granted(
@@ -241,7 +273,12 @@ def find_missing(
 ) -> Counterexample | None:
     """A path matching `pattern` where the plain request for one of `capabilities` is
     refused; None when every such path allows all of them: the `allow` question."""
-    caps = tuple(capabilities)
+    return _shared("must", principal, pattern, tuple(capabilities), excepts)
+
+
+def _first_missing(
+    principal: Principal, pattern: str, caps: tuple[str, ...], excepts: Sequence[str]
+) -> Counterexample | None:
     for path in principal.paths(pattern, excepts):
         for cap in caps:
             allowed, rule = principal.must(path, cap)

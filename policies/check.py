@@ -7,9 +7,11 @@ policies or invariants, with file and line).
 from __future__ import annotations
 
 import functools
+import gc
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -160,7 +162,8 @@ def _blame_missing(ce: Counterexample, cwd: str) -> _Blame:
     if ce.rule.is_deny:
         stanza = _source(ce.rule, ce.capability, deny=True)
         assert stanza is not None
-        return _Blame(stanza, f"rule {_describe(stanza, cwd)} denies it", f'"{stanza.path}" denies it')
+        why = f"rule {_describe(stanza, cwd)} denies it"
+        return _Blame(stanza, why, f'"{stanza.path}" denies it')
     stanza = ce.rule.sources[0]
     held = ", ".join(sorted(ce.rule.capabilities))
     return _Blame(
@@ -339,18 +342,40 @@ def check(policies_dir: Path | None, invariants_file: Path | None) -> CheckRepor
         report.findings.extend(found)
     report.reach = reach_entries(inputs)
     principal_policies = {n: list(p.policies) for n, p in inputs.principals.items()}
-    lint = run_lint(inputs.policies, principal_policies, inputs.invariants.admin_policies())
+    lint = run_lint(
+        inputs.policies,
+        principal_policies,
+        inputs.invariants.admin_policies(),
+        compiled=inputs.principals.values(),
+    )
     report.findings.extend(_lint_violation(f, inputs.cwd) for f in lint)
     return report
 
 
-def run_check(policies_dir: Path | None, invariants_file: Path | None, output_format: str) -> int:
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector off for one command. A large check allocates
+    hundreds of thousands of objects that live until it exits (ACLs, answers, report
+    entries) and makes few cycles, so the collector's passes over them found nothing
+    and cost a quarter of the command (docs/policy-checks.md, Performance)."""
+    enabled = gc.isenabled()
+    gc.disable()
     try:
-        report = check(policies_dir, invariants_file)
-    except (PolicyParseError, InvariantsError, PatternError, ACLError, OSError) as exc:
-        print(f"keybroker policy check: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    sys.stdout.write(render_check(report, output_format))
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def run_check(policies_dir: Path | None, invariants_file: Path | None, output_format: str) -> int:
+    with gc_paused():
+        try:
+            report = check(policies_dir, invariants_file)
+        except (PolicyParseError, InvariantsError, PatternError, ACLError, OSError) as exc:
+            print(f"keybroker policy check: error: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        output = render_check(report, output_format)
+    sys.stdout.write(output)
     if not sys.stdout.isatty():
         sys.stdout.flush()
     return EXIT_PASS if report.passed else EXIT_VIOLATION

@@ -20,10 +20,12 @@ from broker.layout import VaultLayout, build_layout
 from policies.acl import ACLError, MergedRule
 from policies.analysis import (
     Counterexample,
+    GlobShape,
     PatternError,
     Principal,
-    find_granted,
     find_missing,
+    granted_on,
+    validate_pattern,
 )
 from policies.analysis.escalation import Credential, Hop, Reach, chain_text
 from policies.analysis.routes import routes_for
@@ -200,14 +202,14 @@ def via_steps(principal: str, via: Sequence[Hop], cwd: str | None = None) -> tup
 
 
 def _deny_counterexample(
-    inv: Invariant, who: str, pattern: str, inputs: Inputs
+    inv: Invariant, who: str, shape: GlobShape, inputs: Inputs
 ) -> tuple[Counterexample, Credential] | None:
     """The first credential of the principal's closure (its own token first, then the
     shortest chains) that holds a denied capability on the pattern."""
     own = inputs.principals[who]
     for credential in inputs.closure(who):
         principal = own if not credential.via else inputs.reach.principal(credential)
-        ce = find_granted(principal, pattern, inv.capabilities, inv.excepts)
+        ce = granted_on(principal, shape, inv.capabilities, inv.excepts)
         if ce is not None:
             return ce, credential
     return None
@@ -220,11 +222,12 @@ def check_invariant(inv: Invariant, inputs: Inputs) -> list[Violation]:
     secret-id or policy it can create, docs/policy-checks.md); `allow` invariants over
     its own token."""
     out: list[Violation] = []
+    shapes = {pattern: validate_pattern(pattern) for pattern in inv.paths}
     for who in inv.principals:
         for pattern in inv.paths:
             via: tuple[Hop, ...] = ()
             if inv.effect == "deny":
-                found = _deny_counterexample(inv, who, pattern, inputs)
+                found = _deny_counterexample(inv, who, shapes[pattern], inputs)
                 ce = found[0] if found else None
                 via = found[1].via if found else ()
                 verb, expected, blame_of = "can", "denied", _blame_granted

@@ -67,8 +67,8 @@ def _candidates(
     one it takes are never built. With `wanted_ids`, non-empty segments that no wanted
     shape accepts are left out (see `representatives`); the empty segment is always
     kept for the caller to judge."""
-    constrained = []
-    unconstrained = []
+    constrained: list[GlobShape] = []
+    unconstrained: list[GlobShape] = []
     for s in live:
         (constrained if i < len(s.parts) else unconstrained).append(s)
     own = pattern.literal_at(i)

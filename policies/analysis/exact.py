@@ -187,53 +187,58 @@ def clear_answer_cache() -> None:
     _ANSWERS.clear()
 
 
-def _answer_key(
-    question: str,
-    principal: Principal,
-    shape: GlobShape,
-    caps: tuple[str, ...],
-    excepts: Sequence[str],
-) -> tuple[object, ...]:
-    if principal.acl.is_root:  # no rules: every path is held, whatever it is
-        return (question, True, shape.text, caps, tuple(excepts))
-    asked = frozenset(caps)
-    rules = tuple(
-        (
-            r.kind,
-            r.key,
-            r.is_deny,
-            asked & r.capabilities,
-            r.min_wrapping_ttl,
-            r.max_wrapping_ttl,
-            bool(r.required_parameters),
-        )
-        for _, r in principal.relevant_rules(shape)
-    )
-    return (question, False, shape.text, caps, tuple(excepts), rules)
+_UNKNOWN = object()
 
 
 def _shared(
     question: str,
     principal: Principal,
-    pattern: str,
+    shape: GlobShape,
     caps: tuple[str, ...],
-    excepts: Sequence[str],
+    excepts: tuple[str, ...],
+    rules: list[tuple[GlobShape, MergedRule]],
 ) -> Counterexample | None:
     """The `question` ("may": find_granted, "must": find_missing) answered once per
-    key; the counterexample's rule is this principal's own, for the blame."""
-    verdict = principal.may if question == "may" else principal.must
-    key = _answer_key(question, principal, validate_pattern(pattern), caps, excepts)
-    if key in _ANSWERS:
-        known = _ANSWERS[key]
-        if known is None:
-            return None
+    key; the counterexample's rule is this principal's own, for the blame. `rules`:
+    the principal's relevant rules for `shape`."""
+    if principal.acl.is_root:  # no rules: every path is held, whatever it is
+        key: tuple[object, ...] = (question, True, shape.text, caps, excepts)
+    else:
+        asked = frozenset(caps)
+        key = (
+            question,
+            False,
+            shape.text,
+            caps,
+            excepts,
+            tuple(
+                [
+                    (
+                        r.kind,
+                        r.key,
+                        r.is_deny,
+                        asked & r.capabilities,
+                        r.min_wrapping_ttl,
+                        r.max_wrapping_ttl,
+                        bool(r.required_parameters),
+                    )
+                    for _, r in rules
+                ]
+            ),
+        )
+    known = _ANSWERS.get(key, _UNKNOWN)
+    if known is None:
+        return None
+    if known is not _UNKNOWN:
+        assert isinstance(known, tuple)
+        verdict = principal.may if question == "may" else principal.must
         held, rule = verdict(*known)
         if held == (question == "may"):  # always, by the argument above
             return Counterexample(known[0], known[1], rule)
     if question == "may":
-        found = _first_granted(principal, pattern, caps, excepts)
+        found = _first_granted(principal, shape.text, caps, excepts)
     else:
-        found = _first_missing(principal, pattern, caps, excepts)
+        found = _first_missing(principal, shape.text, caps, excepts)
     if len(_ANSWERS) >= _ANSWERS_MAX:
         _ANSWERS.clear()
     _ANSWERS[key] = None if found is None else (found.path, found.capability)
@@ -248,10 +253,21 @@ def find_granted(
 ) -> Counterexample | None:
     """A path matching `pattern` (and no `excepts`) where the principal may use one of
     `capabilities`; None when there is none: the `deny` question, decided exactly."""
-    caps = tuple(capabilities)
-    if not principal.could_grant(pattern, caps):
-        return None
-    return _shared("may", principal, pattern, caps, excepts)
+    return granted_on(principal, validate_pattern(pattern), tuple(capabilities), tuple(excepts))
+
+
+def granted_on(
+    principal: Principal, shape: GlobShape, caps: tuple[str, ...], excepts: tuple[str, ...] = ()
+) -> Counterexample | None:
+    """`find_granted` for a pattern already validated: the form for asking many
+    principals the same question (`policy check` asks each principal of an invariant)."""
+    if principal.acl.is_root:
+        return _shared("may", principal, shape, caps, excepts, [])
+    rules = principal.relevant_rules(shape)
+    for _, r in rules:
+        if not r.is_deny and not r.capabilities.isdisjoint(caps):
+            return _shared("may", principal, shape, caps, excepts, rules)
+    return None  # no rule that can apply holds any of them (see `could_grant`)
 
 
 def _first_granted(
@@ -273,7 +289,9 @@ def find_missing(
 ) -> Counterexample | None:
     """A path matching `pattern` where the plain request for one of `capabilities` is
     refused; None when every such path allows all of them: the `allow` question."""
-    return _shared("must", principal, pattern, tuple(capabilities), excepts)
+    shape = validate_pattern(pattern)
+    rules = [] if principal.acl.is_root else principal.relevant_rules(shape)
+    return _shared("must", principal, shape, tuple(capabilities), tuple(excepts), rules)
 
 
 def _first_missing(

@@ -78,6 +78,10 @@ class Inputs:
     reach: Reach
     cwd: str = field(default_factory=os.getcwd)  # for display_path, read once
     _closures: dict[str, list[Credential]] = field(default_factory=dict, repr=False)
+    # Report text shared by many violations (a large check writes tens of thousands):
+    # the blame of one rule for one capability, and the steps of one principal's chain.
+    _blames: dict[tuple[int, str, bool], _Blame] = field(default_factory=dict, repr=False)
+    _chains: dict[tuple[str, int], _Chain] = field(default_factory=dict, repr=False)
 
     def closure(self, name: str) -> list[Credential]:
         """Principal `name`'s own credential, then every one it can obtain."""
@@ -176,6 +180,37 @@ def _blame_missing(ce: Counterexample, cwd: str) -> _Blame:
     )
 
 
+@dataclass(frozen=True)
+class _Chain:
+    steps: tuple[ViaStep, ...]
+    text: str  # without the final request
+    docs: str  # the Vault documents of its edges
+
+
+def _blame(ce: Counterexample, deny: bool, inputs: Inputs) -> _Blame:
+    """`_blame_granted` (deny invariants) or `_blame_missing`, once per rule."""
+    key = (id(ce.rule), ce.capability, deny)
+    found = inputs._blames.get(key)
+    if found is None:
+        found = (_blame_granted if deny else _blame_missing)(ce, inputs.cwd)
+        inputs._blames[key] = found
+    return found
+
+
+def _chain(who: str, credential: Credential, inputs: Inputs) -> _Chain:
+    key = (who, id(credential))
+    found = inputs._chains.get(key)
+    if found is None:
+        via = credential.via
+        found = _Chain(
+            steps=via_steps(who, via, inputs.cwd),
+            text=chain_text(who, via),
+            docs="; ".join(dict.fromkeys(hop.route.doc for hop in via)),
+        )
+        inputs._chains[key] = found
+    return found
+
+
 def via_steps(principal: str, via: Sequence[Hop], cwd: str | None = None) -> tuple[ViaStep, ...]:
     steps = []
     holder = principal
@@ -223,32 +258,35 @@ def check_invariant(inv: Invariant, inputs: Inputs) -> list[Violation]:
     its own token."""
     out: list[Violation] = []
     shapes = {pattern: validate_pattern(pattern) for pattern in inv.paths}
+    deny = inv.effect == "deny"
+    verb, expected = ("can", "denied") if deny else ("cannot", "allowed")
+    suffix = f". Invariant: {inv.description}" if inv.description else ""
     for who in inv.principals:
         for pattern in inv.paths:
-            via: tuple[Hop, ...] = ()
-            if inv.effect == "deny":
+            credential: Credential | None = None
+            if deny:
                 found = _deny_counterexample(inv, who, shapes[pattern], inputs)
-                ce = found[0] if found else None
-                via = found[1].via if found else ()
-                verb, expected, blame_of = "can", "denied", _blame_granted
+                if found is None:
+                    continue
+                ce, credential = found
             else:
                 principal = inputs.principals[who]
-                ce = find_missing(principal, pattern, inv.capabilities, inv.excepts)
-                verb, expected, blame_of = "cannot", "allowed", _blame_missing
-            if ce is None:
-                continue
-            blame = blame_of(ce, inputs.cwd)
+                missing = find_missing(principal, pattern, inv.capabilities, inv.excepts)
+                if missing is None:
+                    continue
+                ce = missing
+            blame = _blame(ce, deny, inputs)
             stanza = blame.stanza
             chain = ""
             steps: tuple[ViaStep, ...] = ()
-            if via:
+            if credential is not None and credential.via:
                 # Blame the principal's own stanza that opens the chain: that is the
                 # line to change.
-                steps = via_steps(who, via, inputs.cwd)
-                chain = chain_text(who, via, f"{ce.capability} {ce.path}")
-                stanza = via[0].stanza
-                docs = "; ".join(dict.fromkeys(hop.route.doc for hop in via))
-                how = f"through {chain} (edges: {docs})"
+                known = _chain(who, credential, inputs)
+                steps = known.steps
+                chain = f"{known.text} -> {ce.capability} {ce.path}"
+                stanza = credential.via[0].stanza
+                how = f"through {chain} (edges: {known.docs})"
                 message = (
                     f"{who} {verb} {ce.capability} {ce.path} ({pattern} must be {expected}) {how}"
                 )
@@ -259,8 +297,6 @@ def check_invariant(inv: Invariant, inputs: Inputs) -> list[Violation]:
                     f"{blame.why}"
                 )
                 detail = f"must be {expected} ({pattern}); {blame.short}"
-            if inv.description:
-                message += f". Invariant: {inv.description}"
             out.append(
                 Violation(
                     id=inv.id,
@@ -270,7 +306,7 @@ def check_invariant(inv: Invariant, inputs: Inputs) -> list[Violation]:
                     policy=stanza.policy if stanza else None,
                     file=display_path(stanza.file if stanza else inv.file, inputs.cwd),
                     line=stanza.line if stanza else inv.line,
-                    message=message,
+                    message=message + suffix,
                     detail=detail,
                     via=steps,
                     chain=chain,

@@ -28,6 +28,7 @@ from policies.analysis import (
     validate_pattern,
 )
 from policies.analysis.escalation import Credential, Hop, Reach, chain_text
+from policies.analysis.exact import clear_answer_cache
 from policies.analysis.routes import routes_for
 from policies.hcl import PolicyParseError
 from policies.invariants import (
@@ -394,9 +395,11 @@ def check(policies_dir: Path | None, invariants_file: Path | None) -> CheckRepor
 @contextmanager
 def gc_paused() -> Iterator[None]:
     """The cyclic garbage collector off for one command. A large check allocates
-    hundreds of thousands of objects that live until it exits (ACLs, answers, report
+    hundreds of thousands of objects that live until it ends (ACLs, answers, report
     entries) and makes few cycles, so the collector's passes over them found nothing
-    and cost a quarter of the command (docs/policy-checks.md, Performance)."""
+    and cost a quarter of the command (docs/policy-checks.md, Performance). Release
+    the big objects before the block ends: the first collection after it walks every
+    object still alive that was allocated inside it."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -406,15 +409,24 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _checked(
+    policies_dir: Path | None, invariants_file: Path | None, output_format: str
+) -> tuple[str, bool]:
+    """The rendered report and whether it passed; the report itself dies on return."""
+    report = check(policies_dir, invariants_file)
+    return render_check(report, output_format), report.passed
+
+
 def run_check(policies_dir: Path | None, invariants_file: Path | None, output_format: str) -> int:
     with gc_paused():
         try:
-            report = check(policies_dir, invariants_file)
+            output, passed = _checked(policies_dir, invariants_file, output_format)
         except (PolicyParseError, InvariantsError, PatternError, ACLError, OSError) as exc:
             print(f"keybroker policy check: error: {exc}", file=sys.stderr)
             return EXIT_ERROR
-        output = render_check(report, output_format)
+        finally:
+            clear_answer_cache()  # a command's answers die with it, not in exit's GC pass
     sys.stdout.write(output)
     if not sys.stdout.isatty():
         sys.stdout.flush()
-    return EXIT_PASS if report.passed else EXIT_VIOLATION
+    return EXIT_PASS if passed else EXIT_VIOLATION

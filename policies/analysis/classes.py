@@ -155,24 +155,34 @@ def representatives(
     shape accepted the parent.
     """
     wanted_ids = None if wanted is None else {id(s) for s in wanted}
-
-    def any_wanted(live: list[GlobShape]) -> bool:
-        return wanted_ids is None or any(id(s) in wanted_ids for s in live)
-
-    def walk(i: int, prefix: list[str], live: list[GlobShape], parent: bool) -> Iterator[str]:
-        bound = max([len(s.parts) for s in live] + [len(pattern.parts)]) + 2
-        for seg, survivors in _candidates(i, live, pattern, wanted_ids):
-            here = any_wanted(survivors)
-            if not here and not (seg == "" and parent):
-                continue
-            segments = [*prefix, seg]
-            n = i + 1
-            if pattern.accepts_length(n):
-                yield "/".join(segments)
-            # An empty segment can only be the last one (a trailing "/"): no "a//b".
-            longer_allowed = seg != "" and (pattern.prefix or n < len(pattern.parts))
-            if here and longer_allowed and n < bound:
-                yield from walk(i + 1, segments, survivors, here)
-
     start = list(shapes)
-    yield from walk(0, [], start, any_wanted(start))
+    yield from _walk(pattern, wanted_ids, 0, [], start, _any_wanted(wanted_ids, start))
+
+
+def _any_wanted(wanted_ids: set[int] | None, live: list[GlobShape]) -> bool:
+    return wanted_ids is None or any(id(s) in wanted_ids for s in live)
+
+
+# A module-level function, not a closure: a recursive closure refers to itself through
+# its cell, so every enumeration would leave a reference cycle for the collector.
+def _walk(
+    pattern: GlobShape,
+    wanted_ids: set[int] | None,
+    i: int,
+    prefix: list[str],
+    live: list[GlobShape],
+    parent: bool,
+) -> Iterator[str]:
+    bound = max([len(s.parts) for s in live] + [len(pattern.parts)]) + 2
+    for seg, survivors in _candidates(i, live, pattern, wanted_ids):
+        here = _any_wanted(wanted_ids, survivors)
+        if not here and not (seg == "" and parent):
+            continue
+        segments = [*prefix, seg]
+        n = i + 1
+        if pattern.accepts_length(n):
+            yield "/".join(segments)
+        # An empty segment can only be the last one (a trailing "/"): no "a//b".
+        longer_allowed = seg != "" and (pattern.prefix or n < len(pattern.parts))
+        if here and longer_allowed and n < bound:
+            yield from _walk(pattern, wanted_ids, i + 1, segments, survivors, here)

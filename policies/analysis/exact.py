@@ -121,11 +121,14 @@ class Principal:
         cached = self._relevant.get(pattern)
         if cached is None:
             first = _literal_first(pattern)
-            pool = (
-                self.rules if first is None else [*self._by_first.get(first, ()), *self._any_first]
-            )
+            same_first: Sequence[tuple[GlobShape, MergedRule]] = ()
+            if first is not None:
+                same_first = self._by_first.get(first, ())
+            pool: Sequence[tuple[GlobShape, MergedRule]] = self.rules
+            if first is not None:
+                pool = [*same_first, *self._any_first] if self._any_first else same_first
             cached = [(s, r) for s, r in pool if may_overlap(s, pattern)]
-            if first is not None:  # keep the rules' table order, as over self.rules
+            if same_first and self._any_first:  # keep the rules' table order
                 order = self._order
                 cached.sort(key=lambda sr: order[id(sr[1])])
             self._relevant[pattern] = cached

@@ -66,7 +66,8 @@ class Principal:
         self.acl = ACL(self.policies)
         self.rules = _rule_shapes(self.acl)
         self.shapes = [shape for shape, _ in self.rules]
-        self._relevant: dict[GlobShape, list[tuple[GlobShape, MergedRule]]] = {}
+        # By pattern text: a pattern's shape is a function of its text (`shape_of`).
+        self._relevant: dict[str, list[tuple[GlobShape, MergedRule]]] = {}
         # Rules by their first segment when it is a plain literal; the rest (`+`, or a
         # glob ending in the first segment) can overlap any pattern. Most patterns name
         # their mount first, so most rules are ruled out without a closer look.
@@ -118,7 +119,7 @@ class Principal:
     def relevant_rules(self, pattern: GlobShape) -> list[tuple[GlobShape, MergedRule]]:
         """Rules whose key could match some path of `pattern` (or its LIST variants).
         Dropping the others is sound: they never match, so they never decide."""
-        cached = self._relevant.get(pattern)
+        cached = self._relevant.get(pattern.text)
         if cached is None:
             first = _literal_first(pattern)
             same_first: Sequence[tuple[GlobShape, MergedRule]] = ()
@@ -131,7 +132,7 @@ class Principal:
             if same_first and self._any_first:  # keep the rules' table order
                 order = self._order
                 cached.sort(key=lambda sr: order[id(sr[1])])
-            self._relevant[pattern] = cached
+            self._relevant[pattern.text] = cached
         return cached
 
     def could_grant(self, pattern: str, capabilities: Iterable[str]) -> bool:

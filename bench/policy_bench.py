@@ -17,7 +17,7 @@
    of each phase in-process, and whether each target is met on CPU and on wall time
    (the machine may be shared: CPU is the steadier figure).
 
-Run: .venv/bin/python bench/policy_bench.py [--seed N]
+Run: .venv/bin/python bench/policy_bench.py [--seed N] [--baseline-tree DIR]
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import random
 import resource
 import statistics
@@ -237,15 +238,26 @@ def write_inputs(directory: Path, seed: int) -> tuple[Path, Path]:
     return policy_dir, inv_file
 
 
-def _command(args: list[str]) -> tuple[float, float, int, int]:
-    """Wall and CPU time (user + system, the machine is shared), exit code, output size."""
+def _command(args: list[str], tree: Path | None = None) -> tuple[float, float, int, int, bytes]:
+    """Wall and CPU time (user + system, the machine is shared), exit code, output size
+    and output; `tree`: run the code of that checkout instead (e.g. the previous
+    commit, `git archive <commit> | tar -x -C <dir>`)."""
+    env = None
+    if tree is not None:
+        env = {**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{tree / 'devtools'}"}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "broker", *args], capture_output=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "broker", *args],
+        capture_output=True,
+        check=False,
+        env=env,
+        cwd=tree,  # `-m` puts the working directory first on sys.path
+    )
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu, proc.returncode, len(proc.stdout)
+    return wall, cpu, proc.returncode, len(proc.stdout), proc.stdout
 
 
 def _phases(policy_dir: Path, inv_file: Path) -> str:
@@ -279,7 +291,7 @@ def _phases(policy_dir: Path, inv_file: Path) -> str:
 TARGETS = {"json": 3.0, "text": 5.0}
 
 
-def bench_command(seed: int) -> None:
+def bench_command(seed: int, baseline_tree: Path | None = None) -> None:
     print(
         "== whole `keybroker policy check`, 1,000 policies x 100 invariants over 1,000 "
         "principals (targets: json < 3 s, text < 5 s)"
@@ -287,7 +299,7 @@ def bench_command(seed: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         policy_dir, inv_file = write_inputs(Path(tmp), seed)
         base = ["policy", "check", "--policies", str(policy_dir), "--invariants", str(inv_file)]
-        floor_wall, floor, _, _ = _command(["--help"])
+        floor_wall, floor, *_ = _command(["--help"])
         clear_answer_cache()  # as cold as a fresh command
         with gc_paused():  # as the command runs it
             t0, c0 = time.perf_counter(), time.process_time()
@@ -302,7 +314,7 @@ def bench_command(seed: int) -> None:
         phases = _phases(policy_dir, inv_file)
         print(f"  in-process phases, s CPU (collector paused, cold): {phases}")
         for fmt in ("json", "sarif", "text"):
-            wall, cpu, code, size = _command([*base, "--format", fmt])
+            wall, cpu, code, size, out = _command([*base, "--format", fmt])
             target = TARGETS.get(fmt)
             verdict = ""
             if target is not None:
@@ -313,15 +325,30 @@ def bench_command(seed: int) -> None:
                 f"{size / 1e6:.1f} MB; {cpu / in_cpu:.2f}x the in-process check's CPU, "
                 f"{(cpu - floor) / in_cpu:.2f}x without start-up{verdict}"
             )
+            if baseline_tree is not None:
+                old_wall, old_cpu, old_code, _, old_out = _command(
+                    [*base, "--format", fmt], baseline_tree
+                )
+                same = "identical" if (old_code, old_out) == (code, out) else "DIFFERENT"
+                print(
+                    f"    baseline {baseline_tree}: {old_wall:5.2f} s wall / {old_cpu:5.2f} s "
+                    f"CPU; now {old_cpu / cpu:.1f}x less CPU; output {same}"
+                )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=20261121)
+    parser.add_argument(
+        "--baseline-tree",
+        type=Path,
+        help="a checkout of other code (e.g. the previous commit) to run the same "
+        "commands with, in the same run, for a before/after on the same machine",
+    )
     args = parser.parse_args()
     bench_check()
     bench_generated(args.seed)
-    bench_command(args.seed)
+    bench_command(args.seed, args.baseline_tree)
 
 
 if __name__ == "__main__":

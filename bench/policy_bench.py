@@ -12,16 +12,20 @@
    and an invariants file of 1,000 principals (one per policy) x 100 invariants, each
    invariant over every principal (targets: < 3 s with --format json, < 5 s as text).
    Baseline in the same run: `keybroker --help` (interpreter and CLI start-up) and the
-   in-process analysis of the same inputs, so the ratios show what loading, reach and
-   rendering add.
+   in-process check() of the same inputs (cold answers, collector paused as in the
+   command), so the ratios show what start-up, rendering and exit add; then the CPU
+   of each phase in-process, and whether each target is met on CPU and on wall time
+   (the machine may be shared: CPU is the steadier figure).
 
-Run: .venv/bin/python bench/policy_bench.py [--seed N]
+Run: .venv/bin/python bench/policy_bench.py [--seed N] [--baseline-tree DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import os
 import random
 import resource
 import statistics
@@ -36,8 +40,16 @@ from typing import TypeVar
 from policies.acl import MergedRule
 from policies.analysis import Principal, find_granted, find_missing
 from policies.analysis.exact import clear_answer_cache
-from policies.check import check
+from policies.check import (
+    check,
+    check_invariant,
+    gc_paused,
+    load_inputs,
+    reach_entries,
+)
+from policies.lint import run_lint
 from policies.model import PathRule, Policy
+from policies.report import render_check
 
 MOUNTS = ["secret", "kv", "exchange-keys"]
 APIS = ["data", "metadata", "destroy"]
@@ -226,18 +238,60 @@ def write_inputs(directory: Path, seed: int) -> tuple[Path, Path]:
     return policy_dir, inv_file
 
 
-def _command(args: list[str]) -> tuple[float, float, int, int]:
-    """Wall and CPU time (user + system, the machine is shared), exit code, output size."""
+def _command(args: list[str], tree: Path | None = None) -> tuple[float, float, int, int, bytes]:
+    """Wall and CPU time (user + system, the machine is shared), exit code, output size
+    and output; `tree`: run the code of that checkout instead (e.g. the previous
+    commit, `git archive <commit> | tar -x -C <dir>`)."""
+    env = None
+    if tree is not None:
+        env = {**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{tree / 'devtools'}"}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "broker", *args], capture_output=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "broker", *args],
+        capture_output=True,
+        check=False,
+        env=env,
+        cwd=tree,  # `-m` puts the working directory first on sys.path
+    )
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu, proc.returncode, len(proc.stdout)
+    return wall, cpu, proc.returncode, len(proc.stdout), proc.stdout
 
 
-def bench_command(seed: int) -> None:
+def _phases(policy_dir: Path, inv_file: Path) -> str:
+    """CPU seconds of each phase of the check, in-process and cold, with the collector
+    paused as the command pauses it."""
+    times: list[tuple[str, float]] = []
+
+    def phase(name: str, fn: Callable[[], T]) -> T:
+        value, _, cpu = _timed(fn)
+        times.append((name, cpu))
+        return value
+
+    with gc_paused():
+        clear_answer_cache()
+        inputs = phase("load", lambda: load_inputs(policy_dir, inv_file))
+        invariants = inputs.invariants.invariants
+        phase("invariants", lambda: [check_invariant(inv, inputs) for inv in invariants])
+        phase("reach", lambda: reach_entries(inputs))
+        members = {name: list(p.policies) for name, p in inputs.principals.items()}
+        admins = inputs.invariants.admin_policies()
+        compiled = inputs.principals.values()
+        phase("lint", lambda: run_lint(inputs.policies, members, admins, compiled=compiled))
+        clear_answer_cache()
+        report = phase("whole check()", lambda: check(policy_dir, inv_file))
+        for fmt in ("json", "text"):
+            phase(f"render {fmt}", functools.partial(render_check, report, fmt))
+    clear_answer_cache()
+    return ", ".join(f"{name} {cpu:.2f}" for name, cpu in times)
+
+
+TARGETS = {"json": 3.0, "text": 5.0}
+
+
+def bench_command(seed: int, baseline_tree: Path | None = None) -> None:
     print(
         "== whole `keybroker policy check`, 1,000 policies x 100 invariants over 1,000 "
         "principals (targets: json < 3 s, text < 5 s)"
@@ -245,33 +299,56 @@ def bench_command(seed: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         policy_dir, inv_file = write_inputs(Path(tmp), seed)
         base = ["policy", "check", "--policies", str(policy_dir), "--invariants", str(inv_file)]
-        floor_wall, floor, _, _ = _command(["--help"])
+        floor_wall, floor, *_ = _command(["--help"])
         clear_answer_cache()  # as cold as a fresh command
-        t0, c0 = time.perf_counter(), time.process_time()
-        report = check(policy_dir, inv_file)
-        in_process, in_cpu = time.perf_counter() - t0, time.process_time() - c0
+        with gc_paused():  # as the command runs it
+            t0, c0 = time.perf_counter(), time.process_time()
+            report = check(policy_dir, inv_file)
+            in_process, in_cpu = time.perf_counter() - t0, time.process_time() - c0
         print(
             f"  baseline: `keybroker --help` {floor_wall:.2f} s wall / {floor:.2f} s CPU; "
-            "in-process check() "
+            "in-process check() (collector paused) "
             f"{in_process:.2f} s wall / {in_cpu:.2f} s CPU ({len(report.findings):,} findings, "
             f"{len(report.reach):,} escalation routes)"
         )
+        phases = _phases(policy_dir, inv_file)
+        print(f"  in-process phases, s CPU (collector paused, cold): {phases}")
         for fmt in ("json", "sarif", "text"):
-            wall, cpu, code, size = _command([*base, "--format", fmt])
+            wall, cpu, code, size, out = _command([*base, "--format", fmt])
+            target = TARGETS.get(fmt)
+            verdict = ""
+            if target is not None:
+                verdict = f"; target < {target:.0f} s: {'met' if cpu < target else 'MISSED'} on CPU"
+                verdict += f", {'met' if wall < target else 'missed'} on wall"
             print(
                 f"  --format {fmt:5}: {wall:5.2f} s wall / {cpu:5.2f} s CPU, exit {code}, "
                 f"{size / 1e6:.1f} MB; {cpu / in_cpu:.2f}x the in-process check's CPU, "
-                f"{(cpu - floor) / in_cpu:.2f}x without start-up"
+                f"{(cpu - floor) / in_cpu:.2f}x without start-up{verdict}"
             )
+            if baseline_tree is not None:
+                old_wall, old_cpu, old_code, _, old_out = _command(
+                    [*base, "--format", fmt], baseline_tree
+                )
+                same = "identical" if (old_code, old_out) == (code, out) else "DIFFERENT"
+                print(
+                    f"    baseline {baseline_tree}: {old_wall:5.2f} s wall / {old_cpu:5.2f} s "
+                    f"CPU; now {old_cpu / cpu:.1f}x less CPU; output {same}"
+                )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=20261121)
+    parser.add_argument(
+        "--baseline-tree",
+        type=Path,
+        help="a checkout of other code (e.g. the previous commit) to run the same "
+        "commands with, in the same run, for a before/after on the same machine",
+    )
     args = parser.parse_args()
     bench_check()
     bench_generated(args.seed)
-    bench_command(args.seed)
+    bench_command(args.seed, args.baseline_tree)
 
 
 if __name__ == "__main__":

@@ -7,9 +7,11 @@ policies or invariants, with file and line).
 from __future__ import annotations
 
 import functools
+import gc
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -18,12 +20,15 @@ from broker.layout import VaultLayout, build_layout
 from policies.acl import ACLError, MergedRule
 from policies.analysis import (
     Counterexample,
+    GlobShape,
     PatternError,
     Principal,
-    find_granted,
     find_missing,
+    granted_on,
+    validate_pattern,
 )
 from policies.analysis.escalation import Credential, Hop, Reach, chain_text
+from policies.analysis.exact import clear_answer_cache
 from policies.analysis.routes import routes_for
 from policies.hcl import PolicyParseError
 from policies.invariants import (
@@ -46,11 +51,13 @@ def default_policies_dir() -> Path:
     return Path(str(resources.files("policies").joinpath("vault")))
 
 
-def display_path(file: str | None) -> str | None:
-    """Paths under the working directory are shown relative to it."""
+def display_path(file: str | None, cwd: str | None = None) -> str | None:
+    """Paths under the working directory (`cwd`, default: the current one) are shown
+    relative to it. A report passes the cwd it read once: os.getcwd() is a system call,
+    and a large report names files tens of thousands of times."""
     if file is None:
         return None
-    return _display_path(file, os.getcwd())
+    return _display_path(file, cwd or os.getcwd())
 
 
 @functools.lru_cache(maxsize=4096)
@@ -70,7 +77,12 @@ class Inputs:
     invariants: Invariants
     principals: dict[str, Principal]
     reach: Reach
+    cwd: str = field(default_factory=os.getcwd)  # for display_path, read once
     _closures: dict[str, list[Credential]] = field(default_factory=dict, repr=False)
+    # Report text shared by many violations (a large check writes tens of thousands):
+    # the blame of one rule for one capability, and the steps of one principal's chain.
+    _blames: dict[tuple[int, str, bool], _Blame] = field(default_factory=dict, repr=False)
+    _chains: dict[tuple[str, int], _Chain] = field(default_factory=dict, repr=False)
 
     def closure(self, name: str) -> list[Credential]:
         """Principal `name`'s own credential, then every one it can obtain."""
@@ -127,8 +139,8 @@ def _source(rule: MergedRule | None, capability: str, *, deny: bool) -> PathRule
     return rule.sources[0]
 
 
-def _describe(stanza: PathRule) -> str:
-    return f'"{stanza.path}" ({stanza.policy}, {display_path(stanza.file)}:{stanza.line})'
+def _describe(stanza: PathRule, cwd: str) -> str:
+    return f'"{stanza.path}" ({stanza.policy}, {display_path(stanza.file, cwd)}:{stanza.line})'
 
 
 @dataclass(frozen=True)
@@ -138,37 +150,69 @@ class _Blame:
     short: str  # for the text table
 
 
-def _blame_granted(ce: Counterexample) -> _Blame:
+def _blame_granted(ce: Counterexample, cwd: str) -> _Blame:
     """A `deny` invariant failed: blame the stanza that grants the capability there."""
     stanza = _source(ce.rule, ce.capability, deny=False)
     if stanza is None:
         return _Blame(None, "root policy", "root policy")
     return _Blame(
         stanza,
-        f"rule {_describe(stanza)} applies there",
+        f"rule {_describe(stanza, cwd)} applies there",
         f'"{stanza.path}" grants {ce.capability} there',
     )
 
 
-def _blame_missing(ce: Counterexample) -> _Blame:
+def _blame_missing(ce: Counterexample, cwd: str) -> _Blame:
     """An `allow` invariant failed: blame the stanza that applies and refuses, if any."""
     if ce.rule is None:
         return _Blame(None, "no rule matches it", "no rule matches it")
     if ce.rule.is_deny:
         stanza = _source(ce.rule, ce.capability, deny=True)
         assert stanza is not None
-        return _Blame(stanza, f"rule {_describe(stanza)} denies it", f'"{stanza.path}" denies it')
+        why = f"rule {_describe(stanza, cwd)} denies it"
+        return _Blame(stanza, why, f'"{stanza.path}" denies it')
     stanza = ce.rule.sources[0]
     held = ", ".join(sorted(ce.rule.capabilities))
     return _Blame(
         stanza,
-        f"rule {_describe(stanza)} applies there and grants [{held}] "
+        f"rule {_describe(stanza, cwd)} applies there and grants [{held}] "
         "(or needs parameters or wrapping)",
         f'"{stanza.path}" applies there: [{held}]',
     )
 
 
-def via_steps(principal: str, via: Sequence[Hop]) -> tuple[ViaStep, ...]:
+@dataclass(frozen=True)
+class _Chain:
+    steps: tuple[ViaStep, ...]
+    text: str  # without the final request
+    docs: str  # the Vault documents of its edges
+
+
+def _blame(ce: Counterexample, deny: bool, inputs: Inputs) -> _Blame:
+    """`_blame_granted` (deny invariants) or `_blame_missing`, once per rule."""
+    key = (id(ce.rule), ce.capability, deny)
+    found = inputs._blames.get(key)
+    if found is None:
+        found = (_blame_granted if deny else _blame_missing)(ce, inputs.cwd)
+        inputs._blames[key] = found
+    return found
+
+
+def _chain(who: str, credential: Credential, inputs: Inputs) -> _Chain:
+    key = (who, id(credential))
+    found = inputs._chains.get(key)
+    if found is None:
+        via = credential.via
+        found = _Chain(
+            steps=via_steps(who, via, inputs.cwd),
+            text=chain_text(who, via),
+            docs="; ".join(dict.fromkeys(hop.route.doc for hop in via)),
+        )
+        inputs._chains[key] = found
+    return found
+
+
+def via_steps(principal: str, via: Sequence[Hop], cwd: str | None = None) -> tuple[ViaStep, ...]:
     steps = []
     holder = principal
     for hop in via:
@@ -182,7 +226,7 @@ def via_steps(principal: str, via: Sequence[Hop]) -> tuple[ViaStep, ...]:
                 capability=hop.capability,
                 path=hop.path,
                 policy=stanza.policy if stanza else None,
-                file=display_path(stanza.file) if stanza else None,
+                file=display_path(stanza.file, cwd) if stanza else None,
                 line=stanza.line if stanza else None,
                 gains=gains,
                 doc=hop.route.doc,
@@ -194,14 +238,14 @@ def via_steps(principal: str, via: Sequence[Hop]) -> tuple[ViaStep, ...]:
 
 
 def _deny_counterexample(
-    inv: Invariant, who: str, pattern: str, inputs: Inputs
+    inv: Invariant, who: str, shape: GlobShape, inputs: Inputs
 ) -> tuple[Counterexample, Credential] | None:
     """The first credential of the principal's closure (its own token first, then the
     shortest chains) that holds a denied capability on the pattern."""
     own = inputs.principals[who]
     for credential in inputs.closure(who):
         principal = own if not credential.via else inputs.reach.principal(credential)
-        ce = find_granted(principal, pattern, inv.capabilities, inv.excepts)
+        ce = granted_on(principal, shape, inv.capabilities, inv.excepts)
         if ce is not None:
             return ce, credential
     return None
@@ -214,32 +258,36 @@ def check_invariant(inv: Invariant, inputs: Inputs) -> list[Violation]:
     secret-id or policy it can create, docs/policy-checks.md); `allow` invariants over
     its own token."""
     out: list[Violation] = []
+    shapes = {pattern: validate_pattern(pattern) for pattern in inv.paths}
+    deny = inv.effect == "deny"
+    verb, expected = ("can", "denied") if deny else ("cannot", "allowed")
+    suffix = f". Invariant: {inv.description}" if inv.description else ""
     for who in inv.principals:
         for pattern in inv.paths:
-            via: tuple[Hop, ...] = ()
-            if inv.effect == "deny":
-                found = _deny_counterexample(inv, who, pattern, inputs)
-                ce = found[0] if found else None
-                via = found[1].via if found else ()
-                verb, expected, blame_of = "can", "denied", _blame_granted
+            credential: Credential | None = None
+            if deny:
+                found = _deny_counterexample(inv, who, shapes[pattern], inputs)
+                if found is None:
+                    continue
+                ce, credential = found
             else:
                 principal = inputs.principals[who]
-                ce = find_missing(principal, pattern, inv.capabilities, inv.excepts)
-                verb, expected, blame_of = "cannot", "allowed", _blame_missing
-            if ce is None:
-                continue
-            blame = blame_of(ce)
+                missing = find_missing(principal, pattern, inv.capabilities, inv.excepts)
+                if missing is None:
+                    continue
+                ce = missing
+            blame = _blame(ce, deny, inputs)
             stanza = blame.stanza
             chain = ""
             steps: tuple[ViaStep, ...] = ()
-            if via:
+            if credential is not None and credential.via:
                 # Blame the principal's own stanza that opens the chain: that is the
                 # line to change.
-                steps = via_steps(who, via)
-                chain = chain_text(who, via, f"{ce.capability} {ce.path}")
-                stanza = via[0].stanza
-                docs = "; ".join(dict.fromkeys(hop.route.doc for hop in via))
-                how = f"through {chain} (edges: {docs})"
+                known = _chain(who, credential, inputs)
+                steps = known.steps
+                chain = f"{known.text} -> {ce.capability} {ce.path}"
+                stanza = credential.via[0].stanza
+                how = f"through {chain} (edges: {known.docs})"
                 message = (
                     f"{who} {verb} {ce.capability} {ce.path} ({pattern} must be {expected}) {how}"
                 )
@@ -250,8 +298,6 @@ def check_invariant(inv: Invariant, inputs: Inputs) -> list[Violation]:
                     f"{blame.why}"
                 )
                 detail = f"must be {expected} ({pattern}); {blame.short}"
-            if inv.description:
-                message += f". Invariant: {inv.description}"
             out.append(
                 Violation(
                     id=inv.id,
@@ -259,9 +305,9 @@ def check_invariant(inv: Invariant, inputs: Inputs) -> list[Violation]:
                     capability=ce.capability,
                     path=ce.path,
                     policy=stanza.policy if stanza else None,
-                    file=display_path(stanza.file if stanza else inv.file),
+                    file=display_path(stanza.file if stanza else inv.file, inputs.cwd),
                     line=stanza.line if stanza else inv.line,
-                    message=message,
+                    message=message + suffix,
                     detail=detail,
                     via=steps,
                     chain=chain,
@@ -280,13 +326,13 @@ def reach_entries(inputs: Inputs) -> list[ReachEntry]:
                     principal=name,
                     credential=credential.label,
                     chain=chain_text(name, credential.via),
-                    via=via_steps(name, credential.via),
+                    via=via_steps(name, credential.via, inputs.cwd),
                 )
             )
     return out
 
 
-def _lint_violation(finding: LintFinding) -> Violation:
+def _lint_violation(finding: LintFinding, cwd: str) -> Violation:
     rule = registry.get(finding.rule_id)
     return Violation(
         id=finding.rule_id,
@@ -294,7 +340,7 @@ def _lint_violation(finding: LintFinding) -> Violation:
         capability=finding.capability,
         path=finding.path,
         policy=finding.stanza.policy or None,
-        file=display_path(finding.stanza.file),
+        file=display_path(finding.stanza.file, cwd),
         line=finding.stanza.line,
         message=f"{rule.name}: {finding.message}",
         level=rule.severity,
@@ -327,7 +373,7 @@ def check(policies_dir: Path | None, invariants_file: Path | None) -> CheckRepor
     report = CheckReport(
         rules=rule_catalogue(inputs.invariants.invariants),
         policies=[p.name for p in inputs.policies],
-        invariants_file=display_path(inputs.invariants.file),
+        invariants_file=display_path(inputs.invariants.file, inputs.cwd),
         invariants_checked=len(inputs.invariants.invariants),
     )
     for inv in inputs.invariants.invariants:
@@ -336,18 +382,51 @@ def check(policies_dir: Path | None, invariants_file: Path | None) -> CheckRepor
         report.findings.extend(found)
     report.reach = reach_entries(inputs)
     principal_policies = {n: list(p.policies) for n, p in inputs.principals.items()}
-    lint = run_lint(inputs.policies, principal_policies, inputs.invariants.admin_policies())
-    report.findings.extend(_lint_violation(f) for f in lint)
+    lint = run_lint(
+        inputs.policies,
+        principal_policies,
+        inputs.invariants.admin_policies(),
+        compiled=inputs.principals.values(),
+    )
+    report.findings.extend(_lint_violation(f, inputs.cwd) for f in lint)
     return report
 
 
-def run_check(policies_dir: Path | None, invariants_file: Path | None, output_format: str) -> int:
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector off for one command. A large check allocates
+    hundreds of thousands of objects that live until it ends (ACLs, answers, report
+    entries) and makes few cycles, so the collector's passes over them found nothing
+    and cost a quarter of the command (docs/policy-checks.md, Performance). Release
+    the big objects before the block ends: the first collection after it walks every
+    object still alive that was allocated inside it."""
+    enabled = gc.isenabled()
+    gc.disable()
     try:
-        report = check(policies_dir, invariants_file)
-    except (PolicyParseError, InvariantsError, PatternError, ACLError, OSError) as exc:
-        print(f"keybroker policy check: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    sys.stdout.write(render_check(report, output_format))
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _checked(
+    policies_dir: Path | None, invariants_file: Path | None, output_format: str
+) -> tuple[str, bool]:
+    """The rendered report and whether it passed; the report itself dies on return."""
+    report = check(policies_dir, invariants_file)
+    return render_check(report, output_format), report.passed
+
+
+def run_check(policies_dir: Path | None, invariants_file: Path | None, output_format: str) -> int:
+    with gc_paused():
+        try:
+            output, passed = _checked(policies_dir, invariants_file, output_format)
+        except (PolicyParseError, InvariantsError, PatternError, ACLError, OSError) as exc:
+            print(f"keybroker policy check: error: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        finally:
+            clear_answer_cache()  # a command's answers die with it, not in exit's GC pass
+    sys.stdout.write(output)
     if not sys.stdout.isatty():
         sys.stdout.flush()
-    return EXIT_PASS if report.passed else EXIT_VIOLATION
+    return EXIT_PASS if passed else EXIT_VIOLATION

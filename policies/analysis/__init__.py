@@ -12,6 +12,7 @@ from policies.analysis.exact import (
     coverage,
     find_granted,
     find_missing,
+    granted_on,
     list_path,
 )
 from policies.analysis.glob import GlobShape, PatternError, shape_of, validate_pattern
@@ -25,6 +26,7 @@ __all__ = [
     "coverage",
     "find_granted",
     "find_missing",
+    "granted_on",
     "list_path",
     "shape_of",
     "validate_pattern",

@@ -60,55 +60,61 @@ def _fresh_char(literals: set[str]) -> str:
 
 def _candidates(
     i: int, live: Sequence[GlobShape], pattern: GlobShape, wanted_ids: set[int] | None = None
-) -> list[tuple[str, list[GlobShape]]]:
+) -> Iterator[tuple[str, list[GlobShape]]]:
     """One segment per class at position i, with the shapes that stay live after it.
 
-    With `wanted_ids`, non-empty segments that no wanted shape accepts are left out
-    (see `representatives`); the empty segment is always kept for the caller to judge."""
-    constrained = [s for s in live if i < len(s.parts)]
-    unconstrained = [s for s in live if i >= len(s.parts)]
+    Lazy: the walk usually stops at the first counterexample, so the classes after the
+    one it takes are never built. With `wanted_ids`, non-empty segments that no wanted
+    shape accepts are left out (see `representatives`); the empty segment is always
+    kept for the caller to judge."""
+    constrained: list[GlobShape] = []
+    unconstrained: list[GlobShape] = []
+    for s in live:
+        (constrained if i < len(s.parts) else unconstrained).append(s)
     own = pattern.literal_at(i)
     pinned = own is not None and not (pattern.prefix and i == len(pattern.parts) - 1)
     if pinned:
         # The pattern fixes this segment: a single class, nothing to choose.
         assert own is not None
         if i == 0 and own == "":
-            return []
-        survivors = [s for s in constrained if s.accepts(i, own)] + unconstrained
-        return [(own, survivors)]
+            return
+        yield own, [s for s in constrained if s.accepts(i, own)] + unconstrained
+        return
     if not constrained:
         # No live rule looks at this segment: one non-empty class, plus the empty one
         # (a trailing "/") where the pattern admits it.
         in_pattern = i < len(pattern.parts)
         if in_pattern and own:
-            segs = [own]  # the pattern's own prefix literal, e.g. `sys/audit*`
-        else:
-            segs = ["x"]
-            if i > 0 and (not in_pattern or own == ""):
-                segs.append("")
-        return [(seg, unconstrained) for seg in segs]
-    literals = {lit for s in constrained if (lit := s.literal_at(i)) is not None}
+            yield own, unconstrained  # the pattern's own prefix literal, e.g. `sys/audit*`
+            return
+        yield "x", unconstrained
+        if i > 0 and (not in_pattern or own == ""):
+            yield "", unconstrained
+        return
+    # GlobShape.accepts at position i, unrolled: (part, is `+`, is a glob's last part).
+    tests = []
+    literals = {""}
+    for s in constrained:
+        part = s.parts[i]
+        wild = part == WILDCARD
+        tests.append((part, wild, s.prefix and i == len(s.parts) - 1))
+        if not wild:
+            literals.add(part)
     if own is not None:
         literals.add(own)
-    literals.add("")
     fresh = _fresh_char(literals)
     # Fillers first, then literals, the empty segment last: the first member of each
-    # class is the one reported, and `robot/x/x` reads better than `robot//`.
-    candidates = sorted(
-        literals | {lit + fresh for lit in literals},
-        key=lambda s: (s == "", s != fresh, s),
-    )
+    # class is the one reported, and `robot/x/x` reads better than `robot//`. ("" is a
+    # literal, so `fresh` alone is a filler.)
+    middle = sorted(literals | {lit + fresh for lit in literals})
+    middle.remove("")
+    middle.remove(fresh)
+    candidates = [fresh, *middle, ""]
     in_pattern = i < len(pattern.parts)
     seen: set[tuple[bool, ...]] = set()
-    out: list[tuple[str, list[GlobShape]]] = []
     screen: list[GlobShape] | None = None  # wanted shapes that look at this segment
     if wanted_ids is not None and not any(id(s) in wanted_ids for s in unconstrained):
         screen = [s for s in constrained if id(s) in wanted_ids]
-    # GlobShape.accepts at position i, unrolled: (part, is `+`, is a glob's last part).
-    tests = [
-        (s.parts[i], s.parts[i] == WILDCARD, s.prefix and i == len(s.parts) - 1)
-        for s in constrained
-    ]
     for seg in candidates:
         if i == 0 and seg == "":
             continue  # Vault strips leading "/": no request path starts with an empty segment
@@ -117,8 +123,10 @@ def _candidates(
         if screen is not None and seg and not any(s.accepts(i, seg) for s in screen):
             continue
         verdicts = tuple(
-            wild or (seg.startswith(part) if glob_end else seg == part)
-            for part, wild, glob_end in tests
+            [
+                wild or (seg.startswith(part) if glob_end else seg == part)
+                for part, wild, glob_end in tests
+            ]
         )
         # The empty segment also matters as the last one (list adds or trims a "/").
         signature = (*verdicts, seg == "")
@@ -126,8 +134,7 @@ def _candidates(
             continue
         seen.add(signature)
         survivors = [s for s, ok in zip(constrained, verdicts, strict=True) if ok]
-        out.append((seg, survivors + unconstrained))
-    return out
+        yield seg, survivors + unconstrained
 
 
 def representatives(
@@ -148,24 +155,34 @@ def representatives(
     shape accepted the parent.
     """
     wanted_ids = None if wanted is None else {id(s) for s in wanted}
-
-    def any_wanted(live: list[GlobShape]) -> bool:
-        return wanted_ids is None or any(id(s) in wanted_ids for s in live)
-
-    def walk(i: int, prefix: list[str], live: list[GlobShape], parent: bool) -> Iterator[str]:
-        bound = max([len(s.parts) for s in live] + [len(pattern.parts)]) + 2
-        for seg, survivors in _candidates(i, live, pattern, wanted_ids):
-            here = any_wanted(survivors)
-            if not here and not (seg == "" and parent):
-                continue
-            segments = [*prefix, seg]
-            n = i + 1
-            if pattern.accepts_length(n):
-                yield "/".join(segments)
-            # An empty segment can only be the last one (a trailing "/"): no "a//b".
-            longer_allowed = seg != "" and (pattern.prefix or n < len(pattern.parts))
-            if here and longer_allowed and n < bound:
-                yield from walk(i + 1, segments, survivors, here)
-
     start = list(shapes)
-    yield from walk(0, [], start, any_wanted(start))
+    yield from _walk(pattern, wanted_ids, 0, [], start, _any_wanted(wanted_ids, start))
+
+
+def _any_wanted(wanted_ids: set[int] | None, live: list[GlobShape]) -> bool:
+    return wanted_ids is None or any(id(s) in wanted_ids for s in live)
+
+
+# A module-level function, not a closure: a recursive closure refers to itself through
+# its cell, so every enumeration would leave a reference cycle for the collector.
+def _walk(
+    pattern: GlobShape,
+    wanted_ids: set[int] | None,
+    i: int,
+    prefix: list[str],
+    live: list[GlobShape],
+    parent: bool,
+) -> Iterator[str]:
+    bound = max([len(s.parts) for s in live] + [len(pattern.parts)]) + 2
+    for seg, survivors in _candidates(i, live, pattern, wanted_ids):
+        here = _any_wanted(wanted_ids, survivors)
+        if not here and not (seg == "" and parent):
+            continue
+        segments = [*prefix, seg]
+        n = i + 1
+        if pattern.accepts_length(n):
+            yield "/".join(segments)
+        # An empty segment can only be the last one (a trailing "/"): no "a//b".
+        longer_allowed = seg != "" and (pattern.prefix or n < len(pattern.parts))
+        if here and longer_allowed and n < bound:
+            yield from _walk(pattern, wanted_ids, i + 1, segments, survivors, here)

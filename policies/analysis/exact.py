@@ -66,10 +66,12 @@ class Principal:
         self.acl = ACL(self.policies)
         self.rules = _rule_shapes(self.acl)
         self.shapes = [shape for shape, _ in self.rules]
-        self._relevant: dict[GlobShape, list[tuple[GlobShape, MergedRule]]] = {}
+        # By pattern text: a pattern's shape is a function of its text (`shape_of`).
+        self._relevant: dict[str, list[tuple[GlobShape, MergedRule]]] = {}
         # Rules by their first segment when it is a plain literal; the rest (`+`, or a
         # glob ending in the first segment) can overlap any pattern. Most patterns name
         # their mount first, so most rules are ruled out without a closer look.
+        self._order = {id(r): n for n, (_, r) in enumerate(self.rules)}
         self._by_first: dict[str, list[tuple[GlobShape, MergedRule]]] = {}
         self._any_first: list[tuple[GlobShape, MergedRule]] = []
         for shape, rule in self.rules:
@@ -117,17 +119,20 @@ class Principal:
     def relevant_rules(self, pattern: GlobShape) -> list[tuple[GlobShape, MergedRule]]:
         """Rules whose key could match some path of `pattern` (or its LIST variants).
         Dropping the others is sound: they never match, so they never decide."""
-        cached = self._relevant.get(pattern)
+        cached = self._relevant.get(pattern.text)
         if cached is None:
             first = _literal_first(pattern)
-            pool = (
-                self.rules if first is None else [*self._by_first.get(first, ()), *self._any_first]
-            )
+            same_first: Sequence[tuple[GlobShape, MergedRule]] = ()
+            if first is not None:
+                same_first = self._by_first.get(first, ())
+            pool: Sequence[tuple[GlobShape, MergedRule]] = self.rules
+            if first is not None:
+                pool = [*same_first, *self._any_first] if self._any_first else same_first
             cached = [(s, r) for s, r in pool if may_overlap(s, pattern)]
-            if first is not None:  # keep the rules' table order, as over self.rules
-                order = {id(r): n for n, (_, r) in enumerate(self.rules)}
+            if same_first and self._any_first:  # keep the rules' table order
+                order = self._order
                 cached.sort(key=lambda sr: order[id(sr[1])])
-            self._relevant[pattern] = cached
+            self._relevant[pattern.text] = cached
         return cached
 
     def could_grant(self, pattern: str, capabilities: Iterable[str]) -> bool:
@@ -171,27 +176,77 @@ class Counterexample:
     rule: MergedRule | None  # the rule Vault applies there; None when no rule matches
 
 
-# `find_granted` answers, shared between principals: the answer depends only on the
-# rules that can match a path of the pattern (the others never decide), and `may` reads
-# nothing of a rule but its key, table, capabilities and wrapping bounds. Principals
-# with the same relevant rules (common in large policy sets) are answered once.
-_GRANTED_CACHE: dict[tuple[object, ...], tuple[str, str] | None] = {}
-_GRANTED_CACHE_MAX = 1 << 16
+# Answers, shared between principals: an answer depends only on the rules that can
+# match a path of the pattern (the others never decide), and of a rule `may` and
+# `must` read nothing but its key, table, whether it denies, which of the asked
+# capabilities it holds, its wrapping bounds and (`must`) whether it requires
+# parameters. Principals with the same relevant rules, in this sense, are answered
+# once: common in large policy sets, where most principals hold no rule on a pattern.
+_ANSWERS: dict[tuple[object, ...], tuple[str, str] | None] = {}
+_ANSWERS_MAX = 1 << 16
 
 
 def clear_answer_cache() -> None:
     """Forget shared answers (benchmarks measure cold runs)."""
-    _GRANTED_CACHE.clear()
+    _ANSWERS.clear()
 
 
-def _granted_key(
-    principal: Principal, shape: GlobShape, caps: tuple[str, ...], excepts: Sequence[str]
-) -> tuple[object, ...]:
-    rules = tuple(
-        (r.kind, r.key, r.capabilities, r.min_wrapping_ttl, r.max_wrapping_ttl)
-        for _, r in principal.relevant_rules(shape)
-    )
-    return (shape.text, caps, tuple(excepts), rules)
+_UNKNOWN = object()
+
+
+def _shared(
+    question: str,
+    principal: Principal,
+    shape: GlobShape,
+    caps: tuple[str, ...],
+    excepts: tuple[str, ...],
+    rules: list[tuple[GlobShape, MergedRule]],
+) -> Counterexample | None:
+    """The `question` ("may": find_granted, "must": find_missing) answered once per
+    key; the counterexample's rule is this principal's own, for the blame. `rules`:
+    the principal's relevant rules for `shape`."""
+    if principal.acl.is_root:  # no rules: every path is held, whatever it is
+        key: tuple[object, ...] = (question, True, shape.text, caps, excepts)
+    else:
+        asked = frozenset(caps)
+        key = (
+            question,
+            False,
+            shape.text,
+            caps,
+            excepts,
+            tuple(
+                [
+                    (
+                        r.kind,
+                        r.key,
+                        r.is_deny,
+                        asked & r.capabilities,
+                        r.min_wrapping_ttl,
+                        r.max_wrapping_ttl,
+                        bool(r.required_parameters),
+                    )
+                    for _, r in rules
+                ]
+            ),
+        )
+    known = _ANSWERS.get(key, _UNKNOWN)
+    if known is None:
+        return None
+    if known is not _UNKNOWN:
+        assert isinstance(known, tuple)
+        verdict = principal.may if question == "may" else principal.must
+        held, rule = verdict(*known)
+        if held == (question == "may"):  # always, by the argument above
+            return Counterexample(known[0], known[1], rule)
+    if question == "may":
+        found = _first_granted(principal, shape.text, caps, excepts)
+    else:
+        found = _first_missing(principal, shape.text, caps, excepts)
+    if len(_ANSWERS) >= _ANSWERS_MAX:
+        _ANSWERS.clear()
+    _ANSWERS[key] = None if found is None else (found.path, found.capability)
+    return found
 
 
 def find_granted(
@@ -202,24 +257,21 @@ def find_granted(
 ) -> Counterexample | None:
     """A path matching `pattern` (and no `excepts`) where the principal may use one of
     `capabilities`; None when there is none: the `deny` question, decided exactly."""
-    caps = tuple(capabilities)
-    if not principal.could_grant(pattern, caps):
-        return None
+    return granted_on(principal, validate_pattern(pattern), tuple(capabilities), tuple(excepts))
+
+
+def granted_on(
+    principal: Principal, shape: GlobShape, caps: tuple[str, ...], excepts: tuple[str, ...] = ()
+) -> Counterexample | None:
+    """`find_granted` for a pattern already validated: the form for asking many
+    principals the same question (`policy check` asks each principal of an invariant)."""
     if principal.acl.is_root:
-        return _first_granted(principal, pattern, caps, excepts)
-    key = _granted_key(principal, validate_pattern(pattern), caps, excepts)
-    if key in _GRANTED_CACHE:
-        known = _GRANTED_CACHE[key]
-        if known is None:
-            return None
-        held, rule = principal.may(*known)  # this principal's own rule, for the blame
-        if held:  # always, by the argument above; otherwise decide afresh
-            return Counterexample(known[0], known[1], rule)
-    found = _first_granted(principal, pattern, caps, excepts)
-    if len(_GRANTED_CACHE) >= _GRANTED_CACHE_MAX:
-        _GRANTED_CACHE.clear()
-    _GRANTED_CACHE[key] = None if found is None else (found.path, found.capability)
-    return found
+        return _shared("may", principal, shape, caps, excepts, [])
+    rules = principal.relevant_rules(shape)
+    for _, r in rules:
+        if not r.is_deny and not r.capabilities.isdisjoint(caps):
+            return _shared("may", principal, shape, caps, excepts, rules)
+    return None  # no rule that can apply holds any of them (see `could_grant`)
 
 
 def _first_granted(
@@ -241,7 +293,14 @@ def find_missing(
 ) -> Counterexample | None:
     """A path matching `pattern` where the plain request for one of `capabilities` is
     refused; None when every such path allows all of them: the `allow` question."""
-    caps = tuple(capabilities)
+    shape = validate_pattern(pattern)
+    rules = [] if principal.acl.is_root else principal.relevant_rules(shape)
+    return _shared("must", principal, shape, tuple(capabilities), tuple(excepts), rules)
+
+
+def _first_missing(
+    principal: Principal, pattern: str, caps: tuple[str, ...], excepts: Sequence[str]
+) -> Counterexample | None:
     for path in principal.paths(pattern, excepts):
         for cap in caps:
             allowed, rule = principal.must(path, cap)

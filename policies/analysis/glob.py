@@ -34,6 +34,11 @@ class GlobShape:
     parts: tuple[str, ...]
     prefix: bool
 
+    def __hash__(self) -> int:
+        # Equal shapes have equal text; a str caches its hash, a tuple of parts does
+        # not (shapes key the analysis' per-principal caches).
+        return hash(self.text)
+
     def accepts(self, i: int, segment: str) -> bool:
         """Does `segment`, at position i < len(parts), satisfy this pattern's part i?"""
         part = self.parts[i]
@@ -115,20 +120,19 @@ def example_path(pattern: str, filler: str = "x") -> str:
 def may_overlap(a: GlobShape, b: GlobShape) -> bool:
     """A cheap necessary condition for two shapes to match a common path: their
     literals agree wherever both constrain a segment. False means surely disjoint."""
-    for i in range(min(len(a.parts), len(b.parts))):
-        x, y = a.parts[i], b.parts[i]
-        if x == WILDCARD or y == WILDCARD:
+    a_parts, b_parts = a.parts, b.parts
+    a_open = len(a_parts) - 1 if a.prefix else -1  # the position of a glob's last part
+    b_open = len(b_parts) - 1 if b.prefix else -1
+    for i in range(min(len(a_parts), len(b_parts))):
+        x, y = a_parts[i], b_parts[i]
+        if x in (y, WILDCARD) or y == WILDCARD:
             continue
-        x_open = a.prefix and i == len(a.parts) - 1
-        y_open = b.prefix and i == len(b.parts) - 1
-        if x_open and y_open:
-            ok = x.startswith(y) or y.startswith(x)
-        elif x_open:
-            ok = y.startswith(x)
-        elif y_open:
+        if i == a_open:
+            ok = y.startswith(x) or (i == b_open and x.startswith(y))
+        elif i == b_open:
             ok = x.startswith(y)
         else:
-            ok = x == y
+            ok = False
         if not ok:
             return False
     return True

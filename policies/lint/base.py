@@ -8,7 +8,7 @@ the stanza reaches.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import ClassVar, Literal
@@ -40,6 +40,20 @@ class LintContext:
     admin_policies: frozenset[str] = frozenset()
     kv_v2_mounts: frozenset[str] = frozenset()
     _single: dict[int, Principal] = field(default_factory=dict)
+    _compiled: dict[tuple[int, ...], Principal] = field(default_factory=dict)
+
+    def principal(self, name: str, policies: Sequence[Policy]) -> Principal:
+        """`policies` compiled into one ACL, once per policy set (the caller's
+        principals can be handed in with `remember`)."""
+        key = tuple(id(p) for p in policies)
+        found = self._compiled.get(key)
+        if found is None:
+            found = self._compiled[key] = Principal(name, policies)
+        return found
+
+    def remember(self, principal: Principal) -> None:
+        """Reuse an ACL already compiled for this policy set."""
+        self._compiled.setdefault(tuple(id(p) for p in principal.policies), principal)
 
     def stanza_reaches(
         self, stanza: PathRule, pattern: str, capabilities: Iterable[str]

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 from broker.names import ROLES
 from policies.acl import ACL
-from policies.analysis import PatternError, Principal, find_granted, shape_of
+from policies.analysis import PatternError, find_granted, shape_of
 from policies.lint.base import (
     ALL_CAPABILITIES,
     WRITE_CAPABILITIES,
@@ -282,7 +282,7 @@ class StanzaNeverApplies(LintRule):
     severity = "warning"
 
     def check_policy(self, policy: Policy, ctx: LintContext) -> Iterator[LintFinding]:
-        principal = Principal(policy.name, [policy])
+        principal = ctx.principal(policy.name, [policy])
         for stanza in policy.rules:
             try:
                 paths = list(principal.paths(stanza.path))
@@ -313,7 +313,7 @@ class ShadowedDeny(LintRule):
     def check_principal(
         self, name: str, policies: list[Policy], ctx: LintContext
     ) -> Iterator[LintFinding]:
-        principal = Principal(name, policies)
+        principal = ctx.principal(name, policies)
         for policy in policies:
             for stanza in policy.rules:
                 if not stanza.is_deny:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from broker.names import DEFAULT_MOUNT as DEFAULT_KV_MOUNT
-from policies.analysis import shape_of
+from policies.analysis import Principal, shape_of
 from policies.lint.base import LintContext, LintFinding, registry
 from policies.model import Policy
 
@@ -26,8 +26,12 @@ def run_lint(
     policies: Sequence[Policy],
     principals: Mapping[str, Sequence[Policy]],
     admin_policies: frozenset[str] = frozenset(),
+    compiled: Iterable[Principal] = (),
 ) -> list[LintFinding]:
+    """`compiled`: ACLs the caller already built for some policy sets, reused."""
     ctx = LintContext(admin_policies=admin_policies, kv_v2_mounts=kv_v2_mounts(policies))
+    for principal in compiled:
+        ctx.remember(principal)
     findings: list[LintFinding] = []
     seen: set[tuple[str, str | None, int]] = set()
     for rule in registry.rules:

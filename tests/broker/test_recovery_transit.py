@@ -272,3 +272,46 @@ def test_an_intent_carries_its_transit_key_and_refuses_a_foreign_one() -> None:
     foreign = {**intent.to_metadata(), "intent.transit_key": "robot-bob-binance"}
     with pytest.raises(DamagedIntent):
         Intent.from_metadata("exchange-keys", foreign)
+
+
+def test_vault_failing_halfway_through_the_import_leaves_no_transit_key(
+    transit_broker, fresh_sandbox
+) -> None:
+    """The import lands but the config that allows its deletion fails: 503 `not_stored`;
+    the reconciler allows and deletes the key."""
+    env, devvault = transit_broker
+    mount = env.settings.transit_mount
+    account = new_account()
+    path = f"/v1/accounts/{account}/keys/binance/site"
+    with env.http() as http:
+        http.get(f"/v1/accounts/{account}/keys")
+        arm_at(env, devvault, "transit_config", "fail_503")
+        response = http.put(path, json=key_body(fresh_sandbox.key("binance", "read_only")))
+        assert_envelope(response, 503, "vault_unavailable")
+        assert response.headers["x-keybroker-write-outcome"] == "not_stored"
+        assert transit_key(env.root, mount, account) is not None
+        devvault.faults.reset()
+        assert wait_for(lambda: not intents(env))
+        assert http.get(path).status_code == 404
+    assert transit_key(env.root, mount, account) is None
+    (line,) = [line for line in events(env, account) if line["event"] == "key.write_abandoned"]
+    assert line["transit_deleted"] is True
+
+
+def test_a_failed_kv_delete_keeps_the_key_and_its_transit_key(transit_broker, fresh_sandbox):
+    env, devvault = transit_broker
+    account = new_account()
+    path = f"/v1/accounts/{account}/keys/binance/site"
+    with env.http() as http:
+        first = http.put(path, json=key_body(fresh_sandbox.key("binance", "read_only")))
+        assert first.status_code == 201
+        arm_at(env, devvault, "delete", "fail_503")
+        assert_envelope(http.delete(path), 503, "vault_unavailable")
+        devvault.faults.reset()
+        assert wait_for(lambda: not intents(env))
+        assert http.get(path).json()["version"] == 1
+    assert transit_key(env.root, env.settings.transit_mount, account) is not None
+    assert [line["event"] for line in events(env, account)] == [
+        "key.accepted",
+        "key.delete_abandoned",
+    ]

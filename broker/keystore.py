@@ -12,7 +12,8 @@ A write (docs/broker.md "Write protocol") is:
 1. read metadata: current version N (0 for a new key); the intake runs this read while
    the exchange inspects the key;
 2. intent: a record in Vault (broker/intents.py) naming the key, N, and the facts slot
-   `v(N+1).*`. A failure here sent no data: the answer is "not stored";
+   `v(N+1).*` (and the Transit key under `transit` custody, whose import runs only
+   after this, see `write`). A failure here sent no data: the answer is "not stored";
 3. commit: write the data with `cas=N`. A cas mismatch means another writer committed
    first: drop the intent and go back to 1 (at most CAS_ATTEMPTS rounds, then
    WriteConflict). Any other failure is repeated once with the same cas (a repeat of

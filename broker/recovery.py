@@ -8,8 +8,12 @@ resolves each under the same per-key lock the intake uses. For each intent:
 - phase `cleanup` (the new version is live and was audited; a finishing step failed):
   finish again -> audit `key.cleanup_done`, delete the intent;
 - the key's current version is still the intent's base (the data never landed) or the
-  version above it belongs to another write: nothing new -> audit
+  version above it belongs to another write: nothing new -> remove a Transit key the
+  write imported and no KV record can refer to (`_unused_transit`) -> audit
   `key.write_abandoned`, delete the intent;
+- phase `deleting` (a key deletion stopped after its intent): the KV key gone -> delete
+  its Transit key, audit `key.transit_deleted`; the KV key live -> keep both, audit
+  `key.delete_abandoned`; delete the intent;
 - the version above the base is this intent's (it landed, but the writer died, lost the
   answer or timed out): finish it (slot, destroy older versions) -> audit
   `key.accepted`/`key.replaced` with `recovered: true`, delete the intent.

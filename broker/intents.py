@@ -5,8 +5,8 @@ One metadata-only KV entry per write at `<mount>/metadata/intents/<role>.<accoun
 write's identity (`intent.*`: key path, cas base, start time, the caller's and the key's
 audit HMACs, phase; under `transit` custody the Transit key, its version before the
 write and the version the import makes) and the facts slot the key's metadata gets
-once the data is in (`v<base+1>.*`, see broker/keystore.py). Nothing secret: the same allow-listed facts the
-key's own metadata holds.
+once the data is in (`v<base+1>.*`, see broker/keystore.py). Nothing secret: the same
+allow-listed facts the key's own metadata holds.
 
 Because the record lives in Vault, any broker replica can finish a write another one
 started (broker/recovery.py). Metadata-only entries are what makes this possible: a KV

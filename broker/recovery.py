@@ -183,8 +183,10 @@ class Reconciler:
         Transit key goes too; a live KV key (its deletion failed, answered 503, or a
         new key written since) keeps its Transit key, which it refers to."""
         live = now is not None and now.version > 0 and now.version in now.live_versions
-        if live or await self._others_pending(intent):
+        if live:
             self._emit("key.delete_abandoned", intent)
+        elif await self._others_pending(intent):  # a new write of the key may refer to it
+            self._emit("key.transit_kept", intent, transit_key=intent.transit_key)
         elif self._custody is not None:
             deleted = await self._custody.delete(intent.paths)
             self._emit(

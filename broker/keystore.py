@@ -359,9 +359,7 @@ class KeyStore:
                 facts.to_slot(base + 1, txn),
                 transit_key=transit.key if transit else "",
                 transit_base=transit.base if transit else 0,
-                # The version the import makes (a replacement adds one above the latest;
-                # corrected after the import if another writer came between).
-                transit_version=_transit_version(prepared) or (transit.base + 1 if transit else 0),
+                transit_version=_transit_version(prepared),  # 0 until the import is done
             )
             # 2. The intent, before any data: from here on, any replica can finish the write.
             try:
@@ -403,12 +401,13 @@ class KeyStore:
         except VaultUnavailable as exc:
             if type(exc) is VaultUnavailable:
                 raise NotStored(str(exc)) from None
-            raise
-        version = _transit_version(prepared)
-        if version and version != intent.transit_base + 1:
-            # Another writer imported meanwhile: record the version this import made.
-            with contextlib.suppress(*_VAULT_ERRORS):
-                await self.intents.put(replace(intent, transit_version=version))
+            raise  # CustodyProofFailed: its own message
+        except hvac_errors.VaultError as exc:  # e.g. another writer created the key first
+            raise NotStored(str(exc)) from None
+        # Record the version the import made, for the reconciler's audit line (if this
+        # fails, the line says the import is unconfirmed).
+        with contextlib.suppress(*_VAULT_ERRORS):
+            await self.intents.put(replace(intent, transit_version=_transit_version(prepared)))
         return prepared
 
     async def _commit(self, paths: KeyPaths, data: dict[str, str], intent: Intent) -> str:

@@ -166,6 +166,8 @@ class Reconciler:
             fields["transit_deleted"] = await self._custody.delete(intent.paths)
         elif intent.transit_version:
             fields["transit_unused_version"] = intent.transit_version
+        else:  # the import may have failed, or its version was never recorded
+            fields["transit_import_unconfirmed"] = True
         return fields
 
     @staticmethod

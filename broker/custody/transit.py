@@ -19,7 +19,7 @@ import base64
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import hvac.exceptions as hvac_errors
@@ -71,6 +71,7 @@ class TransitPlan:
     key: str
     base: int  # its latest version before the import; 0: the import creates the key
     retype: bool  # a key of another type is there and goes first
+    wrapping_pem: str = field(repr=False, default="")  # the mount's wrapping key (public)
 
 
 class TransitCustody:
@@ -101,12 +102,19 @@ class TransitCustody:
         """What importing `form` will do to the key's Transit key (read before the write's
         intent is recorded, so that the intent can say it: docs/custody.md)."""
         name = transit_key_name(paths.role, paths.account, paths.exchange)
+        # The wrapping key too: Vault makes it on the mount's first request, which can
+        # take a while (RSA-4096), and this is before the intent's clock starts.
+        wrapping = await self._session.request(
+            "transit_wrapping_key", "GET", f"/v1/{self._mount}/wrapping_key"
+        )
+        pem = str(((wrapping or {}).get("data") or {}).get("public_key", ""))
         existing = await self._read_key(name)
         if existing is None:
-            return TransitPlan(name, 0, retype=False)
+            return TransitPlan(name, 0, retype=False, wrapping_pem=pem)
         if existing.get("type") != form.transit_type:
-            return TransitPlan(name, 0, retype=True)
-        return TransitPlan(name, int(existing.get("latest_version") or 0), retype=False)
+            return TransitPlan(name, 0, retype=True, wrapping_pem=pem)
+        latest = int(existing.get("latest_version") or 0)
+        return TransitPlan(name, latest, retype=False, wrapping_pem=pem)
 
     async def import_secret(
         self, paths: KeyPaths, form: SecretForm, plan: TransitPlan | None = None
@@ -114,11 +122,7 @@ class TransitCustody:
         plan = plan or await self.plan(paths, form)
         name = plan.key
         base = f"/v1/{self._mount}"
-        wrapping = await self._session.request(
-            "transit_wrapping_key", "GET", f"{base}/wrapping_key"
-        )
-        pem = str(((wrapping or {}).get("data") or {}).get("public_key", ""))
-        ciphertext = wrap_for_import(form.material, pem)
+        ciphertext = wrap_for_import(form.material, plan.wrapping_pem)
         if plan.retype:
             # A new kind of key (e.g. Binance HMAC -> Ed25519): Transit cannot hold two
             # types under one name, so the old key goes (docs/custody.md, "Replacing").

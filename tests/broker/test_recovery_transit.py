@@ -66,6 +66,9 @@ def transit_broker(devvault: Any, fresh_sandbox: Any) -> Iterator[tuple[BrokerEn
         site_custody="transit",
         robot_custody="transit",
     )
+    # Vault makes the mount's RSA-4096 wrapping key on its first request, which can take
+    # longer than this broker's 0.3 s Vault timeout: make it before the test starts.
+    env.root.read(f"{env.settings.transit_mount}/wrapping_key")
     yield env, devvault
     devvault.faults.reset()
     env.running.stop()
@@ -315,3 +318,25 @@ def test_a_failed_kv_delete_keeps_the_key_and_its_transit_key(transit_broker, fr
         "key.accepted",
         "key.delete_abandoned",
     ]
+
+
+def test_a_replacement_whose_import_fails_is_not_stored(transit_broker, fresh_sandbox) -> None:
+    env, devvault = transit_broker
+    account = new_account()
+    path = f"/v1/accounts/{account}/keys/binance/site"
+    with env.http() as http:
+        assert (
+            http.put(path, json=key_body(fresh_sandbox.key("binance", "read_only"))).status_code
+            == 201
+        )
+        arm_at(env, devvault, "transit_import_version", "fail_503")
+        response = http.put(path, json=key_body(fresh_sandbox.key("binance", "read_only")))
+        devvault.faults.reset()
+        assert_envelope(response, 503, "vault_unavailable")
+        assert response.headers["x-keybroker-write-outcome"] == "not_stored"
+        assert wait_for(lambda: not intents(env))
+        assert http.get(path).json()["version"] == 1
+    described = transit_key(env.root, env.settings.transit_mount, account)
+    assert described is not None and described["latest_version"] == 1
+    (line,) = [line for line in events(env, account) if line["event"] == "key.write_abandoned"]
+    assert line["transit_import_unconfirmed"] is True

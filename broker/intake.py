@@ -17,6 +17,7 @@ dict handed to the key store; they are never logged, audited or put in a message
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import time
 import weakref
@@ -28,11 +29,12 @@ from typing import Protocol
 from broker import ids
 from broker.audit import AuditLog
 from broker.config import Settings
-from broker.custody.material import NotImportable
-from broker.custody.transit import TransitCustody
+from broker.custody.material import NotImportable, classify
+from broker.custody.transit import TransitCustody, TransitPlan
 from broker.exchanges.base import Credentials, mask_api_key
-from broker.keystore import KeyFacts, KeyStore, NotStored, StoredKey
-from broker.layout import KeyPaths
+from broker.intents import PHASE_DELETING, Intent, new_txn
+from broker.keystore import KeyFacts, KeyStore, NotStored, Prepare, StoredKey
+from broker.layout import KeyPaths, transit_key_name
 from broker.metrics import BrokerMetrics
 from broker.ratelimit import RateLimited
 from broker.reasons import CheckResult, Reason, ReasonCode, Severity
@@ -127,6 +129,7 @@ class Intake:
             interval=settings.reconcile_interval,
             on_outcome=self._count,
             metrics=metrics,
+            custody=custody,
         )
 
     # ----------------------------------------------------------- validation
@@ -246,7 +249,7 @@ class Intake:
                 expires_at=result.expires_at,
                 warnings=tuple(r.code for r in warnings),
             )
-            data = await self._custody_data(paths, credentials, audit_ids)
+            data, plan = await self._custody_data(paths, credentials, audit_ids)
             try:
                 written = await self._store.write(
                     paths,
@@ -255,6 +258,7 @@ class Intake:
                     caller=caller,
                     key_id=audit_ids["key_id"],
                     before=before,
+                    transit=plan,
                 )
             except Exception:
                 self._count(paths, "vault_unavailable")
@@ -280,13 +284,16 @@ class Intake:
 
     async def _custody_data(
         self, paths: KeyPaths, credentials: Credentials, audit_ids: dict[str, str]
-    ) -> dict[str, str]:
+    ) -> tuple[dict[str, str] | Prepare, TransitPlan | None]:
         """The KV data for the checked key: the secret itself under `kv` custody; under
-        `transit` the secret goes into a Transit key first (broker/custody/transit.py)
-        and KV keeps only the api key, passphrase and the Transit reference."""
-        if self._settings.custody(paths.role) == "transit" and self._custody is not None:
+        `transit` an import of the secret into a Transit key (broker/custody/transit.py),
+        which the key store runs once the write's intent names that key, giving the KV
+        data with only the api key, passphrase and the Transit reference."""
+        custody = self._custody
+        if self._settings.custody(paths.role) == "transit" and custody is not None:
             try:
-                return await self._custody.store(paths, credentials)
+                form = classify(paths.exchange, credentials.secret)
+                plan = await custody.plan(paths, form)
             except NotImportable as exc:
                 if not self._settings.custody_fallback_kv:
                     self._count(paths, "rejected")
@@ -295,13 +302,15 @@ class Intake:
                     raise KeyRejected(
                         CheckResult.refused(paths.exchange, paths.role, reason)
                     ) from None
-            except (VaultUnavailable, VaultRefused):
+            except (VaultUnavailable, VaultRefused) as exc:
                 self._count(paths, "vault_unavailable")
-                raise
+                raise NotStored(str(exc)) from None
+            else:
+                return functools.partial(custody.store, paths, credentials, form, plan), plan
         data = {"api_key": credentials.api_key, "secret": credentials.secret}
         if credentials.passphrase:
             data["passphrase"] = credentials.passphrase
-        return data
+        return data, None
 
     async def get(self, account: str, exchange: str, role: str) -> KeyRecord:
         paths = self.key_paths(account, exchange, role)
@@ -340,22 +349,49 @@ class Intake:
         return records
 
     async def delete(self, account: str, exchange: str, role: str, *, caller: str) -> None:
+        """Delete the KV key, then its Transit key (if any). A deletion intent is put
+        first, so that a Transit delete that fails (or a crash) is finished by the
+        reconciler: no Transit key outlives its KV record (docs/custody.md)."""
         paths = self.key_paths(account, exchange, role)
+        ids_ = {"account": paths.account, "exchange": paths.exchange, "role": paths.role}
         async with self._lock(paths):
+            intent = await self._deletion_intent(paths, caller)
             existed = await self._store.delete(paths)
             if self._custody is not None:  # the Transit key of a `transit` key, if any
-                existed = await self._custody.delete(paths) or existed
+                try:
+                    existed = await self._custody.delete(paths) or existed
+                except (VaultUnavailable, VaultRefused):
+                    # The KV key is gone; the Transit key still signs until the
+                    # reconciler (or a repeated DELETE) removes it: say so with 503.
+                    self._audit.emit("key.deleted", caller=caller, **ids_, transit_pending=True)
+                    raise
+            if intent is not None:
+                await self._store.settle(intent, cleanup_pending=False)
         if not existed:
             raise KeyNotFound(
                 f"no {paths.role} key for {paths.exchange} in account {paths.account}"
             )
-        self._audit.emit(
-            "key.deleted",
-            caller=caller,
-            account=paths.account,
-            exchange=paths.exchange,
-            role=paths.role,
+        self._audit.emit("key.deleted", caller=caller, **ids_)
+
+    async def _deletion_intent(self, paths: KeyPaths, caller: str) -> Intent | None:
+        if self._custody is None:
+            return None
+        intent = Intent(
+            paths,
+            new_txn(),
+            0,
+            time.time(),
+            caller,
+            "",
+            {},
+            phase=PHASE_DELETING,
+            transit_key=transit_key_name(paths.role, paths.account, paths.exchange),
         )
+        try:
+            await self._store.intents.put(intent)
+        except (VaultUnavailable, VaultRefused) as exc:
+            raise NotStored(str(exc)) from None
+        return intent
 
     async def start(self) -> None:
         """Start the reconciler (its first round runs at once: start-up recovery)."""

@@ -3,9 +3,10 @@
 One metadata-only KV entry per write at `<mount>/metadata/intents/<role>.<account>.<exchange>.<txn>`
 (ids hold no dot, so the name splits back unambiguously). Its custom_metadata holds the
 write's identity (`intent.*`: key path, cas base, start time, the caller's and the key's
-audit HMACs, phase) and the facts slot the key's metadata gets once the data is in
-(`v<base+1>.*`, see broker/keystore.py). Nothing secret: the same allow-listed facts the
-key's own metadata holds.
+audit HMACs, phase; under `transit` custody the Transit key, its version before the
+write and the version the import makes) and the facts slot the key's metadata gets
+once the data is in (`v<base+1>.*`, see broker/keystore.py). Nothing secret: the same
+allow-listed facts the key's own metadata holds.
 
 Because the record lives in Vault, any broker replica can finish a write another one
 started (broker/recovery.py). Metadata-only entries are what makes this possible: a KV
@@ -23,12 +24,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from broker import ids
-from broker.layout import KeyPaths
+from broker.layout import KeyPaths, transit_key_name
 from broker.vault_session import VaultSession
 
 INTENTS_DIR = "intents"
 PHASE_WRITING = "writing"  # the data write may or may not have happened
 PHASE_CLEANUP = "cleanup"  # the new version is live and audited; old versions remain
+PHASE_DELETING = "deleting"  # a deletion of the key (and its Transit key) is in flight
+_PHASES = (PHASE_WRITING, PHASE_CLEANUP, PHASE_DELETING)
 
 
 class DamagedIntent(ValueError):
@@ -45,6 +48,12 @@ class Intent:
     key_id: str  # audit HMAC of the api_key
     slot: dict[str, str] = field(repr=False)  # facts for version base + 1
     phase: str = PHASE_WRITING
+    # Transit custody (docs/custody.md "Crash safety"): the Transit key this write imports
+    # into or this deletion removes, its latest version before the write (0: the write
+    # creates the key), and the version the import made (0: not known yet).
+    transit_key: str = ""
+    transit_base: int = 0
+    transit_version: int = 0
 
     @property
     def name(self) -> str:
@@ -68,6 +77,15 @@ class Intent:
             "intent.caller": self.caller or "-",  # Vault refuses empty values
             "intent.key_id": self.key_id or "-",
             "intent.phase": self.phase,
+            **(
+                {
+                    "intent.transit_key": self.transit_key,
+                    "intent.transit_base": str(self.transit_base),
+                    "intent.transit_version": str(self.transit_version),
+                }
+                if self.transit_key
+                else {}
+            ),
         }
 
     @classmethod
@@ -84,9 +102,18 @@ class Intent:
             started = datetime.fromisoformat(custom["intent.started_at"]).timestamp()
             phase = custom.get("intent.phase", PHASE_WRITING)
             txn = custom["intent.txn"]
+            transit_key = custom.get("intent.transit_key", "")
+            transit_base = int(custom.get("intent.transit_base", "0"))
+            transit_version = int(custom.get("intent.transit_version", "0"))
         except (KeyError, ValueError, ids.InvalidIdentifier):
             raise DamagedIntent("the intent record is malformed") from None
-        if not paths.exchange or base < 0 or phase not in (PHASE_WRITING, PHASE_CLEANUP):
+        if (
+            not paths.exchange
+            or base < 0
+            or phase not in _PHASES
+            or min(transit_base, transit_version) < 0
+            or transit_key not in ("", transit_key_name(role, account, paths.exchange))
+        ):
             raise DamagedIntent("the intent record is malformed")
         prefix = f"v{base + 1}."
         caller = custom.get("intent.caller", "-")
@@ -99,6 +126,9 @@ class Intent:
             key_id="" if custom.get("intent.key_id", "-") == "-" else custom["intent.key_id"],
             slot={k: v for k, v in custom.items() if k.startswith(prefix)},
             phase=phase,
+            transit_key=transit_key,
+            transit_base=transit_base,
+            transit_version=transit_version,
         )
 
 

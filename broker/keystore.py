@@ -12,7 +12,8 @@ A write (docs/broker.md "Write protocol") is:
 1. read metadata: current version N (0 for a new key); the intake runs this read while
    the exchange inspects the key;
 2. intent: a record in Vault (broker/intents.py) naming the key, N, and the facts slot
-   `v(N+1).*`. A failure here sent no data: the answer is "not stored";
+   `v(N+1).*` (and the Transit key under `transit` custody, whose import runs only
+   after this, see `write`). A failure here sent no data: the answer is "not stored";
 3. commit: write the data with `cas=N`. A cas mismatch means another writer committed
    first: drop the intent and go back to 1 (at most CAS_ATTEMPTS rounds, then
    WriteConflict). Any other failure is repeated once with the same cas (a repeat of
@@ -36,12 +37,14 @@ import json
 import random
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import hvac.exceptions as hvac_errors
 
-from broker.intents import PHASE_CLEANUP, Intent, IntentStore, new_txn
+from broker.custody.transit import TransitPlan
+from broker.intents import PHASE_CLEANUP, PHASE_DELETING, Intent, IntentStore, new_txn
 from broker.layout import KeyPaths
 from broker.reasons import Permissions, ReasonCode
 from broker.vault_session import VaultRefused, VaultSession, VaultUnavailable
@@ -55,6 +58,7 @@ _VALUE_MAX = 512  # KV v2 custom_metadata value limit (docs/facts/vault.md §3)
 CAS_ATTEMPTS = 12
 CAS_BACKOFF_SECONDS = 0.005
 _VAULT_ERRORS = (VaultUnavailable, VaultRefused)
+Prepare = Callable[[], Awaitable[dict[str, str]]]
 
 
 class NotStored(VaultUnavailable):
@@ -254,7 +258,7 @@ class KeyStore:
             return None
         if stored.facts is None and stored.damage is None:
             for intent in await self.intents.for_key(paths):
-                if intent.version == stored.version:
+                if intent.version == stored.version and intent.phase != PHASE_DELETING:
                     try:
                         facts = KeyFacts.from_slot(intent.slot, intent.version)
                     except DamagedMetadata:
@@ -316,18 +320,25 @@ class KeyStore:
         self,
         paths: KeyPaths,
         facts: KeyFacts,
-        data: dict[str, str],
+        data: dict[str, str] | Prepare,
         *,
         caller: str,
         key_id: str,
         before: StoredKey | _Unread | None = _UNREAD,
+        transit: TransitPlan | None = None,
     ) -> WriteResult:
         """Write `data` as the key's new version with `facts` (see the module docstring).
 
         `before` is this key's metadata if the caller already read it (under its lock).
-        Raises NotStored, OutcomeUnknown or WriteConflict. The caller audits the result,
-        then calls `settle`.
+        Under `transit` custody `data` is a coroutine function that imports the secret
+        and returns the KV data; it runs once, after the first intent (which names the
+        Transit key, `transit`) is in Vault, so that every import is covered by an
+        intent the reconciler can finish (docs/custody.md "Crash safety").
+        Raises NotStored, OutcomeUnknown or WriteConflict (or what `data` raises). The
+        caller audits the result, then calls `settle`.
         """
+        prepared = data if isinstance(data, dict) else None
+        imported: Intent | None = None  # the intent covering an import, while it may matter
         for attempt in range(CAS_ATTEMPTS):
             if attempt:
                 await asyncio.sleep(random.uniform(0, CAS_BACKOFF_SECONDS * attempt))
@@ -339,27 +350,65 @@ class KeyStore:
             base = before.version if before else 0
             txn = new_txn()
             intent = Intent(
-                paths, txn, base, time.time(), caller, key_id, facts.to_slot(base + 1, txn)
+                paths,
+                txn,
+                base,
+                time.time(),
+                caller,
+                key_id,
+                facts.to_slot(base + 1, txn),
+                transit_key=transit.key if transit else "",
+                transit_base=transit.base if transit else 0,
+                transit_version=_transit_version(prepared),  # 0 until the import is done
             )
             # 2. The intent, before any data: from here on, any replica can finish the write.
             try:
                 await self.intents.put(intent)
             except _VAULT_ERRORS as exc:
-                await self._forget(intent)  # it may have landed; the reconciler drops it if not
+                if imported is None:
+                    await self._forget(intent)  # it may have landed; the reconciler drops it if not
                 raise NotStored(str(exc)) from None
+            if imported is not None:  # the new intent covers the import now
+                await self._forget(imported)
+                imported = intent
+            if prepared is None:
+                assert not isinstance(data, dict)
+                imported = intent
+                prepared = await self._prepare(data, intent)
+                intent = replace(intent, transit_version=_transit_version(prepared))
             if intent.age() > self._send_deadline:  # Vault was too slow: do not race the reconciler
-                await self._forget(intent)
+                if imported is None:
+                    await self._forget(intent)
                 raise NotStored("Vault answered too slowly; nothing was stored")
             # 3. The commit.
             try:
-                created_time = await self._commit(paths, data, intent)
+                created_time = await self._commit(paths, prepared, intent)
             except _CasMismatch:
-                await self._forget(intent)
+                if imported is None:
+                    await self._forget(intent)
                 before = _UNREAD
                 continue
             # 4. Finish (after the commit point: failures leave the new key live).
             return await self.finish(intent, before, created_time)
+        # An intent covering an import stays: the reconciler removes what it imported.
         raise WriteConflict("the key kept changing while it was being replaced; retry")
+
+    async def _prepare(self, prepare: Prepare, intent: Intent) -> dict[str, str]:
+        """Run the import. On failure its intent stays for the reconciler (what Transit
+        holds is then unknown), and a plain Vault failure answers `not_stored`."""
+        try:
+            prepared = await prepare()
+        except VaultUnavailable as exc:
+            if type(exc) is VaultUnavailable:
+                raise NotStored(str(exc)) from None
+            raise  # CustodyProofFailed: its own message
+        except hvac_errors.VaultError as exc:  # e.g. another writer created the key first
+            raise NotStored(str(exc)) from None
+        # Record the version the import made, for the reconciler's audit line (if this
+        # fails, the line says the import is unconfirmed).
+        with contextlib.suppress(*_VAULT_ERRORS):
+            await self.intents.put(replace(intent, transit_version=_transit_version(prepared)))
+        return prepared
 
     async def _commit(self, paths: KeyPaths, data: dict[str, str], intent: Intent) -> str:
         """The data write with cas; one repeat when Vault fails (harmless under cas). A
@@ -394,7 +443,9 @@ class KeyStore:
         if version in known:
             return known[version]
         pending = await self.intents.for_key(paths)
-        candidates = sorted(i.txn for i in pending if i.version == version)
+        candidates = sorted(
+            i.txn for i in pending if i.version == version and i.phase != PHASE_DELETING
+        )
         return candidates[0] if candidates else None
 
     async def finish(
@@ -516,6 +567,12 @@ class KeyStore:
 
 class _CasMismatch(Exception):
     pass
+
+
+def _transit_version(data: dict[str, str] | None) -> int:
+    """The Transit version KV data under `transit` custody names (0: none)."""
+    value = (data or {}).get("transit_version", "")
+    return int(value) if value.isdigit() else 0
 
 
 OWNERS_KEPT = 8  # versions whose writer a slot remembers (well within the 512-byte value)

@@ -8,8 +8,9 @@ the key store (cas on the version it read, facts carried over, older versions de
 so the secret is gone from KV).
 
 - Idempotent and resumable: a key whose current version is already `transit` is
-  skipped; a run stopped between the import and the KV write leaves KV as it was, and
-  the next run imports again (a new Transit version) and finishes.
+  skipped; a run stopped between the import and the KV write leaves KV as it was and
+  the write's intent, whose Transit key the broker's reconciler deletes (KV never
+  named it); the next run imports again and finishes.
 - `--dry-run` reads and classifies, and changes nothing.
 - Progress: one line per key on stdout, never a secret. Exit 1 when any key failed.
 """
@@ -129,13 +130,22 @@ async def _one(
         if dry_run:
             report.skipped.append(name)
             return f"would import as {form.transit_type} ({form.scheme})"
-        record = await custody.import_secret(paths, form)
-        moved = {"api_key": str(data.get("api_key", "")), **record.kv_fields()}
-        if data.get("passphrase"):
-            moved["passphrase"] = str(data["passphrase"])
-        # The write protocol of broker/keystore.py: intent, cas write, slot, destroy; then
-        # settle the intent (no caller or key HMAC here: this tool writes no audit lines).
-        written = await store.write(paths, before.facts, moved, caller="", key_id="", before=before)
+        plan = await custody.plan(paths, form)
+
+        async def prepare() -> dict[str, str]:
+            record = await custody.import_secret(paths, form, plan)
+            moved = {"api_key": str(data.get("api_key", "")), **record.kv_fields()}
+            if data.get("passphrase"):
+                moved["passphrase"] = str(data["passphrase"])
+            return moved
+
+        # The write protocol of broker/keystore.py: intent (naming the Transit key) before
+        # the import, cas write, slot, destroy; then settle the intent (no caller or key
+        # HMAC here: this tool writes no audit lines). A run stopped after the import
+        # leaves the intent, and the broker's reconciler removes what it imported.
+        written = await store.write(
+            paths, before.facts, prepare, caller="", key_id="", before=before, transit=plan
+        )
         await store.settle(written.intent, written.cleanup_pending)
     except NotImportable as exc:
         report.skipped.append(name)
@@ -144,7 +154,7 @@ async def _one(
         report.failed.append(name)
         return f"FAILED ({type(exc).__name__}: {exc}); run again to resume"
     report.migrated.append(name)
-    return f"migrated (transit v{record.version}, kv v{written.version})"
+    return f"migrated (transit v{written.intent.transit_version}, kv v{written.version})"
 
 
 def run_migrate(roles: tuple[str, ...], dry_run: bool) -> int:

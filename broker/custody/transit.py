@@ -19,7 +19,7 @@ import base64
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import hvac.exceptions as hvac_errors
@@ -31,7 +31,13 @@ from broker.exchanges.base import Credentials
 from broker.layout import KeyPaths, transit_key_name
 from broker.vault_session import VaultSession, VaultUnavailable
 
-__all__ = ["CustodyProofFailed", "NotImportable", "TransitCustody", "TransitRecord"]
+__all__ = [
+    "CustodyProofFailed",
+    "NotImportable",
+    "TransitCustody",
+    "TransitPlan",
+    "TransitRecord",
+]
 
 
 class CustodyProofFailed(VaultUnavailable):
@@ -58,38 +64,70 @@ class TransitRecord:
         }
 
 
+@dataclass(frozen=True)
+class TransitPlan:
+    """The Transit key an import goes to, and what it finds there."""
+
+    key: str
+    base: int  # its latest version before the import; 0: the import creates the key
+    retype: bool  # a key of another type is there and goes first
+    wrapping_pem: str = field(repr=False, default="")  # the mount's wrapping key (public)
+
+
 class TransitCustody:
     def __init__(self, session: VaultSession, mount: str) -> None:
         self._session = session
         self._mount = mount
 
-    async def store(self, paths: KeyPaths, credentials: Credentials) -> dict[str, str]:
-        """Import the secret; the KV data to write instead of the secret.
+    async def store(
+        self,
+        paths: KeyPaths,
+        credentials: Credentials,
+        form: SecretForm | None = None,
+        plan: TransitPlan | None = None,
+    ) -> dict[str, str]:
+        """Import the secret (classified as `form`, into `plan`'s key); the KV data to
+        write instead of the secret.
 
         Raises NotImportable (typed reason, nothing stored), CustodyProofFailed, or the
         session's VaultUnavailable/VaultRefused."""
-        form = classify(paths.exchange, credentials.secret)
-        record = await self.import_secret(paths, form)
+        form = form or classify(paths.exchange, credentials.secret)
+        record = await self.import_secret(paths, form, plan)
         data = {"api_key": credentials.api_key, **record.kv_fields()}
         if credentials.passphrase:
             data["passphrase"] = credentials.passphrase
         return data
 
-    async def import_secret(self, paths: KeyPaths, form: SecretForm) -> TransitRecord:
+    async def plan(self, paths: KeyPaths, form: SecretForm) -> TransitPlan:
+        """What importing `form` will do to the key's Transit key (read before the write's
+        intent is recorded, so that the intent can say it: docs/custody.md)."""
         name = transit_key_name(paths.role, paths.account, paths.exchange)
-        base = f"/v1/{self._mount}"
+        # The wrapping key too: Vault makes it on the mount's first request, which can
+        # take a while (RSA-4096), and this is before the intent's clock starts.
         wrapping = await self._session.request(
-            "transit_wrapping_key", "GET", f"{base}/wrapping_key"
+            "transit_wrapping_key", "GET", f"/v1/{self._mount}/wrapping_key"
         )
         pem = str(((wrapping or {}).get("data") or {}).get("public_key", ""))
-        ciphertext = wrap_for_import(form.material, pem)
         existing = await self._read_key(name)
-        if existing is not None and existing.get("type") != form.transit_type:
+        if existing is None:
+            return TransitPlan(name, 0, retype=False, wrapping_pem=pem)
+        if existing.get("type") != form.transit_type:
+            return TransitPlan(name, 0, retype=True, wrapping_pem=pem)
+        latest = int(existing.get("latest_version") or 0)
+        return TransitPlan(name, latest, retype=False, wrapping_pem=pem)
+
+    async def import_secret(
+        self, paths: KeyPaths, form: SecretForm, plan: TransitPlan | None = None
+    ) -> TransitRecord:
+        plan = plan or await self.plan(paths, form)
+        name = plan.key
+        base = f"/v1/{self._mount}"
+        ciphertext = wrap_for_import(form.material, plan.wrapping_pem)
+        if plan.retype:
             # A new kind of key (e.g. Binance HMAC -> Ed25519): Transit cannot hold two
             # types under one name, so the old key goes (docs/custody.md, "Replacing").
             await self.delete(paths)
-            existing = None
-        created = existing is None
+        created = plan.base == 0
         if created:
             await self._session.request(
                 "transit_import",

@@ -3,6 +3,8 @@ a second run changes nothing, a run stopped halfway resumes, the secret leaves K
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import os
 import subprocess
@@ -12,13 +14,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 import broker.custody.migrate as migrate_module
+from broker.audit import AuditLog
 from broker.bootstrap import apply_layout, issue_approle_credentials
 from broker.client import RobotKeyClient
 from broker.custody.migrate import migrate
+from broker.custody.transit import TransitCustody
 from broker.keystore import KeyStore
-from broker.layout import layout_from_settings
+from broker.layout import layout_from_settings, transit_key_name
+from broker.recovery import Reconciler
+from broker.vault_session import VaultSession
 from keybroker_dev.sandbox import SandboxServer
 from tests.fixtures.broker import BrokerEnv, build_broker_env
 from tests.sandbox.ccxt_client import _rewrite
@@ -62,21 +69,27 @@ async def test_migration_moves_kv_keys_into_transit(env: BrokerEnv, sandbox: San
     assert dry.migrated == [] and env.read_key("robot", "alice", "okx")["secret"] == robot.secret
     assert any("would import as hmac" in line for line in lines)
 
-    # Stopped halfway: the robot key's KV write fails after its import.
-    real_write = KeyStore.write
+    # Stopped halfway: the robot key's KV data write fails after its import.
+    real_write_data = KeyStore._write_data
 
-    async def failing_write(self: KeyStore, paths: Any, *args: Any, **kw: Any) -> Any:
+    async def failing_write_data(self: KeyStore, paths: Any, *args: Any, **kw: Any) -> Any:
         if paths.role == "robot":
             raise migrate_module.VaultUnavailable("Vault is unavailable (503)")
-        return await real_write(self, paths, *args, **kw)
+        return await real_write_data(self, paths, *args, **kw)
 
-    KeyStore.write = failing_write  # type: ignore[method-assign]
+    KeyStore._write_data = failing_write_data  # type: ignore[method-assign]
     try:
         first = await migrate(settings, token, out=lines.append)
     finally:
-        KeyStore.write = real_write  # type: ignore[method-assign]
+        KeyStore._write_data = real_write_data  # type: ignore[method-assign]
     assert first.migrated == ["site/alice/binance"] and first.failed == ["robot/alice/okx"]
     assert env.read_key("robot", "alice", "okx")["secret"] == robot.secret  # untouched
+    # The import happened and its intent names it; the broker's reconciler deletes the
+    # Transit key KV never named (docs/custody.md "Crash safety").
+    orphan = f"{settings.transit_mount}/keys/{transit_key_name('robot', 'alice', 'okx')}"
+    assert env.root.read(orphan) is not None
+    assert await _reconcile(settings, token) == 1
+    assert env.root.read(orphan) is None  # hvac answers None for a 404
 
     second = await migrate(settings, token, out=lines.append)
     assert second.migrated == ["robot/alice/okx"] and second.already == ["site/alice/binance"]
@@ -94,8 +107,8 @@ async def test_migration_moves_kv_keys_into_transit(env: BrokerEnv, sandbox: San
         old = [v for n, v in meta["versions"].items() if int(n) < current]
         assert old and all(v["destroyed"] for v in old)  # the secret is gone from KV
     assert robot.secret not in json.dumps(lines) and site.secret not in json.dumps(lines)
-    # The resumed key was imported twice: KV names the version proven last.
-    assert env.read_key("robot", "alice", "okx")["transit_version"] == "2"
+    # The resumed key was imported afresh (the first import was removed).
+    assert env.read_key("robot", "alice", "okx")["transit_version"] == "1"
 
     creds = issue_approle_credentials(env.root, "keybroker-robot")
     client = RobotKeyClient(env.root.url, creds.role_id, creds.secret_id)
@@ -106,6 +119,24 @@ async def test_migration_moves_kv_keys_into_transit(env: BrokerEnv, sandbox: San
     finally:
         await instance.close()
     assert BY_NAME["okx"].rights(answer, robot)[0] is True
+
+
+async def _reconcile(settings: Any, token: str) -> int:
+    """One reconciler round, with no grace, as a broker replica would run it."""
+    session = VaultSession(settings.model_copy(update={"vault_token": SecretStr(token)}))
+    try:
+        store = KeyStore(session, settings.kv_mount)
+        reconciler = Reconciler(
+            store,
+            AuditLog(settings, io.StringIO()),
+            lambda paths: asyncio.Lock(),
+            grace=0,
+            interval=1,
+            custody=TransitCustody(session, settings.transit_mount),
+        )
+        return await reconciler.run_once()
+    finally:
+        await session.aclose()
 
 
 def test_cli_needs_an_operator_token() -> None:

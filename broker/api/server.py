@@ -63,25 +63,41 @@ def start_in_thread(
     from broker.api.app import create_app
 
     app = create_app(settings, **app_kwargs)
+    return serve_app_in_thread(
+        app, settings, host, port, "the broker", "keybroker-http", timeout_graceful_shutdown=5
+    )
+
+
+def serve_app_in_thread(
+    app: Any,
+    settings: Settings,
+    host: str,
+    port: int,
+    what: str,
+    thread_name: str,
+    **uvicorn_options: Any,
+) -> RunningBroker:
+    """Serve ASGI `app` on a socket bound to `host:port` (0: a free port) in a daemon
+    thread; returns once it accepts requests, or raises naming `what` did not start."""
     sock = _bind(host, port)
     config = uvicorn.Config(
         app,
         log_level="warning",
         access_log=False,
         lifespan="on",
-        timeout_graceful_shutdown=5,
+        **uvicorn_options,
         **fast_io(settings),
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="keybroker-http", daemon=True
+        target=server.run, kwargs={"sockets": [sock]}, name=thread_name, daemon=True
     )
     thread.start()
     deadline = time.monotonic() + 15
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
             server.should_exit = True
-            raise RuntimeError("the broker did not start")
+            raise RuntimeError(f"{what} did not start")
         time.sleep(0.01)
     bound_host, bound_port = sock.getsockname()[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host

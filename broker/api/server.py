@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import ipaddress
 import logging
 import socket
 import sys
@@ -15,6 +14,7 @@ from typing import Any
 import uvicorn
 
 from broker.config import ConfigError, Settings, load_settings
+from broker.loopback import is_loopback
 
 log = logging.getLogger("keybroker.server")
 
@@ -112,15 +112,6 @@ def _bind(host: str, port: int) -> socket.socket:
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def serve() -> int:

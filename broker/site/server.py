@@ -8,8 +8,9 @@ import sys
 import uvicorn
 from pydantic import ValidationError
 
-from broker.api.server import RunningBroker, fast_io, is_loopback, serve_app_in_thread
+from broker.api.server import RunningBroker, fast_io, serve_app_in_thread
 from broker.config import ConfigError, Settings, load_settings
+from broker.loopback import is_loopback
 from broker.site.broker_api import BrokerApi
 from broker.site.config import SiteSettings
 

@@ -14,7 +14,8 @@ import httpx
 import hvac
 import pytest
 
-from broker.api.server import is_loopback, serve
+from broker.api.server import serve
+from broker.loopback import is_loopback
 
 
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:

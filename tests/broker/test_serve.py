@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import pytest
 
 from broker.api.server import serve
 from broker.loopback import is_loopback
+from keybroker_dev.ports import free_port
 
 
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -58,17 +58,11 @@ def test_loopback_detection() -> None:
     assert not any(is_loopback(h) for h in ("0.0.0.0", "10.0.0.1", "::", "example.com"))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_serve_runs_the_broker_from_the_environment(vault_client: hvac.Client) -> None:
     """Runs on the session endpoint (a real Vault too); the broker gets a child token of
     its own, a random value the output scan below can look for, revoked afterwards."""
     token = vault_client.auth.token.create(policies=["root"], ttl="10m")["auth"]["client_token"]
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYBROKER_")}
     env |= {
         "KEYBROKER_VAULT_ADDR": vault_client.url,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
+from pydantic import BaseModel
 
 from broker.config import ConfigError, Settings, load_settings
 from broker.loopback import is_loopback
@@ -114,6 +115,15 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def open_listen_refused(command: str, host: str, settings: BaseModel, variable: str) -> bool:
+    """Whether `command` must refuse `host`: only an explicitly set listen address
+    (`variable`, or a config file entry) may open a server beyond loopback; says so."""
+    if is_loopback(host) or "listen" in settings.model_fields_set:
+        return False
+    print(f"{command}: refusing to listen on {host} without {variable}", file=sys.stderr)
+    return True
+
+
 def serve() -> int:
     """`keybroker serve`: exit 2 on a configuration problem, else run until interrupted."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -127,12 +137,7 @@ def serve() -> int:
     except ValueError:
         print("keybroker serve: KEYBROKER_LISTEN must be HOST:PORT", file=sys.stderr)
         return 2
-    if not is_loopback(host) and "listen" not in settings.model_fields_set:
-        # Only an explicit KEYBROKER_LISTEN (or config file entry) may open the broker up.
-        print(
-            f"keybroker serve: refusing to listen on {host} without KEYBROKER_LISTEN",
-            file=sys.stderr,
-        )
+    if open_listen_refused("keybroker serve", host, settings, "KEYBROKER_LISTEN"):
         return 2
     if settings.vault_token is None and not (settings.vault_role_id and settings.vault_secret_id):
         print(

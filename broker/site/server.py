@@ -8,9 +8,9 @@ import sys
 import uvicorn
 from pydantic import ValidationError
 
-from broker.api.server import RunningBroker, fast_io, serve_app_in_thread
+from broker.api.server import RunningBroker, fast_io, open_listen_refused, serve_app_in_thread
 from broker.config import ConfigError, Settings, load_settings
-from broker.loopback import is_loopback
+from broker.layout import INTAKE_POLICY
 from broker.site.broker_api import BrokerApi
 from broker.site.config import SiteSettings
 
@@ -46,15 +46,11 @@ def serve_site() -> int:
     if site.intake_token is None:
         print(
             "keybroker site: set KEYBROKER_SITE_INTAKE_TOKEN (a Vault token with policy "
-            "keybroker-intake)",
+            f"{INTAKE_POLICY})",
             file=sys.stderr,
         )
         return 2
-    if not is_loopback(host) and "listen" not in site.model_fields_set:
-        print(
-            f"keybroker site: refusing to listen on {host} without KEYBROKER_SITE_LISTEN",
-            file=sys.stderr,
-        )
+    if open_listen_refused("keybroker site", host, site, "KEYBROKER_SITE_LISTEN"):
         return 2
     from broker.site.app import create_site_app
 

@@ -12,8 +12,9 @@ import time
 import httpx
 import hvac
 import pytest
+from pydantic import BaseModel
 
-from broker.api.server import serve
+from broker.api.server import open_listen_refused, serve
 from broker.loopback import is_loopback
 from keybroker_dev.ports import free_port
 
@@ -51,6 +52,25 @@ def test_unreadable_vault_ca_exits_2(monkeypatch, capsys, tmp_path) -> None:
     monkeypatch.setenv("KEYBROKER_VAULT_CACERT", str(tmp_path / "missing.pem"))
     assert serve() == 2
     assert "keybroker serve:" in capsys.readouterr().err
+
+
+def test_an_open_listen_address_needs_an_explicit_setting(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The guard `keybroker serve` and `keybroker site` share: beyond loopback only when
+    the listen address was set explicitly, never by a default."""
+
+    class Listening(BaseModel):
+        listen: str = "0.0.0.0:8080"
+
+    assert open_listen_refused("keybroker serve", "0.0.0.0", Listening(), "KEYBROKER_LISTEN")
+    assert "keybroker serve: refusing to listen on 0.0.0.0 without KEYBROKER_LISTEN" in (
+        capsys.readouterr().err
+    )
+    explicit = Listening(listen="0.0.0.0:8080")
+    assert not open_listen_refused("keybroker serve", "0.0.0.0", explicit, "KEYBROKER_LISTEN")
+    assert not open_listen_refused("keybroker site", "::1", Listening(), "KEYBROKER_SITE_LISTEN")
+    assert capsys.readouterr().err == ""
 
 
 def test_loopback_detection() -> None:

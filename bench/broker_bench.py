@@ -24,7 +24,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -50,16 +49,11 @@ from broker.bootstrap import (  # noqa: E402
 from broker.config import Settings  # noqa: E402
 from broker.exchanges import Credentials, KeyChecker  # noqa: E402
 from broker.layout import INTAKE_POLICY, SITE_BACKEND_POLICY, layout_from_settings  # noqa: E402
+from keybroker_dev.ports import free_port  # noqa: E402
 from keybroker_dev.sandbox.keys import ROBOT_EGRESS_IP  # noqa: E402
 
 # The bench measures the broker against the sandbox, not an exchange's request limits.
 UNLIMITED_EXCHANGES = {"binance": 100_000.0}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _rss_mb(pid: int) -> float:
@@ -256,7 +250,7 @@ def main() -> int:
     args = parser.parse_args()
     n = 10 if args.quick else 30
     root_token = f"bench-{uuid.uuid4().hex}"
-    vault_port, sandbox_port = _free_port(), _free_port()
+    vault_port, sandbox_port = free_port(), free_port()
     vault_addr = f"http://127.0.0.1:{vault_port}"
     sandbox_url = f"http://127.0.0.1:{sandbox_port}"
     processes: list[Process] = []
@@ -310,11 +304,11 @@ def main() -> int:
         # first two stopped as soon as they answer.
         starts = []
         for _ in range(2):
-            port = _free_port()
+            port = free_port()
             extra = Process(["serve"], f"http://127.0.0.1:{port}/healthz", serve_env(port))
             starts.append(extra.cold_start)
             extra.stop()
-        broker_port = _free_port()
+        broker_port = free_port()
         broker_url = f"http://127.0.0.1:{broker_port}"
         broker = Process(["serve"], f"{broker_url}/healthz", serve_env(broker_port))
         processes.append(broker)

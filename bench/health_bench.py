@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from broker_bench import Process, _cpu_seconds, _free_port  # noqa: E402
+from broker_bench import Process, _cpu_seconds  # noqa: E402
 
 from broker.api.server import start_in_thread  # noqa: E402
 from broker.bootstrap import apply_layout, create_caller_token, issue_approle_credentials  # noqa: E402
@@ -43,6 +43,7 @@ from broker.health.status import Health, KeyStatus  # noqa: E402
 from broker.keystore import KeyFacts  # noqa: E402
 from broker.layout import INTAKE_POLICY, ROBOT_READ_POLICY, layout_from_settings  # noqa: E402
 from broker.reasons import Permissions  # noqa: E402
+from keybroker_dev.ports import free_port  # noqa: E402
 
 EXCHANGES = ("binance", "okx", "bybit", "kucoin", "gate", "bitget")
 INDEXED = 100_000
@@ -179,7 +180,7 @@ def main() -> int:
     args = parser.parse_args()
     stored, reports = (500, 100) if args.quick else (2000, 300)
     root_token = f"bench-{uuid.uuid4().hex}"
-    vault_port = _free_port()
+    vault_port = free_port()
     vault_addr = f"http://127.0.0.1:{vault_port}"
     processes: list[Process] = []
     try:
@@ -198,7 +199,7 @@ def main() -> int:
         creds = issue_approle_credentials(root, "keybroker-broker")
         intake = create_caller_token(root, [INTAKE_POLICY], "2h")
         robot = create_caller_token(root, [ROBOT_READ_POLICY], "2h")
-        port = _free_port()
+        port = free_port()
         broker_url = f"http://127.0.0.1:{port}"
         launched = time.perf_counter()
         broker = Process(

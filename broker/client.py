@@ -164,6 +164,36 @@ def _vault_errors(what: str) -> Iterator[None]:
         raise KeyBrokerClientError(f"{what}: Vault error ({type(exc).__name__})") from None
 
 
+def post_to_broker(
+    http: requests.Session,
+    url: str,
+    *,
+    expected: int,
+    refused: str,
+    failed: str,
+    not_found: str | None = None,
+    **request: Any,
+) -> requests.Response:
+    """POST to the broker and return its `expected`-status answer; anything else is this
+    module's typed error: 401/403 AccessDenied ("the broker refused `refused`"), 404
+    KeyNotFound(`not_found`) when given, 429/5xx or no connection BrokerUnavailable,
+    the rest KeyBrokerClientError(`failed`). `request`: the rest of requests' arguments."""
+    try:
+        answer = http.post(url, **request)
+    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+        raise BrokerUnavailable(f"cannot reach the broker ({type(exc).__name__})") from None
+    status = answer.status_code
+    if status in (401, 403):
+        raise AccessDenied(f"the broker refused {refused} ({status})")
+    if status == 404 and not_found is not None:
+        raise KeyNotFound(not_found)
+    if status >= 500 or status == 429:
+        raise BrokerUnavailable(f"the broker answered {status}")
+    if status != expected:
+        raise KeyBrokerClientError(f"{failed} ({status})")
+    return answer
+
+
 class _KeyReader:
     """Reads `<mount>/data/<role>/<account>/<exchange>` with a token someone else keeps fresh."""
 
@@ -354,22 +384,17 @@ class SiteKeyClient(_KeyReader):
 
     def _fetch_token(self) -> tuple[str, float]:
         body = {"ttl": self._ttl} if self._ttl else {}
-        try:
-            answer = self._http.post(
-                f"{self._broker_url}/v1/site-tokens",
-                json=body,
-                headers={"Authorization": f"Bearer {self._caller_token}"},
-                timeout=self._timeout,
-                verify=self._verify,
-            )
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
-            raise BrokerUnavailable(f"cannot reach the broker ({type(exc).__name__})") from None
-        if answer.status_code in (401, 403):
-            raise AccessDenied(f"the broker refused the caller token ({answer.status_code})")
-        if answer.status_code >= 500 or answer.status_code == 429:
-            raise BrokerUnavailable(f"the broker answered {answer.status_code}")
-        if answer.status_code != 201:
-            raise KeyBrokerClientError(f"site token request failed ({answer.status_code})")
+        answer = post_to_broker(
+            self._http,
+            f"{self._broker_url}/v1/site-tokens",
+            expected=201,
+            refused="the caller token",
+            failed="site token request failed",
+            json=body,
+            headers={"Authorization": f"Bearer {self._caller_token}"},
+            timeout=self._timeout,
+            verify=self._verify,
+        )
         try:
             payload = answer.json()
             token = str(payload["token"])

@@ -37,13 +37,12 @@ from typing import Any
 import requests
 
 from broker.client import (
-    AccessDenied,
-    BrokerUnavailable,
     ExchangeKey,
     KeyBrokerClientError,
     KeyNotFound,
     ServiceUnavailable,
     _KeyReader,
+    post_to_broker,
 )
 from broker.config import Settings
 from broker.exchanges.base import Credentials
@@ -267,27 +266,21 @@ class KeyVerifier:
             f"{self._broker_url}/v1/accounts/{key.account}/keys/{key.exchange}/{key.role}"
             "/verifications"
         )
-        try:
-            answer = self._http.post(
-                url,
-                data=report.model_dump_json(),
-                headers={
-                    "Authorization": f"Bearer {self._client.vault_token()}",
-                    "Content-Type": "application/json",
-                },
-                timeout=self._timeout,
-                verify=self._verify_tls,
-            )
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
-            raise BrokerUnavailable(f"cannot reach the broker ({type(exc).__name__})") from None
-        if answer.status_code in (401, 403):
-            raise AccessDenied(f"the broker refused the verification ({answer.status_code})")
-        if answer.status_code == 404:
-            raise KeyNotFound(f"{key.role} key {key.account}/{key.exchange}: not found")
-        if answer.status_code >= 500 or answer.status_code == 429:
-            raise BrokerUnavailable(f"the broker answered {answer.status_code}")
-        if answer.status_code != 200:
-            raise KeyBrokerClientError(f"verification report refused ({answer.status_code})")
+        answer = post_to_broker(
+            self._http,
+            url,
+            expected=200,
+            refused="the verification",
+            failed="verification report refused",
+            not_found=f"{key.role} key {key.account}/{key.exchange}: not found",
+            data=report.model_dump_json(),
+            headers={
+                "Authorization": f"Bearer {self._client.vault_token()}",
+                "Content-Type": "application/json",
+            },
+            timeout=self._timeout,
+            verify=self._verify_tls,
+        )
         try:
             return dict(answer.json())
         except ValueError:

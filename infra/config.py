@@ -19,6 +19,7 @@ from typing import Any, Literal
 import pulumi
 
 from broker.durations import parse_duration
+from broker.loopback import is_loopback
 from broker.names import DEFAULT_MOUNT, SITE_TOKEN_MAX_TTL_S, SITE_TOKEN_TTL_S
 
 NAMESPACE = "keybroker"
@@ -261,13 +262,7 @@ def _docker_hosts(r: _Reader, publish_address: str, prod: bool) -> tuple[DockerH
 
 
 def _loopback_url(url: str) -> bool:
-    host = re.sub(r"^https?://(\[[^]]+\]|[^:/]+).*$", r"\1", url).strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback(re.sub(r"^https?://(\[[^]]+\]|[^:/]+).*$", r"\1", url).strip("[]"))
 
 
 def parse_config(

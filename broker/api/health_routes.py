@@ -18,21 +18,25 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from broker.api.auth import AuthenticatedCaller, require
+from broker.api.auth import AuthenticatedCaller
 from broker.api.errors import ApiError
-from broker.api.routes import _ERRORS, _body_schema, parse_body, parse_status
+from broker.api.routes import (
+    _ERRORS,
+    _body_schema,
+    any_caller,
+    intake_caller,
+    parse_body,
+    parse_status,
+)
 from broker.api.schemas import HealthView, health_view
 from broker.api.state import BrokerState, state_of
 from broker.health.report import VerificationReport
 from broker.health.service import VersionMismatch
-from broker.layout import INTAKE_POLICY, ROBOT_READ_POLICY, SITE_READ_POLICY
+from broker.layout import ROBOT_READ_POLICY, SITE_READ_POLICY
 
 # The consumer a token belongs to, by the read policy the layout gives it.
 CONSUMER_POLICY = {"site": SITE_READ_POLICY, "robot": ROBOT_READ_POLICY}
 MAX_LIMIT = 100_000
-
-any_caller = require(None)
-intake_caller = require(INTAKE_POLICY)
 
 health_router = APIRouter(prefix="/v1", responses=_ERRORS | {409: _ERRORS[400]})
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import ipaddress
 import logging
 import socket
 import sys
@@ -13,8 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
+from pydantic import BaseModel
 
 from broker.config import ConfigError, Settings, load_settings
+from broker.loopback import is_loopback
 
 log = logging.getLogger("keybroker.server")
 
@@ -63,25 +64,41 @@ def start_in_thread(
     from broker.api.app import create_app
 
     app = create_app(settings, **app_kwargs)
+    return serve_app_in_thread(
+        app, settings, host, port, "the broker", "keybroker-http", timeout_graceful_shutdown=5
+    )
+
+
+def serve_app_in_thread(
+    app: Any,
+    settings: Settings,
+    host: str,
+    port: int,
+    what: str,
+    thread_name: str,
+    **uvicorn_options: Any,
+) -> RunningBroker:
+    """Serve ASGI `app` on a socket bound to `host:port` (0: a free port) in a daemon
+    thread; returns once it accepts requests, or raises naming `what` did not start."""
     sock = _bind(host, port)
     config = uvicorn.Config(
         app,
         log_level="warning",
         access_log=False,
         lifespan="on",
-        timeout_graceful_shutdown=5,
+        **uvicorn_options,
         **fast_io(settings),
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="keybroker-http", daemon=True
+        target=server.run, kwargs={"sockets": [sock]}, name=thread_name, daemon=True
     )
     thread.start()
     deadline = time.monotonic() + 15
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
             server.should_exit = True
-            raise RuntimeError("the broker did not start")
+            raise RuntimeError(f"{what} did not start")
         time.sleep(0.01)
     bound_host, bound_port = sock.getsockname()[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
@@ -98,13 +115,13 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
+def open_listen_refused(command: str, host: str, settings: BaseModel, variable: str) -> bool:
+    """Whether `command` must refuse `host`: only an explicitly set listen address
+    (`variable`, or a config file entry) may open a server beyond loopback; says so."""
+    if is_loopback(host) or "listen" in settings.model_fields_set:
         return False
+    print(f"{command}: refusing to listen on {host} without {variable}", file=sys.stderr)
+    return True
 
 
 def serve() -> int:
@@ -120,12 +137,7 @@ def serve() -> int:
     except ValueError:
         print("keybroker serve: KEYBROKER_LISTEN must be HOST:PORT", file=sys.stderr)
         return 2
-    if not is_loopback(host) and "listen" not in settings.model_fields_set:
-        # Only an explicit KEYBROKER_LISTEN (or config file entry) may open the broker up.
-        print(
-            f"keybroker serve: refusing to listen on {host} without KEYBROKER_LISTEN",
-            file=sys.stderr,
-        )
+    if open_listen_refused("keybroker serve", host, settings, "KEYBROKER_LISTEN"):
         return 2
     if settings.vault_token is None and not (settings.vault_role_id and settings.vault_secret_id):
         print(

@@ -224,22 +224,15 @@ class HealthService:
             return None
         custom = stored.custom_metadata
         checked = _aware(facts.checked_at)
-        if custom.get(PREFIX + "version") == str(stored.version):
-            health = _health_from(custom)
-            if health is not None:
-                return Entry(
-                    account=account,
-                    exchange=exchange,
-                    role=role,
-                    version=stored.version,
-                    health=health,
-                    checked_at=checked,
-                    changed_at=_time(custom.get(PREFIX + "changed_at")) or checked,
-                    verified_at=_time(custom.get(PREFIX + "verified_at")),
-                    stop=stops(health, self._stop_on),
-                )
-        expires = _aware(facts.expires_at) if facts.expires_at else None
-        health = from_check(True, [], expires, self._clock())
+        current = custom.get(PREFIX + "version") == str(stored.version)
+        health = _health_from(custom) if current else None
+        if health is not None:
+            changed_at = _time(custom.get(PREFIX + "changed_at")) or checked
+            verified_at = _time(custom.get(PREFIX + "verified_at"))
+        else:  # no health recorded for this version: as intake accepted it
+            expires = _aware(facts.expires_at) if facts.expires_at else None
+            health = from_check(True, [], expires, self._clock())
+            changed_at, verified_at = checked, None
         return Entry(
             account=account,
             exchange=exchange,
@@ -247,7 +240,8 @@ class HealthService:
             version=stored.version,
             health=health,
             checked_at=checked,
-            changed_at=checked,
+            changed_at=changed_at,
+            verified_at=verified_at,
             stop=stops(health, self._stop_on),
         )
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
-import time
 
 import uvicorn
 from pydantic import ValidationError
 
-from broker.api.server import RunningBroker, _bind, fast_io, is_loopback
+from broker.api.server import RunningBroker, fast_io, open_listen_refused, serve_app_in_thread
 from broker.config import ConfigError, Settings, load_settings
+from broker.layout import INTAKE_POLICY
 from broker.site.broker_api import BrokerApi
 from broker.site.config import SiteSettings
 
@@ -29,24 +28,7 @@ def start_site_in_thread(
     from broker.site.app import create_site_app
 
     app = create_site_app(site, rules, api)
-    sock = _bind(host, port)
-    config = uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="on", **fast_io(rules)
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="keybroker-site", daemon=True
-    )
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            raise RuntimeError("the key page did not start")
-        time.sleep(0.01)
-    bound_host, bound_port = sock.getsockname()[:2]
-    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-    return RunningBroker(f"http://{shown}:{bound_port}", app, server, thread)
+    return serve_app_in_thread(app, rules, host, port, "the key page", "keybroker-site")
 
 
 def serve_site() -> int:
@@ -64,15 +46,11 @@ def serve_site() -> int:
     if site.intake_token is None:
         print(
             "keybroker site: set KEYBROKER_SITE_INTAKE_TOKEN (a Vault token with policy "
-            "keybroker-intake)",
+            f"{INTAKE_POLICY})",
             file=sys.stderr,
         )
         return 2
-    if not is_loopback(host) and "listen" not in site.model_fields_set:
-        print(
-            f"keybroker site: refusing to listen on {host} without KEYBROKER_SITE_LISTEN",
-            file=sys.stderr,
-        )
+    if open_listen_refused("keybroker site", host, site, "KEYBROKER_SITE_LISTEN"):
         return 2
     from broker.site.app import create_site_app
 

@@ -34,7 +34,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -52,6 +51,7 @@ from pydantic import SecretStr
 
 from broker.bootstrap import apply_layout, create_caller_token, issue_approle_credentials
 from broker.layout import INTAKE_POLICY, SITE_BACKEND_POLICY, build_layout
+from keybroker_dev.ports import free_port
 from keybroker_dev.sandbox.keys import ROBOT_EGRESS_IP  # the sandbox's simulated client IP
 
 LOOPBACK_CIDR = "127.0.0.1/32"
@@ -170,7 +170,7 @@ class _BinaryVault:
                 " --vault devvault (the in-memory server)"
             )
         self.root_token = secrets.token_urlsafe(24)
-        port = _free_port()
+        port = free_port()
         self.addr = f"http://127.0.0.1:{port}"
         env = dict(os.environ)
         # Passed in the environment rather than argv, so `ps` does not show the token.
@@ -214,12 +214,6 @@ class _BinaryVault:
 def _import_broker() -> None:
     with suppress(ImportError):  # reported properly when the broker is started
         importlib.import_module("broker.api.app")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- the whole stack ---------------------------------------------------------------------

@@ -12,6 +12,7 @@ import pulumi
 
 from broker.layout import BROKER_POLICY
 from infra.providers.broker_token import BrokerToken, BrokerTokenIssuer
+from infra.providers.clients import VaultAccess
 from infra.providers.root_token import RootTokenRevocation
 from infra.providers.vault_config import VaultConfig
 from infra.providers.vault_init import VaultInit
@@ -35,6 +36,9 @@ class VaultSetupArgs:
     revoke_root_token: bool
     depends_on: list[pulumi.Resource]
 
+    def vault_access(self) -> VaultAccess:
+        return VaultAccess(self.address, self.ca_cert_pem, self.aws_region, self.aws_endpoint_url)
+
 
 class VaultSetup(pulumi.ComponentResource):
     root_token_secret_arn: pulumi.Output[str]
@@ -46,12 +50,10 @@ class VaultSetup(pulumi.ComponentResource):
         self, name: str, args: VaultSetupArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("keybroker:infra:VaultSetup", name, None, opts)
+        vault = args.vault_access()
         init = VaultInit(
             f"{name}-init",
-            address=args.address,
-            ca_cert_pem=args.ca_cert_pem,
-            region=args.aws_region,
-            endpoint_url=args.aws_endpoint_url,
+            vault=vault,
             kms_key_arn=args.kms_key_arn,
             secrets_prefix=args.secrets_prefix,
             recovery_shares=args.recovery_shares,
@@ -62,22 +64,16 @@ class VaultSetup(pulumi.ComponentResource):
         token_arn = init.root_token_secret_arn
         config = VaultConfig(
             f"{name}-config",
-            address=args.address,
-            ca_cert_pem=args.ca_cert_pem,
-            region=args.aws_region,
-            endpoint_url=args.aws_endpoint_url,
+            vault=vault,
             token_secret_arn=token_arn,
             layout=args.layout,
             opts=pulumi.ResourceOptions(parent=self),
         )
         issuer = BrokerTokenIssuer(
             f"{name}-broker-token-issuer",
-            address=args.address,
-            ca_cert_pem=args.ca_cert_pem,
+            vault=vault,
             token_secret_arn=token_arn,
             kms_key_arn=args.kms_key_arn,
-            region=args.aws_region,
-            endpoint_url=args.aws_endpoint_url,
             secrets_prefix=args.secrets_prefix,
             broker_policy=BROKER_POLICY,
             period_s=args.broker_token_period_s,
@@ -86,10 +82,7 @@ class VaultSetup(pulumi.ComponentResource):
         if args.revoke_root_token:
             RootTokenRevocation(
                 f"{name}-revoke-root-token",
-                address=args.address,
-                ca_cert_pem=args.ca_cert_pem,
-                region=args.aws_region,
-                endpoint_url=args.aws_endpoint_url,
+                vault=vault,
                 token_secret_arn=token_arn,
                 after=[config.id, issuer.id],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[config, issuer]),
@@ -113,13 +106,10 @@ class VaultSetup(pulumi.ComponentResource):
         one whenever `delivery` (the replica container's digest) changes."""
         token = BrokerToken(
             f"{replica}-token",
-            address=self._args.address,
-            ca_cert_pem=self._args.ca_cert_pem,
+            vault=self._args.vault_access(),
             issuer_secret_arn=self._issuer.issuer_secret_arn,
             token_secret_arn=self.root_token_secret_arn,
             role_name=self._issuer.role_name,
-            region=self._args.aws_region,
-            endpoint_url=self._args.aws_endpoint_url,
             replica=replica,
             wrap_ttl_s=self._args.credential_wrap_ttl_s,
             rotation=self._args.credential_rotation,

@@ -33,14 +33,14 @@ from pulumi import dynamic
 from infra.providers.clients import (
     AwsTarget,
     ProviderError,
+    VaultAccess,
     props_root_token,
     props_vault_client,
     root_token_for_cleanup,
-    vault_access_props,
     wait_until_active,
 )
 from infra.providers.diffs import changed, diff_result
-from infra.providers.secrets import create_secret, delete_secret, find_secret
+from infra.providers.secrets import create_secret, delete_secret, find_secret, read_record
 
 ISSUER_POLICY = "keybroker-broker-issuer"
 ISSUER_POLICY_TEXT = Path(__file__).resolve().parent.parent / "policies" / f"{ISSUER_POLICY}.hcl"
@@ -57,8 +57,8 @@ def issuer_secret_name(prefix: str) -> str:
 
 
 def read_issuer_token(aws: AwsTarget, arn: str) -> str:
-    record = json.loads(aws.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"])
-    token = record.get("token") if isinstance(record, dict) else None
+    record = read_record(aws.client("secretsmanager"), arn)
+    token = record.get("token") if record is not None else None
     if not token:
         raise ProviderError(f"secret {arn} holds no broker-token issuer")
     return str(token)
@@ -105,7 +105,7 @@ class BrokerTokenIssuerProvider(dynamic.ResourceProvider):
                 f"auth/token/roles/{BROKER_TOKEN_ROLE}",
                 **_role_payload(props["broker_policy"], int(float(props["period_s"]))),
             )
-            existing = json.loads(sm.get_secret_value(SecretId=arn)["SecretString"]).get("token")
+            existing = (read_record(sm, arn) or {}).get("token")
             alive = False
             if existing:
                 with props_vault_client(props, existing) as issuer:
@@ -195,33 +195,24 @@ class BrokerTokenIssuer(dynamic.Resource, module="keybroker", name="BrokerTokenI
         self,
         name: str,
         *,
-        address: pulumi.Input[str],
-        ca_cert_pem: pulumi.Input[str],
+        vault: VaultAccess,
         token_secret_arn: pulumi.Input[str],
         kms_key_arn: pulumi.Input[str],
-        region: str,
         secrets_prefix: str,
         broker_policy: str,
         period_s: float,
-        endpoint_url: str | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        props = {
-            **vault_access_props(
-                address=address,
-                ca_cert_pem=ca_cert_pem,
-                token_secret_arn=token_secret_arn,
-                region=region,
-                endpoint_url=endpoint_url,
-            ),
-            "kms_key_arn": kms_key_arn,
-            "secrets_prefix": secrets_prefix,
-            "broker_policy": broker_policy,
-            "period_s": period_s,
-            "issuer_secret_arn": None,
-            "role_name": None,
-            "issuer_ttl_s": None,
-        }
+        props = vault.props(
+            token_secret_arn=token_secret_arn,
+            kms_key_arn=kms_key_arn,
+            secrets_prefix=secrets_prefix,
+            broker_policy=broker_policy,
+            period_s=period_s,
+            issuer_secret_arn=None,
+            role_name=None,
+            issuer_ttl_s=None,
+        )
         super().__init__(BrokerTokenIssuerProvider(), name, props, opts)
 
 
@@ -312,35 +303,30 @@ class BrokerToken(dynamic.Resource, module="keybroker", name="BrokerToken"):
         self,
         name: str,
         *,
-        address: pulumi.Input[str],
-        ca_cert_pem: pulumi.Input[str],
+        vault: VaultAccess,
         issuer_secret_arn: pulumi.Input[str],
         token_secret_arn: pulumi.Input[str],
         role_name: pulumi.Input[str],
-        region: str,
         replica: str,
         wrap_ttl_s: float,
         rotation: str,
         delivery: pulumi.Input[str],
-        endpoint_url: str | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         props = {
-            "address": address,
-            "ca_cert_pem": ca_cert_pem,
-            "issuer_secret_arn": issuer_secret_arn,
-            "token_secret_arn": token_secret_arn,  # root token, for cleanup only
-            "role_name": role_name,
-            "region": region,
-            "endpoint_url": endpoint_url,
-            "replica": replica,
-            "wrap_ttl_s": wrap_ttl_s,
-            "rotation": rotation,
-            "delivery": delivery,
+            **vault.props(
+                issuer_secret_arn=issuer_secret_arn,
+                token_secret_arn=token_secret_arn,  # root token, for cleanup only
+                role_name=role_name,
+                replica=replica,
+                wrap_ttl_s=wrap_ttl_s,
+                rotation=rotation,
+                delivery=delivery,
+                accessor=None,
+                issued_at=None,
+                alive=None,
+            ),
             WRAPPED_OUTPUT: None,
-            "accessor": None,
-            "issued_at": None,
-            "alive": None,
         }
         secret_opts = pulumi.ResourceOptions(additional_secret_outputs=[WRAPPED_OUTPUT])
         super().__init__(

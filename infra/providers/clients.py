@@ -22,6 +22,8 @@ import pulumi
 import requests
 from botocore.exceptions import ClientError
 
+from infra.providers.secrets import read_record
+
 VAULT_TIMEOUT_S = 15
 
 
@@ -74,23 +76,26 @@ def props_vault_client(
     return vault_client(props["address"], props.get("ca_cert_pem"), token)
 
 
-def vault_access_props(
-    *,
-    address: pulumi.Input[str],
-    ca_cert_pem: pulumi.Input[str],
-    token_secret_arn: pulumi.Input[str],
-    region: str,
-    endpoint_url: str | None,
-) -> dict[str, Any]:
-    """The properties of a resource that acts on Vault with the initial root token:
-    where Vault is, which CA it shows, and where the token's record lives."""
-    return {
-        "address": address,
-        "ca_cert_pem": ca_cert_pem,
-        "token_secret_arn": token_secret_arn,
-        "region": region,
-        "endpoint_url": endpoint_url,
-    }
+@dataclass(frozen=True)
+class VaultAccess:
+    """Where Vault is, which CA it shows, and the AWS region (and endpoint) of its Secrets
+    Manager records: the inputs every Vault-facing resource shares."""
+
+    address: pulumi.Input[str]
+    ca_cert_pem: pulumi.Input[str]
+    region: str
+    endpoint_url: str | None = None
+
+    def props(self, **more: Any) -> dict[str, Any]:
+        """A resource's properties: these four (read back by `props_vault_client` and
+        `AwsTarget.from_props`) plus the resource's own `more`."""
+        return {
+            "address": self.address,
+            "ca_cert_pem": self.ca_cert_pem,
+            "region": self.region,
+            "endpoint_url": self.endpoint_url,
+            **more,
+        }
 
 
 READY_TIMEOUT_S = 120.0
@@ -134,14 +139,10 @@ def revoked_record() -> str:
 
 def read_root_token(aws: AwsTarget, secret_arn: str) -> str:
     """The initial root token from Secrets Manager; a clear error once it is revoked."""
-    value = aws.client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"]
-    try:
-        record = json.loads(value)
-    except json.JSONDecodeError:
-        raise ProviderError(
-            f"secret {secret_arn} does not hold a keybroker root-token record"
-        ) from None
-    token = record.get("root_token") if isinstance(record, dict) else None
+    record = read_record(aws.client("secretsmanager"), secret_arn)
+    if record is None:
+        raise ProviderError(f"secret {secret_arn} does not hold a keybroker root-token record")
+    token = record.get("root_token")
     if not token:
         raise ProviderError(
             f"the initial root token in {secret_arn} was revoked; to change Vault's"
@@ -152,7 +153,7 @@ def read_root_token(aws: AwsTarget, secret_arn: str) -> str:
 
 
 def props_root_token(props: dict[str, Any]) -> str:
-    """The root token named by a resource's `token_secret_arn` (see vault_access_props)."""
+    """The root token named by a resource's `token_secret_arn` property."""
     return read_root_token(AwsTarget.from_props(props), props["token_secret_arn"])
 
 

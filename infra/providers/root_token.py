@@ -14,7 +14,6 @@ update revokes it again after the resources that needed it. `read` shows the sam
 from __future__ import annotations
 
 import contextlib
-import json
 from typing import Any
 
 import hvac.exceptions
@@ -23,17 +22,17 @@ from pulumi import dynamic
 
 from infra.providers.clients import (
     AwsTarget,
+    VaultAccess,
     props_vault_client,
     revoked_record,
-    vault_access_props,
 )
 from infra.providers.diffs import changed, diff_result
+from infra.providers.secrets import read_record
 
 
 def _record(props: dict[str, Any]) -> dict[str, Any]:
     sm = AwsTarget.from_props(props).client("secretsmanager")
-    value = json.loads(sm.get_secret_value(SecretId=props["token_secret_arn"])["SecretString"])
-    return value if isinstance(value, dict) else {}
+    return read_record(sm, props["token_secret_arn"]) or {}
 
 
 def _revoke(props: dict[str, Any]) -> dict[str, Any]:
@@ -86,25 +85,13 @@ class RootTokenRevocation(dynamic.Resource, module="keybroker", name="RootTokenR
         self,
         name: str,
         *,
-        address: pulumi.Input[str],
-        ca_cert_pem: pulumi.Input[str],
+        vault: VaultAccess,
         token_secret_arn: pulumi.Input[str],
-        region: str,
         after: list[pulumi.Input[str]],
-        endpoint_url: str | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """`after`: ids of the resources that need the root token (ordering and diff)."""
-        props = {
-            **vault_access_props(
-                address=address,
-                ca_cert_pem=ca_cert_pem,
-                token_secret_arn=token_secret_arn,
-                region=region,
-                endpoint_url=endpoint_url,
-            ),
-            "after": after,
-            "revoked_at": None,
-            "token_present": None,
-        }
+        props = vault.props(
+            token_secret_arn=token_secret_arn, after=after, revoked_at=None, token_present=None
+        )
         super().__init__(RootTokenRevocationProvider(), name, props, opts)

@@ -52,14 +52,21 @@ def delete_secret(sm: Any, arn: str, recovery_window_days: int) -> None:
         sm.delete_secret(SecretId=arn, **kwargs)
 
 
-def is_pending(sm: Any, arn: str) -> bool:
-    """Whether record `arn` still holds PENDING_RECORD (no material written yet)."""
+def read_record(sm: Any, arn: str) -> dict[str, Any] | None:
+    """The JSON object secret `arn` holds, or None when it holds anything else; every
+    keybroker record (root token, issuer, init material) is such an object."""
     value = sm.get_secret_value(SecretId=arn).get("SecretString") or ""
     try:
         record = json.loads(value)
     except json.JSONDecodeError:
-        return False
-    return isinstance(record, dict) and record.get("pending") is True
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def is_pending(sm: Any, arn: str) -> bool:
+    """Whether record `arn` still holds PENDING_RECORD (no material written yet)."""
+    record = read_record(sm, arn)
+    return record is not None and record.get("pending") is True
 
 
 def put_with_retries(sm: Any, arn: str, value: str) -> None:

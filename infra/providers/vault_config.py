@@ -19,10 +19,10 @@ from broker.bootstrap import _same_settings, apply_layout
 from broker.layout import ROBOT_READ_POLICY
 from infra.layout_props import layout_from_props
 from infra.providers.clients import (
+    VaultAccess,
     props_root_token,
     props_vault_client,
     root_token_for_cleanup,
-    vault_access_props,
     wait_until_active,
 )
 from infra.providers.diffs import changed, diff_result
@@ -126,26 +126,17 @@ class VaultConfig(dynamic.Resource, module="keybroker", name="VaultConfig"):
         self,
         name: str,
         *,
-        address: pulumi.Input[str],
-        ca_cert_pem: pulumi.Input[str],
+        vault: VaultAccess,
         token_secret_arn: pulumi.Input[str],
-        region: str,
         layout: dict[str, Any],
-        endpoint_url: str | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        props = {
-            **vault_access_props(
-                address=address,
-                ca_cert_pem=ca_cert_pem,
-                token_secret_arn=token_secret_arn,
-                region=region,
-                endpoint_url=endpoint_url,
-            ),
-            "layout": layout,
-            "site_token_role": None,
-            "robot_role_id": None,
-            "changed_steps": None,
-            "drift": None,
-        }
+        props = vault.props(
+            token_secret_arn=token_secret_arn,
+            layout=layout,
+            site_token_role=None,
+            robot_role_id=None,
+            changed_steps=None,
+            drift=None,
+        )
         super().__init__(VaultConfigProvider(), name, props, opts)

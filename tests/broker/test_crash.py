@@ -25,7 +25,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -39,6 +38,7 @@ import pytest
 from broker.bootstrap import apply_layout, create_caller_token, issue_approle_credentials
 from broker.config import Settings
 from broker.layout import INTAKE_POLICY, layout_from_settings
+from keybroker_dev.ports import free_port
 from keybroker_dev.sandbox.keys import ROBOT_EGRESS_IP
 from tests.broker.helpers import key_body
 
@@ -48,15 +48,9 @@ KILL_AFTER = (0.4, 0.8, 1.2)  # seconds of load before each kill -9
 GRACE = 1.0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class BrokerProcess:
     def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = log.open("ab")
         self.proc = subprocess.Popen(

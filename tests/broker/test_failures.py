@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -43,19 +44,68 @@ OUTCOME = {"read_metadata": "not_stored", "write_intent": "not_stored", "write_d
 FINISH_STEPS = ["write_metadata", "destroy", "delete_intent"]
 
 
-def arm_at(env: BrokerEnv, devvault: Any, operation: str, fault: str) -> None:
-    """Arm `fault` right before the broker's first `operation` call to Vault."""
+def hook_requests(
+    env: BrokerEnv, before: Callable[[str, str], Awaitable[None]]
+) -> Callable[[], None]:
+    """Await `before(op, path)` ahead of each of the broker's VaultSession requests;
+    returns the call that takes the hook out again."""
     session = env.running.app.state.broker.session
     original = session.request
-    armed = {"done": False}
 
     async def request(op: str, method: str, path: str, *args: Any, **kwargs: Any) -> Any:
-        if op == operation and not armed["done"]:
-            armed["done"] = True
-            FAULTS[fault](devvault, path.removeprefix("/v1/"))
+        await before(op, path)
         return await original(op, method, path, *args, **kwargs)
 
     session.request = request  # type: ignore[method-assign]
+    return lambda: setattr(session, "request", original)
+
+
+@contextmanager
+def data_write_answers_lost(env: BrokerEnv, most: int | None = None) -> Iterator[dict[str, int]]:
+    """While inside, Vault applies each data write but its answer never reaches the
+    broker (the first `most`, or all); yields the running count of answers lost."""
+    from broker.vault_session import VaultUnavailable
+
+    session = env.running.app.state.broker.session
+    original = session._send
+    lost = {"n": 0}
+
+    async def send(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        answer = await original(method, url, *args, **kwargs)
+        if method == "POST" and "/data/" in url and (most is None or lost["n"] < most):
+            lost["n"] += 1
+            raise VaultUnavailable("connection lost after Vault applied the write")
+        return answer
+
+    session._send = send  # type: ignore[method-assign]
+    try:
+        yield lost
+    finally:
+        session._send = original  # type: ignore[method-assign]
+
+
+def store_first_version(
+    http: httpx.Client, sandbox: Any, name: str = "Main key"
+) -> tuple[str, Any, str]:
+    """A new account holding version 1 of a binance site key: (account, key, key URL path)."""
+    account = new_account()
+    key = sandbox.key("binance", "read_only")
+    path = f"/v1/accounts/{account}/keys/binance/site"
+    assert http.put(path, json=key_body(key, name)).status_code == 201
+    return account, key, path
+
+
+def arm_at(env: BrokerEnv, devvault: Any, operation: str, fault: str) -> None:
+    """Arm `fault` right before the broker's first `operation` call to Vault (for the
+    rest of the test: each test has its own broker)."""
+    armed = {"done": False}
+
+    async def before(op: str, path: str) -> None:
+        if op == operation and not armed["done"]:
+            armed["done"] = True
+            FAULTS[fault](devvault, path.removeprefix("/v1/"))
+
+    hook_requests(env, before)
 
 
 def snapshot(env: BrokerEnv, account: str) -> dict[str, Any] | None:
@@ -153,15 +203,12 @@ def test_single_dropped_read_is_retried(faulty_broker, fresh_sandbox) -> None:
     key = fresh_sandbox.key("binance", "read_only")
     with env.http() as http:
         http.get(f"/v1/accounts/{account}/keys")
-        session = env.running.app.state.broker.session
-        original = session.request
 
-        async def request(op: str, *args: Any, **kwargs: Any) -> Any:
+        async def before(op: str, _path: str) -> None:
             if op == "read_metadata":
                 devvault.faults.drop_next(1)
-            return await original(op, *args, **kwargs)
 
-        session.request = request  # type: ignore[method-assign]
+        hook_requests(env, before)
         response = http.put(f"/v1/accounts/{account}/keys/binance/site", json=key_body(key))
     assert response.status_code == 201, response.text
     assert snapshot(env, account)["current_version"] == 1
@@ -170,25 +217,19 @@ def test_single_dropped_read_is_retried(faulty_broker, fresh_sandbox) -> None:
 @pytest.mark.parametrize("fault", ["fail", "drop"])
 def test_single_failed_data_write_is_retried_under_cas(faulty_broker, fresh_sandbox, fault) -> None:
     env, devvault = faulty_broker
-    account = new_account()
-    key = fresh_sandbox.key("binance", "read_only")
-    path = f"/v1/accounts/{account}/keys/binance/site"
     with env.http() as http:
-        assert http.put(path, json=key_body(key)).status_code == 201
-        session = env.running.app.state.broker.session
-        original = session.request
+        account, key, path = store_first_version(http, fresh_sandbox)
         armed = {"done": False}
 
-        async def request(op: str, *args: Any, **kwargs: Any) -> Any:
+        async def before(op: str, _path: str) -> None:
             if op == "write_data" and not armed["done"]:
                 armed["done"] = True
                 if fault == "fail":
                     devvault.faults.fail_next(1, status=503)
                 else:
                     devvault.faults.drop_next(1)
-            return await original(op, *args, **kwargs)
 
-        session.request = request  # type: ignore[method-assign]
+        hook_requests(env, before)
         replaced = http.put(path, json=key_body(key, "Second"))
     assert replaced.status_code == 200, replaced.text
     assert snapshot(env, account)["versions"] == {"1": True, "2": False}
@@ -407,11 +448,9 @@ def test_a_key_that_keeps_changing_gives_up_with_503_and_writes_nothing(
     key = fresh_sandbox.key("binance", "read_only")
     relative = f"site/{account}/binance"
     interloper = {"api_key": "someone-else", "secret": "not-ours"}
-    session = env.running.app.state.broker.session
-    original = session.request
     rounds = {"n": 0}
 
-    async def request(op: str, *args: Any, **kwargs: Any) -> Any:
+    async def before(op: str, _path: str) -> None:
         if op == "write_data":
             rounds["n"] += 1
             await asyncio.to_thread(
@@ -420,9 +459,8 @@ def test_a_key_that_keeps_changing_gives_up_with_503_and_writes_nothing(
                 interloper,
                 mount_point=env.mount,
             )
-        return await original(op, *args, **kwargs)
 
-    session.request = request  # type: ignore[method-assign]
+    hook_requests(env, before)
     with env.http() as http:
         response = http.put(f"/v1/accounts/{account}/keys/binance/site", json=key_body(key))
     body = assert_envelope(response, 503, "vault_unavailable")
@@ -439,28 +477,12 @@ def test_a_data_write_whose_answer_is_lost_still_completes(faulty_broker, fresh_
     """Vault applies the data write but the answer never arrives: the repeat meets a cas
     mismatch, the broker recognises its own stage on the new version, and finishes the
     replacement (old version destroyed, 200) instead of leaving it half done."""
-    from broker.vault_session import VaultUnavailable
-
     env, _ = faulty_broker
-    account = new_account()
-    key = fresh_sandbox.key("binance", "read_only")
-    path = f"/v1/accounts/{account}/keys/binance/site"
     with env.http() as http:
-        assert http.put(path, json=key_body(key)).status_code == 201
-        session = env.running.app.state.broker.session
-        original = session._send
-        lost = {"done": False}
-
-        async def send(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-            answer = await original(method, url, *args, **kwargs)
-            if method == "POST" and "/data/" in url and not lost["done"]:
-                lost["done"] = True
-                raise VaultUnavailable("connection lost after Vault applied the write")
-            return answer
-
-        session._send = send  # type: ignore[method-assign]
-        replaced = http.put(path, json=key_body(key, "Second"))
-    assert lost["done"]
+        account, key, path = store_first_version(http, fresh_sandbox)
+        with data_write_answers_lost(env, most=1) as lost:
+            replaced = http.put(path, json=key_body(key, "Second"))
+    assert lost["n"] == 1
     assert replaced.status_code == 200, replaced.text
     assert replaced.json()["version"] == 2 and replaced.json()["name"] == "Second"
     assert snapshot(env, account)["versions"] == {"1": True, "2": False}

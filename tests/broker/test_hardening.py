@@ -22,25 +22,12 @@ from typing import Any
 import pytest
 
 import broker
+from broker.config import DEFAULT_EXCHANGES
 from tests.broker.helpers import assert_envelope, check_body, key_body
 from tests.fixtures.broker import BrokerEnv, _endpoint, build_broker_env, new_account
 
 TIMEOUT = 0.5
 CAP = 4
-EXCHANGES = (
-    "binance",
-    "okx",
-    "bybit",
-    "kucoin",
-    "gate",
-    "bitget",
-    "htx",
-    "bingx",
-    "kraken",
-    "mexc",
-    "coinbase",
-    "deribit",
-)
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +132,7 @@ def test_json_with_a_charset_is_json(broker_env: BrokerEnv) -> None:
     assert response.status_code == 201, response.text
 
 
-@pytest.mark.parametrize("exchange", EXCHANGES)
+@pytest.mark.parametrize("exchange", DEFAULT_EXCHANGES)
 @pytest.mark.parametrize(
     ("field", "bad"),
     [("api_key", "\x01"), ("api_key", "\n"), ("secret", "\x7f"), ("passphrase", "\x1b[0m")],

@@ -29,9 +29,16 @@ from broker.intents import Intent
 from broker.keystore import KeyFacts
 from broker.layout import KeyPaths
 from broker.reasons import Permissions
-from broker.vault_session import VaultUnavailable
 from tests.broker.helpers import assert_envelope, key_body
-from tests.broker.test_failures import arm_at, intents, snapshot, wait_for
+from tests.broker.test_failures import (
+    arm_at,
+    data_write_answers_lost,
+    hook_requests,
+    intents,
+    snapshot,
+    store_first_version,
+    wait_for,
+)
 from tests.fixtures.broker import FAULTY_VAULT_TIMEOUT, BrokerEnv, new_account
 
 
@@ -57,47 +64,27 @@ def _replaced_after_unknown_outcome(env: BrokerEnv, account: str, response: Any)
 
 def test_vault_slower_than_the_timeout_during_the_data_write(faulty_broker, fresh_sandbox):
     env, devvault = faulty_broker
-    account = new_account()
-    key = fresh_sandbox.key("binance", "read_only")
-    path = f"/v1/accounts/{account}/keys/binance/site"
     with env.http() as http:
-        assert http.put(path, json=key_body(key)).status_code == 201
-        session = env.running.app.state.broker.session
-        original = session.request
+        account, key, path = store_first_version(http, fresh_sandbox)
 
-        async def request(op: str, *args: Any, **kwargs: Any) -> Any:
+        async def before(op: str, _path: str) -> None:
             # Vault applies each data write, but later than the broker waits for it.
             devvault.faults.latency(FAULTY_VAULT_TIMEOUT + 0.1 if op == "write_data" else 0)
-            return await original(op, *args, **kwargs)
 
-        session.request = request  # type: ignore[method-assign]
+        unhook = hook_requests(env, before)
         response = http.put(path, json=key_body(key, "Second"))
-        session.request = original  # type: ignore[method-assign]
+        unhook()
         devvault.faults.reset()
     _replaced_after_unknown_outcome(env, account, response)
 
 
 def test_both_answers_of_the_data_write_lost(faulty_broker, fresh_sandbox) -> None:
     env, _ = faulty_broker
-    account = new_account()
-    key = fresh_sandbox.key("binance", "read_only")
-    path = f"/v1/accounts/{account}/keys/binance/site"
     with env.http() as http:
-        assert http.put(path, json=key_body(key)).status_code == 201
-        session = env.running.app.state.broker.session
-        original = session._send
-        lost = {"n": 0}
-
-        async def send(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-            answer = await original(method, url, *args, **kwargs)
-            if method == "POST" and "/data/" in url:
-                lost["n"] += 1  # Vault applied (or cas-refused) it; the answer never arrives
-                raise VaultUnavailable("connection lost after Vault answered")
-            return answer
-
-        session._send = send  # type: ignore[method-assign]
-        response = http.put(path, json=key_body(key, "Second"))
-        session._send = original  # type: ignore[method-assign]
+        account, key, path = store_first_version(http, fresh_sandbox)
+        # Vault applies (or cas-refuses) each data write; no answer ever arrives.
+        with data_write_answers_lost(env) as lost:
+            response = http.put(path, json=key_body(key, "Second"))
     assert lost["n"] == 2
     _replaced_after_unknown_outcome(env, account, response)
 
@@ -106,11 +93,8 @@ def test_an_intent_whose_data_never_landed_is_abandoned(faulty_broker, fresh_san
     """Both data writes fail before Vault applies them: 503 unknown, then the reconciler
     finds no new version, drops the intent and audits `key.write_abandoned`."""
     env, devvault = faulty_broker
-    account = new_account()
-    key = fresh_sandbox.key("binance", "read_only")
-    path = f"/v1/accounts/{account}/keys/binance/site"
     with env.http() as http:
-        assert http.put(path, json=key_body(key)).status_code == 201
+        account, key, path = store_first_version(http, fresh_sandbox)
         before = snapshot(env, account)
         arm_at(env, devvault, "write_data", "fail_503")
         response = http.put(path, json=key_body(key, "Second"))
@@ -215,11 +199,8 @@ def test_an_unlanded_intent_is_not_taken_for_a_later_writers_version(
     predecessors' writers. Before this, it audited a `recovered` line for version 2 with
     the dead writer's key_id."""
     env, _ = faulty_broker
-    account = new_account()
-    key = fresh_sandbox.key("binance", "read_only")
-    path = f"/v1/accounts/{account}/keys/binance/site"
     with env.http() as http:
-        assert http.put(path, json=key_body(key, "v1")).status_code == 201
+        account, key, path = store_first_version(http, fresh_sandbox, "v1")
         dead = Intent(
             KeyPaths(env.mount, "site", account, "binance"),
             txn="0" * 16,  # sorts first: the old rule took the lowest txn

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,8 +12,11 @@ import time
 import httpx
 import hvac
 import pytest
+from pydantic import BaseModel
 
-from broker.api.server import is_loopback, serve
+from broker.api.server import open_listen_refused, serve
+from broker.loopback import is_loopback
+from keybroker_dev.ports import free_port
 
 
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -52,22 +54,35 @@ def test_unreadable_vault_ca_exits_2(monkeypatch, capsys, tmp_path) -> None:
     assert "keybroker serve:" in capsys.readouterr().err
 
 
+def test_an_open_listen_address_needs_an_explicit_setting(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The guard `keybroker serve` and `keybroker site` share: beyond loopback only when
+    the listen address was set explicitly, never by a default."""
+
+    class Listening(BaseModel):
+        listen: str = "0.0.0.0:8080"
+
+    assert open_listen_refused("keybroker serve", "0.0.0.0", Listening(), "KEYBROKER_LISTEN")
+    assert "keybroker serve: refusing to listen on 0.0.0.0 without KEYBROKER_LISTEN" in (
+        capsys.readouterr().err
+    )
+    explicit = Listening(listen="0.0.0.0:8080")
+    assert not open_listen_refused("keybroker serve", "0.0.0.0", explicit, "KEYBROKER_LISTEN")
+    assert not open_listen_refused("keybroker site", "::1", Listening(), "KEYBROKER_SITE_LISTEN")
+    assert capsys.readouterr().err == ""
+
+
 def test_loopback_detection() -> None:
     assert all(is_loopback(h) for h in ("127.0.0.1", "127.8.9.1", "::1", "localhost"))
     assert not any(is_loopback(h) for h in ("0.0.0.0", "10.0.0.1", "::", "example.com"))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_serve_runs_the_broker_from_the_environment(vault_client: hvac.Client) -> None:
     """Runs on the session endpoint (a real Vault too); the broker gets a child token of
     its own, a random value the output scan below can look for, revoked afterwards."""
     token = vault_client.auth.token.create(policies=["root"], ttl="10m")["auth"]["client_token"]
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYBROKER_")}
     env |= {
         "KEYBROKER_VAULT_ADDR": vault_client.url,

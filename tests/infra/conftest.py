@@ -19,7 +19,7 @@ from broker.layout import BROKER_POLICY, build_layout
 from infra import vault_hcl
 from infra.layout_props import layout_to_props
 from infra.providers.broker_token import BrokerTokenIssuerProvider
-from infra.providers.clients import AwsTarget
+from infra.providers.clients import AwsTarget, VaultAccess
 from infra.providers.kms import KmsKeyProvider
 from infra.providers.vault_config import VaultConfigProvider
 from infra.providers.vault_init import VaultInitProvider
@@ -39,20 +39,21 @@ def _kms(aws: AwsTarget) -> str:
     )
 
 
+def _access(address: str) -> VaultAccess:
+    """The Vault-facing inputs of the test resources: devvault, no CA, moto's region."""
+    return VaultAccess(address, None, REGION)
+
+
 def _init_props(address: str, kms_arn: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "address": address,
-        "ca_cert_pem": None,
+    own = {
         "kms_key_arn": kms_arn,
-        "region": REGION,
-        "endpoint_url": None,
         "secrets_prefix": PREFIX,
         "recovery_shares": 5.0,
         "recovery_threshold": 3.0,
         "recovery_window_days": 0.0,
         "wait_timeout_s": 5.0,
-        **extra,
     }
+    return _access(address).props(**(own | extra))
 
 
 @pytest.fixture
@@ -100,44 +101,33 @@ def _layout(**overrides: Any) -> dict[str, Any]:
 
 
 def _config_props(vault: DevVaultServer, init: dict[str, Any], layout: dict[str, Any]) -> dict:
-    return {
-        "address": vault.addr,
-        "ca_cert_pem": None,
-        "token_secret_arn": init["root_token_secret_arn"],
-        "region": REGION,
-        "endpoint_url": None,
-        "layout": layout,
-    }
+    return _access(vault.addr).props(token_secret_arn=init["root_token_secret_arn"], layout=layout)
+
+
+def _revocation_props(vault: DevVaultServer, init: dict[str, Any]) -> dict:
+    return _access(vault.addr).props(token_secret_arn=init["root_token_secret_arn"], after=["x"])
 
 
 def _issuer_props(vault: DevVaultServer, init: dict[str, Any], period_s: float = DAY) -> dict:
-    return {
-        "address": vault.addr,
-        "ca_cert_pem": None,
-        "token_secret_arn": init["root_token_secret_arn"],
-        "region": REGION,
-        "endpoint_url": None,
-        "kms_key_arn": init["kms_key_arn"],
-        "secrets_prefix": PREFIX,
-        "broker_policy": BROKER_POLICY,
-        "period_s": period_s,
-    }
+    return _access(vault.addr).props(
+        token_secret_arn=init["root_token_secret_arn"],
+        kms_key_arn=init["kms_key_arn"],
+        secrets_prefix=PREFIX,
+        broker_policy=BROKER_POLICY,
+        period_s=period_s,
+    )
 
 
 def _token_props(issuer: dict[str, Any], vault: DevVaultServer, delivery: str = "d1") -> dict:
-    return {
-        "address": vault.addr,
-        "ca_cert_pem": None,
-        "issuer_secret_arn": issuer["issuer_secret_arn"],
-        "token_secret_arn": issuer["token_secret_arn"],
-        "role_name": issuer["role_name"],
-        "region": REGION,
-        "endpoint_url": None,
-        "replica": "keybroker-test-broker-0",
-        "wrap_ttl_s": 600.0,
-        "rotation": "1",
-        "delivery": delivery,
-    }
+    return _access(vault.addr).props(
+        issuer_secret_arn=issuer["issuer_secret_arn"],
+        token_secret_arn=issuer["token_secret_arn"],
+        role_name=issuer["role_name"],
+        replica="keybroker-test-broker-0",
+        wrap_ttl_s=600.0,
+        rotation="1",
+        delivery=delivery,
+    )
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import subprocess
 import tarfile
 import time
@@ -35,6 +34,7 @@ from broker.layout import SITE_BACKEND_POLICY
 from infra.components import broker_service as svc
 from infra.providers.broker_token import BrokerTokenProvider
 from keybroker_dev.devvault.server import DevVaultServer
+from keybroker_dev.ports import free_port
 from tests.infra import docker_engine
 from tests.infra.conftest import _token_props
 
@@ -71,12 +71,6 @@ def _upload(container: str, files: list[tuple[str, bytes, int]]) -> None:
         capture_output=True,
         timeout=30,
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _get(url: str) -> int:
@@ -118,7 +112,7 @@ def test_image_runs_hardened_with_its_credential_from_the_seed(
     root = hvac.Client(url=fresh_vault.addr, token=fresh_vault.root_token)
     caller = create_caller_token(root, [SITE_BACKEND_POLICY])
     name = f"kbtest-{uuid.uuid4().hex[:8]}"
-    volume, port = f"{name}-run", _free_port()
+    volume, port = f"{name}-run", free_port()
     run_volume = f"{volume}:{svc.RUN_DIR}"
     hardening = [
         "--user", f"{svc.BROKER_UID}:{svc.BROKER_UID}",

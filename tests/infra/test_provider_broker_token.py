@@ -24,7 +24,7 @@ from infra.providers.broker_token import (
 from infra.providers.clients import AwsTarget
 from infra.providers.root_token import RootTokenRevocationProvider
 from keybroker_dev.devvault.server import DevVaultServer
-from tests.infra.conftest import DAY, PREFIX, REGION, _issuer_props, _token_props
+from tests.infra.conftest import DAY, PREFIX, _issuer_props, _revocation_props, _token_props
 
 
 def _unwrap(vault: DevVaultServer, wrapped: str) -> dict[str, Any]:
@@ -102,16 +102,7 @@ def test_new_credentials_after_the_root_token_is_revoked(
     aws: AwsTarget, fresh_vault: DevVaultServer, initialised: dict[str, Any], issuer: dict
 ) -> None:
     """Issue 14: in prod a new broker credential needed a root token; the issuer does not."""
-    RootTokenRevocationProvider().create(
-        {
-            "address": fresh_vault.addr,
-            "ca_cert_pem": None,
-            "token_secret_arn": initialised["root_token_secret_arn"],
-            "region": REGION,
-            "endpoint_url": None,
-            "after": ["x"],
-        }
-    )
+    RootTokenRevocationProvider().create(_revocation_props(fresh_vault, initialised))
     with pytest.raises(hvac.exceptions.Forbidden):
         hvac.Client(url=fresh_vault.addr, token=fresh_vault.root_token).auth.token.lookup_self()
     outs = BrokerTokenProvider().create(_token_props(issuer, fresh_vault, delivery="d9")).outs

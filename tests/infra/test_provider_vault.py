@@ -23,7 +23,14 @@ from infra.providers.root_token import RootTokenRevocationProvider
 from infra.providers.vault_config import VaultConfigProvider
 from infra.providers.vault_init import VaultInitProvider, secret_names
 from keybroker_dev.devvault.server import DevVaultServer
-from tests.infra.conftest import PREFIX, REGION, _config_props, _init_props, _kms, _layout
+from tests.infra.conftest import (
+    PREFIX,
+    _config_props,
+    _init_props,
+    _kms,
+    _layout,
+    _revocation_props,
+)
 
 
 def _secret(aws: AwsTarget, arn: str) -> dict[str, Any]:
@@ -182,14 +189,7 @@ def test_root_token_revocation(
 ) -> None:
     config = VaultConfigProvider()
     config_outs = config.create(_config_props(fresh_vault, initialised, _layout())).outs
-    props = {
-        "address": fresh_vault.addr,
-        "ca_cert_pem": None,
-        "token_secret_arn": initialised["root_token_secret_arn"],
-        "region": REGION,
-        "endpoint_url": None,
-        "after": ["x"],
-    }
+    props = _revocation_props(fresh_vault, initialised)
     root = fresh_vault.root_token
     first = RootTokenRevocationProvider().create(dict(props))
     assert first.outs["revoked_at"]
@@ -371,14 +371,7 @@ def test_root_token_put_back_is_revoked_on_the_next_up(
 ) -> None:
     """docs/deploy.md: a root token generated for a later change is revoked again by the
     next `up`. The old diff compared inputs only, so it never ran again."""
-    props = {
-        "address": fresh_vault.addr,
-        "ca_cert_pem": None,
-        "token_secret_arn": initialised["root_token_secret_arn"],
-        "region": REGION,
-        "endpoint_url": None,
-        "after": ["x"],
-    }
+    props = _revocation_props(fresh_vault, initialised)
     generated = _generate_root(fresh_vault)  # what generate-root will give, later
     provider = RootTokenRevocationProvider()
     olds = provider.create(dict(props)).outs

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import requests
 
 from broker.site.server import serve_site
 from keybroker_dev.devmode import DevStack, DevState, next_steps
+from keybroker_dev.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 SITE = REPO / "broker" / "site"
@@ -73,7 +73,7 @@ def test_keybroker_site_names_a_bad_setting_without_its_value(
 
 def test_keybroker_site_runs_on_its_own_in_front_of_a_broker(dev: DevState) -> None:
     """`keybroker site` as its own process: the page answers and reaches the broker."""
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "devtools")]),
@@ -109,9 +109,3 @@ def test_keybroker_site_runs_on_its_own_in_front_of_a_broker(dev: DevState) -> N
         proc.terminate()
         output = proc.communicate(timeout=10)[0]
     assert dev.intake_token not in output
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

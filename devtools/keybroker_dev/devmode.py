@@ -235,9 +235,11 @@ class DevStack:
         self.state: DevState | None = None
         self.custody = ""  # e.g. "site transit, robot transit", once the broker runs
 
-    def start(self) -> DevState:
+    def start(self, on_ready: Callable[[], None] | None = None) -> DevState:
+        """Start every part; `on_ready` runs once all run, just before the state file
+        (the sign of readiness) is written."""
         try:
-            return self._start()
+            return self._start(on_ready)
         except BaseException:
             self.stop()
             raise
@@ -248,7 +250,7 @@ class DevStack:
     def _own(self, part: _Stoppable) -> None:
         self._stack.callback(part.stop)
 
-    def _start(self) -> DevState:
+    def _start(self, on_ready: Callable[[], None] | None) -> DevState:
         _private_dir(self.state_file.parent)  # before anything writes logs into it
         self._own(StateDirLock(self.state_file.parent))  # before anything is written there
         # The broker's imports (FastAPI, ccxt) take seconds: load them while Vault and
@@ -305,10 +307,14 @@ class DevStack:
             check_settings=check_settings,
             ui_url=ui_url,
         )
-        write_state_file(self.state_file, self.state)
-        # In-memory Vault and tokens die with us: leave no stale credentials behind.
-        self._stack.callback(self._remove_state_file)
         self._start_consumers(self.state)
+        if on_ready is not None:
+            on_ready()  # from here a stop signal is a clean stop, not an abandoned start-up
+        # The state file is the sign that everything runs (tools and tests wait for it), so
+        # it is written last. In-memory Vault and tokens die with us: leave no stale
+        # credentials behind.
+        write_state_file(self.state_file, self.state)
+        self._stack.callback(self._remove_state_file)
         return self.state
 
     def _start_consumers(self, state: DevState) -> None:
@@ -493,8 +499,7 @@ def run(state_file: Path, vault_mode: str) -> int:
     stack: DevStack | None = None
     try:
         stack = DevStack(Path(state_file), vault_mode, say, access_log=say)
-        stack.start()
-        ready.set()
+        stack.start(on_ready=ready.set)
         say(f"Ready in {time.monotonic() - started:.1f}s.")
         say(next_steps(Path(state_file)))
         while not stop.wait(0.5):

@@ -231,6 +231,7 @@ def test_single_failed_data_write_is_retried_under_cas(faulty_broker, fresh_sand
 
         hook_requests(env, before)
         replaced = http.put(path, json=key_body(key, "Second"))
+    assert armed["done"], "the fault was never injected: the test proves nothing"
     assert replaced.status_code == 200, replaced.text
     assert snapshot(env, account)["versions"] == {"1": True, "2": False}
 

@@ -91,6 +91,12 @@ def _payload(value: str, *, urlsafe: bool) -> bytes:
     return base64.b64decode(encoded)
 
 
+def _pem_like(kind: str, token: str) -> str:
+    """A PEM *header* followed by random text: ccxt picks its signing path from the header
+    alone (RSA/Ed25519 for Binance, ES256 for Coinbase), and never sees real key material."""
+    return "-----BEGIN " + kind + "PRIVATE KEY-----" + f"kb-transit-{token}"
+
+
 def stand_in(scheme: Scheme) -> str:
     """A random secret of the shape ccxt's sign() expects for `scheme` (never a real key)."""
     token = secrets.token_hex(24)
@@ -100,10 +106,10 @@ def stand_in(scheme: Scheme) -> str:
     if scheme in ("hmac-b64", "cdp-ed25519"):
         return base64.b64encode(secrets.token_bytes(64)).decode()  # 88 characters
     if scheme == "ed25519-pem":
-        return f"-----BEGIN PRIVATE KEY-----kb-transit-{token}"  # ccxt: Ed25519 if short
+        return _pem_like("", token)  # ccxt: Ed25519 if short
     if scheme == "rsa-pem":
-        return f"-----BEGIN PRIVATE KEY-----kb-transit-{token}".ljust(BINANCE_RSA_MIN_LEN, "x")
-    return f"-----BEGIN EC PRIVATE KEY-----kb-transit-{token}"  # cdp-es256
+        return _pem_like("", token).ljust(BINANCE_RSA_MIN_LEN, "x")
+    return _pem_like("EC ", token)  # cdp-es256
 
 
 def _as_bytes(value: Any) -> bytes:

@@ -124,5 +124,6 @@ def test_the_checker_catches_a_broken_citation(tmp_path: Path) -> None:
     assert "9" not in sections(REPO / "docs/contracts.md")[0]
     assert not list(CITATION.finditer("DOC api-docs/auth/token.mdx and https://x/docs/a.md"))
     assert not list(CITATION.finditer("every `docs/...md §N` citation"))
-    assert STALE.search("see CONTRACTS.md") and STALE.search("(reference/vault.md)")
+    # Spelled in pieces so that this check is not itself a citation of a file not here.
+    assert STALE.search("see " + "CONTRACTS" + ".md") and STALE.search("(refer" + "ence/vault.md)")
     assert not STALE.search("https://docs.cdp.coinbase.com/advanced-trade/reference/x")

@@ -58,7 +58,11 @@ def p(values: list[float], q: float) -> float:
 
 
 def okx(secret: str) -> Any:
-    return ccxt.okx({"apiKey": "bench-key", "secret": secret, "password": "bench-pass"})
+    instance = ccxt.okx({"apiKey": "bench-key", "secret": secret, "password": "bench-pass"})
+    # OK-ACCESS-TIMESTAMP comes from milliseconds(): fixed, so both sides sign the same
+    # request (two calls can straddle a millisecond).
+    instance.milliseconds = lambda: 1_764_806_400_123
+    return instance
 
 
 def binance(secret: str) -> Any:

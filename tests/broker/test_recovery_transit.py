@@ -44,10 +44,9 @@ from tests.broker.helpers import assert_envelope, key_body
 from tests.broker.test_crash import BrokerProcess, _warm_up
 from tests.broker.test_failures import arm_at, intents, wait_for
 from tests.fixtures.broker import (
-    FAULTY_INTENT_GRACE,
-    FAULTY_VAULT_TIMEOUT,
     BrokerEnv,
     build_broker_env,
+    build_faulty_broker_env,
     new_account,
 )
 
@@ -55,16 +54,8 @@ from tests.fixtures.broker import (
 @pytest.fixture
 def transit_broker(devvault: Any, fresh_sandbox: Any) -> Iterator[tuple[BrokerEnv, Any]]:
     """faulty_broker (tests/fixtures/broker.py) under `transit` custody."""
-    env = build_broker_env(
-        devvault.addr,
-        devvault.root_token,
-        fresh_sandbox.exchange_urls,
-        check_timeout=1,
-        vault_timeout=FAULTY_VAULT_TIMEOUT,
-        intent_grace=FAULTY_INTENT_GRACE,
-        reconcile_interval=0.1,
-        site_custody="transit",
-        robot_custody="transit",
+    env = build_faulty_broker_env(
+        devvault, fresh_sandbox, site_custody="transit", robot_custody="transit"
     )
     # Vault makes the mount's RSA-4096 wrapping key on its first request, which can take
     # longer than this broker's 0.3 s Vault timeout: make it before the test starts.

@@ -26,6 +26,7 @@ import requests
 
 from broker.config import ConfigError, load_settings
 from broker.durations import format_duration, parse_duration
+from broker.ids import validate_account
 from broker.layout import (
     APPROLE_MOUNT,
     AppRole,
@@ -34,6 +35,7 @@ from broker.layout import (
     VaultLayout,
     layout_from_settings,
 )
+from broker.names import ACCOUNT_META_KEY
 
 _T = TypeVar("_T")
 # How an apply step reports itself: (step name, whether it changed Vault, detail).
@@ -365,13 +367,17 @@ def issue_approle_credentials(
     *,
     wrap_ttl: str | int | None = None,
     mount_point: str = APPROLE_MOUNT,
+    account: str | None = None,
 ) -> AppRoleCredentials:
     """role_id and a fresh secret_id for `role_name`; with `wrap_ttl`, the secret_id
-    comes response-wrapped (unwrap it with `client.sys.unwrap(token)`)."""
+    comes response-wrapped (unwrap it with `client.sys.unwrap(token)`). With `account`,
+    the secret_id's metadata names it: Vault copies that metadata onto every token the
+    secret_id logs in, which binds the token to the account (docs/key-health.md)."""
     role_id = _data(client.auth.approle.read_role_id(role_name, mount_point=mount_point))["role_id"]
     ttl = format_duration(parse_duration(wrap_ttl)) if wrap_ttl is not None else None
+    metadata = {ACCOUNT_META_KEY: validate_account(account)} if account is not None else None
     answer = client.auth.approle.generate_secret_id(
-        role_name, mount_point=mount_point, wrap_ttl=ttl
+        role_name, metadata=metadata, mount_point=mount_point, wrap_ttl=ttl
     )
     if ttl is not None:
         return AppRoleCredentials(role_id, answer["wrap_info"]["token"], wrapped=True)

@@ -17,7 +17,12 @@ from dataclasses import dataclass
 
 import hvac.exceptions as hvac_errors
 
+from broker.ids import ACCOUNT_PATTERN
+from broker.names import ACCOUNT_META_KEY
 from broker.vault_session import VaultRefused, VaultSession
+
+# A token whose metadata names an account that could not be one: bound, but to no account.
+UNMATCHABLE_ACCOUNT = "/"
 
 
 class UnknownCaller(Exception):
@@ -29,6 +34,8 @@ class Caller:
     policies: frozenset[str]
     display_name: str
     token_hash: str  # sha256 of the token: a cache key, never logged (audit uses an HMAC)
+    # The account the token is bound to (its `meta.account`), None when it spans accounts.
+    account: str | None = None
 
     def has(self, policy: str) -> bool:
         return policy in self.policies
@@ -85,6 +92,7 @@ class CallerDirectory:
             policies=policies,
             display_name=str(data.get("display_name") or ""),
             token_hash=key,
+            account=_bound_account(data.get("meta")),
         )
         ttl = self._ttl
         if data.get("expire_time"):  # tokens without expiry (root) report ttl 0 and no time
@@ -115,3 +123,13 @@ class CallerDirectory:
 
     def __len__(self) -> int:
         return len(self._cache)
+
+
+def _bound_account(meta: object) -> str | None:
+    """The account in the token's metadata (docs/key-health.md "Who may report")."""
+    if not isinstance(meta, dict) or ACCOUNT_META_KEY not in meta:
+        return None
+    value = meta[ACCOUNT_META_KEY]
+    if isinstance(value, str) and ACCOUNT_PATTERN.fullmatch(value):
+        return value
+    return UNMATCHABLE_ACCOUNT

@@ -31,10 +31,12 @@ endpoint: docs/contracts.md §3.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -194,10 +196,24 @@ def post_to_broker(
     return answer
 
 
+@dataclass
+class _Grant:
+    """One Vault token and the hvac client that uses it."""
+
+    vault: hvac.Client
+    expires_at: float = 0.0  # monotonic time; 0 = no token yet
+    ttl: float = 0.0
+
+
 class _KeyReader:
-    """Reads `<mount>/data/<role>/<account>/<exchange>` with a token someone else keeps fresh."""
+    """Reads `<mount>/data/<role>/<account>/<exchange>` with tokens it keeps fresh.
+
+    A token is kept per scope (`_scope`): one for every account (the robot's AppRole), or
+    one per account (site tokens, bound to their account). At most MAX_GRANTS are kept.
+    """
 
     role: str
+    MAX_GRANTS = 1024
 
     def __init__(
         self,
@@ -209,55 +225,78 @@ class _KeyReader:
         clock: Callable[[], float],
         renew_margin: float,
     ) -> None:
-        self._vault = hvac.Client(url=vault_addr, verify=verify, timeout=timeout)
+        self._vault_addr = vault_addr
+        self._vault_verify = verify
+        self._vault_timeout = timeout
+        self._vault_http = requests.Session()  # shared by every grant's hvac client
+        self._grants: OrderedDict[str | None, _Grant] = OrderedDict()
         self._mount = mount
         self._clock = clock
         self._renew_margin = renew_margin
-        self._expires_at = 0.0  # monotonic time; 0 = no token yet
-        self._token_ttl = 0.0
         self._lock = threading.Lock()
         # Called with every key read (broker/verifier.py verifies each new version).
         self._on_load: list[Callable[[ExchangeKey], None]] = []
 
-    # Subclasses obtain a token and say for how many seconds it is valid.
-    def _fetch_token(self) -> tuple[str, float]:
+    # Subclasses obtain a token for a scope and say for how many seconds it is valid.
+    def _fetch_token(self, scope: str | None) -> tuple[str, float]:
         raise NotImplementedError
 
-    def _ensure_token(self, *, force: bool = False) -> None:
+    def _scope(self, account: str) -> str | None:
+        """Which token serves `account`: None when one token serves every account."""
+        return None
+
+    def _vault_for(self, account: str, *, force: bool = False) -> hvac.Client:
+        """The hvac client whose token serves `account`, renewed first when due."""
+        scope = self._scope(account)
         with self._lock:
+            grant = self._grants.get(scope)
+            if grant is None:
+                grant = _Grant(
+                    hvac.Client(
+                        url=self._vault_addr,
+                        verify=self._vault_verify,
+                        timeout=self._vault_timeout,
+                        session=self._vault_http,
+                    )
+                )
             now = self._clock()
-            if not force and self._expires_at and now < self._expires_at - self._margin():
-                return
-            token, ttl = self._fetch_token()
-            self._vault.token = token
-            self._expires_at = now + ttl
-            log.debug("vault token refreshed for %s keys, valid %.0fs", self.role, ttl)
+            margin = min(self._renew_margin, grant.ttl / 3)  # short TTLs still get used
+            if force or not grant.expires_at or now >= grant.expires_at - margin:
+                token, ttl = self._fetch_token(scope)
+                grant.vault.token = token
+                grant.expires_at, grant.ttl = now + ttl, ttl
+                log.debug("vault token refreshed for %s keys, valid %.0fs", self.role, ttl)
+            self._grants[scope] = grant
+            self._grants.move_to_end(scope)
+            while len(self._grants) > self.MAX_GRANTS:
+                self._grants.popitem(last=False)
+            return grant.vault
+
+    def close(self) -> None:
+        self._vault_http.close()
 
     def on_load(self, listener: Callable[[ExchangeKey], None]) -> None:
         """Call `listener` with every key `get_key` reads (key health, docs/key-health.md)."""
         self._on_load.append(listener)
 
-    def vault_token(self) -> str:
-        """This consumer's current Vault token (renewed first when due): the broker takes
-        it as proof of which consumer reports a verification (docs/key-health.md)."""
-        self._ensure_token()
-        return str(self._vault.token)
+    def vault_token(self, account: str) -> str:
+        """This consumer's current Vault token for `account` (renewed first when due):
+        the broker takes it as proof of which consumer reports a verification, and for
+        which account (docs/key-health.md "Who may report")."""
+        return str(self._vault_for(account).token)
 
-    def _margin(self) -> float:
-        # Never more than a third of the token's life, so short TTLs still get used.
-        return min(self._renew_margin, self._token_ttl / 3)
-
-    def _with_token(self, what: str, call: Callable[[], Any]) -> Any:
-        """Run `call` with a fresh token; on 403 get a new token once and retry (the
-        token may have been revoked or expired early), then give up with AccessDenied."""
-        self._ensure_token()
+    def _with_token(self, what: str, account: str, call: Callable[[hvac.Client], Any]) -> Any:
+        """Run `call` with the hvac client of a fresh token for `account`; on 403 get a new
+        token once and retry (the token may have been revoked or expired early), then
+        give up with AccessDenied."""
+        vault = self._vault_for(account)
         try:
             with _vault_errors(what):
-                return call()
+                return call(vault)
         except AccessDenied:
-            self._ensure_token(force=True)
+            vault = self._vault_for(account, force=True)
             with _vault_errors(what):
-                return call()
+                return call(vault)
 
     def get_key(self, account: str, exchange: str) -> ExchangeKey:
         """The current version of the key; KeyNotFound when there is none to read."""
@@ -265,7 +304,8 @@ class _KeyReader:
         path = f"{self.role}/{account}/{exchange}"
         answer = self._with_token(
             f"read {self.role} key {account}/{exchange}",
-            lambda: self._vault.secrets.kv.v2.read_secret_version(
+            account,
+            lambda vault: vault.secrets.kv.v2.read_secret_version(
                 path=path, mount_point=self._mount, raise_on_deleted_version=True
             ),
         )
@@ -310,18 +350,21 @@ class _KeyReader:
         from broker.signing import build_exchange
 
         key = key or self.get_key(account, exchange)
-        return build_exchange(key, self._transit_call, asynchronous=asynchronous, config=config)
+        signer = functools.partial(self._transit_call, key.account)
+        return build_exchange(key, signer, asynchronous=asynchronous, config=config)
 
-    def _transit_call(self, mount: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        def call() -> Any:
+    def _transit_call(
+        self, account: str, mount: str, path: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        def call(vault: hvac.Client) -> Any:
             try:
-                return self._vault.write_data(f"{mount}/{path}", data=body)
+                return vault.write_data(f"{mount}/{path}", data=body)
             except hvac.exceptions.InvalidRequest as exc:
                 if "key not found" in str(exc):  # Transit's answer for a deleted key
                     raise KeyNotFound(f"{self.role} signing key: not found") from None
                 raise
 
-        answer = self._with_token(f"{self.role} signing request", call)
+        answer = self._with_token(f"{self.role} signing request", account, call)
         return dict(answer.get("data") or {})
 
     def list_exchanges(self, account: str) -> list[str]:
@@ -330,7 +373,8 @@ class _KeyReader:
         try:
             answer = self._with_token(
                 f"list {self.role} keys of {account}",
-                lambda: self._vault.secrets.kv.v2.list_secrets(
+                account,
+                lambda vault: vault.secrets.kv.v2.list_secrets(
                     path=f"{self.role}/{account}", mount_point=self._mount
                 ),
             )
@@ -342,8 +386,10 @@ class _KeyReader:
 class SiteKeyClient(_KeyReader):
     """For the web site: site keys, read with site tokens minted by the broker.
 
-    The site token is a batch token (not renewable), so "renewing" means asking the
-    broker for a new one before the old one expires.
+    Each account's keys are read with a site token bound to that account (its Vault token
+    metadata), so a verification report is accepted for that account only. A site token
+    is a batch token (not renewable), so "renewing" means asking the broker for a new
+    one before the old one expires.
     """
 
     role = "site"
@@ -382,8 +428,13 @@ class SiteKeyClient(_KeyReader):
     def __repr__(self) -> str:
         return f"SiteKeyClient(broker_url={self._broker_url!r})"
 
-    def _fetch_token(self) -> tuple[str, float]:
+    def _scope(self, account: str) -> str | None:
+        return account
+
+    def _fetch_token(self, scope: str | None) -> tuple[str, float]:
         body = {"ttl": self._ttl} if self._ttl else {}
+        if scope is not None:
+            body["account"] = scope
         answer = post_to_broker(
             self._http,
             f"{self._broker_url}/v1/site-tokens",
@@ -401,11 +452,11 @@ class SiteKeyClient(_KeyReader):
             ttl = parse_duration(payload["ttl"])
         except (ValueError, KeyError, TypeError):
             raise KeyBrokerClientError("the broker's site token answer is malformed") from None
-        self._token_ttl = ttl
         return token, ttl
 
     def close(self) -> None:
         self._http.close()
+        super().close()
 
 
 class RobotKeyClient(_KeyReader):
@@ -439,16 +490,20 @@ class RobotKeyClient(_KeyReader):
         self._secret_id = secret_id
         self._approle_mount = approle_mount
         self._sleep = sleep
+        # Logs in without a token; the tokens it gets live in the grants (_KeyReader).
+        self._login_client = hvac.Client(
+            url=vault_addr, verify=verify, timeout=timeout, session=self._vault_http
+        )
 
     def __repr__(self) -> str:
         return f"RobotKeyClient(role_id={self._role_id!r})"
 
-    def _fetch_token(self) -> tuple[str, float]:
+    def _fetch_token(self, scope: str | None) -> tuple[str, float]:
         # A fresh login rather than renew-self: it also works after the token hit its
         # max TTL or was revoked, and the robot's secret_id is reusable.
         try:
             with _vault_errors("AppRole login"):
-                answer = self._vault.auth.approle.login(
+                answer = self._login_client.auth.approle.login(
                     role_id=self._role_id,
                     secret_id=self._secret_id,
                     use_token=False,
@@ -461,8 +516,7 @@ class RobotKeyClient(_KeyReader):
         auth = answer.get("auth") or {}
         ttl = float(auth.get("lease_duration") or 0)
         # lease_duration 0 means no expiry (root-like); re-check hourly anyway.
-        self._token_ttl = ttl or 3600.0
-        return str(auth["client_token"]), self._token_ttl
+        return str(auth["client_token"]), ttl or 3600.0
 
     def current_version(self, account: str, exchange: str) -> int | None:
         """The key's current version from its metadata; None when the key is gone."""
@@ -470,7 +524,8 @@ class RobotKeyClient(_KeyReader):
         try:
             answer = self._with_token(
                 f"read robot key metadata {account}/{exchange}",
-                lambda: self._vault.secrets.kv.v2.read_secret_metadata(
+                account,
+                lambda vault: vault.secrets.kv.v2.read_secret_metadata(
                     path=f"robot/{account}/{exchange}", mount_point=self._mount
                 ),
             )

@@ -31,10 +31,12 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from broker.durations import format_duration as format_duration
 from broker.durations import parse_duration
 from broker.names import (
+    ACCOUNT_BOUND_REPORTS,
     DEFAULT_MOUNT,
     DEFAULT_SITE_TOKEN_ROLE,
     DEFAULT_TRANSIT_MOUNT,
     HEALTH_STOP_ON,
+    ROLES,
     SITE_TOKEN_MAX_TTL_S,
     SITE_TOKEN_TTL_S,
     VERIFY_INTERVAL_S,
@@ -202,6 +204,8 @@ class Settings(BaseSettings):
     # verification in twice this is `unverified`), which statuses stop them, webhooks.
     verify_interval: Seconds = VERIFY_INTERVAL_S
     health_stop_on: CsvList = Field(default_factory=lambda: list(HEALTH_STOP_ON))
+    # Consumers whose reports need a token bound to the key's account (token metadata).
+    account_bound_reports: CsvList = Field(default_factory=lambda: list[str](ACCOUNT_BOUND_REPORTS))
     webhook_urls: CsvList = Field(default_factory=list)
     webhook_secret: SecretStr | None = None
     webhook_retry_delays: Annotated[list[float], NoDecode, BeforeValidator(_durations)] = Field(
@@ -214,6 +218,14 @@ class Settings(BaseSettings):
         from broker.health.status import parse_stop_on  # imports broker.rules -> this module
 
         return sorted(parse_stop_on(value))
+
+    @field_validator("account_bound_reports")
+    @classmethod
+    def _bound_roles(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(ROLES))
+        if unknown:
+            raise ValueError(f"roles must be among {', '.join(ROLES)} (got {', '.join(unknown)})")
+        return sorted(set(value))
 
     @field_validator("webhook_urls")
     @classmethod

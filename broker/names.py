@@ -37,3 +37,11 @@ VERIFY_INTERVAL_S = 6 * 3600.0
 # Statuses that make a consumer stop using a key and wait for a new one: a status alone
 # stops on any detail, `status:right` on that right only (KEYBROKER_HEALTH_STOP_ON).
 HEALTH_STOP_ON = ("rights_changed:withdraw", "rights_changed:transfer", "rights_changed:trade")
+
+# Consumer tokens bound to one account carry it in their Vault token metadata under this
+# key: site tokens get it from `POST /v1/site-tokens {"account"}` (token `meta`), robot
+# tokens from their AppRole secret ID's `metadata` (docs/key-health.md "Who may report").
+ACCOUNT_META_KEY = "account"
+# Consumers whose verification reports must come from a token bound to the key's account
+# (KEYBROKER_ACCOUNT_BOUND_REPORTS); the robot's AppRole spans accounts unless listed.
+ACCOUNT_BOUND_REPORTS: tuple[Role, ...] = ("site",)

@@ -3,8 +3,11 @@
 The role (broker/layout.py) makes them batch, orphan, non-renewable, CIDR-bound and
 limited to `keybroker-site-read`; the broker only picks the TTL, which it checks against
 the role's maximum first so that an over-long request gets a clear 400 rather than a
-silently shortened token. With a wrap TTL the token is response-wrapped by Vault and
-only the single-use wrapping token leaves the broker.
+silently shortened token. With an account the token carries it in its metadata
+(`meta.account`, shown by a token lookup and in Vault's audit log): the token is then
+bound to that account for the broker's account checks, e.g. who may report a
+verification (docs/key-health.md "Who may report"). With a wrap TTL the token is
+response-wrapped by Vault and only the single-use wrapping token leaves the broker.
 
 Who mints: the calling site backend, with its own Vault token (policy
 keybroker-site-backend may create from the role; the broker's policy may not). The
@@ -22,6 +25,7 @@ import hvac.exceptions as hvac_errors
 
 from broker.config import Settings
 from broker.durations import format_duration, parse_duration
+from broker.names import ACCOUNT_META_KEY
 from broker.vault_session import VaultRefused, VaultSession, VaultUnavailable
 
 MAX_WRAP_TTL = 3600.0
@@ -43,9 +47,10 @@ class SiteToken:
     ttl: int
     expires_at: datetime
     policies: list[str]
+    account: str | None = None
 
     def __repr__(self) -> str:  # the token is a credential
-        return f"SiteToken(ttl={self.ttl}, policies={self.policies})"
+        return f"SiteToken(ttl={self.ttl}, policies={self.policies}, account={self.account!r})"
 
 
 @dataclass(frozen=True)
@@ -92,13 +97,16 @@ class SiteTokenMinter:
         return parse_ttl(requested, default=0, maximum=MAX_WRAP_TTL, what="wrap_ttl")
 
     async def mint(
-        self, caller_token: str, ttl: float, wrap_ttl: float | None
+        self, caller_token: str, ttl: float, wrap_ttl: float | None, account: str | None = None
     ) -> SiteToken | WrappedSiteToken:
         """Mint with `caller_token` (the site backend's own token, already authenticated
-        as holding keybroker-site-backend); it is used for this one request only."""
+        as holding keybroker-site-backend); it is used for this one request only.
+        `account` (already validated) goes into the token's metadata."""
         role = self._settings.site_token_role
         path = f"/v1/auth/token/create/{role}"
-        body = {"ttl": format_duration(ttl)}
+        body: dict[str, object] = {"ttl": format_duration(ttl)}
+        if account is not None:
+            body["meta"] = {ACCOUNT_META_KEY: account}
         wrap = format_duration(wrap_ttl) if wrap_ttl else None
 
         try:
@@ -126,4 +134,5 @@ class SiteTokenMinter:
             ttl=lease,
             expires_at=datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=lease),
             policies=list(auth.get("policies") or []),
+            account=account,
         )

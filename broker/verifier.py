@@ -275,7 +275,7 @@ class KeyVerifier:
             not_found=f"{key.role} key {key.account}/{key.exchange}: not found",
             data=report.model_dump_json(),
             headers={
-                "Authorization": f"Bearer {self._client.vault_token()}",
+                "Authorization": f"Bearer {self._client.vault_token(key.account)}",
                 "Content-Type": "application/json",
             },
             timeout=self._timeout,

@@ -3,8 +3,11 @@
 - `POST /v1/accounts/{account}/keys/{exchange}/{role}/verifications`: a consumer reports
   its own verification of a key, authenticated with its own Vault token. The token's
   policies say which consumer it is (`keybroker-site-read`: the site, `keybroker-robot-read`:
-  the robot); a report for the other role, or from a token that is no consumer's, is 403
-  and audited. Consumer tokens are bound to a role, not to an account (docs/key-health.md).
+  the robot); a report for the other role, from a token that is no consumer's, or from a
+  token bound to another account (its `meta.account`) is 403 and audited. Roles listed in
+  KEYBROKER_ACCOUNT_BOUND_REPORTS (default: site) must report with a token bound to the
+  key's account; the robot's AppRole spans accounts unless its secret ID names one
+  (docs/key-health.md "Who may report").
 - `GET /v1/keys?status=&exchange=&role=&account=&limit=`: operators' listing across
   accounts, served from the broker's index, with counts by status and exchange.
 """
@@ -78,7 +81,8 @@ async def post_verification(
     state = state_of(request)
     paths = state.intake.key_paths(account, exchange, role)
     if not who.caller.has(CONSUMER_POLICY[paths.role]):
-        _refuse(state, request, who, paths.role)
+        _refuse_role(state, request, who, paths.role)
+    _check_account(state, request, who, paths.role, paths.account)
     body = await parse_body(request, VerificationReport)
     try:
         entry = await state.health.report(paths, body, reporter=who.audit_id)
@@ -93,9 +97,51 @@ async def post_verification(
     )
 
 
-def _refuse(state: BrokerState, request: Request, who: AuthenticatedCaller, role: str) -> None:
+def _refuse_role(state: BrokerState, request: Request, who: AuthenticatedCaller, role: str) -> None:
     other = [r for r, policy in CONSUMER_POLICY.items() if who.caller.has(policy)]
     why = f"a {other[0]} consumer's token" if other else "not a consumer's token"
+    _refuse(
+        state,
+        request,
+        who,
+        audit_reason=f"{why} cannot report on {role} keys",
+        message=f"verifications of {role} keys need a token with policy "
+        f"{CONSUMER_POLICY[role]} (the {role}'s own token)",
+    )
+
+
+def _check_account(
+    state: BrokerState, request: Request, who: AuthenticatedCaller, role: str, account: str
+) -> None:
+    """A token bound to an account reports on that account only; a role listed in
+    KEYBROKER_ACCOUNT_BOUND_REPORTS must report with a bound token."""
+    bound = who.caller.account
+    if bound is None and role not in state.settings.account_bound_reports:
+        return  # an identity that spans accounts (the robot's AppRole by default)
+    if bound == account:
+        return
+    how = (
+        "POST /v1/site-tokens with an account"
+        if role == "site"
+        else "an AppRole secret ID whose metadata names the account"
+    )
+    if bound is None:
+        audit_reason = f"{role} token not bound to an account"
+        message = f"verifications of {role} keys need a token bound to the account ({how})"
+    else:
+        audit_reason = f"{role} token bound to another account"
+        message = f"this token is bound to another account than {account}"
+    _refuse(state, request, who, audit_reason=audit_reason, message=message)
+
+
+def _refuse(
+    state: BrokerState,
+    request: Request,
+    who: AuthenticatedCaller,
+    *,
+    audit_reason: str,
+    message: str,
+) -> None:
     state.metrics.auth_failure(403)
     state.audit.emit(
         "verification.refused",
@@ -103,14 +149,9 @@ def _refuse(state: BrokerState, request: Request, who: AuthenticatedCaller, role
         caller=who.audit_id,
         method=request.method,
         path=request.url.path,
-        reason=f"{why} cannot report on {role} keys",
+        reason=audit_reason,
     )
-    raise ApiError(
-        403,
-        "forbidden",
-        f"verifications of {role} keys need a token with policy "
-        f"{CONSUMER_POLICY[role]} (the {role}'s own token)",
-    )
+    raise ApiError(403, "forbidden", message)
 
 
 @health_router.get("/keys", response_model=KeyHealthList)

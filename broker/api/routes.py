@@ -225,16 +225,23 @@ async def mint_site_token(request: Request, who: AuthenticatedCaller) -> JSONRes
     credentials = await bearer(request)
     if credentials is None:  # authenticate() already refused this; kept for type safety
         raise ApiError(401, "unauthorized", "missing token")
-    minted = await state.minter.mint(credentials.credentials, ttl, wrap_ttl)
+    minted = await state.minter.mint(credentials.credentials, ttl, wrap_ttl, body.account)
     wrapped = not isinstance(minted, SiteToken)
     state.metrics.site_token_minted(wrapped)
-    state.audit.emit("site_token.minted", caller=who.audit_id, ttl=int(ttl), wrapped=wrapped)
+    state.audit.emit(
+        "site_token.minted",
+        caller=who.audit_id,
+        ttl=int(ttl),
+        wrapped=wrapped,
+        account=body.account,
+    )
     if isinstance(minted, SiteToken):
         view: BaseModel = SiteTokenView(
             token=minted.token,
             ttl=minted.ttl,
             expires_at=minted.expires_at,
             policies=minted.policies,
+            account=minted.account,
         )
     else:
         view = WrappedSiteTokenView(wrap_token=minted.wrap_token, wrap_ttl=minted.wrap_ttl)

@@ -70,6 +70,13 @@ class SiteTokenRequest(BaseModel):
 
     ttl: str | int | None = Field(default=None, examples=["5m"])
     wrap_ttl: str | int | None = Field(default=None, examples=["60s"])
+    account: str | None = Field(
+        default=None,
+        pattern=f"^{ids.ACCOUNT_PATTERN.pattern}$",
+        examples=["alice"],
+        description="bind the token to this account (its Vault token metadata); "
+        "a site token must be bound to report verifications",
+    )
 
 
 class ErrorBody(BaseModel):
@@ -123,6 +130,7 @@ class SiteTokenView(BaseModel):
     ttl: int
     expires_at: datetime
     policies: list[str]
+    account: str | None = None
 
 
 class WrappedSiteTokenView(BaseModel):

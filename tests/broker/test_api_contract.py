@@ -186,10 +186,22 @@ def test_site_tokens_plain_and_wrapped(broker_env: BrokerEnv) -> None:
         minted = http.post("/v1/site-tokens", json={})
         assert minted.status_code == 201, minted.text
         body = minted.json()
-        assert set(body) == {"token", "ttl", "expires_at", "policies"}
+        assert set(body) == {"token", "ttl", "expires_at", "policies", "account"}
         assert body["ttl"] == 300 and "keybroker-site-read" in body["policies"]
+        assert body["account"] is None
         lookup = broker_env.root.auth.token.lookup(body["token"])["data"]
         assert lookup["type"] == "batch" and "keybroker-site-read" in lookup["policies"]
+        assert not lookup.get("meta")
+
+        # Bound to an account: Vault keeps it in the token's metadata (a lookup shows it).
+        bound = http.post("/v1/site-tokens", json={"account": "alice"})
+        assert bound.status_code == 201 and bound.json()["account"] == "alice"
+        lookup = broker_env.root.auth.token.lookup(bound.json()["token"])["data"]
+        assert lookup["meta"] == {"account": "alice"}
+        for bad in ("Alice", "../bob", "", "a" * 65):
+            refused = http.post("/v1/site-tokens", json={"account": bad})
+            assert_envelope(refused, 400, "invalid_request")
+            assert bad not in refused.json()["message"] or not bad
 
         shorter = http.post("/v1/site-tokens", json={"ttl": "2m"})
         assert shorter.status_code == 201 and shorter.json()["ttl"] == 120

@@ -88,6 +88,25 @@ def test_site_token_is_reminted_before_it_expires(broker_env: BrokerEnv) -> None
     assert len(session.posts) == 2
 
 
+def test_each_account_is_read_with_a_token_bound_to_it(broker_env: BrokerEnv) -> None:
+    """One site token per account, minted with the account in its Vault metadata (the
+    broker accepts that account's verification reports from it and no other's)."""
+    alice, bob = new_account("alice"), new_account("bob")
+    for account in (alice, bob):
+        _store_site_key(broker_env, account)
+    session = CountingSession()
+    site = _client(broker_env, session=session)
+    for account in (alice, bob, alice, bob):
+        site.get_key(account, "binance")
+    assert len(session.posts) == 2
+    tokens = {account: site.vault_token(account) for account in (alice, bob)}
+    assert len(set(tokens.values())) == 2 and len(session.posts) == 2
+    for account, token in tokens.items():
+        lookup = broker_env.root.auth.token.lookup(token)["data"]
+        assert lookup["meta"] == {"account": account}
+        assert "keybroker-site-read" in lookup["policies"]
+
+
 def test_requested_ttl_is_used(broker_env: BrokerEnv) -> None:
     account = new_account("site")
     _store_site_key(broker_env, account)

@@ -1,13 +1,16 @@
-"""Who may report a verification (docs/key-health.md): only the consumer of the key's role,
-with its own Vault token. Everyone else gets 403, audited; bad reports get typed errors."""
+"""Who may report a verification (docs/key-health.md "Who may report"): only the consumer of
+the key's role, with its own Vault token, bound to the key's account where the role (or the
+token) says so. Everyone else gets 403, audited; bad reports get typed errors."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import hvac
 
+from broker.bootstrap import issue_approle_credentials
 from keybroker_dev.sandbox import SandboxServer
 from tests.fixtures.broker import new_account
 from tests.health.conftest import HealthEnv, own_key
@@ -23,15 +26,46 @@ def _report(version: int = 1, **extra: Any) -> dict[str, Any]:
     }
 
 
-def _robot_token(health_env: HealthEnv) -> str:
+def _robot_token(health_env: HealthEnv, secret_id: str | None = None) -> str:
     vault = hvac.Client(url=health_env.broker.settings.vault_addr)
-    login = vault.auth.approle.login(health_env.robot_role_id, health_env.robot_secret_id)
+    login = vault.auth.approle.login(
+        health_env.robot_role_id, secret_id or health_env.robot_secret_id
+    )
     return str(login["auth"]["client_token"])
 
 
-def _site_token(health_env: HealthEnv) -> str:
+def _site_token(health_env: HealthEnv, account: str | None) -> str:
+    body = {"account": account} if account else {}
     with health_env.broker.http("site_backend") as http:
-        return str(http.post("/v1/site-tokens", json={}).json()["token"])
+        answer = http.post("/v1/site-tokens", json=body)
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["account"] == account
+    return str(answer.json()["token"])
+
+
+def _store_keys(health_env: HealthEnv, sandbox: SandboxServer, account: str) -> None:
+    for role, key in (("robot", own_key(sandbox)), ("site", own_key(sandbox, spot_trade=False))):
+        with health_env.broker.http("intake") as http:
+            put = http.put(
+                f"/v1/accounts/{account}/keys/okx/{role}", json={"name": role, **key.credentials()}
+            )
+            assert put.status_code == 201, put.text
+
+
+def _poster(health_env: HealthEnv) -> Callable[..., Any]:
+    path = "/v1/accounts/{account}/keys/okx/{role}/verifications"
+
+    def post(token: str, role: str, account: str, body: Any = None) -> Any:
+        with health_env.broker.http(token) as http:
+            return http.post(path.format(account=account, role=role), json=body or _report())
+
+    return post
+
+
+def _refused(health_env: HealthEnv) -> list[dict[str, Any]]:
+    return [
+        line for line in health_env.broker.audit_lines() if line["event"] == "verification.refused"
+    ]
 
 
 def test_only_the_keys_own_consumer_may_report(
@@ -39,18 +73,12 @@ def test_only_the_keys_own_consumer_may_report(
 ) -> None:
     env = health_env.broker
     account = new_account("refuse")
-    for role, key in (("robot", own_key(sandbox)), ("site", own_key(sandbox, spot_trade=False))):
-        with env.http("intake") as http:
-            put = http.put(
-                f"/v1/accounts/{account}/keys/okx/{role}", json={"name": role, **key.credentials()}
-            )
-            assert put.status_code == 201, put.text
-    robot, site = _robot_token(health_env), _site_token(health_env)
-    path = "/v1/accounts/{account}/keys/okx/{role}/verifications"
+    _store_keys(health_env, sandbox, account)
+    robot, site = _robot_token(health_env), _site_token(health_env, account)
+    posted = _poster(health_env)
 
     def post(token: str, role: str, body: Any = None, account_: str = account) -> Any:
-        with env.http(token) as http:
-            return http.post(path.format(account=account_, role=role), json=body or _report())
+        return posted(token, role, account_, body)
 
     # Each consumer for its own role: accepted.
     assert post(robot, "robot").status_code == 200
@@ -66,12 +94,11 @@ def test_only_the_keys_own_consumer_may_report(
     for token, role in refusals:
         answer = post(token, role)
         assert answer.status_code == 403 and answer.json()["error"] == "forbidden", answer.text
-    refused = [line for line in env.audit_lines() if line["event"] == "verification.refused"]
+    refused = _refused(health_env)
     assert len(refused) == len(refusals)
     assert {line["path"].rsplit("/", 2)[-2] for line in refused} == {"site", "robot"}
     assert all(token not in env.audit.text() for token in (robot, site))
-    # Unknown token: 401. Another account's key of the right role is accepted: consumer
-    # tokens are bound to a role, not an account (docs/key-health.md); a missing key is 404.
+    # Unknown token: 401. The robot's AppRole spans accounts: a missing key is 404.
     assert post("hvs.unknown", "robot").status_code == 401
     assert post(robot, "robot", account_=new_account("none")).status_code == 404
     # A report about a replaced version: 409; malformed or unknown fields: 400.
@@ -100,7 +127,7 @@ def test_a_site_key_that_can_now_trade_stops(health_env: HealthEnv, sandbox: San
             == 201
         )
     body = _report(accepted=False, reasons=[{"code": "trade_enabled", "severity": "error"}])
-    with env.http(_site_token(health_env)) as http:
+    with env.http(_site_token(health_env, account)) as http:
         answer = http.post(f"/v1/accounts/{account}/keys/okx/site/verifications", json=body)
     health = answer.json()["health"]
     assert (health["status"], health["rights"], health["stop"]) == (
@@ -112,3 +139,58 @@ def test_a_site_key_that_can_now_trade_stops(health_env: HealthEnv, sandbox: San
     assert custom["health.status"] == "rights_changed" and custom["health.detail"] == "trade"
     # The intake's facts of the version are still there (the health write kept them).
     assert custom["v1.name"] == "s"
+
+
+def test_reports_are_bound_to_the_tokens_account(
+    health_env: HealthEnv, sandbox: SandboxServer
+) -> None:
+    """A site token minted for account A reports on A only; a site token minted without
+    an account reports on none; the robot's AppRole token spans accounts unless its
+    secret ID names one. Each refusal is 403 `forbidden` and a `verification.refused`
+    audit line. (On the code before account binding, the site token of A was accepted
+    for B's key, and a robot token with an account in its metadata too.)"""
+    env = health_env.broker
+    alice, bob = new_account("alice"), new_account("bob")
+    for account in (alice, bob):
+        _store_keys(health_env, sandbox, account)
+    post = _poster(health_env)
+    site_alice = _site_token(health_env, alice)
+    site_unbound = _site_token(health_env, None)
+    robot_any = _robot_token(health_env)
+    bound = issue_approle_credentials(env.root, "keybroker-robot", account=alice)
+    robot_alice = _robot_token(health_env, bound.secret_id)
+
+    assert post(site_alice, "site", alice).status_code == 200
+    assert post(robot_any, "robot", alice).status_code == 200
+    assert post(robot_any, "robot", bob).status_code == 200
+    assert post(robot_alice, "robot", alice).status_code == 200
+    cases = [
+        (site_alice, "site", bob, "bound to another account"),
+        (site_unbound, "site", alice, "POST /v1/site-tokens with an account"),
+        (robot_alice, "robot", bob, "bound to another account"),
+    ]
+    before = len(_refused(health_env))
+    for token, role, account, says in cases:
+        answer = post(token, role, account)
+        assert answer.status_code == 403, answer.text
+        assert answer.json()["error"] == "forbidden" and says in answer.json()["message"]
+    refused = _refused(health_env)[before:]
+    assert [line["reason"] for line in refused] == [
+        "site token bound to another account",
+        "site token not bound to an account",
+        "robot token bound to another account",
+    ]
+    assert [line["path"].split("/")[3] for line in refused] == [bob, alice, bob]
+    # Nothing was recorded for the refused reports: bob's site key is still unverified.
+    with env.http("intake") as http:
+        view = http.get(f"/v1/accounts/{bob}/keys/okx/site").json()
+    assert view["health"]["verified_at"] is None
+
+    # Operators may require bound robot tokens too (KEYBROKER_ACCOUNT_BOUND_REPORTS).
+    env.settings.account_bound_reports = ["robot", "site"]
+    try:
+        answer = post(robot_any, "robot", alice)
+        assert answer.status_code == 403 and "secret ID" in answer.json()["message"]
+        assert post(robot_alice, "robot", alice).status_code == 200
+    finally:
+        env.settings.account_bound_reports = ["site"]

@@ -157,11 +157,11 @@ async def test_transit_custody_story(env: BrokerEnv, sandbox: SandboxServer, dev
 
     # 1b. The site token expires (5 min) under a signing object: the next request gets a
     #     403 from Vault, the client asks the broker for a new token and signs again.
-    before = site._vault.token
+    before = site.vault_token("alice")
     instance = site.signing_exchange("alice", "okx", asynchronous=True)
     devvault.clock.advance(600)
     assert (await call_sandbox(instance, sandbox, "okx", site_keys["okx"]))[0] is False
-    assert site._vault.token != before
+    assert site.vault_token("alice") != before
 
     # 2. The robot trades through them, on every exchange and every scheme.
     creds = issue_approle_credentials(root, "keybroker-robot")
@@ -179,7 +179,7 @@ async def test_transit_custody_story(env: BrokerEnv, sandbox: SandboxServer, dev
         "broker": _approle_token(root, "keybroker-broker"),
         "intake": env.intake_token,
         "site-backend": env.site_backend_token,
-        "site token": site._vault.token,  # minted by the broker's token role
+        "site token": site.vault_token("alice"),  # minted by the broker's token role
         "robot": _approle_token(root, "keybroker-robot"),
         "root": root.token,
     }

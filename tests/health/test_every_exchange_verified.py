@@ -5,11 +5,18 @@ broker, and `KeyVerifier` over the runtime `RobotKeyClient`).
 For each exchange of `DEFAULT_EXCHANGES` (the broker's one list of enabled exchanges) a
 fresh sandbox key goes in through the broker; the robot's on-demand verification says
 `connected`; the user enables withdrawals through the sandbox's HTTP control; the next
-verification says `rights_changed` and stops the key.
+verification says `rights_changed` and stops the key. Further robot keys of every other
+signing scheme take the same path. MEXC cannot say (see the test).
+
+Deribit's second request (after 13021) signed with the empty secret a `transit` robot
+holds before the fix in broker/exchanges/deribit.py: on that code
+`test_deribit_forbidden_is_told_apart_by_the_robot[transit-*]` fail (both read
+`revoked_at_exchange`); the `kv` cases pass on both.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -78,8 +85,8 @@ def _custody(robot: Robot) -> str:
     return str(robot.env.settings.robot_custody)
 
 
-def _store(robot: Robot, sandbox: SandboxServer, exchange: str) -> tuple[str, Any]:
-    key = own_key(sandbox, exchange)
+def _store(robot: Robot, sandbox: SandboxServer, exchange: str, **fields: Any) -> tuple[str, Any]:
+    key = own_key(sandbox, exchange, **fields)
     account = new_account(f"every-{exchange}")
     with robot.env.http("intake") as http:
         stored = http.put(
@@ -111,15 +118,33 @@ def _assert_status(seen: Verification, status: str, right: str | None = None) ->
         assert right in seen.health.rights and right in seen.broker["health"]["rights"]
 
 
-@pytest.mark.parametrize("exchange", DEFAULT_EXCHANGES)
+# Keys that ccxt signs otherwise than with a plain HMAC of the secret (docs/custody.md
+# "Schemes"): each reaches Transit through another primitive (broker/signing.py).
+# name -> (exchange, sandbox key fields, the scheme the Transit record must name).
+OTHER_SCHEMES: dict[str, tuple[str, dict[str, Any], str]] = {
+    "kucoin-v2": ("kucoin", {"key_version": 2}, "hmac"),  # passphrase HMAC'd too
+    "binance-rsa": ("binance", {"key_type": "rsa"}, "rsa-pem"),
+    "binance-ed25519": ("binance", {"key_type": "ed25519"}, "ed25519-pem"),
+    "bybit-rsa": ("bybit", {"key_type": "rsa"}, "rsa-pem"),
+    "coinbase-cdp-es256": ("coinbase", {"key_type": "cdp"}, "cdp-es256"),
+    "coinbase-cdp-eddsa": ("coinbase", {"key_type": "cdp", "cdp_alg": "EdDSA"}, "cdp-ed25519"),
+}
+CASES = [pytest.param(exchange, {}, None, id=exchange) for exchange in DEFAULT_EXCHANGES] + [
+    pytest.param(exchange, fields, scheme, id=name)
+    for name, (exchange, fields, scheme) in OTHER_SCHEMES.items()
+]
+
+
+@pytest.mark.parametrize(("exchange", "fields", "scheme"), CASES)
 def test_robot_verifies_its_key_then_sees_withdrawals_enabled(
-    robot: Robot, sandbox: SandboxServer, exchange: str
+    robot: Robot, sandbox: SandboxServer, exchange: str, fields: dict[str, Any], scheme: str | None
 ) -> None:
-    account, key = _store(robot, sandbox, exchange)
+    account, key = _store(robot, sandbox, exchange, **fields)
     loaded = robot.client.get_key(account, exchange)
     assert loaded.custody == _custody(robot)
     if loaded.transit:
         assert not loaded.secret, "under transit custody the robot holds no secret"
+        assert scheme is None or loaded.transit["scheme"] == scheme
 
     first = robot.verifier.verify(account, exchange)
     _assert_status(first, "connected")
@@ -157,9 +182,20 @@ def _unverifiable(seen: Verification) -> str:
     ids=["whitelist_without_robot", "account_read_removed"],
 )
 def test_deribit_forbidden_is_told_apart_by_the_robot(
-    robot: Robot, sandbox: SandboxServer, changes: dict[str, Any], status: str, right: str | None
+    robot: Robot,
+    sandbox: SandboxServer,
+    caplog: pytest.LogCaptureFixture,
+    changes: dict[str, Any],
+    status: str,
+    right: str | None,
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     account, key = _store(robot, sandbox, "deribit")
     _assert_status(robot.verifier.verify(account, "deribit"), "connected")
     _sandbox_update(sandbox, "deribit", key.api_key, **changes)
-    _assert_status(robot.verifier.verify(account, "deribit"), status, right)
+    seen = robot.verifier.verify(account, "deribit")
+    _assert_status(seen, status, right)
+    # Canaries: the signed fallback leaks the secret into no log, reason or answer.
+    texts = [r.getMessage() for r in caplog.records] + [r.message for r in seen.result.reasons]
+    for text in [*texts, repr(seen), str(seen.broker)]:
+        assert key.secret not in text

@@ -84,7 +84,7 @@ class DeribitAdapter(Adapter):
         # (broker/signing.py), so `credentials.secret` may be empty. A worker thread, since
         # that Vault call blocks.
         signature = await asyncio.to_thread(
-            exchange.hmac, payload.encode(), str(exchange.secret).encode(), hashlib.sha256
+            exchange.hmac, payload.encode(), (exchange.secret or "").encode(), hashlib.sha256
         )
         try:
             answer = await exchange.public_get_auth(

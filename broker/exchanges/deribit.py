@@ -15,8 +15,8 @@ from its scope and the IP whitelist stays unknown.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-import hmac
 import secrets
 import time
 from typing import Any
@@ -79,9 +79,13 @@ class DeribitAdapter(Adapter):
         stamp = str(int(time.time() * 1000))
         nonce = secrets.token_hex(8)
         payload = f"{stamp}\n{nonce}\n"  # Deribit: timestamp \n nonce \n data ("")
-        signature = hmac.new(
-            credentials.secret.encode(), payload.encode(), hashlib.sha256
-        ).hexdigest()
+        # Signed by the ccxt object's own hmac with the secret it holds, as its sign()
+        # does: a consumer's Transit-signing object holds only a stand-in and asks Vault
+        # (broker/signing.py), so `credentials.secret` may be empty. A worker thread, since
+        # that Vault call blocks.
+        signature = await asyncio.to_thread(
+            exchange.hmac, payload.encode(), (exchange.secret or "").encode(), hashlib.sha256
+        )
         try:
             answer = await exchange.public_get_auth(
                 {

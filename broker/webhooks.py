@@ -31,7 +31,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -105,7 +105,6 @@ class ReplaySummary:
     damaged: int = 0  # unreadable records, left for an operator
     gone: int = 0  # deleted meanwhile, or already delivered everywhere
     errors: int = 0  # Vault failed while reading: resent by the next start
-    ids: list[str] = field(default_factory=list)  # the resent events
 
 
 class WebhookSender:
@@ -117,7 +116,7 @@ class WebhookSender:
         audit: AuditLog,
         *,
         records: WebhookRecords | None = None,
-        max_age: float = 86400.0,
+        max_age: float = float("inf"),  # the setting's default is in broker/config.py
     ) -> None:
         self._urls = list(urls)
         self._secret = (secret or "").encode()
@@ -130,7 +129,6 @@ class WebhookSender:
         self._posts: asyncio.Semaphore | None = None
         self._session: aiohttp.ClientSession | None = None
         self.log: deque[Delivery] = deque(maxlen=DELIVERY_LOG_SIZE)
-        self.replayed: asyncio.Future[ReplaySummary] | None = None
 
     @classmethod
     def from_settings(
@@ -155,8 +153,6 @@ class WebhookSender:
         """Resend what earlier broker processes left in Vault (in the background)."""
         if not self._urls or self._records is None:
             return
-        loop = asyncio.get_running_loop()
-        self.replayed = loop.create_future()
         self._spawn(self._replay_until_listed())
 
     async def aclose(self) -> None:
@@ -286,7 +282,7 @@ class WebhookSender:
 
     # ------------------------------------------------------------------ start-up replay
     async def _replay_until_listed(self) -> None:
-        assert self._records is not None and self.replayed is not None
+        assert self._records is not None
         while True:
             try:
                 names = await self._records.names()
@@ -303,10 +299,8 @@ class WebhookSender:
                     "(keybroker vault bootstrap) to grant them",
                     type(exc).__name__,
                 )
-                self.replayed.set_result(ReplaySummary())
                 return
-        summary = await self.replay(names)
-        self.replayed.set_result(summary)
+        await self.replay(names)
 
     async def replay(self, names: Sequence[str]) -> ReplaySummary:
         """Resend the records `names` (those of earlier processes), REPLAY_CONCURRENCY at
@@ -379,6 +373,5 @@ class WebhookSender:
             await self._forget(name)
             return
         summary.resent += 1
-        summary.ids.append(name)
         self._active.add(name)
         self._spawn(self._deliver_event(record, recorded=True, replayed=True))

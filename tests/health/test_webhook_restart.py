@@ -7,12 +7,14 @@ so the grants of policies/vault/keybroker-broker.hcl are exercised too."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import hvac
 import hvac.exceptions
+import pytest
 
 from broker.api.server import start_in_thread
 from broker.webhook_records import WEBHOOKS_DIR, url_id
@@ -198,13 +200,17 @@ def test_a_delivered_event_leaves_no_record(
 
 
 def test_vault_down_when_recording_delivers_from_memory_and_says_so(
-    devvault: Any, sandbox: SandboxServer, receiver: Receiver
+    devvault: Any, sandbox: SandboxServer, receiver: Receiver, caplog: pytest.LogCaptureFixture
 ) -> None:
     receiver.fail_first = 0
+    caplog.set_level(logging.INFO, logger="keybroker.webhooks")
     env = _broker(devvault, sandbox, [receiver.url])
     try:
-        # Let the start-up replay's LIST pass, then fail the record write only.
-        time.sleep(0.5)
+        # Let the start-up replay's LIST pass (it logs), then fail the record write only.
+        _wait(
+            "the start-up replay",
+            lambda: [r for r in caplog.records if r.getMessage().startswith("webhook replay: 0")],
+        )
         devvault.faults.fail_next(1, 503, path_prefix=f"{env.mount}/metadata/{WEBHOOKS_DIR}/")
         _status_change(env, sandbox)
         body = _wait("the delivery", receiver.bodies)[0]

@@ -211,6 +211,9 @@ class Settings(BaseSettings):
     webhook_retry_delays: Annotated[list[float], NoDecode, BeforeValidator(_durations)] = Field(
         default_factory=lambda: [1.0, 5.0, 30.0, 120.0, 600.0]
     )
+    # A webhook record (docs/key-health.md) older than this is abandoned at start-up
+    # instead of resent: a receiver down for a day gets no day-old status changes.
+    webhook_max_age: Annotated[float, BeforeValidator(parse_duration), Field(gt=0)] = 86400.0
 
     @field_validator("health_stop_on")
     @classmethod

@@ -115,6 +115,7 @@ def create_app(
         preloading = asyncio.create_task(preload()) if preload is not None else None
         await state.intake.start()  # the reconciler: start-up recovery, then in the background
         state.health.start()  # index rebuilt from Vault metadata, then stale-key sweeps
+        state.health.webhooks.start()  # resend webhooks earlier processes left in Vault
         try:
             yield
         finally:

@@ -78,10 +78,7 @@ class HealthService:
         self.index = HealthIndex(
             on_count=lambda status, exchange, delta: gauge.labels(status, exchange).inc(delta)
         )
-        secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
-        self.webhooks = WebhookSender(
-            settings.webhook_urls, secret, settings.webhook_retry_delays, audit
-        )
+        self.webhooks = WebhookSender.from_settings(settings, session, audit)
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ life cycle

@@ -43,6 +43,16 @@ path "exchange-keys/metadata/intents/" {
   capabilities = ["list"]
 }
 
+# Webhook records (docs/key-health.md "Webhooks"): a metadata-only entry per status-change
+# event until every receiver has it, so a restarted broker resends it. They hold the
+# event's identifiers and status, no secret; no reader policy reaches webhooks/.
+path "exchange-keys/metadata/webhooks/+" {
+  capabilities = ["create", "read", "update", "delete"]
+}
+path "exchange-keys/metadata/webhooks/" {
+  capabilities = ["list"]
+}
+
 # Destroy superseded versions after a replacement.
 path "exchange-keys/destroy/site/+/+" {
   capabilities = ["update"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -24,9 +24,11 @@ WEBHOOK_SECRET = "whsec-test-4b1d"
 
 @dataclass
 class Receiver:
-    """Records webhook deliveries; answers 500 to the first `fail_first` of them."""
+    """Records webhook deliveries; answers 500 to the first `fail_first` of them, or
+    what `decide(headers, path)` says when set."""
 
     fail_first: int = 1
+    decide: Callable[[dict[str, str], str], int] | None = None
     received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
     answered: list[int] = field(default_factory=list)
     url: str = ""
@@ -48,7 +50,10 @@ def receiver() -> Iterator[Receiver]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             with lock:
-                status = 500 if len(record.answered) < record.fail_first else 200
+                if record.decide is not None:
+                    status = record.decide(dict(self.headers), self.path)
+                else:
+                    status = 500 if len(record.answered) < record.fail_first else 200
                 record.received.append((dict(self.headers), body))
                 record.answered.append(status)
             self.send_response(status)

@@ -54,3 +54,11 @@ path "exchange-keys/metadata/intents/+" {
 path "exchange-keys/metadata/intents/" {
   capabilities = ["list"]
 }
+
+# Webhook records (as in policies/vault/keybroker-broker.hcl).
+path "exchange-keys/metadata/webhooks/+" {
+  capabilities = ["create", "read", "update", "delete"]
+}
+path "exchange-keys/metadata/webhooks/" {
+  capabilities = ["list"]
+}

@@ -140,12 +140,15 @@ class HealthService:
 
     # ------------------------------------------------------------------ queries
     def view(self, record: KeyRecord) -> Entry | None:
-        """The key's health: the index entry of its current version, or (index not built
-        yet, or the version written by another broker process) the one its metadata says."""
-        entry = self.index.get((record.account, record.exchange, record.role))
-        if entry is not None and entry.version == record.stored.version:
-            return entry
-        return self._from_stored(record.account, record.exchange, record.role, record.stored)
+        """The key's health: what the metadata just read says when it holds a health slot
+        of the current version (Vault is the record, and another broker process may have
+        written it), else the index entry of that version, else the intake result."""
+        stored = record.stored
+        if stored.custom_metadata.get(PREFIX + "version") != str(stored.version):
+            entry = self.index.get((record.account, record.exchange, record.role))
+            if entry is not None and entry.version == stored.version:
+                return entry
+        return self._from_stored(record.account, record.exchange, record.role, stored)
 
     # ------------------------------------------------------------------ intake outcomes
     def key_stored(self, record: KeyRecord) -> None:

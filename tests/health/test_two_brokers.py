@@ -205,6 +205,7 @@ def test_a_report_at_one_broker_shows_in_the_other_brokers_listing_after_its_res
         assert listing["counts"] == {"rights_changed": {"okx": 1}}
         # The other broker audits nothing: the change was audited where it was reported.
         assert not [x for x in two.b_audit.lines() if x["event"] == "key.status_changed"]
+        assert _resyncing(two.b) and not _resyncing(two.a.running)  # A's interval is 0
 
 
 def test_a_sweep_keeps_a_verification_another_broker_received(
@@ -229,6 +230,13 @@ def test_a_sweep_keeps_a_verification_another_broker_received(
         assert two.custom(account)["health.status"] == "connected"
         health = two.get(two.b.url, f"/v1/accounts/{account}/keys/okx/robot")["health"]
         assert health["status"] == "connected"
+
+
+def _resyncing(running: RunningBroker) -> bool:
+    """Whether the broker runs the periodic resync (KEYBROKER_HEALTH_RESYNC_INTERVAL > 0)."""
+    health = running.app.state.broker.health
+    wait_for(lambda: health.index.complete, "the start-up rebuild")
+    return any(t.get_coro().__name__ == "_resync_forever" for t in health._tasks)
 
 
 def _listed(two: TwoBrokers, url: str, status: str | None, account: str) -> bool:

@@ -475,7 +475,7 @@ class KeyStore:
             ]
             try:
                 await self._patch_metadata(paths, slot, dropped)
-            except _VAULT_ERRORS:
+            except (*_VAULT_ERRORS, hvac_errors.VaultError):  # e.g. 405: Vault before 1.10
                 pending = True  # readers take the facts from the intent meanwhile
         live = set(before.live_versions if before else ()) | {version}
         stale = sorted(v for v in live if v < current)

@@ -30,6 +30,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import hvac.exceptions as hvac_errors
 from prometheus_client import Gauge
 
 from broker.audit import AuditLog
@@ -359,12 +360,15 @@ class HealthService:
                 stored = self._from_stored(paths.account, paths.exchange, paths.role, current)
                 if stored is not None and unless(stored):
                     return stored
-            await self._session.request(
-                "patch_metadata",
-                "PATCH",
-                f"/v1/{paths.metadata}",
-                json={"custom_metadata": _health_slot(entry)},
-            )
+            try:
+                await self._session.request(
+                    "patch_metadata",
+                    "PATCH",
+                    f"/v1/{paths.metadata}",
+                    json={"custom_metadata": _health_slot(entry)},
+                )
+            except hvac_errors.InvalidPath:  # deleted meanwhile (a PATCH creates nothing)
+                return None
             return entry
 
 

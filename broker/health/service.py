@@ -49,7 +49,10 @@ from broker.webhooks import WebhookSender
 log = logging.getLogger("keybroker.health")
 
 PREFIX = HEALTH_PREFIX
-REBUILD_CONCURRENCY = 32
+REBUILD_CONCURRENCY = 32  # Vault reads in flight at start-up, when the index is empty
+# ... and in a periodic resync, which is not urgent: fewer, so that the answers it parses
+# on the event loop never queue requests for long (bench/health_bench.py).
+RESYNC_CONCURRENCY = 8
 RESYNC_JITTER = 0.1  # +-10%: broker processes started together do not resync in step
 # A report may be dated a little ahead of the broker's clock, never more.
 CLOCK_SLACK = timedelta(seconds=60)
@@ -218,16 +221,16 @@ class HealthService:
     # ------------------------------------------------------------------ rebuild, resync
     async def rebuild(self) -> int:
         """Index every stored key from its metadata (start-up). Returns the count."""
-        await self.resync()
+        await self.resync(REBUILD_CONCURRENCY)
         self.index.complete = True
         return len(self.index)
 
-    async def resync(self) -> int:
+    async def resync(self, concurrency: int = RESYNC_CONCURRENCY) -> int:
         """One pass over every stored key's metadata: index what Vault holds (statuses,
         keys and deletions written through other broker processes). An entry this process
         changes while the pass reads Vault is left alone. Returns the entries changed."""
         started = time.monotonic()
-        limit = asyncio.Semaphore(REBUILD_CONCURRENCY)
+        limit = asyncio.Semaphore(concurrency)
         mount = self._settings.kv_mount
         seen = {entry.key: entry for entry in self.index.entries()}
         listed: set[KeyId] = set()
@@ -235,9 +238,8 @@ class HealthService:
 
         async def one(paths: KeyPaths) -> None:
             nonlocal changed
-            key: KeyId = (paths.account, paths.exchange, paths.role)
-            before = self.index.get(key)
             async with limit:
+                before = self.index.get((paths.account, paths.exchange, paths.role))
                 stored = await self._store.read(paths)
             if stored is None:  # deleted, or no live version
                 if before is not None and self.index.discard(before):

@@ -9,6 +9,7 @@ the other broker's request between that broker's metadata read and its metadata 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -43,10 +44,13 @@ class TwoBrokers:
         return dict(answer.json())
 
     def get(self, url: str, path: str) -> dict[str, Any]:
+        return dict(json.loads(self.get_text(url, path)))
+
+    def get_text(self, url: str, path: str) -> str:
         headers = {"Authorization": f"Bearer {self.a.intake_token}"}
         answer = httpx.get(url + path, headers=headers, timeout=10)
         assert answer.status_code == 200, answer.text
-        return dict(answer.json())
+        return answer.text
 
     def report(self, url: str, account: str, version: int, **outcome: Any) -> dict[str, Any]:
         body = {
@@ -206,6 +210,9 @@ def test_a_report_at_one_broker_shows_in_the_other_brokers_listing_after_its_res
         # The other broker audits nothing: the change was audited where it was reported.
         assert not [x for x in two.b_audit.lines() if x["event"] == "key.status_changed"]
         assert _resyncing(two.b) and not _resyncing(two.a.running)  # A's interval is 0
+        metrics = two.get_text(two.b.url, "/metrics")
+        synced = [x for x in metrics.splitlines() if x.startswith("keybroker_health_index_synced")]
+        assert synced and time.time() - 60 < float(synced[0].split()[1]) <= time.time()
 
 
 def test_a_sweep_keeps_a_verification_another_broker_received(

@@ -6,7 +6,9 @@ fast status queries are over 100,000 stored keys.
    custom metadata). Figures: the broker's index rebuild at start-up (time, keys per
    second), then its CPU time (/proc) and the median latency per verification report,
    for reports that keep the status (the usual case) and reports that change it (audit
-   line, metadata write, gauge, webhook queue).
+   line, metadata write, gauge, webhook queue); the report latency from a broker whose
+   index resyncs back to back; one periodic resync pass of a built index (keys per
+   second, broker CPU per key).
 2. Status queries: a broker in this process gets 100,000 entries in its index; figures
    are the index query by status and `GET /v1/keys?status=...` over loopback HTTP
    (target: a listing by status within 1 s).
@@ -22,6 +24,7 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,9 +83,8 @@ def store_keys(root: hvac.Client, count: int) -> list[tuple[str, str]]:
     return keys
 
 
-def bench_reports(
-    broker_url: str, pid: int, token: str, keys: list[tuple[str, str]], n: int
-) -> None:
+def _reporter(http: httpx.Client, broker_url: str, token: str) -> Callable[[str, str, bool], float]:
+    """A function that sends one verification report and returns its latency."""
     headers = {"Authorization": f"Bearer {token}"}
 
     def report(account: str, exchange: str, withdraw: bool) -> float:
@@ -102,7 +104,14 @@ def bench_reports(
         answer.raise_for_status()
         return time.perf_counter() - started
 
+    return report
+
+
+def bench_reports(
+    broker_url: str, pid: int, token: str, keys: list[tuple[str, str]], n: int
+) -> None:
     with httpx.Client(timeout=30) as http:
+        report = _reporter(http, broker_url, token)
         for label, flip in (("status unchanged", False), ("status changed", True)):
             sample = keys[:n]
             if not flip:  # make them verified first, so the measured reports change nothing
@@ -115,6 +124,67 @@ def bench_reports(
                 f"verification report, {label}: broker CPU {per * 1000:.2f} ms, "
                 f"median latency {statistics.median(times) * 1000:.1f} ms ({len(sample)} reports)"
             )
+
+
+def bench_reports_while_resyncing(
+    broker_env: dict[str, str], intake: str, token: str, keys: list[tuple[str, str]], n: int
+) -> None:
+    """Report latency from a broker whose index resyncs all the time (a 0.2 s interval,
+    shorter than one pass): the resync must not hold requests up."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = broker_env | {
+        "KEYBROKER_LISTEN": f"127.0.0.1:{port}",
+        "KEYBROKER_HEALTH_RESYNC_INTERVAL": "200ms",
+    }
+    broker = Process(["serve"], f"{url}/healthz", env)
+    try:
+        with httpx.Client(timeout=30) as http:
+            while not http.get(
+                f"{url}/v1/keys", params={"limit": 0}, headers={"Authorization": f"Bearer {intake}"}
+            ).json()["index_complete"]:
+                time.sleep(0.02)
+            report = _reporter(http, url, token)
+            times = sorted(report(a, e, False) for a, e in keys[:n])
+        median, p95 = statistics.median(times), times[int(len(times) * 0.95)]
+        print(
+            f"verification report while the index resyncs back to back: median latency "
+            f"{median * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms, max {times[-1] * 1000:.1f} ms "
+            f"({len(times)} reports)"
+        )
+    finally:
+        broker.stop()
+
+
+def bench_resync(vault_addr: str, root_token: str) -> None:
+    """The periodic resync (KEYBROKER_HEALTH_RESYNC_INTERVAL) of an index already built:
+    one pass over every stored key's metadata, in this process (its CPU is the broker's)."""
+    import asyncio
+
+    from broker.api.app import create_app
+
+    settings = Settings(vault_addr=vault_addr, vault_token=root_token, verify_interval=3600)
+    state = create_app(settings, audit_stream=open(os.devnull, "w")).state.broker  # noqa: SIM115
+
+    async def run() -> tuple[int, float, float]:
+        try:
+            await state.health.rebuild()
+            started, cpu = time.perf_counter(), time.process_time()
+            await state.health.resync()
+            return (
+                len(state.health.index),
+                time.perf_counter() - started,
+                time.process_time() - cpu,
+            )
+        finally:
+            await state.session.aclose()
+
+    total, took, cpu = asyncio.run(run())
+    print(
+        f"index resync pass: {total} keys in {took:.2f} s ({total / took:.0f} keys/s, "
+        f"{cpu / total * 1000:.2f} ms broker CPU per key; 100,000 keys: "
+        f"~{100_000 * took / total:.0f} s per pass)"
+    )
 
 
 def bench_queries(vault_addr: str, root_token: str) -> None:
@@ -202,16 +272,16 @@ def main() -> int:
         port = free_port()
         broker_url = f"http://127.0.0.1:{port}"
         launched = time.perf_counter()
+        broker_env = {
+            "KEYBROKER_VAULT_ADDR": vault_addr,
+            "KEYBROKER_VAULT_ROLE_ID": creds.role_id,
+            "KEYBROKER_VAULT_SECRET_ID": creds.secret_id,
+            "KEYBROKER_AUDIT_LOG": os.devnull,
+        }
         broker = Process(
             ["serve"],
             f"{broker_url}/healthz",
-            {
-                "KEYBROKER_VAULT_ADDR": vault_addr,
-                "KEYBROKER_VAULT_ROLE_ID": creds.role_id,
-                "KEYBROKER_VAULT_SECRET_ID": creds.secret_id,
-                "KEYBROKER_AUDIT_LOG": os.devnull,
-                "KEYBROKER_LISTEN": f"127.0.0.1:{port}",
-            },
+            broker_env | {"KEYBROKER_LISTEN": f"127.0.0.1:{port}"},
         )
         processes.append(broker)
         while True:
@@ -231,6 +301,8 @@ def main() -> int:
             f"({total / rebuilt:.0f} keys/s; 100,000 keys: ~{100_000 / (total / rebuilt):.0f} s)"
         )
         bench_reports(broker_url, broker.proc.pid, robot, keys, reports)
+        bench_reports_while_resyncing(broker_env, intake, robot, keys, reports)
+        bench_resync(vault_addr, root_token)
         bench_queries(vault_addr, root_token)
     finally:
         for process in reversed(processes):

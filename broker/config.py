@@ -206,6 +206,9 @@ class Settings(BaseSettings):
     health_stop_on: CsvList = Field(default_factory=lambda: list(HEALTH_STOP_ON))
     # Consumers whose reports need a token bound to the key's account (token metadata).
     account_bound_reports: CsvList = Field(default_factory=lambda: list[str](ACCOUNT_BOUND_REPORTS))
+    # How often (+-10%) the status index is resynced from Vault, to see what other broker
+    # processes stored; 0 disables it.
+    health_resync_interval: Annotated[float, BeforeValidator(parse_duration), Field(ge=0)] = 300.0
     webhook_urls: CsvList = Field(default_factory=list)
     webhook_secret: SecretStr | None = None
     webhook_retry_delays: Annotated[list[float], NoDecode, BeforeValidator(_durations)] = Field(

@@ -19,8 +19,11 @@ A write (docs/broker.md "Write protocol") is:
    WriteConflict). Any other failure is repeated once with the same cas (a repeat of
    a write that did land is refused by cas, so this never writes twice). If the repeat
    fails too, the outcome is unknown: the intent stays for broker/recovery.py;
-4. finish: custom_metadata := the new slot (this also drops slots of older versions and
-   anything damaged), then destroy every older live version. The caller audits, then
+4. finish: merge the new slot into custom_metadata and remove every other key the
+   metadata held before the commit (slots of older versions, anything damaged) except
+   key health's `health.*`, in one metadata PATCH (docs/facts/vault.md §3), then destroy
+   every older live version. A PATCH changes only the keys it names, so a health write
+   of another broker process (even about this very version) is never undone. The caller audits, then
    `settle` deletes the intent, or marks it `cleanup` when Vault refused a step of 4,
    so that the reconciler retries it.
 
@@ -52,6 +55,8 @@ from broker.vault_session import VaultRefused, VaultSession, VaultUnavailable
 _CAS_MISMATCH = "check-and-set parameter did not match"
 _PERMISSIONS = ("read", "spot_trade", "margin", "futures", "withdraw", "transfer")
 _VALUE_MAX = 512  # KV v2 custom_metadata value limit (docs/facts/vault.md §3)
+# Key health's keys in custom_metadata (broker/health/service.py); key writes leave them.
+HEALTH_PREFIX = "health."
 # A cas mismatch means another writer committed a version, so every lost round is
 # progress for someone; writers in other broker processes can still win several rounds
 # in a row, hence a generous bound and a jittered pause that breaks lock-step retries.
@@ -463,9 +468,14 @@ class KeyStore:
             slot = dict(intent.slot)
             if owners:
                 slot[f"v{version}.owners"] = _format_owners(owners)
+            dropped = [
+                k
+                for k in (before.custom_metadata if before else {})
+                if k not in slot and not k.startswith(HEALTH_PREFIX)
+            ]
             try:
-                await self._post_metadata(paths, slot)
-            except _VAULT_ERRORS:
+                await self._patch_metadata(paths, slot, dropped)
+            except (*_VAULT_ERRORS, hvac_errors.VaultError):  # e.g. 405: Vault before 1.10
                 pending = True  # readers take the facts from the intent meanwhile
         live = set(before.live_versions if before else ()) | {version}
         stale = sorted(v for v in live if v < current)
@@ -517,8 +527,8 @@ class KeyStore:
             await self._delete_metadata(paths)
             return True
         if stored.has_debris and stored.damage is None:
-            kept = {k: v for k, v in stored.custom_metadata.items() if not stored.is_debris(k)}
-            await self._post_metadata(paths, kept)
+            debris = [k for k in stored.custom_metadata if stored.is_debris(k)]
+            await self._patch_metadata(paths, {}, debris)
             return True
         return False
 
@@ -532,10 +542,16 @@ class KeyStore:
         return stored.version > 0 and stored.version in stored.live_versions
 
     # ------------------------------------------------------------ Vault calls
-    async def _post_metadata(self, paths: KeyPaths, custom: dict[str, str]) -> None:
-        # Only custom_metadata is sent, so max_versions and other settings stay as they are.
+    async def _patch_metadata(
+        self, paths: KeyPaths, values: dict[str, str], removed: list[str]
+    ) -> None:
+        """Set `values` and remove `removed` in custom_metadata, leaving every other key
+        (and max_versions and the other settings) as it is: a JSON merge patch, in which
+        a null removes a key (docs/facts/vault.md §3, needs the `patch` capability)."""
+        patch: dict[str, str | None] = {k: None for k in removed}
+        patch.update(values)
         await self._session.request(
-            "write_metadata", "POST", f"/v1/{paths.metadata}", json={"custom_metadata": custom}
+            "patch_metadata", "PATCH", f"/v1/{paths.metadata}", json={"custom_metadata": patch}
         )
 
     async def _write_data(self, paths: KeyPaths, data: dict[str, str], *, cas: int) -> str:

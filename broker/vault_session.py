@@ -19,6 +19,7 @@ and a sealed Vault all become `VaultUnavailable`, which the API answers with 503
 from __future__ import annotations
 
 import asyncio
+import json as json_module
 import ssl
 import threading
 import time
@@ -35,6 +36,7 @@ from requests.adapters import HTTPAdapter
 from broker.config import Settings
 
 T = TypeVar("T")
+MERGE_PATCH = "application/merge-patch+json"
 
 _UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     requests.ConnectionError,
@@ -187,9 +189,14 @@ class VaultSession:
         headers = {"X-Vault-Token": own if token is None else token, "X-Vault-Request": "true"}
         if wrap_ttl:
             headers["X-Vault-Wrap-TTL"] = wrap_ttl
+        data: bytes | None = None
+        if method == "PATCH":
+            # Vault takes PATCH only as a JSON merge patch (docs/facts/vault.md §1.3).
+            headers["Content-Type"] = MERGE_PATCH
+            data, body = json_module.dumps(body or {}).encode(), None
         try:
             async with self._aiohttp().request(
-                method, self._base + path, json=body, headers=headers
+                method, self._base + path, json=body, data=data, headers=headers
             ) as response:
                 if response.status == 204:
                     return 204, None

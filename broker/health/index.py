@@ -1,7 +1,10 @@
 """The broker's in-memory index of key statuses, for status queries over every account.
 
-Rebuilt from Vault metadata at start-up (broker/health/service.py) and kept current by
-the broker's own writes; Vault stays the record (`health.*` custom metadata). Per-status
+Rebuilt from Vault metadata at start-up (broker/health/service.py), kept current by the
+broker's own writes, and resynced from Vault periodically so that what other broker
+processes wrote shows here too; Vault stays the record (`health.*` custom metadata).
+A resync replaces an entry only if it is still the one seen before Vault was read
+(`replace`, `discard`), so it never undoes a newer write of this process. Per-status
 sets make a status filter touch only the matching keys; counts by (status, exchange)
 feed the Prometheus gauge.
 """
@@ -93,6 +96,7 @@ class HealthIndex:
         # (statuses change rarely; most reports keep them).
         self._ordered: dict[KeyStatus, list[KeyId]] = {}
         self.complete = False  # the start-up rebuild has finished
+        self.synced_at: datetime | None = None  # when the last full pass over Vault ended
 
     def get(self, key: KeyId) -> Entry | None:
         return self._entries.get(key)
@@ -100,25 +104,48 @@ class HealthIndex:
     def put(self, entry: Entry) -> Entry | None:
         """Store `entry`; returns the entry it replaced."""
         with self._lock:
-            old = self._entries.get(entry.key)
-            if old is not None:
-                self._unindex(old)
-            if old is None or old.status != entry.status:
-                self._ordered.pop(entry.status, None)
-                if old is not None:
-                    self._ordered.pop(old.status, None)
-            self._entries[entry.key] = entry
-            self._by_status[entry.status].add(entry.key)
-            self._count(entry.status, entry.exchange, 1)
-            return old
+            return self._put(entry)
+
+    def replace(self, expected: Entry | None, entry: Entry) -> bool:
+        """Store `entry` if its key's entry is still `expected` (the same object, or
+        absent for None); False when another write came first."""
+        with self._lock:
+            if self._entries.get(entry.key) is not expected:
+                return False
+            self._put(entry)
+            return True
+
+    def discard(self, expected: Entry) -> bool:
+        """Remove `expected`'s key if its entry is still `expected` (the same object)."""
+        with self._lock:
+            if self._entries.get(expected.key) is not expected:
+                return False
+            self._remove(expected.key)
+            return True
 
     def remove(self, key: KeyId) -> Entry | None:
         with self._lock:
-            old = self._entries.pop(key, None)
+            return self._remove(key)
+
+    def _put(self, entry: Entry) -> Entry | None:
+        old = self._entries.get(entry.key)
+        if old is not None:
+            self._unindex(old)
+        if old is None or old.status != entry.status:
+            self._ordered.pop(entry.status, None)
             if old is not None:
-                self._unindex(old)
                 self._ordered.pop(old.status, None)
-            return old
+        self._entries[entry.key] = entry
+        self._by_status[entry.status].add(entry.key)
+        self._count(entry.status, entry.exchange, 1)
+        return old
+
+    def _remove(self, key: KeyId) -> Entry | None:
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self._unindex(old)
+            self._ordered.pop(old.status, None)
+        return old
 
     def _unindex(self, entry: Entry) -> None:
         self._by_status[entry.status].discard(entry.key)

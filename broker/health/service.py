@@ -6,12 +6,16 @@
   webhook on every change.
 - `key_stored()` / `key_deleted()`: the intake's outcomes (a new version starts from its
   intake result; the intake's metadata write drops the old version's `health.*`).
-- `rebuild()`: the index from Vault metadata at start-up; `sweep()`: keys with no
+- `rebuild()`: the index from Vault metadata at start-up; `resync()`: the same pass
+  every KEYBROKER_HEALTH_RESYNC_INTERVAL, so that statuses, keys and deletions other
+  broker processes wrote reach this process's index; `sweep()`: keys with no
   verification in twice the schedule become `unverified`.
 
-Metadata writes are read-modify-write (KV v2 replaces custom_metadata as a whole and the
-broker's policy has no `patch`), under the intake's per-key lock so that a health write
-never drops an intake's staged slot in this process (docs/key-health.md: other processes).
+A health write is a KV metadata PATCH of the `health.*` keys only (docs/facts/vault.md
+§3): it never touches the intake's version slots, whichever broker process writes them,
+and the intake's own metadata writes leave `health.*` alone (broker/keystore.py). It
+first reads the metadata, under the intake's per-key lock, to skip a version that was
+replaced meanwhile.
 """
 
 from __future__ import annotations
@@ -19,11 +23,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import hvac.exceptions as hvac_errors
 from prometheus_client import Gauge
 
 from broker.audit import AuditLog
@@ -33,7 +40,7 @@ from broker.health.report import VerificationReport
 from broker.health.status import Health, KeyStatus, from_check, stale, stops
 from broker.ids import ROLES, validate_role
 from broker.intake import Intake, KeyNotFound, KeyRecord
-from broker.keystore import KeyStore, StoredKey
+from broker.keystore import HEALTH_PREFIX, KeyStore, StoredKey
 from broker.layout import KeyPaths
 from broker.metrics import BrokerMetrics
 from broker.vault_session import VaultRefused, VaultSession, VaultUnavailable
@@ -41,8 +48,12 @@ from broker.webhooks import WebhookSender
 
 log = logging.getLogger("keybroker.health")
 
-PREFIX = "health."
-REBUILD_CONCURRENCY = 32
+PREFIX = HEALTH_PREFIX
+REBUILD_CONCURRENCY = 32  # Vault reads in flight at start-up, when the index is empty
+# ... and in a periodic resync, which is not urgent: fewer, so that the answers it parses
+# on the event loop never queue requests for long (bench/health_bench.py).
+RESYNC_CONCURRENCY = 8
+RESYNC_JITTER = 0.1  # +-10%: broker processes started together do not resync in step
 # A report may be dated a little ahead of the broker's clock, never more.
 CLOCK_SLACK = timedelta(seconds=60)
 
@@ -80,6 +91,11 @@ class HealthService:
         )
         self.webhooks = WebhookSender.from_settings(settings, session, audit)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._synced = Gauge(
+            "keybroker_health_index_synced",
+            "Unix time when the key status index last finished a pass over Vault.",
+            registry=metrics.registry,
+        )
 
     # ------------------------------------------------------------------ life cycle
     def start(self) -> None:
@@ -94,6 +110,8 @@ class HealthService:
             except (VaultUnavailable, VaultRefused) as exc:
                 log.warning("health index rebuild failed (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(2)
+        if self._settings.health_resync_interval > 0:
+            self._spawn(self._resync_forever(self._settings.health_resync_interval))
         period = min(300.0, max(0.5, self._settings.verify_interval / 20))
         while True:
             await asyncio.sleep(period)
@@ -101,6 +119,14 @@ class HealthService:
                 await self.sweep()
             except (VaultUnavailable, VaultRefused) as exc:
                 log.warning("health sweep incomplete (%s)", type(exc).__name__)
+
+    async def _resync_forever(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval * random.uniform(1 - RESYNC_JITTER, 1 + RESYNC_JITTER))
+            try:
+                await self.resync()
+            except (VaultUnavailable, VaultRefused) as exc:
+                log.warning("health index resync incomplete (%s)", type(exc).__name__)
 
     async def aclose(self) -> None:
         for task in list(self._tasks):
@@ -115,12 +141,15 @@ class HealthService:
 
     # ------------------------------------------------------------------ queries
     def view(self, record: KeyRecord) -> Entry | None:
-        """The key's health: the index entry of its current version, or (index not built
-        yet, or the version written by another broker process) the one its metadata says."""
-        entry = self.index.get((record.account, record.exchange, record.role))
-        if entry is not None and entry.version == record.stored.version:
-            return entry
-        return self._from_stored(record.account, record.exchange, record.role, record.stored)
+        """The key's health: what the metadata just read says when it holds a health slot
+        of the current version (Vault is the record, and another broker process may have
+        written it), else the index entry of that version, else the intake result."""
+        stored = record.stored
+        if stored.custom_metadata.get(PREFIX + "version") != str(stored.version):
+            entry = self.index.get((record.account, record.exchange, record.role))
+            if entry is not None and entry.version == stored.version:
+                return entry
+        return self._from_stored(record.account, record.exchange, record.role, stored)
 
     # ------------------------------------------------------------------ intake outcomes
     def key_stored(self, record: KeyRecord) -> None:
@@ -157,8 +186,8 @@ class HealthService:
         seen = min(report.checked_at.astimezone(UTC), now + CLOCK_SLACK)
         new = entry.with_health(health, now, stops(health, self._stop_on))
         new = replace(new, verified_at=max(seen, entry.verified_at or seen))
-        await self._persist(paths, new)
-        self._install(new, reporter=reporter, previous=entry)
+        if await self._persist(paths, new) is not None:  # else: replaced meanwhile
+            self._install(new, reporter=reporter, previous=entry)
         return new
 
     async def sweep(self) -> int:
@@ -174,25 +203,48 @@ class HealthService:
             paths = KeyPaths(
                 self._settings.kv_mount, validate_role(entry.role), entry.account, entry.exchange
             )
-            await self._persist(paths, new)
+            # Another broker process may have had a verification this index has not seen.
+            stored = await self._persist(
+                paths, new, unless=lambda s: not stale(s.last_seen, now, interval)
+            )
+            if stored is not new:
+                if stored is not None:
+                    self.index.replace(entry, stored)
+                continue
             self._install(new, reporter=None, previous=entry)
             marked += 1
         return marked
 
-    # ------------------------------------------------------------------ rebuild
+    # ------------------------------------------------------------------ rebuild, resync
     async def rebuild(self) -> int:
         """Index every stored key from its metadata (start-up). Returns the count."""
-        limit = asyncio.Semaphore(REBUILD_CONCURRENCY)
+        await self.resync(REBUILD_CONCURRENCY)
+        self.index.complete = True
+        return len(self.index)
+
+    async def resync(self, concurrency: int = RESYNC_CONCURRENCY) -> int:
+        """One pass over every stored key's metadata: index what Vault holds (statuses,
+        keys and deletions written through other broker processes). An entry this process
+        changes while the pass reads Vault is left alone. Returns the entries changed."""
+        started = time.monotonic()
+        limit = asyncio.Semaphore(concurrency)
         mount = self._settings.kv_mount
+        seen = {entry.key: entry for entry in self.index.entries()}
+        listed: set[KeyId] = set()
+        changed = 0
 
         async def one(paths: KeyPaths) -> None:
+            nonlocal changed
             async with limit:
+                before = self.index.get((paths.account, paths.exchange, paths.role))
                 stored = await self._store.read(paths)
-            if stored is None:
+            if stored is None:  # deleted, or no live version
+                if before is not None and self.index.discard(before):
+                    changed += 1
                 return
             entry = self._from_stored(paths.account, paths.exchange, paths.role, stored)
-            if entry is not None and self.index.get(entry.key) is None:
-                self.index.put(entry)
+            if entry is not None and entry != before and self.index.replace(before, entry):
+                changed += 1
 
         async def account(role: str, name: str) -> list[KeyPaths]:
             async with limit:
@@ -202,15 +254,33 @@ class HealthService:
             ]
 
         for role in ROLES:
-            listed = await self._session.request(
-                "list", "LIST", f"/v1/{mount}/metadata/{role}/", missing_ok=True
-            )
-            listed_names = (listed or {}).get("data", {}).get("keys", [])
+            listed_names = await self._list(f"/v1/{mount}/metadata/{role}/")
             names = [n[:-1] for n in listed_names if n.endswith("/")]  # account folders
-            found = await asyncio.gather(*(account(role, n) for n in names))
-            await asyncio.gather(*(one(p) for group in found for p in group))
-        self.index.complete = True
-        return len(self.index)
+            found = [
+                p
+                for group in await asyncio.gather(*(account(role, n) for n in names))
+                for p in group
+            ]
+            listed.update((p.account, p.exchange, p.role) for p in found)
+            await asyncio.gather(*(one(p) for p in found))
+        # Keys gone from Vault (deleted through another process) that nothing here
+        # rewrote since the pass began.
+        for key, entry in seen.items():
+            if key not in listed and self.index.discard(entry):
+                changed += 1
+        self.index.synced_at = self._clock()
+        self._synced.set(self.index.synced_at.timestamp())
+        log.info(
+            "health index synced: %d keys, %d changed, %.1fs",
+            len(self.index),
+            changed,
+            time.monotonic() - started,
+        )
+        return changed
+
+    async def _list(self, path: str) -> list[str]:
+        listed = await self._session.request("list", "LIST", path, missing_ok=True)
+        return [str(k) for k in (listed or {}).get("data", {}).get("keys", [])]
 
     # ------------------------------------------------------------------ helpers
     def _from_stored(
@@ -275,33 +345,46 @@ class HealthService:
         with contextlib.suppress(RuntimeError):  # no running loop: nothing to deliver from
             self.webhooks.send(event)
 
-    async def _persist(self, paths: KeyPaths, entry: Entry) -> None:
+    async def _persist(
+        self, paths: KeyPaths, entry: Entry, unless: Callable[[Entry], bool] | None = None
+    ) -> Entry | None:
+        """Store `entry`'s health slot; returns `entry`, or None when its version was
+        replaced or deleted meanwhile (its health is moot), or the stored entry when
+        `unless` holds for it (then nothing is written)."""
         async with self._intake.key_lock(paths):
             current = await self._store.read_metadata(paths)
             if current is None or current.version != entry.version:
-                return  # replaced or deleted meanwhile: that version's health is moot
-            custom = {k: v for k, v in current.custom_metadata.items() if not k.startswith(PREFIX)}
-            custom.update(_health_slot(entry))
-            await self._session.request(
-                "write_metadata",
-                "POST",
-                f"/v1/{paths.metadata}",
-                json={"custom_metadata": custom},
-            )
+                return None
+            if unless is not None:
+                stored = self._from_stored(paths.account, paths.exchange, paths.role, current)
+                if stored is not None and unless(stored):
+                    return stored
+            try:
+                await self._session.request(
+                    "patch_metadata",
+                    "PATCH",
+                    f"/v1/{paths.metadata}",
+                    json={"custom_metadata": _health_slot(entry)},
+                )
+            except hvac_errors.InvalidPath:  # deleted meanwhile (a PATCH creates nothing)
+                return None
+            return entry
 
 
-def _health_slot(entry: Entry) -> dict[str, str]:
+def _health_slot(entry: Entry) -> dict[str, str | None]:
+    """Every `health.*` key: a patch sets the whole slot, so no field of an earlier
+    slot (another version's, or a status with a detail) survives it."""
     values = {
         "version": str(entry.version),
         "status": entry.status.value,
         "detail": entry.health.detail,
         "codes": ",".join(entry.health.codes)[:512],
         "changed_at": entry.changed_at.isoformat(),
+        "verified_at": entry.verified_at.isoformat() if entry.verified_at else "",
     }
-    if entry.verified_at is not None:
-        values["verified_at"] = entry.verified_at.isoformat()
-    # Vault refuses empty custom_metadata values (docs/facts/vault.md §3): leave them out.
-    return {PREFIX + k: v for k, v in values.items() if v}
+    # Vault refuses empty custom_metadata values (docs/facts/vault.md §3); in a merge
+    # patch a null removes the key instead.
+    return {PREFIX + k: v or None for k, v in values.items()}
 
 
 def _health_from(custom: dict[str, str]) -> Health | None:

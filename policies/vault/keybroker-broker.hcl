@@ -12,12 +12,14 @@ path "exchange-keys/data/robot/+/+" {
 }
 
 # Metadata holds only non-secret facts: read and write it, list keys, delete a key
-# with all its versions.
+# with all its versions. `patch` (a JSON merge patch of custom_metadata, never the data):
+# key health and the intake each change only their own keys, so that neither undoes
+# the other's write from another broker process (docs/key-health.md).
 path "exchange-keys/metadata/site/+/+" {
-  capabilities = ["create", "read", "update", "delete"]
+  capabilities = ["create", "read", "update", "patch", "delete"]
 }
 path "exchange-keys/metadata/robot/+/+" {
-  capabilities = ["create", "read", "update", "delete"]
+  capabilities = ["create", "read", "update", "patch", "delete"]
 }
 path "exchange-keys/metadata/site/+/" {
   capabilities = ["list"]

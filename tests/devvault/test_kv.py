@@ -196,6 +196,62 @@ def test_patch_with_merge_patch_content_type(root: hvac.Client, mount: str, http
     assert missing.status_code == 404
 
 
+MERGE = {"Content-Type": "application/merge-patch+json"}
+
+
+def test_metadata_patch_merges_custom_metadata(
+    root: hvac.Client, mount: str, http: RawHTTP
+) -> None:
+    """PATCH metadata/:path (docs/facts/vault.md §3): named keys set, a null removes one,
+    the others and the settings stay; no new version; a missing key 404; the patch is
+    validated like a write; a plain JSON content type 415."""
+    _kv(root).create_or_update_secret("pm", {"a": "1"}, mount_point=mount)
+    _kv(root).update_metadata(
+        "pm", max_versions=4, custom_metadata={"keep": "1", "drop": "2"}, mount_point=mount
+    )
+    resp = http(
+        "PATCH",
+        f"{mount}/metadata/pm",
+        json={"custom_metadata": {"drop": None, "new": "3", "absent": None}},
+        headers=MERGE,
+    )
+    assert resp.status_code == 204
+    meta = _kv(root).read_secret_metadata("pm", mount_point=mount)["data"]
+    assert meta["custom_metadata"] == {"keep": "1", "new": "3"}
+    assert meta["max_versions"] == 4 and meta["current_version"] == 1
+    missing = http(
+        "PATCH", f"{mount}/metadata/none", json={"custom_metadata": {"a": "1"}}, headers=MERGE
+    )
+    assert missing.status_code == 404
+    bad = http("PATCH", f"{mount}/metadata/pm", json={"custom_metadata": {"k": ""}}, headers=MERGE)
+    assert bad.status_code == 400
+    assert "custom_metadata validation failed" in bad.json()["errors"][0]
+    plain = http("PATCH", f"{mount}/metadata/pm", json={"custom_metadata": {"k": "v"}})
+    assert plain.status_code == 415
+    # A null for the whole map unsets the field (inference, docs/facts/vault.md §3).
+    resp = http("PATCH", f"{mount}/metadata/pm", json={"custom_metadata": None}, headers=MERGE)
+    assert resp.status_code == 204
+    meta = _kv(root).read_secret_metadata("pm", mount_point=mount)["data"]
+    assert not meta["custom_metadata"] and meta["max_versions"] == 4
+
+
+def test_metadata_patch_needs_the_patch_capability(
+    root: hvac.Client, mount: str, make_policy: Callable, client_for: Callable, http: RawHTTP
+) -> None:
+    _kv(root).create_or_update_secret("pc", {"a": "1"}, mount_point=mount)
+    body = {"custom_metadata": {"k": "v"}}
+    writer = make_policy(f'path "{mount}/metadata/*" {{ capabilities = ["create", "update"] }}')
+    patcher = make_policy(f'path "{mount}/metadata/*" {{ capabilities = ["patch"] }}')
+    no_patch = root.auth.token.create(policies=[writer], ttl="5m")["auth"]["client_token"]
+    with_patch = root.auth.token.create(policies=[patcher], ttl="5m")["auth"]["client_token"]
+    refused = http("PATCH", f"{mount}/metadata/pc", json=body, headers=MERGE, token=no_patch)
+    assert refused.status_code == 403
+    done = http("PATCH", f"{mount}/metadata/pc", json=body, headers=MERGE, token=with_patch)
+    assert done.status_code == 204
+    meta = _kv(root).read_secret_metadata("pc", mount_point=mount)["data"]
+    assert meta["custom_metadata"] == {"k": "v"}
+
+
 # -- ACL: create vs update by existence, list on metadata (§1.3, §3) ---------------------
 def test_create_only_policy_writes_new_keys_but_cannot_update(
     root: hvac.Client, mount: str, make_policy: Callable, client_for: Callable

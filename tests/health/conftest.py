@@ -98,6 +98,13 @@ def health_env(devvault: Any, sandbox: SandboxServer, receiver: Receiver) -> Ite
     env.running.stop()
 
 
+def robot_read_token(root: Any) -> str:
+    """A token with the robot's read policy: it stands in for the robot's AppRole login
+    (bound to the robot's Vault CIDR) as the author of verification reports."""
+    created = root.auth.token.create(policies=["keybroker-robot-read"], ttl="10m")
+    return str(created["auth"]["client_token"])
+
+
 def own_key(sandbox: SandboxServer, exchange: str = "okx", **rights: Any) -> SandboxKey:
     """A sandbox key only this test changes (the sandbox is shared by the session)."""
     spec: dict[str, Any] = {"read": True, "spot_trade": True, "ip_whitelist": (ROBOT_EGRESS_IP,)}

@@ -7,12 +7,10 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-import hvac
-
 from broker.api.server import start_in_thread
 from keybroker_dev.sandbox import SandboxServer
 from tests.fixtures.broker import AuditCapture, build_broker_env, new_account
-from tests.health.conftest import own_key
+from tests.health.conftest import own_key, robot_read_token
 
 
 def test_unverified_after_twice_the_schedule_then_rebuilt_on_restart(
@@ -63,7 +61,7 @@ def test_unverified_after_twice_the_schedule_then_rebuilt_on_restart(
             time.sleep(0.05)
         assert [(k["account"], k["role"]) for k in listed["keys"]] == [(account, "robot")]
         # A verification brings it back (the robot's own token; status from its report).
-        robot = _robot_token(env.root)
+        robot = robot_read_token(env.root)
         report = {
             "version": 1,
             "checked_at": datetime.now(UTC).isoformat(),
@@ -90,9 +88,3 @@ def _post(url: str, token: str, body: dict[str, Any]) -> Any:
     answer = httpx.post(url, headers={"Authorization": f"Bearer {token}"}, json=body, timeout=10)
     assert answer.status_code == 200, answer.text
     return answer.json()
-
-
-def _robot_token(root: hvac.Client) -> str:
-    # The robot AppRole is bound to its Vault CIDR; a token with its policies stands in.
-    created = root.auth.token.create(policies=["keybroker-robot-read"], ttl="10m")
-    return str(created["auth"]["client_token"])

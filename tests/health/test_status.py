@@ -102,6 +102,24 @@ def test_index_queries_and_counts() -> None:
     assert sum(d for s, e, d in changes if s == "connected") == 1
 
 
+def test_index_replace_and_discard_only_the_entry_they_saw() -> None:
+    """A resync read Vault while this process wrote: its older view must not win."""
+    index = HealthIndex()
+    seen = _entry("a", "okx", KeyStatus.CONNECTED)
+    index.put(seen)
+    newer = _entry("a", "okx", KeyStatus.EXPIRED)  # a report applied meanwhile
+    index.put(newer)
+    from_vault = _entry("a", "okx", KeyStatus.IP_NOT_ALLOWED)
+    assert index.replace(seen, from_vault) is False
+    assert index.discard(seen) is False
+    assert index.get(("a", "okx", "robot")) is newer
+    assert index.replace(newer, from_vault) is True
+    assert index.counts() == {"ip_not_allowed": {"okx": 1}}
+    assert index.replace(None, _entry("b", "okx", KeyStatus.CONNECTED)) is True
+    assert index.replace(None, _entry("b", "okx", KeyStatus.EXPIRED)) is False
+    assert index.discard(from_vault) is True and index.get(("a", "okx", "robot")) is None
+
+
 def test_webhook_signatures() -> None:
     body = b'{"status":"expired"}'
     now = int(time.time())

@@ -310,8 +310,9 @@ class KVStore:
 
     def write_metadata(self, path: str, data: dict[str, Any], *, patch: bool = False) -> list[str]:
         """POST metadata/:path (replaces custom_metadata) or PATCH (JSON-merges it, a null
-        value removing a key); returns warnings. CODE path_metadata.go: a POST with none of
-        the four fields changes nothing (not even creating the key); PATCH needs the key."""
+        value removing a key, a null map removing them all); returns warnings. CODE
+        path_metadata.go: a POST with none of the four fields changes nothing (not even
+        creating the key); PATCH needs the key."""
         fields = ("max_versions", "cas_required", "delete_version_after", "custom_metadata")
         if not patch and not any(k in data for k in fields):
             return []
@@ -327,6 +328,8 @@ class KVStore:
         custom_raw = data.get("custom_metadata")
         custom: dict[str, str] | None = None
         removed: set[str] = set()
+        # In a PATCH, a null map unsets the whole field (docs/facts/vault.md §3).
+        cleared = patch and "custom_metadata" in data and custom_raw is None
         if custom_raw is not None:
             if patch and isinstance(custom_raw, dict):
                 removed = {str(k) for k, v in custom_raw.items() if v is None}
@@ -351,6 +354,8 @@ class KVStore:
             meta.cas_required = cas_required
         if dva is not None:
             meta.delete_version_after = dva
+        if cleared:
+            meta.custom_metadata = {}
         if custom is not None:
             if patch:
                 merged = {**(meta.custom_metadata or {}), **custom}

@@ -16,6 +16,8 @@ from typing import Annotated, Any
 
 import typer
 
+from broker.durations import parse_duration
+
 # Where `keybroker dev` writes its state file, and `check-key --dev` reads it.
 DEV_STATE_FILE = Path(".keybroker/dev.json")
 
@@ -109,10 +111,22 @@ def dev(
     vault: Annotated[
         VaultMode, typer.Option(help="devvault (in-memory) or a `vault server -dev` binary.")
     ] = (VaultMode.devvault),
+    verify_interval: Annotated[
+        str,
+        typer.Option(help="How often the reference site worker and robot re-verify each key."),
+    ] = "60s",
 ) -> None:
     """Run Vault, the exchange sandbox and the broker locally, all on loopback."""
+    try:
+        interval = parse_duration(verify_interval)
+    except (TypeError, ValueError):
+        raise typer.BadParameter(
+            "a duration such as 10s, 1m or 60", param_hint="--verify-interval"
+        ) from None
+    if interval <= 0:
+        raise typer.BadParameter("must be positive", param_hint="--verify-interval")
     run = _dev_tool("keybroker_dev.devmode", "run")
-    raise typer.Exit(run(state_file=state_file, vault_mode=vault.value))
+    raise typer.Exit(run(state_file=state_file, vault_mode=vault.value, verify_interval=interval))
 
 
 @app.command("check-key")

@@ -191,12 +191,16 @@ class HealthService:
         return new
 
     async def sweep(self) -> int:
-        """Mark keys with no verification in twice the schedule `unverified`."""
+        """Mark keys with no verification in twice the schedule `unverified`. A status
+        that stops consumers stays until a verification or a new version replaces it:
+        `unverified` would hide what was found (withdrawals enabled) and lift the stop."""
         now = self._clock()
         interval = self._settings.verify_interval
         marked = 0
         for entry in self.index.entries():
-            if entry.status == KeyStatus.UNVERIFIED or not stale(entry.last_seen, now, interval):
+            if entry.status == KeyStatus.UNVERIFIED or entry.stop:
+                continue
+            if not stale(entry.last_seen, now, interval):
                 continue
             health = Health(KeyStatus.UNVERIFIED)
             new = entry.with_health(health, now, stops(health, self._stop_on))

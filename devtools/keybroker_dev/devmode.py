@@ -223,10 +223,19 @@ class DevStack:
     """Starts the parts in order and stops them in reverse, also when a start fails."""
 
     def __init__(
-        self, state_file: Path, vault_mode: str, say: Say, access_log: Say | None = None
+        self,
+        state_file: Path,
+        vault_mode: str,
+        say: Say,
+        access_log: Say | None = None,
+        *,
+        verify_interval: float = DEV_VERIFY_INTERVAL,
     ) -> None:
         if vault_mode not in ("devvault", "binary"):
             raise DevModeError(f"unknown vault mode {vault_mode!r}: use devvault or binary")
+        if not verify_interval > 0:
+            raise DevModeError("the verification interval must be positive")
+        self.verify_interval = verify_interval
         self.state_file = state_file
         self.vault_mode = vault_mode
         self.say = say
@@ -321,7 +330,7 @@ class DevStack:
         """The reference site worker and robot (keybroker_dev/consumers.py)."""
         self.say("Starting the reference consumers (site worker, robot) that verify keys")
         from broker.config import Settings
-        from keybroker_dev.consumers import ReferenceConsumers
+        from keybroker_dev.consumers import DISCOVER_EVERY, ReferenceConsumers
 
         consumers = ReferenceConsumers(
             broker_url=state.broker_url,
@@ -330,9 +339,11 @@ class DevStack:
             site_backend_token=state.site_backend_token,
             robot_role_id=state.robot_role_id,
             robot_secret_id=state.robot_secret_id,
-            settings=Settings(**state.check_settings, verify_interval=DEV_VERIFY_INTERVAL),
+            settings=Settings(**state.check_settings, verify_interval=self.verify_interval),
             egress_ip=ROBOT_EGRESS_IP,
             say=self.say,
+            # The robot "trades" (and notices a stopped key) at least once per verification.
+            discover_every=min(DISCOVER_EVERY, self.verify_interval),
         ).start()
         self._own(consumers)
 
@@ -392,7 +403,7 @@ class DevStack:
             **check_settings,
             listen="127.0.0.1:0",
             audit_log=self.audit_log,
-            verify_interval=DEV_VERIFY_INTERVAL,
+            verify_interval=self.verify_interval,
         )
         # Custody is the broker's default (`transit` for both roles) unless the shell sets
         # KEYBROKER_SITE_CUSTODY / KEYBROKER_ROBOT_CUSTODY: the terminal says which.
@@ -479,7 +490,7 @@ class _Interrupted(BaseException):  # BaseException: no `except Exception` swall
     """SIGINT/SIGTERM arrived while the stack was still starting."""
 
 
-def run(state_file: Path, vault_mode: str) -> int:
+def run(state_file: Path, vault_mode: str, verify_interval: float = DEV_VERIFY_INTERVAL) -> int:
     """Start everything, print what to do next, and run until SIGINT or SIGTERM.
 
     Exit 0 after a clean stop, 2 when dev mode cannot start as asked (e.g. no `vault`
@@ -498,7 +509,9 @@ def run(state_file: Path, vault_mode: str) -> int:
     started = time.monotonic()
     stack: DevStack | None = None
     try:
-        stack = DevStack(Path(state_file), vault_mode, say, access_log=say)
+        stack = DevStack(
+            Path(state_file), vault_mode, say, access_log=say, verify_interval=verify_interval
+        )
         stack.start(on_ready=ready.set)
         say(f"Ready in {time.monotonic() - started:.1f}s.")
         say(next_steps(Path(state_file)))

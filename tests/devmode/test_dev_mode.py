@@ -182,6 +182,20 @@ def test_unknown_vault_mode_is_refused(tmp_path: Path) -> None:
         DevStack(tmp_path / "dev.json", "consul", print)
 
 
+def test_a_bad_verify_interval_is_a_clear_usage_error(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from broker.cli import app
+
+    state = str(tmp_path / "dev.json")
+    for bad, says in (("soon", "a duration such as 10s"), ("0", "must be positive")):
+        result = CliRunner().invoke(app, ["dev", "--state-file", state, "--verify-interval", bad])
+        assert result.exit_code == 2 and says in result.output, result.output
+    assert not (tmp_path / "dev.json").exists()
+    with pytest.raises(DevModeError, match="must be positive"):
+        DevStack(tmp_path / "dev.json", "devvault", print, verify_interval=0)
+
+
 def _state() -> DevState:
     return DevState(
         broker_url="http://127.0.0.1:1",

@@ -76,6 +76,44 @@ def test_unverified_after_twice_the_schedule_then_rebuilt_on_restart(
         restarted.stop()
 
 
+def test_a_stopping_status_is_not_swept_to_unverified(
+    devvault: Any, sandbox: SandboxServer
+) -> None:
+    """Withdrawals found enabled, then no verification for longer than twice the schedule:
+    the key stays `rights_changed` (stop) rather than turning `unverified`, which would
+    hide the finding and lift the stop. (On the code before, the sweep marked it.)"""
+    env = build_broker_env(
+        devvault.addr, devvault.root_token, sandbox.exchange_urls, verify_interval=0.5
+    )
+    try:
+        account = new_account("stopped")
+        with env.http("intake") as http:
+            put = http.put(
+                f"/v1/accounts/{account}/keys/okx/robot",
+                json={"name": "r", **own_key(sandbox).credentials()},
+            )
+        assert put.status_code == 201, put.text
+        report = {
+            "version": 1,
+            "checked_at": datetime.now(UTC).isoformat(),
+            "accepted": False,
+            "reasons": [{"code": "withdraw_enabled", "severity": "error"}],
+        }
+        url = f"{env.url}/v1/accounts/{account}/keys/okx/robot/verifications"
+        answer = _post(url, robot_read_token(env.root), report)
+        assert (answer["health"]["status"], answer["health"]["stop"]) == ("rights_changed", True)
+        time.sleep(2.0)  # four times the 1 s threshold; the sweep runs every 0.5 s
+        with env.http("intake") as http:
+            health = http.get(f"/v1/accounts/{account}/keys/okx/robot").json()["health"]
+        assert (health["status"], health["detail"], health["stop"]) == (
+            "rights_changed",
+            "withdraw",
+            True,
+        )
+    finally:
+        env.running.stop()
+
+
 def _get(url: str, headers: dict[str, str]) -> Any:
     import httpx
 

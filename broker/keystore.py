@@ -49,12 +49,12 @@ import hvac.exceptions as hvac_errors
 from broker.custody.transit import TransitPlan
 from broker.intents import PHASE_CLEANUP, PHASE_DELETING, Intent, IntentStore, new_txn
 from broker.layout import KeyPaths
+from broker.names import CUSTOM_METADATA_MAX_VALUE_BYTES
 from broker.reasons import Permissions, ReasonCode
 from broker.vault_session import VaultRefused, VaultSession, VaultUnavailable
 
 _CAS_MISMATCH = "check-and-set parameter did not match"
 _PERMISSIONS = ("read", "spot_trade", "margin", "futures", "withdraw", "transfer")
-_VALUE_MAX = 512  # KV v2 custom_metadata value limit (docs/facts/vault.md §3)
 # Key health's keys in custom_metadata (broker/health/service.py); key writes leave them.
 HEALTH_PREFIX = "health."
 # A cas mismatch means another writer committed a version, so every lost round is
@@ -196,7 +196,7 @@ def _bounded_json_list(items: list[str]) -> str:
     """JSON list within the 512-byte value limit; a too-long list is cut, marked by "..."."""
     kept: list[str] = []
     for item in items:
-        if len(json.dumps([*kept, item, "..."])) > _VALUE_MAX:
+        if len(json.dumps([*kept, item, "..."])) > CUSTOM_METADATA_MAX_VALUE_BYTES:
             return json.dumps([*kept, "..."])
         kept.append(item)
     return json.dumps(kept)

@@ -17,6 +17,12 @@ ROLES: tuple[Role, ...] = ("site", "robot")
 # The KV v2 mount every key lives under unless KEYBROKER_KV_MOUNT says otherwise.
 DEFAULT_MOUNT = "exchange-keys"
 
+# What KV v2 accepts in a key's custom_metadata (docs/facts/vault.md §3): at most 64
+# keys, keys of 1-128 characters, values of 1-512 bytes.
+CUSTOM_METADATA_MAX_KEYS = 64
+CUSTOM_METADATA_MAX_KEY_LENGTH = 128
+CUSTOM_METADATA_MAX_VALUE_BYTES = 512
+
 # The site token role (KEYBROKER_SITE_TOKEN_ROLE) and the AppRole auth method's path.
 DEFAULT_SITE_TOKEN_ROLE = "keybroker-site"
 APPROLE_MOUNT = "approle"

@@ -33,16 +33,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from broker.names import (
+    CUSTOM_METADATA_MAX_KEY_LENGTH,
+    CUSTOM_METADATA_MAX_KEYS,
+    CUSTOM_METADATA_MAX_VALUE_BYTES,
+)
 from broker.vault_session import VaultSession
 
 WEBHOOKS_DIR = "webhooks"
 EVENT_PREFIX = "event."
 CREATED_AT = "webhook.created_at"
 DELIVERED = "webhook.delivered"
-# Vault's custom_metadata limits (docs/facts/vault.md §3).
-MAX_KEYS = 64
-MAX_KEY_LENGTH = 128
-MAX_VALUE_BYTES = 512
 # Event ids name the entry: one path segment, nothing a LIST could leak (random hex).
 EVENT_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
@@ -81,8 +82,10 @@ class WebhookRecord:
         custom[CREATED_AT] = datetime.fromtimestamp(self.created_at, UTC).isoformat()
         if self.delivered:  # Vault refuses empty values
             custom[DELIVERED] = ",".join(sorted(self.delivered))
-        if len(custom) > MAX_KEYS or any(
-            len(k) > MAX_KEY_LENGTH or len(v.encode()) > MAX_VALUE_BYTES for k, v in custom.items()
+        if len(custom) > CUSTOM_METADATA_MAX_KEYS or any(
+            len(k) > CUSTOM_METADATA_MAX_KEY_LENGTH
+            or len(v.encode()) > CUSTOM_METADATA_MAX_VALUE_BYTES
+            for k, v in custom.items()
         ):
             raise RecordTooLarge("the webhook event exceeds Vault's custom_metadata limits")
         return custom

@@ -46,6 +46,7 @@ ACCOUNTS = [f"crash-{i}" for i in range(6)]
 CLIENTS = 8
 KILL_AFTER = (0.4, 0.8, 1.2)  # seconds of load before each kill -9
 GRACE = 1.0
+MIN_ANSWERED = 8  # writes answered before each kill (three kills: the test wants > 20)
 
 
 class BrokerProcess:
@@ -109,6 +110,11 @@ async def _load(
 
     tasks = [asyncio.create_task(client(n)) for n in range(CLIENTS)]
     await asyncio.sleep(seconds)
+    # A slow machine may not have finished a few writes yet: the kill must hit a broker
+    # under load, so wait (bounded) for some answers first.
+    deadline = time.monotonic() + 15
+    while sent < MIN_ANSWERED and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
     kill()  # SIGKILL while requests are in flight
     await asyncio.gather(*tasks)
     return sent

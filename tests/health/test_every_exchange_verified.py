@@ -6,7 +6,9 @@ For each exchange of `DEFAULT_EXCHANGES` (the broker's one list of enabled excha
 fresh sandbox key goes in through the broker; the robot's on-demand verification says
 `connected`; the user enables withdrawals through the sandbox's HTTP control; the next
 verification says `rights_changed` and stops the key. Further robot keys of every other
-signing scheme take the same path. MEXC cannot say (see the test).
+signing scheme take the same path. MEXC cannot say (see the test). Each exchange's site
+key takes the same path through the site's `SiteKeyClient` (a site token bound to the
+key's account): `connected`, then trading enabled -> `rights_changed` (trade).
 
 Deribit's second request (after 13021) signed with the empty secret a `transit` robot
 holds before the fix in broker/exchanges/deribit.py: on that code
@@ -24,7 +26,7 @@ import pytest
 import requests
 
 from broker.bootstrap import apply_layout, issue_approle_credentials
-from broker.client import RobotKeyClient
+from broker.client import RobotKeyClient, SiteKeyClient
 from broker.config import DEFAULT_EXCHANGES
 from broker.layout import layout_from_settings
 from broker.verifier import KeyVerifier, Verification
@@ -41,12 +43,20 @@ UNREADABLE_WITHDRAW = frozenset({"mexc"})
 
 
 class Robot:
-    """The broker of one custody, and the robot verifying with its own AppRole."""
+    """The broker of one custody, the robot verifying with its own AppRole, and the site
+    verifying with site tokens bound to each account."""
 
-    def __init__(self, env: BrokerEnv, verifier: KeyVerifier, client: RobotKeyClient) -> None:
+    def __init__(
+        self,
+        env: BrokerEnv,
+        verifier: KeyVerifier,
+        client: RobotKeyClient,
+        site_verifier: KeyVerifier,
+    ) -> None:
         self.env = env
         self.verifier = verifier
         self.client = client
+        self.site_verifier = site_verifier
 
 
 @pytest.fixture(scope="module", params=CUSTODIES)
@@ -66,6 +76,8 @@ def robot(request: pytest.FixtureRequest, sandbox: SandboxServer) -> Iterator[Ro
             # other exchanges report trading keys as futures-capable too.
             allow_futures=True,
             accept_unverifiable=["mexc"],
+            # The site's requests reach the sandbox from the same loopback client address.
+            site_exchange_egress_ips=[ROBOT_EGRESS_IP],
         )
         # The robot reaches this Vault from loopback, not from its exchange egress address.
         apply_layout(
@@ -74,10 +86,14 @@ def robot(request: pytest.FixtureRequest, sandbox: SandboxServer) -> Iterator[Ro
         creds = issue_approle_credentials(env.root, "keybroker-robot")
         client = RobotKeyClient(env.settings.vault_addr, creds.role_id, creds.secret_id)
         verifier = KeyVerifier(client, env.url, settings=env.settings, egress_ip=ROBOT_EGRESS_IP)
+        site = SiteKeyClient(env.url, env.site_backend_token, env.settings.vault_addr)
+        site_verifier = KeyVerifier(site, env.url, settings=env.settings, egress_ip=ROBOT_EGRESS_IP)
         try:
-            yield Robot(env, verifier, client)
+            yield Robot(env, verifier, client, site_verifier)
         finally:
             verifier.close()
+            site_verifier.close()
+            site.close()
             env.running.stop()
 
 
@@ -85,12 +101,14 @@ def _custody(robot: Robot) -> str:
     return str(robot.env.settings.robot_custody)
 
 
-def _store(robot: Robot, sandbox: SandboxServer, exchange: str, **fields: Any) -> tuple[str, Any]:
+def _store(
+    robot: Robot, sandbox: SandboxServer, exchange: str, role: str = "robot", **fields: Any
+) -> tuple[str, Any]:
     key = own_key(sandbox, exchange, **fields)
     account = new_account(f"every-{exchange}")
     with robot.env.http("intake") as http:
         stored = http.put(
-            f"/v1/accounts/{account}/keys/{exchange}/robot",
+            f"/v1/accounts/{account}/keys/{exchange}/{role}",
             json={"name": "bot", **key.credentials()},
         )
     assert stored.status_code == 201, stored.text
@@ -162,6 +180,22 @@ def test_robot_verifies_its_key_then_sees_withdrawals_enabled(
         return
     _assert_status(changed, "rights_changed", "withdraw")
     assert changed.stop and robot.verifier.stopped(loaded)
+
+
+@pytest.mark.parametrize("exchange", DEFAULT_EXCHANGES)
+def test_site_verifies_its_key_then_sees_trading_enabled(
+    robot: Robot, sandbox: SandboxServer, exchange: str
+) -> None:
+    """The site's verification of a read-only key, signed with the site token bound to
+    the key's account (so the broker takes its report), then trading enabled at the
+    exchange: `rights_changed` (trade), which stops the site's use of the key."""
+    account, key = _store(robot, sandbox, exchange, role="site", spot_trade=False)
+    first = robot.site_verifier.verify(account, exchange)
+    _assert_status(first, "connected")
+    _sandbox_update(sandbox, exchange, key.api_key, spot_trade=True)
+    changed = robot.site_verifier.verify(account, exchange)
+    _assert_status(changed, "rights_changed", "trade")
+    assert changed.stop
 
 
 def _unverifiable(seen: Verification) -> str:

@@ -130,6 +130,11 @@ class WebhookSender:
         self._session: aiohttp.ClientSession | None = None
         self.log: deque[Delivery] = deque(maxlen=DELIVERY_LOG_SIZE)
 
+    @property
+    def in_flight(self) -> int:
+        """Events this process is delivering or waiting to retry."""
+        return len(self._active)
+
     @classmethod
     def from_settings(
         cls, settings: Settings, session: VaultSession, audit: AuditLog

@@ -10,11 +10,13 @@
   (docs/key-health.md "Who may report").
 - `GET /v1/keys?status=&exchange=&role=&account=&limit=`: operators' listing across
   accounts, served from the broker's index, with counts by status and exchange.
+- `GET /v1/webhook-deliveries?limit=`: operators' view of this process's webhook
+  delivery log, newest first (docs/key-health.md "Webhooks").
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -36,6 +38,7 @@ from broker.api.state import BrokerState, state_of
 from broker.health.report import VerificationReport
 from broker.health.service import VersionMismatch
 from broker.layout import ROBOT_READ_POLICY, SITE_READ_POLICY
+from broker.webhooks import DELIVERY_LOG_SIZE
 
 # The consumer a token belongs to, by the read policy the layout gives it.
 CONSUMER_POLICY = {"site": SITE_READ_POLICY, "robot": ROBOT_READ_POLICY}
@@ -56,6 +59,21 @@ class KeyHealthList(BaseModel):
     total: int = Field(description="matching keys (the list holds at most `limit`)")
     counts: dict[str, dict[str, int]] = Field(description="status -> exchange -> keys")
     index_complete: bool = Field(description="false while the start-up rebuild runs")
+
+
+class DeliveryView(BaseModel):
+    event_id: str
+    host: str = Field(description="the receiver's host (the URL may hold a token)")
+    attempt: int = Field(description="1 for the first attempt; 0 for a resend given up")
+    status: int | None = Field(description="the receiver's HTTP status; null: no answer")
+    ok: bool
+    at: datetime
+    abandoned: bool
+
+
+class DeliveryLog(BaseModel):
+    deliveries: list[DeliveryView]
+    in_flight: int = Field(description="events this process is still delivering or retrying")
 
 
 class VerificationAnswer(BaseModel):
@@ -177,3 +195,28 @@ async def list_key_health(
         "index_complete": index.complete,
     }
     return JSONResponse(body)
+
+
+@health_router.get("/webhook-deliveries", response_model=DeliveryLog)
+async def webhook_deliveries(
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=DELIVERY_LOG_SIZE)] = 100,
+    who: AuthenticatedCaller = Depends(intake_caller),
+) -> DeliveryLog:
+    sender = state_of(request).health.webhooks
+    newest = list(sender.log)[::-1][:limit]
+    return DeliveryLog(
+        deliveries=[
+            DeliveryView(
+                event_id=d.event_id,
+                host=d.host,
+                attempt=d.attempt,
+                status=d.status,
+                ok=d.ok,
+                at=datetime.fromtimestamp(d.at, UTC),
+                abandoned=d.abandoned,
+            )
+            for d in newest
+        ],
+        in_flight=sender.in_flight,
+    )

@@ -233,6 +233,7 @@ PROTECTED_ENDPOINTS = [
     ("POST", "/v1/keys/check", "intake"),
     ("POST", "/v1/site-tokens", "site_backend"),
     ("GET", "/v1/keys", "intake"),
+    ("GET", "/v1/webhook-deliveries", "intake"),
     # Needs a consumer's token (site or robot read policy); neither of the tokens the
     # refusal test tries (no policy, intake) is one: tests/health covers the consumers.
     ("POST", "/v1/accounts/a1/keys/binance/site/verifications", "site_backend"),

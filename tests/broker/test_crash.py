@@ -91,6 +91,7 @@ async def _load(
 ) -> int:
     """Replace keys from CLIENTS clients; after `seconds`, `kill` the broker mid-flight."""
     sent = 0
+    under_load = asyncio.Event()
 
     async def client(n: int) -> None:
         nonlocal sent
@@ -106,15 +107,16 @@ async def _load(
                 except httpx.HTTPError:
                     return  # killed
                 sent += 1
+                if sent >= MIN_ANSWERED:
+                    under_load.set()
                 i += CLIENTS
 
     tasks = [asyncio.create_task(client(n)) for n in range(CLIENTS)]
     await asyncio.sleep(seconds)
     # A slow machine may not have finished a few writes yet: the kill must hit a broker
     # under load, so wait (bounded) for some answers first.
-    deadline = time.monotonic() + 15
-    while sent < MIN_ANSWERED and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(under_load.wait(), timeout=15)
     kill()  # SIGKILL while requests are in flight
     await asyncio.gather(*tasks)
     return sent

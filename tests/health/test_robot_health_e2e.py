@@ -133,6 +133,20 @@ def test_rights_changed_stops_the_robot_then_revoked_ip_and_restore(
     assert not verify_signature(b"another secret", headers[SIGNATURE_HEADER], raw)
     attempts = [line for line in env.audit_lines() if line["event"] == "webhook.delivery"]
     assert [a["ok"] for a in attempts[:2]] == [False, True]
+    # Operators read the same delivery log from the broker, newest first, hosts only.
+    with env.http("intake") as http:
+        log = http.get("/v1/webhook-deliveries", params={"limit": 1000}).json()
+        refused = http.get("/v1/webhook-deliveries", params={"limit": 0})
+    oldest = log["deliveries"][::-1][:2]
+    assert [(d["attempt"], d["status"], d["ok"]) for d in oldest] == [
+        (1, 500, False),
+        (2, 200, True),
+    ]
+    assert oldest[0]["event_id"] == delivered[0]["id"] and log["in_flight"] >= 0
+    assert all(d["host"] == receiver.url.split("/")[2] for d in log["deliveries"])
+    assert refused.status_code == 400
+    with env.http(robot[0].vault_token(account)) as http:
+        assert http.get("/v1/webhook-deliveries").status_code == 403
 
     # Withdrawals off again: connected, and the robot may use the key again.
     sandbox.update_key("okx", key.api_key, withdraw=False)

@@ -59,6 +59,10 @@ class KeyHealthList(BaseModel):
     total: int = Field(description="matching keys (the list holds at most `limit`)")
     counts: dict[str, dict[str, int]] = Field(description="status -> exchange -> keys")
     index_complete: bool = Field(description="false while the start-up rebuild runs")
+    index_synced_at: datetime | None = Field(
+        description="when this process's index last finished a pass over Vault (it sees "
+        "other broker processes' changes from then on)"
+    )
 
 
 class DeliveryView(BaseModel):
@@ -193,6 +197,7 @@ async def list_key_health(
         "total": total,
         "counts": index.counts(),
         "index_complete": index.complete,
+        "index_synced_at": index.synced_at.isoformat() if index.synced_at else None,
     }
     return JSONResponse(body)
 

@@ -96,6 +96,12 @@ class HealthService:
             "Unix time when the key status index last finished a pass over Vault.",
             registry=metrics.registry,
         )
+        in_flight = Gauge(
+            "keybroker_webhook_events_in_flight",
+            "Webhook events this process is still delivering or waiting to retry.",
+            registry=metrics.registry,
+        )
+        in_flight.set_function(lambda: self.webhooks.in_flight)
 
     # ------------------------------------------------------------------ life cycle
     def start(self) -> None:

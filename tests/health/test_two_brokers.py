@@ -213,6 +213,10 @@ def test_a_report_at_one_broker_shows_in_the_other_brokers_listing_after_its_res
         metrics = two.get_text(two.b.url, "/metrics")
         synced = [x for x in metrics.splitlines() if x.startswith("keybroker_health_index_synced")]
         assert synced and time.time() - 60 < float(synced[0].split()[1]) <= time.time()
+        # The listing says when its index last saw Vault whole.
+        listed_at = datetime.fromisoformat(listing["index_synced_at"]).timestamp()
+        assert time.time() - 60 < listed_at <= time.time()
+        assert "keybroker_webhook_events_in_flight 0.0" in metrics
 
 
 def test_a_sweep_keeps_a_verification_another_broker_received(

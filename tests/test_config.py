@@ -54,6 +54,7 @@ def test_defaults_match_the_contract() -> None:
     assert settings.accept_unverifiable == frozenset() and settings.api_docs is False
     assert settings.require_site_ip_restriction is False
     assert settings.health_resync_interval == 300
+    assert settings.account_bound_reports == ["site"]
 
 
 def test_environment_is_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -62,7 +63,9 @@ def test_environment_is_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KEYBROKER_ROBOT_EXCHANGE_EGRESS_IPS", "203.0.113.10,198.51.100.0/24")
     monkeypatch.setenv("KEYBROKER_SITE_TOKEN_TTL", "2m")
     monkeypatch.setenv("KEYBROKER_HEALTH_RESYNC_INTERVAL", "10m")
+    monkeypatch.setenv("KEYBROKER_ACCOUNT_BOUND_REPORTS", "site, robot")
     settings = load_settings()
+    assert settings.account_bound_reports == ["robot", "site"]
     assert settings.health_resync_interval == 600
     assert settings.exchanges == ["binance", "okx"]
     assert settings.exchange_urls == {"okx": "http://127.0.0.1:9/okx"}
@@ -88,6 +91,7 @@ def test_environment_is_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
         ("KEYBROKER_CHECK_TIMEOUT", "soon", "KEYBROKER_CHECK_TIMEOUT"),
         ("KEYBROKER_BROKER_EGRESS_IP", "10.0.0.0/8", "KEYBROKER_BROKER_EGRESS_IP"),
         ("KEYBROKER_HEALTH_RESYNC_INTERVAL", "-5s", "KEYBROKER_HEALTH_RESYNC_INTERVAL"),
+        ("KEYBROKER_ACCOUNT_BOUND_REPORTS", "site,admin", "KEYBROKER_ACCOUNT_BOUND_REPORTS"),
     ],
 )
 def test_errors_name_the_key(

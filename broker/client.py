@@ -174,14 +174,15 @@ def post_to_broker(
     refused: str,
     failed: str,
     not_found: str | None = None,
+    method: str = "POST",
     **request: Any,
 ) -> requests.Response:
-    """POST to the broker and return its `expected`-status answer; anything else is this
+    """POST (or `method`) to the broker and return its `expected`-status answer; anything else is this
     module's typed error: 401/403 AccessDenied ("the broker refused `refused`"), 404
     KeyNotFound(`not_found`) when given, 429/5xx or no connection BrokerUnavailable,
     the rest KeyBrokerClientError(`failed`). `request`: the rest of requests' arguments."""
     try:
-        answer = http.post(url, **request)
+        answer = http.request(method, url, **request)
     except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
         raise BrokerUnavailable(f"cannot reach the broker ({type(exc).__name__})") from None
     status = answer.status_code

@@ -1,17 +1,36 @@
-""""Check now" through the broker (docs/key-health.md "Check now"): the intake asks for a
+""" "Check now" through the broker (docs/key-health.md "Check now"): the intake asks for a
 verification, the key's consumer sees the request with its own token (the report rules:
 role, then account), and the next report on that version fulfils it."""
 
 from __future__ import annotations
 
+import json
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from broker.client import RobotKeyClient, SiteKeyClient
 from broker.health.demand import PendingRequests
+from broker.verifier import KeyVerifier
 from keybroker_dev.sandbox import SandboxServer
+from keybroker_dev.sandbox.keys import ROBOT_EGRESS_IP
 from tests.fixtures.broker import new_account
-from tests.health.conftest import HealthEnv
+from tests.health.conftest import HealthEnv, own_key
+from tests.health.test_robot_health_e2e import Recording, wait_for
 from tests.health.test_refusals import _refused, _report, _robot_token, _site_token, _store_keys
+
+
+class Sent(Recording):
+    """Also keeps the URL of every request (polls carry their query there)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+
+    def request(self, method: str, url: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        answer = super().request(method, url, *args, **kwargs)
+        self.urls.append(answer.url)
+        return answer
 
 
 def _ask(health_env: HealthEnv, account: str, role: str, token: str = "intake") -> Any:
@@ -27,7 +46,9 @@ def _poll(health_env: HealthEnv, token: str, role: str, account: str | None = No
 
 def _keys(answer: Any) -> list[tuple[str, str, str, int]]:
     assert answer.status_code == 200, answer.text
-    return [(r["account"], r["exchange"], r["role"], r["version"]) for r in answer.json()["requests"]]
+    return [
+        (r["account"], r["exchange"], r["role"], r["version"]) for r in answer.json()["requests"]
+    ]
 
 
 def test_a_request_reaches_its_consumer_and_the_report_fulfils_it(
@@ -141,3 +162,74 @@ def test_pending_requests_expire_and_follow_the_version() -> None:
     later = now + timedelta(minutes=2)
     assert store.get(key, 2, later) is None and store.pending("robot", None, later) == []
     assert len(store) == 0
+
+
+def test_the_verifiers_poll_answers_requests_at_once(
+    health_env: HealthEnv, sandbox: SandboxServer
+) -> None:
+    """Both consumers on a one-hour schedule, so only a request can cause a second check:
+    the robot (one AppRole token, one poll) and the site (a token per account, a poll per
+    account) each verify the requested key with trigger `demand`, once per request, and
+    nothing secret travels in the poll or the report."""
+    env = health_env.broker
+    alice, bob = new_account("alice"), new_account("bob")
+    secrets: list[str] = []
+    for account in (alice, bob):
+        for role, key in (
+            ("robot", own_key(sandbox)),
+            ("site", own_key(sandbox, spot_trade=False)),
+        ):
+            secrets += [v for v in key.credentials().values() if v]
+            with env.http("intake") as http:
+                put = http.put(
+                    f"/v1/accounts/{account}/keys/okx/{role}",
+                    json={"name": role, **key.credentials()},
+                )
+            assert put.status_code == 201, put.text
+    robot_session, site_session = Sent(), Sent()
+    robot_client = RobotKeyClient(
+        env.settings.vault_addr, health_env.robot_role_id, health_env.robot_secret_id
+    )
+    site_client = SiteKeyClient(env.url, env.site_backend_token, env.settings.vault_addr)
+    robot = KeyVerifier(
+        robot_client,
+        env.url,
+        settings=env.settings,
+        egress_ip=ROBOT_EGRESS_IP,
+        interval=3600,
+        poll_requests=0.1,
+        session=robot_session,
+    )
+    site = KeyVerifier(
+        site_client,
+        env.url,
+        settings=env.settings,
+        egress_ip=ROBOT_EGRESS_IP,
+        interval=3600,
+        poll_requests=0.1,
+        session=site_session,
+    )
+    with robot, site:
+        for account in (alice, bob):
+            robot_client.get_key(account, "okx")
+            site_client.get_key(account, "okx")
+
+        def triggers(session: Recording) -> list[str]:
+            return [json.loads(b)["trigger"] for b in session.bodies if b.startswith("{")]
+
+        wait_for("the load checks", lambda: triggers(robot_session) == ["load", "load"])
+        wait_for("the site's load checks", lambda: triggers(site_session) == ["load", "load"])
+        assert _ask(health_env, bob, "robot").status_code == 202
+        assert _ask(health_env, alice, "site").status_code == 202
+        wait_for("robot's check", lambda: triggers(robot_session)[2:] == ["demand"], 5)
+        wait_for("site's check", lambda: triggers(site_session)[2:] == ["demand"], 5)
+        with env.http("intake") as http:
+            view = http.get(f"/v1/accounts/{bob}/keys/okx/robot").json()
+        assert view["health"]["requested_at"] is None and view["health"]["verified_at"]
+        time.sleep(0.5)  # several more polls: a request is answered once
+        assert len(triggers(robot_session)) == 3 and len(triggers(site_session)) == 3
+        polls = [u for u in site_session.urls if "verification-requests" in u]
+        assert any(f"account={alice}" in u for u in polls)
+        assert any(f"account={bob}" in u for u in polls)
+    sent = robot_session.bodies + site_session.bodies + robot_session.urls + site_session.urls
+    assert sent and not [s for s in secrets if any(s in text for text in sent)]

@@ -177,8 +177,8 @@ def post_to_broker(
     method: str = "POST",
     **request: Any,
 ) -> requests.Response:
-    """POST (or `method`) to the broker and return its `expected`-status answer; anything else is this
-    module's typed error: 401/403 AccessDenied ("the broker refused `refused`"), 404
+    """POST (or `method`) to the broker and return its `expected`-status answer; anything
+    else is this module's typed error: 401/403 AccessDenied ("the broker refused `refused`"), 404
     KeyNotFound(`not_found`) when given, 429/5xx or no connection BrokerUnavailable,
     the rest KeyBrokerClientError(`failed`). `request`: the rest of requests' arguments."""
     try:

@@ -13,9 +13,9 @@ Each verification runs the intake's own inspection and rules (broker/exchanges/c
 through its Transit key, or with the secret it read under `kv` custody, from its own
 address. It runs when a key version is first loaded, then every `interval` seconds
 (jittered by +-`jitter`), and on demand: `verify()`, or a user's "Check now" on the key
-page, which the verifier learns by polling the broker every `poll_requests` seconds; the result goes to the broker as reason codes and
-facts only (broker/health/report.py), with the consumer's own Vault token as proof of who
-reports. A dangerous status (broker/health/status.py `stops`, per `stop_on`, or the
+page, which the verifier learns by polling the broker every `poll_requests` seconds. The
+result goes to the broker as reason codes and facts only (broker/health/report.py), with
+the consumer's own Vault token as proof of who reports. A dangerous status (broker/health/status.py `stops`, per `stop_on`, or the
 broker's answer saying `stop`) makes `key_for_use` refuse that version and wait for a
 newer one, as for a deleted key (docs/key-health.md).
 
@@ -50,10 +50,10 @@ from broker.exchanges.base import Credentials
 from broker.health.report import Trigger, VerificationReport
 from broker.health.status import DEFAULT_STOP_ON, Health, from_check, parse_stop_on, stops
 from broker.names import VERIFY_INTERVAL_S
+from broker.reasons import CheckResult, Severity
 
 # How often a consumer asks the broker for "Check now" requests (docs/key-health.md).
 POLL_REQUESTS_S = 30.0
-from broker.reasons import CheckResult, Severity
 
 log = logging.getLogger("keybroker.verifier")
 

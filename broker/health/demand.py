@@ -67,9 +67,12 @@ class PendingRequests:
         """A report on `version` checked at `checked_at` answers an earlier request."""
         with self._lock:
             request = self._pending.get(key)
-            if request is not None and request.version == version:
-                if checked_at >= request.requested_at:
-                    del self._pending[key]
+            if (
+                request is not None
+                and request.version == version
+                and checked_at >= request.requested_at
+            ):
+                del self._pending[key]
 
     def drop(self, key: KeyId) -> None:
         """The key was replaced or deleted: its request is moot."""

@@ -16,8 +16,8 @@ from keybroker_dev.sandbox import SandboxServer
 from keybroker_dev.sandbox.keys import ROBOT_EGRESS_IP
 from tests.fixtures.broker import new_account
 from tests.health.conftest import HealthEnv, own_key
-from tests.health.test_robot_health_e2e import Recording, wait_for
 from tests.health.test_refusals import _refused, _report, _robot_token, _site_token, _store_keys
+from tests.health.test_robot_health_e2e import Recording, wait_for
 
 
 class Sent(Recording):

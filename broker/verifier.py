@@ -15,8 +15,8 @@ address. It runs when a key version is first loaded, then every `interval` secon
 (jittered by +-`jitter`), and on demand: `verify()`, or a user's "Check now" on the key
 page, which the verifier learns by polling the broker every `poll_requests` seconds. The
 result goes to the broker as reason codes and facts only (broker/health/report.py), with
-the consumer's own Vault token as proof of who reports. A dangerous status (broker/health/status.py `stops`, per `stop_on`, or the
-broker's answer saying `stop`) makes `key_for_use` refuse that version and wait for a
+the consumer's own Vault token as proof of who reports. A dangerous status
+(broker/health/status.py `stops`, per `stop_on`, or the broker's answer saying `stop`) makes `key_for_use` refuse that version and wait for a
 newer one, as for a deleted key (docs/key-health.md).
 
 Needs the full `keybroker` install (ccxt, pydantic); broker.client itself does not

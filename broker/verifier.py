@@ -8,15 +8,16 @@
     key = verifier.key_for_use("alice", "okx", timeout=3600)  # waits while stopped
     verifier.verify("alice", "okx")                     # on demand (a Refresh button)
 
-Each verification runs the intake's own inspection and rules (broker/exchanges/checker.py
-`inspect_with` + `judge`, broker/rules.py) through the consumer's own ccxt object: signed
-through its Transit key, or with the secret it read under `kv` custody, from its own
-address. It runs when a key version is first loaded, then every `interval` seconds
-(jittered by +-`jitter`), and on demand: `verify()`, or a user's "Check now" on the key
-page, which the verifier learns by polling the broker every `poll_requests` seconds. The
-result goes to the broker as reason codes and facts only (broker/health/report.py), with
-the consumer's own Vault token as proof of who reports. A dangerous status
-(broker/health/status.py `stops`, per `stop_on`, or the broker's answer saying `stop`) makes `key_for_use` refuse that version and wait for a
+Each verification runs the intake's own inspection and rules
+(broker/exchanges/checker.py `inspect_with` + `judge`, broker/rules.py) through the
+consumer's own ccxt object: signed through its Transit key, or with the secret it read
+under `kv` custody, from its own address. It runs when a key version is first loaded,
+then every `interval` seconds (jittered by +-`jitter`), and on demand: `verify()`, or a
+user's "Check now" on the key page, which the verifier learns by polling the broker
+every `poll_requests` seconds. The result goes to the broker as reason codes and facts
+only (broker/health/report.py), with the consumer's own Vault token as proof of who
+reports. A dangerous status (broker/health/status.py `stops`, per `stop_on`, or the
+broker's answer saying `stop`) makes `key_for_use` refuse that version and wait for a
 newer one, as for a deleted key (docs/key-health.md).
 
 Needs the full `keybroker` install (ccxt, pydantic); broker.client itself does not

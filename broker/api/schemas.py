@@ -99,7 +99,7 @@ class HealthView(BaseModel):
     stop: bool = Field(description="consumers stop using the key until a new one is accepted")
     requested_at: datetime | None = Field(
         default=None,
-        description="a verification of this version was requested then (\"Check now\") and "
+        description='a verification of this version was requested then ("Check now") and '
         "its consumer has not reported since",
     )
 

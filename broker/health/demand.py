@@ -79,9 +79,7 @@ class PendingRequests:
         with self._lock:
             self._pending.pop(key, None)
 
-    def pending(
-        self, role: str, account: str | None, now: datetime
-    ) -> list[VerificationRequest]:
+    def pending(self, role: str, account: str | None, now: datetime) -> list[VerificationRequest]:
         """The live requests on `role` keys (of `account` only, when given), oldest first;
         expired ones are forgotten on the way."""
         with self._lock:

@@ -76,6 +76,7 @@ class Verification:
     health: Health
     broker: dict[str, Any] | None
     stop: bool
+    trigger: Trigger = "demand"
 
 
 @dataclass
@@ -281,7 +282,7 @@ class KeyVerifier:
         stop = stops(health, self._stop_on) or bool(answer and answer["health"].get("stop"))
         ident = (key.account, key.exchange)
         verification = Verification(
-            key.account, key.exchange, key.role, key.version, result, health, answer, stop
+            key.account, key.exchange, key.role, key.version, result, health, answer, stop, trigger
         )
         with self._lock:
             self.last[ident] = verification
@@ -290,11 +291,12 @@ class KeyVerifier:
             elif self._stopped.get(ident) == key.version:
                 del self._stopped[ident]  # e.g. the user turned withdrawals off again
         log.info(
-            "verified %s key %s/%s version %s: %s%s",
+            "verified %s key %s/%s version %s (%s): %s%s",
             key.role,
             key.account,
             key.exchange,
             key.version,
+            trigger,
             health.status.value,
             " (stopped)" if stop else "",
         )

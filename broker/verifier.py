@@ -8,12 +8,14 @@
     key = verifier.key_for_use("alice", "okx", timeout=3600)  # waits while stopped
     verifier.verify("alice", "okx")                     # on demand (a Refresh button)
 
-Each verification runs the intake's own inspection and rules (broker/exchanges/checker.py
-`inspect_with` + `judge`, broker/rules.py) through the consumer's own ccxt object: signed
-through its Transit key, or with the secret it read under `kv` custody, from its own
-address. It runs when a key version is first loaded, then every `interval` seconds
-(jittered by +-`jitter`), and on demand; the result goes to the broker as reason codes and
-facts only (broker/health/report.py), with the consumer's own Vault token as proof of who
+Each verification runs the intake's own inspection and rules
+(broker/exchanges/checker.py `inspect_with` + `judge`, broker/rules.py) through the
+consumer's own ccxt object: signed through its Transit key, or with the secret it read
+under `kv` custody, from its own address. It runs when a key version is first loaded,
+then every `interval` seconds (jittered by +-`jitter`), and on demand: `verify()`, or a
+user's "Check now" on the key page, which the verifier learns by polling the broker
+every `poll_requests` seconds. The result goes to the broker as reason codes and facts
+only (broker/health/report.py), with the consumer's own Vault token as proof of who
 reports. A dangerous status (broker/health/status.py `stops`, per `stop_on`, or the
 broker's answer saying `stop`) makes `key_for_use` refuse that version and wait for a
 newer one, as for a deleted key (docs/key-health.md).
@@ -51,6 +53,9 @@ from broker.health.status import DEFAULT_STOP_ON, Health, from_check, parse_stop
 from broker.names import VERIFY_INTERVAL_S
 from broker.reasons import CheckResult, Severity
 
+# How often a consumer asks the broker for "Check now" requests (docs/key-health.md).
+POLL_REQUESTS_S = 30.0
+
 log = logging.getLogger("keybroker.verifier")
 
 
@@ -71,6 +76,7 @@ class Verification:
     health: Health
     broker: dict[str, Any] | None
     stop: bool
+    trigger: Trigger = "demand"
 
 
 @dataclass
@@ -91,6 +97,7 @@ class KeyVerifier:
         interval: float = VERIFY_INTERVAL_S,
         jitter: float = 0.1,
         stop_on: frozenset[str] | None = None,
+        poll_requests: float = POLL_REQUESTS_S,
         timeout: float = 10.0,
         verify_tls: bool | str = True,
         session: requests.Session | None = None,
@@ -99,15 +106,19 @@ class KeyVerifier:
         """`settings`: the broker settings the rules read (egress, futures, ...) and the
         exchange base URLs; KEYBROKER_* from the environment when None. `egress_ip`: this
         consumer's own exchange egress, when it is the only one (proves an undisclosed
-        whitelist, as the broker's own does at intake)."""
-        if not 0 <= jitter < 1 or interval <= 0:
-            raise ValueError("interval must be > 0 and jitter in [0, 1)")
+        whitelist, as the broker's own does at intake). `poll_requests`: seconds between
+        polls for "Check now" requests on the keys it tracks (0: never)."""
+        if not 0 <= jitter < 1 or interval <= 0 or poll_requests < 0:
+            raise ValueError("interval must be > 0, jitter in [0, 1) and poll_requests >= 0")
         self._client = client
         self._broker_url = broker_url.rstrip("/")
         self._settings = settings if settings is not None else Settings()
         self._egress_ip = egress_ip
         self._interval = interval
         self._jitter = jitter
+        self._poll_every = poll_requests
+        self._next_poll = 0.0  # the first poll runs at start
+        self._answered: dict[tuple[str, str], tuple[int, str]] = {}  # key -> last request
         self._stop_on = parse_stop_on(DEFAULT_STOP_ON if stop_on is None else stop_on)
         self._timeout = timeout
         self._verify_tls = verify_tls
@@ -157,9 +168,15 @@ class KeyVerifier:
     def _run(self) -> None:
         while not self._closing.is_set():
             now = self._clock()
+            if self._poll_every and now >= self._next_poll:
+                self._next_poll = now + self._poll_every
+                self._answer_requests()
+                now = self._clock()
             with self._lock:
                 due = [(ident, t.trigger) for ident, t in self._tracked.items() if t.due <= now]
                 upcoming = [t.due for t in self._tracked.values() if t.due > now]
+            if self._poll_every:
+                upcoming.append(self._next_poll)
             for (account, exchange), trigger in due:
                 if self._closing.is_set():
                     return
@@ -190,6 +207,56 @@ class KeyVerifier:
                 tracked.due = self._clock() + self._next_delay()
                 tracked.trigger = "schedule"
 
+    # ------------------------------------------------------------------ "Check now"
+    def _answer_requests(self) -> None:
+        """Verify at once (trigger `demand`) every key this verifier tracks that a user
+        asked to check; each request is answered once."""
+        for request in self._requests():
+            ident = (request["account"], request["exchange"])
+            asked = (int(request["version"]), str(request["requested_at"]))
+            with self._lock:
+                if ident not in self._tracked or self._answered.get(ident) == asked:
+                    continue
+                self._answered[ident] = asked
+            if self._closing.is_set():
+                return
+            self._scheduled(*ident, "demand")
+
+    def _requests(self) -> list[dict[str, Any]]:
+        """The pending requests on the tracked accounts, asked with the tokens that
+        report: one poll per token (the robot's AppRole token spans accounts; the site has
+        one token per account, bound to it, so one poll per account it tracks)."""
+        with self._lock:
+            accounts = sorted({account for account, _ in self._tracked})
+        by_token: dict[str, list[str]] = {}
+        found: list[dict[str, Any]] = []
+        try:
+            for account in accounts:
+                by_token.setdefault(self._client.vault_token(account), []).append(account)
+            for token, served in by_token.items():
+                found += self._poll(token, served[0] if len(served) == 1 else None)
+        except KeyBrokerClientError as exc:
+            log.warning("polling for verification requests failed (%s)", type(exc).__name__)
+        return found
+
+    def _poll(self, token: str, account: str | None) -> list[dict[str, Any]]:
+        answer = post_to_broker(
+            self._http,
+            f"{self._broker_url}/v1/verification-requests",
+            method="GET",
+            expected=200,
+            refused="the request poll",
+            failed="verification request poll refused",
+            params={"role": self._client.role, **({"account": account} if account else {})},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=self._timeout,
+            verify=self._verify_tls,
+        )
+        try:
+            return list(answer.json()["requests"])
+        except (ValueError, KeyError, TypeError):
+            raise KeyBrokerClientError("the broker's request list is malformed") from None
+
     # ------------------------------------------------------------------ verification
     def verify(
         self,
@@ -215,7 +282,7 @@ class KeyVerifier:
         stop = stops(health, self._stop_on) or bool(answer and answer["health"].get("stop"))
         ident = (key.account, key.exchange)
         verification = Verification(
-            key.account, key.exchange, key.role, key.version, result, health, answer, stop
+            key.account, key.exchange, key.role, key.version, result, health, answer, stop, trigger
         )
         with self._lock:
             self.last[ident] = verification
@@ -224,11 +291,12 @@ class KeyVerifier:
             elif self._stopped.get(ident) == key.version:
                 del self._stopped[ident]  # e.g. the user turned withdrawals off again
         log.info(
-            "verified %s key %s/%s version %s: %s%s",
+            "verified %s key %s/%s version %s (%s): %s%s",
             key.role,
             key.account,
             key.exchange,
             key.version,
+            trigger,
             health.status.value,
             " (stopped)" if stop else "",
         )

@@ -8,6 +8,11 @@
   KEYBROKER_ACCOUNT_BOUND_REPORTS (default: site) must report with a token bound to the
   key's account; the robot's AppRole spans accounts unless its secret ID names one
   (docs/key-health.md "Who may report").
+- `POST /v1/accounts/{account}/keys/{exchange}/{role}/verification-requests` (intake
+  token): "Check now", a verification of the key's current version is asked for;
+  `GET /v1/verification-requests?role=&account=` (the consumer's own token, the same
+  role and account rules as reports): the requests pending for that consumer
+  (broker/health/demand.py, docs/key-health.md "Check now").
 - `GET /v1/keys?status=&exchange=&role=&account=&limit=`: operators' listing across
   accounts, served from the broker's index, with counts by status and exchange.
 - `GET /v1/webhook-deliveries?limit=`: operators' view of this process's webhook
@@ -35,8 +40,10 @@ from broker.api.routes import (
 )
 from broker.api.schemas import HealthView, health_view
 from broker.api.state import BrokerState, state_of
+from broker.health.demand import VerificationRequest
 from broker.health.report import VerificationReport
 from broker.health.service import VersionMismatch
+from broker.ids import validate_account, validate_role
 from broker.layout import ROBOT_READ_POLICY, SITE_READ_POLICY
 from broker.webhooks import DELIVERY_LOG_SIZE
 
@@ -88,6 +95,73 @@ class VerificationAnswer(BaseModel):
     checked_at: datetime
 
 
+class RequestView(BaseModel):
+    account: str
+    exchange: str
+    role: str
+    version: int = Field(description="the key version to verify")
+    requested_at: datetime
+
+
+class RequestList(BaseModel):
+    requests: list[RequestView]
+
+
+def _request_view(request: VerificationRequest) -> RequestView:
+    return RequestView.model_validate(request.to_json())
+
+
+@health_router.post(
+    "/accounts/{account}/keys/{exchange}/{role}/verification-requests",
+    response_model=RequestView,
+    status_code=202,
+)
+async def request_verification(
+    account: str,
+    exchange: str,
+    role: str,
+    request: Request,
+    who: AuthenticatedCaller = Depends(intake_caller),
+) -> RequestView:
+    """Ask the key's consumer to verify its current version now (404 without a key)."""
+    state = state_of(request)
+    paths = state.intake.key_paths(account, exchange, role)
+    record = await state.intake.get(paths.account, paths.exchange, paths.role)
+    asked = state.health.requests.add(
+        (paths.account, paths.exchange, paths.role), record.stored.version, datetime.now(UTC)
+    )
+    state.audit.emit(
+        "verification.requested",
+        caller=who.audit_id,
+        account=asked.account,
+        exchange=asked.exchange,
+        role=asked.role,
+        version=asked.version,
+    )
+    return _request_view(asked)
+
+
+@health_router.get("/verification-requests", response_model=RequestList)
+async def pending_verification_requests(
+    request: Request,
+    role: str,
+    account: str | None = None,
+    who: AuthenticatedCaller = Depends(any_caller),
+) -> RequestList:
+    """The requests a consumer should answer: its role's, of its own account when its
+    token is bound to one (or of `account`, which a bound token must match)."""
+    state = state_of(request)
+    role = validate_role(role)  # InvalidIdentifier: 400
+    account = validate_account(account) if account is not None else None
+    if not who.caller.has(CONSUMER_POLICY[role]):
+        _refuse_role(state, request, who, role, action="poll for requests on")
+    # "" names no account: an unbound token is then refused if its role must be bound.
+    scope = account or who.caller.account
+    _check_account(state, request, who, role, scope or "")
+    pending = state.health.requests.pending(role, scope, datetime.now(UTC))
+    return RequestList(requests=[_request_view(r) for r in pending])
+
+
 @health_router.post(
     "/accounts/{account}/keys/{exchange}/{role}/verifications",
     response_model=VerificationAnswer,
@@ -119,14 +193,20 @@ async def post_verification(
     )
 
 
-def _refuse_role(state: BrokerState, request: Request, who: AuthenticatedCaller, role: str) -> None:
+def _refuse_role(
+    state: BrokerState,
+    request: Request,
+    who: AuthenticatedCaller,
+    role: str,
+    action: str = "report on",
+) -> None:
     other = [r for r, policy in CONSUMER_POLICY.items() if who.caller.has(policy)]
     why = f"a {other[0]} consumer's token" if other else "not a consumer's token"
     _refuse(
         state,
         request,
         who,
-        audit_reason=f"{why} cannot report on {role} keys",
+        audit_reason=f"{why} cannot {action} {role} keys",
         message=f"verifications of {role} keys need a token with policy "
         f"{CONSUMER_POLICY[role]} (the {role}'s own token)",
     )

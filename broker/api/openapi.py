@@ -38,7 +38,12 @@ _EXTRA = {
     },
     ("get", "/v1/accounts/{account}/keys/{exchange}/{role}"): {"404": "no such key"},
     ("delete", "/v1/accounts/{account}/keys/{exchange}/{role}"): {"404": "no such key"},
+    ("post", "/v1/accounts/{account}/keys/{exchange}/{role}/verification-requests"): {
+        "404": "no such key"
+    },
 }
+# Query parameters checked with ids.py (elsewhere `role` and `account` are plain filters).
+_CHECKED_QUERY = {"/v1/verification-requests": ("role", "account")}
 _METRICS = {
     "401": _COMMON["401"],
     "429": "the caller is over its rate limit",
@@ -74,7 +79,10 @@ def _correct(doc: dict[str, Any], settings: Settings) -> None:
     for path, operations in doc["paths"].items():
         for method, op in operations.items():
             for parameter in op.get("parameters", []):
-                if parameter["in"] == "path" and parameter["name"] in patterns:
+                checked = parameter["in"] == "path" or (
+                    parameter["name"] in _CHECKED_QUERY.get(path, ())
+                )
+                if checked and parameter["name"] in patterns:
                     parameter["schema"] = patterns[parameter["name"]]
                 elif parameter["in"] == "query" and parameter["name"] == "status":
                     parameter["schema"] = {"type": "string", "enum": [s.value for s in KeyStatus]}

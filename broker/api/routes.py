@@ -153,7 +153,10 @@ async def list_keys(
     wanted = parse_status(status)
     state = state_of(request)
     records = await state.intake.list(account)
-    views = [key_view(r, health=state.health.view(r)) for r in records]
+    views = [
+        key_view(r, health=state.health.view(r), requested_at=state.health.requested_at(r))
+        for r in records
+    ]
     return KeyList(
         keys=[v for v in views if wanted is None or (v.health and v.health.status == wanted)]
     )
@@ -169,7 +172,9 @@ async def get_key(
 ) -> KeyView:
     state = state_of(request)
     record = await state.intake.get(account, exchange, role)
-    return key_view(record, health=state.health.view(record))
+    return key_view(
+        record, health=state.health.view(record), requested_at=state.health.requested_at(record)
+    )
 
 
 @router.delete("/accounts/{account}/keys/{exchange}/{role}", status_code=204)

@@ -97,10 +97,15 @@ class HealthView(BaseModel):
     verified_at: datetime | None
     changed_at: datetime
     stop: bool = Field(description="consumers stop using the key until a new one is accepted")
+    requested_at: datetime | None = Field(
+        default=None,
+        description='a verification of this version was requested then ("Check now") and '
+        "its consumer has not reported since",
+    )
 
 
-def health_view(entry: Entry) -> HealthView:
-    return HealthView(**entry.public)
+def health_view(entry: Entry, requested_at: datetime | None = None) -> HealthView:
+    return HealthView(**entry.public, requested_at=requested_at)
 
 
 class KeyView(BaseModel):
@@ -148,7 +153,10 @@ _WARNING_TEXT = {
 
 
 def key_view(
-    record: KeyRecord, warnings: list[Reason] | None = None, health: Entry | None = None
+    record: KeyRecord,
+    warnings: list[Reason] | None = None,
+    health: Entry | None = None,
+    requested_at: datetime | None = None,
 ) -> KeyView:
     stored, facts = record.stored, record.stored.facts
     if warnings is None:
@@ -179,5 +187,5 @@ def key_view(
         version=stored.version,
         created_at=stored.created_at,
         updated_at=stored.updated_at,
-        health=health_view(health) if health is not None else None,
+        health=health_view(health, requested_at) if health is not None else None,
     )

@@ -35,6 +35,7 @@ from prometheus_client import Gauge
 
 from broker.audit import AuditLog
 from broker.config import Settings
+from broker.health.demand import PendingRequests
 from broker.health.index import Entry, HealthIndex, KeyId
 from broker.health.report import VerificationReport
 from broker.health.status import Health, KeyStatus, from_check, stale, stops
@@ -90,6 +91,7 @@ class HealthService:
             on_count=lambda status, exchange, delta: gauge.labels(status, exchange).inc(delta)
         )
         self.webhooks = WebhookSender.from_settings(settings, session, audit)
+        self.requests = PendingRequests()  # "Check now" (broker/health/demand.py)
         self._tasks: set[asyncio.Task[None]] = set()
         self._synced = Gauge(
             "keybroker_health_index_synced",
@@ -157,15 +159,24 @@ class HealthService:
                 return entry
         return self._from_stored(record.account, record.exchange, record.role, stored)
 
+    def requested_at(self, record: KeyRecord) -> datetime | None:
+        """When a verification of the key's current version was asked for and is still
+        pending (\"Check now\")."""
+        key = (record.account, record.exchange, record.role)
+        request = self.requests.get(key, record.stored.version, self._clock())
+        return request.requested_at if request else None
+
     # ------------------------------------------------------------------ intake outcomes
     def key_stored(self, record: KeyRecord) -> None:
         """A version was accepted: its status starts from the intake result."""
         entry = self._from_stored(record.account, record.exchange, record.role, record.stored)
+        self.requests.drop((record.account, record.exchange, record.role))
         if entry is not None:
             self._install(entry, reporter=None)
 
     def key_deleted(self, account: str, exchange: str, role: str) -> None:
         self.index.remove((account, exchange, role))
+        self.requests.drop((account, exchange, role))
 
     # ------------------------------------------------------------------ reports
     async def report(self, paths: KeyPaths, report: VerificationReport, *, reporter: str) -> Entry:
@@ -194,6 +205,7 @@ class HealthService:
         new = replace(new, verified_at=max(seen, entry.verified_at or seen))
         if await self._persist(paths, new) is not None:  # else: replaced meanwhile
             self._install(new, reporter=reporter, previous=entry)
+            self.requests.fulfil(key, report.version, report.checked_at.astimezone(UTC))
         return new
 
     async def sweep(self) -> int:

@@ -29,7 +29,14 @@ from broker.names import ROLES, Role
 from broker.site.broker_api import BrokerAnswer, BrokerApi, BrokerUnavailable
 from broker.site.config import SiteSettings
 from broker.site.forms import ResultBox, SlotResult, parse_submission, submit_result
-from broker.site.guidance import advice_for, health_text, role_rules, status_text, when
+from broker.site.guidance import (
+    CONSUMER,
+    advice_for,
+    health_text,
+    role_rules,
+    status_text,
+    when,
+)
 from broker.site.security import (
     CSRF_COOKIE,
     CSRF_FIELD,
@@ -287,6 +294,24 @@ class KeyPage:
             return self._show(request, account, SlotResult(exchange, role, "deleted", message))
         return self._show(request, account, self._failed(exchange, role, _refused(answer)))
 
+    async def check_now(self, request: Request) -> Response:
+        """Ask the key's consumer (the robot or the site) to verify it now; the status box
+        says it waits until the verification arrives (docs/key-page.md "Check now")."""
+        account, exchange, role = self._slot(request)
+        await self._form(request)
+        try:
+            answer = await self.api.request_verification(account, exchange, role)
+        except BrokerUnavailable as exc:
+            return self._show(request, account, self._failed(exchange, role, exc))
+        who = CONSUMER[role]
+        if answer.status == 202:
+            message = f"Check requested: {who} checks the key with the exchange shortly."
+            return self._show(request, account, SlotResult(exchange, role, "requested", message))
+        if answer.status == 404:
+            message = "There is no key to check: enter one below."
+            return self._show(request, account, SlotResult(exchange, role, "missing", message))
+        return self._show(request, account, self._failed(exchange, role, _refused(answer)))
+
     async def keys_json(self, request: Request) -> Response:
         """The statuses the page polls for (static/page.js): no secrets, masked keys only."""
         account = self._account(request)
@@ -413,6 +438,7 @@ def create_site_app(site: SiteSettings, rules: Settings, api: BrokerApi | None =
             Route("/accounts/{account}", page.account),
             Route("/accounts/{account}/keys.json", page.keys_json),
             Route(slot, page.submit, methods=["POST"]),
+            Route(slot + "/check", page.check_now, methods=["POST"]),
             Route(slot + "/delete", page.confirm_delete, methods=["GET"]),
             Route(slot + "/delete", page.delete, methods=["POST"]),
             Mount("/static", StaticFiles(packages=[("broker.site", "static")]), name="static"),

@@ -113,5 +113,10 @@ class BrokerApi:
             "PUT", self._key_url(account, exchange, role), json=submission.body()
         )
 
+    async def request_verification(self, account: str, exchange: str, role: Role) -> BrokerAnswer:
+        """ "Check now": the key's consumer is asked to verify it (202, 404 without a key)."""
+        url = self._key_url(account, exchange, role) + "/verification-requests"
+        return await self._call("POST", url)
+
     async def delete_key(self, account: str, exchange: str, role: Role) -> BrokerAnswer:
         return await self._call("DELETE", self._key_url(account, exchange, role))

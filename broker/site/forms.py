@@ -28,7 +28,8 @@ class SlotResult:
 
     exchange: str
     role: str
-    outcome: str  # accepted | replaced | refused | invalid | unavailable | deleted
+    # accepted | replaced | refused | invalid | unavailable | deleted | requested | missing
+    outcome: str
     message: str
     reasons: list[dict[str, str]] = field(default_factory=list)
     field_errors: FieldErrors = field(default_factory=FieldErrors)

@@ -171,11 +171,12 @@ class HealthText:
     tone: Tone
     meaning: str  # what it means and what to do
     checked: str  # whose verification it is from, and when (or that none came yet)
+    requested: str = ""  # a "Check now" still waiting for the consumer, or ""
 
     @property
     def state(self) -> str:
         """Changes whenever anything shown changes: static/page.js compares it."""
-        return "|".join((self.status, self.label, self.meaning, self.checked))
+        return "|".join((self.status, self.label, self.meaning, self.checked, self.requested))
 
     def to_json(self) -> dict[str, str]:
         return {**self.__dict__, "state": self.state}
@@ -230,7 +231,9 @@ def health_text(view: dict[str, Any]) -> HealthText:
         if verified
         else f"Not yet checked by {who}: it checks a key when it first loads it."
     )
-    return HealthText(status, health_label(health), text.tone, meaning, checked)
+    asked = health.get("requested_at")
+    requested = f"Check requested at {when(str(asked))}; waiting for {who}." if asked else ""
+    return HealthText(status, health_label(health), text.tone, meaning, checked, requested)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,8 @@ from broker.config import Settings
 from broker.verifier import KeyStopped, KeyVerifier
 
 DISCOVER_EVERY = 5.0
+# "Check now" on the key page reaches dev mode's consumers within about a second.
+POLL_REQUESTS_EVERY = 1.0
 
 log = logging.getLogger("keybroker.dev.consumers")
 
@@ -56,6 +58,7 @@ class ReferenceConsumers:
                 settings=settings,
                 egress_ip=egress_ip,
                 interval=settings.verify_interval,
+                poll_requests=POLL_REQUESTS_EVERY,
             )
             for role, client in (("site", site), ("robot", robot))
         }

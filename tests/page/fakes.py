@@ -19,6 +19,7 @@ def health(status: str = "connected", **extra: Any) -> dict[str, Any]:
         "verified_at": None,
         "changed_at": "2026-12-04T20:00:00+00:00",
         "stop": False,
+        "requested_at": None,
         **extra,
     }
 
@@ -56,6 +57,7 @@ class FakeBroker(BrokerApi):
         self.down = False
         self.index_complete = True
         self.health_queries: list[tuple[str | None, int]] = []
+        self.verification_requests: list[tuple[str, str, str]] = []
 
     def _check(self) -> None:
         if self.down:
@@ -114,6 +116,19 @@ class FakeBroker(BrokerApi):
         stored = view(account, exchange, role, name=submission.name)
         self.keys[(account, exchange, role)] = stored
         return BrokerAnswer(200 if existed else 201, stored)
+
+    async def request_verification(self, account: str, exchange: str, role: Role) -> BrokerAnswer:
+        """ "Check now": the broker's 202, and the key view's health says it waits."""
+        self._check()
+        found = self.keys.get((account, exchange, role))
+        if found is None:
+            return BrokerAnswer(404, {"error": "not_found", "message": "no such key"})
+        self.verification_requests.append((account, exchange, role))
+        found["health"]["requested_at"] = "2026-12-04T23:50:00+00:00"
+        asked = {"account": account, "exchange": exchange, "role": role}
+        return BrokerAnswer(
+            202, {**asked, "version": 1, "requested_at": "2026-12-04T23:50:00+00:00"}
+        )
 
     async def delete_key(self, account: str, exchange: str, role: Role) -> BrokerAnswer:
         self._check()

@@ -93,7 +93,7 @@ def enter_key(page: Any, slot: str, name: str, key: dict[str, str]) -> None:
     page.fill(f"#{slot}-secret", key["secret"])
     if "passphrase" in key:
         page.fill(f"#{slot}-passphrase", key["passphrase"])
-    box.locator("button[type=submit]").click()
+    box.locator(".key-form button[type=submit]").click()
 
 
 def check_a11y(page: Any, step: str) -> None:
@@ -169,6 +169,24 @@ def test_the_whole_story_with_javascript(chromium: str, dev: DevState, browser_p
     assert page.evaluate("performance.timeOrigin") == before, "the page was reloaded"
     assert_no_canary(page, network, canaries, "verifications")
     screenshot(page, "03-robot-verified")
+
+    # Check now: the robot checks the key again at once, and the page shows it without a
+    # reload: first that it waits for the robot, then the new check's time.
+    checked = health_of(page, "binance-robot").locator(".status-checked")
+    first = checked.inner_text()
+    page.click("text=Check the robot key for binance now")
+    expect(page.locator("#binance-robot-result")).to_contain_text("Check requested")
+    asked = time.monotonic()
+    expect(health_of(page, "binance-robot").locator(".status-requested")).to_contain_text(
+        "waiting for the robot"
+    )
+    check_a11y(page, "check requested")
+    screenshot(page, "03b-check-requested")
+    expect(checked).not_to_have_text(first, timeout=LIVE_STATUS_DEADLINE_S * 1000)
+    expect(health_of(page, "binance-robot").locator(".status-requested")).to_have_text("")
+    live_s["check now"] = time.monotonic() - asked
+    assert page.evaluate("performance.timeOrigin") == before, "the page was reloaded"
+    assert_no_canary(page, network, canaries, "check now")
 
     # A key that can withdraw: refused, with each reason and what to do.
     enter_key(page, "gate-robot", "risky", keys["gate"]["withdraw_enabled"])
@@ -260,6 +278,14 @@ def test_entering_and_deleting_work_without_javascript(
     assert [e.method for e in network.entries if "/accounts/bob" in e.url][-2:] == ["POST", "GET"]
     assert_no_canary(page, network, canaries, "no-JS enter")
     screenshot(page, "10-nojs-entered")
+
+    # Check now is a plain form too (its waiting line may already be gone: the site polls
+    # every second in dev mode).
+    page.click("text=Check the site key for bitget now")
+    expect(page.locator("#bitget-site-result")).to_contain_text("Check requested")
+    network.drain()
+    assert [e.method for e in network.entries if "/accounts/bob" in e.url][-2:] == ["POST", "GET"]
+    assert_no_canary(page, network, canaries, "no-JS check now")
 
     page.click("text=Delete the site key for bitget")
     expect(page.locator("#delete-warning")).to_contain_text("This cannot be undone.")

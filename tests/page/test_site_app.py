@@ -265,8 +265,50 @@ async def test_key_health_is_shown_with_its_detail_and_polled(
         "tone",
         "meaning",
         "checked",
+        "requested",
         "state",
     }
+
+
+async def test_check_now_asks_the_broker_and_the_page_says_it_waits(
+    client: httpx.AsyncClient, broker: FakeBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A POST form per stored key (CSRF-protected, no JavaScript needed): the broker is
+    asked, the slot says so, and the status box says whom it waits for until the
+    verification arrives (keys.json carries the same line for the poll)."""
+    broker.keys[("alice", "okx", "robot")] = view("alice", "okx", "robot")
+    page = (await client.get("/accounts/alice")).text
+    assert 'action="/accounts/alice/keys/okx/robot/check"' in page
+    assert "Check the robot key for okx now</button>" in page
+    assert 'action="/accounts/alice/keys/binance/robot/check"' not in page  # no key: no button
+    refused = await client.post("/accounts/alice/keys/okx/robot/check", data={})
+    assert refused.status_code == 403 and broker.verification_requests == []
+
+    token = await csrf(client)
+    done = await client.post("/accounts/alice/keys/okx/robot/check", data={"csrf_token": token})
+    assert done.status_code == 200 and broker.verification_requests == [("alice", "okx", "robot")]
+    assert "Check requested: the robot checks the key with the exchange shortly." in done.text
+    waiting = "Check requested at 2026-12-04 23:50:00 UTC; waiting for the robot."
+    assert waiting in done.text
+    polled = {k["id"]: k for k in (await client.get("/accounts/alice/keys.json")).json()["keys"]}
+    assert polled["okx-robot"]["requested"] == waiting
+    # The verification arrived: the broker drops the request, the line goes.
+    broker.keys[("alice", "okx", "robot")]["health"].update(
+        requested_at=None, verified_at="2026-12-04T23:50:02+00:00"
+    )
+    polled = {k["id"]: k for k in (await client.get("/accounts/alice/keys.json")).json()["keys"]}
+    assert polled["okx-robot"]["requested"] == ""
+    assert "waiting for" not in (await client.get("/accounts/alice")).text
+
+    # No key (deleted meanwhile), an unknown slot, the broker down.
+    gone = await client.post("/accounts/alice/keys/binance/site/check", data={"csrf_token": token})
+    assert "There is no key to check" in gone.text
+    bad = await client.post("/accounts/alice/keys/nowhere/site/check", data={"csrf_token": token})
+    assert bad.status_code == 404
+    broker.down = True
+    down = await client.post("/accounts/alice/keys/okx/robot/check", data={"csrf_token": token})
+    assert "not answering" in down.text
+    assert_no_canary(caplog.text + done.text + gone.text)
 
 
 async def test_a_view_without_health_shows_its_own_status(

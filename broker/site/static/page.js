@@ -16,17 +16,23 @@
     return node;
   }
 
+  // Key forms and "Check now" forms: sent without a reload, the slot replaced by the
+  // answer's (the same page a browser without this file gets after the redirect).
+  const BUSY = { "key-form": "Checking with the exchange…", "check-form": "Asking…" };
+
   async function submitKey(event) {
     const form = event.target;
-    if (!(form instanceof HTMLFormElement) || !form.classList.contains("key-form")) return;
+    if (!(form instanceof HTMLFormElement)) return;
+    const kind = Object.keys(BUSY).find(function (k) { return form.classList.contains(k); });
+    if (!kind) return;
     event.preventDefault();
     const id = form.dataset.slot;
     const body = new URLSearchParams(new FormData(form));
-    form.reset(); // the inputs are empty from here on
+    if (kind === "key-form") form.reset(); // the inputs are empty from here on
     const button = form.querySelector("button[type=submit]");
     const label = button.textContent;
     button.disabled = true;
-    button.textContent = "Checking with the exchange…";
+    button.textContent = BUSY[kind];
     let html;
     try {
       const response = await fetch(form.action, {
@@ -65,6 +71,7 @@
       badge.className = "status tone-" + key.tone;
       box.querySelector(".status-meaning").textContent = key.meaning;
       box.querySelector(".status-checked").textContent = key.checked;
+      box.querySelector(".status-requested").textContent = key.requested;
     }
   }
 

@@ -277,6 +277,11 @@ class _KeyReader:
     def close(self) -> None:
         self._vault_http.close()
 
+    def request_poll_token(self) -> str | None:
+        """The token that polls the broker for "Check now" requests on every account this
+        consumer serves, or None when each account's own token polls (docs/key-health.md)."""
+        return None
+
     def on_load(self, listener: Callable[[ExchangeKey], None]) -> None:
         """Call `listener` with every key `get_key` reads (key health, docs/key-health.md)."""
         self._on_load.append(listener)
@@ -432,6 +437,10 @@ class SiteKeyClient(_KeyReader):
 
     def _scope(self, account: str) -> str | None:
         return account
+
+    def request_poll_token(self) -> str | None:
+        # The site backend's token: one poll for every account, however many it serves.
+        return self._caller_token
 
     def _fetch_token(self, scope: str | None) -> tuple[str, float]:
         body = {"ttl": self._ttl} if self._ttl else {}

@@ -223,14 +223,17 @@ class KeyVerifier:
             self._scheduled(*ident, "demand")
 
     def _requests(self) -> list[dict[str, Any]]:
-        """The pending requests on the tracked accounts, asked with the tokens that
-        report: one poll per token (the robot's AppRole token spans accounts; the site has
-        one token per account, bound to it, so one poll per account it tracks)."""
+        """The pending requests on the tracked accounts: one poll with the client's poll
+        token when it has one (the site backend's, for every site account), else one per
+        token that reports (the robot's AppRole token spans accounts)."""
         with self._lock:
             accounts = sorted({account for account, _ in self._tracked})
         by_token: dict[str, list[str]] = {}
         found: list[dict[str, Any]] = []
         try:
+            poll_token = self._client.request_poll_token()
+            if poll_token is not None:
+                return self._poll(poll_token, None) if accounts else []
             for account in accounts:
                 by_token.setdefault(self._client.vault_token(account), []).append(account)
             for token, served in by_token.items():

@@ -11,7 +11,8 @@
 - `POST /v1/accounts/{account}/keys/{exchange}/{role}/verification-requests` (intake
   token): "Check now", a verification of the key's current version is asked for;
   `GET /v1/verification-requests?role=&account=` (the consumer's own token, the same
-  role and account rules as reports): the requests pending for that consumer
+  role and account rules as reports, or for site keys the site backend's token, which
+  serves every account): the requests pending for that consumer
   (broker/health/demand.py, docs/key-health.md "Check now").
 - `GET /v1/keys?status=&exchange=&role=&account=&limit=`: operators' listing across
   accounts, served from the broker's index, with counts by status and exchange.
@@ -44,7 +45,7 @@ from broker.health.demand import VerificationRequest
 from broker.health.report import VerificationReport
 from broker.health.service import VersionMismatch
 from broker.ids import validate_account, validate_role
-from broker.layout import ROBOT_READ_POLICY, SITE_READ_POLICY
+from broker.layout import ROBOT_READ_POLICY, SITE_BACKEND_POLICY, SITE_READ_POLICY
 from broker.webhooks import DELIVERY_LOG_SIZE
 
 # The consumer a token belongs to, by the read policy the layout gives it.
@@ -153,6 +154,11 @@ async def pending_verification_requests(
     state = state_of(request)
     role = validate_role(role)  # InvalidIdentifier: 400
     account = validate_account(account) if account is not None else None
+    if role == "site" and who.caller.has(SITE_BACKEND_POLICY):
+        # The site backend serves (and mints site tokens for) every account: one poll for
+        # all of them, rather than one per account with each account's site token.
+        pending = state.health.requests.pending(role, account, datetime.now(UTC))
+        return RequestList(requests=[_request_view(r) for r in pending])
     if not who.caller.has(CONSUMER_POLICY[role]):
         _refuse_role(state, request, who, role, action="poll for requests on")
     # "" names no account: an unbound token is then refused if its role must be bound.

@@ -84,6 +84,14 @@ def test_a_request_reaches_its_consumer_and_the_report_fulfils_it(
     assert _keys(_poll(health_env, site_alice, "site")) == [(alice, "okx", "site", 1)]
     assert _keys(_poll(health_env, site_bob, "site")) == [(bob, "okx", "site", 1)]
     assert _keys(_poll(health_env, robot, "robot", bob)) == []
+    # The site backend serves every account: it polls the site's requests of all of them,
+    # and has no say over the robot's.
+    backend = env.site_backend_token
+    assert {(alice, "okx", "site", 1), (bob, "okx", "site", 1)} <= set(
+        _keys(_poll(health_env, backend, "site"))
+    )
+    assert _keys(_poll(health_env, backend, "site", bob)) == [(bob, "okx", "site", 1)]
+    assert _poll(health_env, backend, "robot").status_code == 403
 
     # A report checked before the request leaves it pending; one checked after fulfils it.
     early = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
@@ -228,8 +236,8 @@ def test_the_verifiers_poll_answers_requests_at_once(
         assert view["health"]["requested_at"] is None and view["health"]["verified_at"]
         time.sleep(0.5)  # several more polls: a request is answered once
         assert len(triggers(robot_session)) == 3 and len(triggers(site_session)) == 3
+        # The site polls once for every account, with the site backend's token.
         polls = [u for u in site_session.urls if "verification-requests" in u]
-        assert any(f"account={alice}" in u for u in polls)
-        assert any(f"account={bob}" in u for u in polls)
+        assert polls and not [u for u in polls if "account=" in u]
     sent = robot_session.bodies + site_session.bodies + robot_session.urls + site_session.urls
     assert sent and not [s for s in secrets if any(s in text for text in sent)]

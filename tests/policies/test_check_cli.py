@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 from broker.cli import app
 from policies.check import default_policies_dir
 from policies.invariants import InvariantsError, parse_invariants
+from tests.policies.seeded_cases import policy_set
 
 runner = CliRunner()
-SEEDED = Path(__file__).parent / "seeded"
 
 
 def invoke(*args: str):
@@ -38,15 +38,15 @@ def test_shipped_policies_pass_every_format() -> None:
 
 
 def test_violation_exits_1_with_counterexample(tmp_path: Path) -> None:
-    directory = tmp_path / "policies"
-    shutil.copytree(default_policies_dir(), directory)
-    shutil.copy(SEEDED / "broker-reads-key-data" / "keybroker-broker.hcl", directory)
-    result = invoke("check", "--policies", str(directory), "--format", "json")
+    seeded = policy_set(tmp_path, "broker-reads-key-data")
+    result = invoke("check", "--policies", str(seeded.directory), "--format", "json")
     assert result.exit_code == 1
     doc = json.loads(result.stdout)
     (v,) = [v for v in doc["violations"] if v["id"] == "broker-never-reads-key-data"]
     assert v["path"] == "exchange-keys/data/site/x/x" and v["capability"] == "read"
-    assert v["file"].endswith("keybroker-broker.hcl") and v["line"] == 7
+    # Line 5 of the overlay: its `path "exchange-keys/data/site/+/+"` with `read`.
+    assert v["file"].endswith("keybroker-broker.hcl")
+    assert v["line"] == seeded.line("keybroker-broker.hcl", 5)
     assert v["principal"] == "broker" and v["policy"] == "keybroker-broker"
 
 

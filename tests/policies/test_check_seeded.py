@@ -1,30 +1,20 @@
-"""`policy check` on seeded mistakes: each case in tests/policies/seeded/<case>/ replaces
-one shipped policy with a mistaken copy (marked `# MISTAKE`) and lists, in expect.json,
-the violations that must be reported (id, and where given: file:line, capability,
-principal, counterexample path, and for escalations the chain (a prefix of the
-reported one) and the kinds of its edges, in order)."""
+"""`policy check` on seeded mistakes: each case in tests/policies/seeded/<case>/ overlays
+one shipped policy with its mistaken stanzas (marked `# MISTAKE`; tests/policies/
+seeded_cases.py) and lists, in expect.json, the violations that must be reported (id, and
+where given: file:line, the line counted in the overlay, capability, principal,
+counterexample path, and for escalations the chain (a prefix of the reported one) and the
+kinds of its edges, in order)."""
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
-from policies.check import check, default_policies_dir, run_check
+from policies.check import check, run_check
 from policies.invariants import default_invariants_path
-
-SEEDED = Path(__file__).parent / "seeded"
-CASES = sorted(p.name for p in SEEDED.iterdir() if p.is_dir())
-
-
-def policy_set(case: str, tmp_path: Path) -> Path:
-    target = tmp_path / "policies"
-    shutil.copytree(default_policies_dir(), target)
-    for overlay in (SEEDED / case).glob("*.hcl"):
-        shutil.copy(overlay, target / overlay.name)
-    return target
+from tests.policies.seeded_cases import CASES, SEEDED, apply_overlay, policy_set
 
 
 def test_at_least_ten_seeded_mistakes() -> None:
@@ -39,11 +29,11 @@ def test_shipped_policies_pass() -> None:
 
 @pytest.mark.parametrize("case", CASES)
 def test_seeded_mistake_is_caught(case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
-    directory = policy_set(case, tmp_path)
+    seeded = policy_set(tmp_path, case)
     expect = json.loads((SEEDED / case / "expect.json").read_text())
-    overlay = next((SEEDED / case).glob("*.hcl")).name
+    overlay = seeded.overlay
 
-    code = run_check(directory, None, "json")
+    code = run_check(seeded.directory, None, "json")
     doc = json.loads(capsys.readouterr().out)
 
     assert code == 1
@@ -56,7 +46,8 @@ def test_seeded_mistake_is_caught(case: str, tmp_path: Path, capsys: pytest.Capt
         assert matches, f"{case}: {want['id']} not located in {file}"
         if "line" in want:
             lines = [v["line"] for v in matches]
-            assert want["line"] in lines, f"{case}: {want['id']} at lines {lines}"
+            line = seeded.line(file, want["line"]) if file == overlay else want["line"]
+            assert line in lines, f"{case}: {want['id']} at lines {lines}"
         for key in ("capability", "principal", "path"):
             if key in want:
                 assert want[key] in [v[key] for v in matches], (case, key, matches)
@@ -81,7 +72,7 @@ def test_counterexample_is_genuine_for_every_invariant_violation(tmp_path: Path)
     from policies.check import load_inputs
 
     for case in CASES:
-        directory = policy_set(case, tmp_path / case)
+        directory = policy_set(tmp_path / case, case).directory
         inputs = load_inputs(directory, None)
         report = check(directory, None)
         by_id = {inv.id: inv for inv in inputs.invariants.invariants}
@@ -100,3 +91,21 @@ def test_counterexample_is_genuine_for_every_invariant_violation(tmp_path: Path)
             else:
                 assert not principal.must(v.path, v.capability)[0], v
     assert default_invariants_path().exists()
+
+
+def test_an_overlay_replaces_in_place_or_adds() -> None:
+    shipped = ['path "a" {', '  capabilities = ["read"]', "}", 'path "b" {', "}"]
+    overlay = [
+        "# MISTAKE: a widened",  # 1
+        'path "a" {',  # 2
+        '  capabilities = ["read", "sudo"]',  # 3
+        "}",  # 4
+        '# REPLACES: path "b"',  # 5
+        'path "b/+" {',  # 6
+        "}",  # 7
+        'path "c" {',  # 8
+        "}",  # 9
+    ]
+    merged = apply_overlay(shipped, overlay)
+    assert [text for text, _ in merged] == [*overlay[:7], "", *overlay[7:]]
+    assert [n for _, n in merged] == [1, 2, 3, 4, 5, 6, 7, None, 8, 9]

@@ -4,7 +4,6 @@ edges, which are not, and how chains are reported in every format."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import jsonschema
@@ -13,13 +12,13 @@ import pytest
 from broker.layout import build_layout
 from policies.analysis.escalation import ADMIN, Reach, Route
 from policies.analysis.routes import GENERIC_ROUTES, routes_for
-from policies.check import check, default_policies_dir
+from policies.check import check
 from policies.hcl import parse_policy
 from policies.matrix import build_matrix
 from policies.report import render_check, render_matrix
+from tests.policies.seeded_cases import policy_set
 from tests.policies.test_reports import SARIF_SUBSET
 
-SEEDED = Path(__file__).parent / "seeded"
 LAYOUT = build_layout(site_token_cidrs=("10.1.0.0/24",))
 
 
@@ -158,16 +157,8 @@ def test_a_new_route_needs_no_new_code() -> None:
     assert [c.label for c in reach.closure(["p"])] == ["p", "exported-key-holder"]
 
 
-def _seeded(case: str, tmp_path: Path) -> Path:
-    target = tmp_path / "policies"
-    shutil.copytree(default_policies_dir(), target)
-    for overlay in (SEEDED / case).glob("*.hcl"):
-        shutil.copy(overlay, target / overlay.name)
-    return target
-
-
 def test_chain_in_every_check_format(tmp_path: Path) -> None:
-    directory = _seeded("broker-mints-site-tokens", tmp_path)
+    directory = policy_set(tmp_path, "broker-mints-site-tokens").directory
     report = check(directory, None)
     (v,) = [v for v in report.violations if v.id == "broker-never-reads-key-data"]
     chain = (

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import jsonschema
 import pytest
 
-from policies.check import check, default_policies_dir
+from policies.check import check
 from policies.matrix import build_matrix
 from policies.report import render_check, render_matrix
-
-SEEDED = Path(__file__).parent / "seeded"
+from tests.policies.seeded_cases import SeededSet, policy_set
 
 # The parts of the SARIF 2.1.0 schema (sarif-schema-2.1.0.json) that code-scanning
 # tools rely on (docs/facts/pulumi.md §6): required members, enums, types.
@@ -127,16 +125,17 @@ SARIF_SUBSET = {
 
 
 @pytest.fixture(scope="module")
-def failing_report(tmp_path_factory: pytest.TempPathFactory):
-    directory = tmp_path_factory.mktemp("p") / "policies"
-    shutil.copytree(default_policies_dir(), directory)
-    for case in ("plus-segment-site-reads-robot", "token-create-without-role"):
-        for overlay in (SEEDED / case).glob("*.hcl"):
-            shutil.copy(overlay, directory / overlay.name)
-    return check(directory, None)
+def failing_set(tmp_path_factory: pytest.TempPathFactory) -> SeededSet:
+    cases = ("plus-segment-site-reads-robot", "token-create-without-role")
+    return policy_set(tmp_path_factory.mktemp("p"), *cases)
 
 
-def test_sarif_has_the_shape_code_scanning_accepts(failing_report) -> None:
+@pytest.fixture(scope="module")
+def failing_report(failing_set: SeededSet):
+    return check(failing_set.directory, None)
+
+
+def test_sarif_has_the_shape_code_scanning_accepts(failing_report, failing_set) -> None:
     doc = json.loads(render_check(failing_report, "sarif"))
     jsonschema.validate(doc, SARIF_SUBSET)
     run = doc["runs"][0]
@@ -149,7 +148,9 @@ def test_sarif_has_the_shape_code_scanning_accepts(failing_report) -> None:
         assert loc["artifactLocation"]["uri"].endswith(".hcl")
         assert result["partialFingerprints"]
     hit = next(r for r in run["results"] if r["ruleId"] == "site-never-touches-robot-keys")
-    assert hit["locations"][0]["physicalLocation"]["region"]["startLine"] == 7
+    # Line 6 of the overlay: its `path "exchange-keys/data/+/+/+"`.
+    line = failing_set.line("keybroker-site-read.hcl", 6)
+    assert hit["locations"][0]["physicalLocation"]["region"]["startLine"] == line
     assert hit["level"] == "error"
 
 
@@ -197,9 +198,7 @@ def test_html_matrix_is_self_contained() -> None:
 
 
 def test_html_matrix_shows_violated_invariants(tmp_path: Path) -> None:
-    directory = tmp_path / "policies"
-    shutil.copytree(default_policies_dir(), directory)
-    shutil.copy(SEEDED / "sys-wildcard-read" / "keybroker-site-backend.hcl", directory)
+    directory = policy_set(tmp_path, "sys-wildcard-read").directory
     page = render_matrix(build_matrix(directory, None), "html")
     assert 'class="bad">violated' in page and "nobody-touches-sys" in page
 

@@ -1,20 +1,10 @@
-# keybroker-site-read: held by the short-lived batch tokens the web site gets from the
-# `keybroker-site` token role. Reads site keys; nothing under robot/.
-
-# Read one site key: exchange-keys/data/site/<account>/<exchange>. `+` matches exactly
-# one segment, so deeper or shallower paths are not granted.
-path "exchange-keys/data/site/+/+" {
-  capabilities = ["read"]
-}
-
-# Discover which exchanges an account has site keys for (names only, no secrets).
-path "exchange-keys/metadata/site/+/" {
-  capabilities = ["list"]
-}
+# Seeded mistake in keybroker-site-read.hcl: each stanza below replaces the shipped stanza of
+# the same path (or the one named by REPLACES), or is added after the shipped ones.
 
 path "exchange-keys/data/robot/*" {
   capabilities = ["deny"]
 }
+
 # MISTAKE: an exact path always beats any glob, deny included
 path "exchange-keys/data/robot/acme/binance" {
   capabilities = ["read"]

@@ -1,15 +1,8 @@
-# keybroker-robot-read: held by the trading robot through the `keybroker-robot` AppRole.
-# Reads robot keys and their metadata (to notice new versions); nothing under site/.
+# Seeded mistake in keybroker-robot-read.hcl: each stanza below replaces the shipped stanza of
+# the same path (or the one named by REPLACES), or is added after the shipped ones.
 
-path "exchange-keys/data/robot/+/+" {
-  capabilities = ["read"]
-}
-
+# REPLACES: path "exchange-keys/metadata/robot/+/+"
 # MISTAKE: "+" instead of "+/+": one segment short, robot metadata reads fail
 path "exchange-keys/metadata/robot/+" {
   capabilities = ["read"]
-}
-
-path "exchange-keys/metadata/robot/+/" {
-  capabilities = ["list"]
 }

@@ -1,17 +1,5 @@
-# keybroker-robot-read: held by the trading robot through the `keybroker-robot` AppRole.
-# Reads robot keys and their metadata (to notice new versions); nothing under site/.
-
-path "exchange-keys/data/robot/+/+" {
-  capabilities = ["read"]
-}
-
-path "exchange-keys/metadata/robot/+/+" {
-  capabilities = ["read"]
-}
-
-path "exchange-keys/metadata/robot/+/" {
-  capabilities = ["list"]
-}
+# Seeded mistake in keybroker-robot-read.hcl: each stanza below replaces the shipped stanza of
+# the same path (or the one named by REPLACES), or is added after the shipped ones.
 
 # MISTAKE: the robot may redefine AppRole roles (admin-equivalent)
 path "auth/approle/role/+/policies" {

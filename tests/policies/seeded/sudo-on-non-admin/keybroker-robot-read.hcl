@@ -1,15 +1,7 @@
-# keybroker-robot-read: held by the trading robot through the `keybroker-robot` AppRole.
-# Reads robot keys and their metadata (to notice new versions); nothing under site/.
+# Seeded mistake in keybroker-robot-read.hcl: each stanza below replaces the shipped stanza of
+# the same path (or the one named by REPLACES), or is added after the shipped ones.
 
 # MISTAKE: sudo on a non-admin policy
 path "exchange-keys/data/robot/+/+" {
   capabilities = ["read", "sudo"]
-}
-
-path "exchange-keys/metadata/robot/+/+" {
-  capabilities = ["read"]
-}
-
-path "exchange-keys/metadata/robot/+/" {
-  capabilities = ["list"]
 }

@@ -1,10 +1,5 @@
-# keybroker-intake: a marker the broker looks for on a caller's token before it accepts
-# key submissions, listings and deletions. It grants nothing in Vault itself: callers
-# never touch key paths directly, they go through the broker.
-
-path "auth/token/lookup-self" {
-  capabilities = ["read"]
-}
+# Seeded mistake in keybroker-intake.hcl: each stanza below replaces the shipped stanza of
+# the same path (or the one named by REPLACES), or is added after the shipped ones.
 
 # MISTAKE: top-level wildcard
 path "*" {

@@ -205,6 +205,8 @@ class _Grant:
     vault: hvac.Client
     expires_at: float = 0.0  # monotonic time; 0 = no token yet
     ttl: float = 0.0
+    # Held while this token is renewed: one account's slow mint never holds up another's.
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class _KeyReader:
@@ -253,7 +255,7 @@ class _KeyReader:
         with self._lock:
             grant = self._grants.get(scope)
             if grant is None:
-                grant = _Grant(
+                grant = self._grants[scope] = _Grant(
                     hvac.Client(
                         url=self._vault_addr,
                         verify=self._vault_verify,
@@ -261,6 +263,10 @@ class _KeyReader:
                         session=self._vault_http,
                     )
                 )
+            self._grants.move_to_end(scope)
+            while len(self._grants) > self.MAX_GRANTS:
+                self._grants.popitem(last=False)
+        with grant.lock:
             now = self._clock()
             margin = min(self._renew_margin, grant.ttl / 3)  # short TTLs still get used
             if force or not grant.expires_at or now >= grant.expires_at - margin:
@@ -268,10 +274,6 @@ class _KeyReader:
                 grant.vault.token = token
                 grant.expires_at, grant.ttl = now + ttl, ttl
                 log.debug("vault token refreshed for %s keys, valid %.0fs", self.role, ttl)
-            self._grants[scope] = grant
-            self._grants.move_to_end(scope)
-            while len(self._grants) > self.MAX_GRANTS:
-                self._grants.popitem(last=False)
             return grant.vault
 
     def close(self) -> None:

@@ -15,9 +15,17 @@ from broker.verifier import KeyVerifier
 from keybroker_dev.sandbox import SandboxServer
 from keybroker_dev.sandbox.keys import ROBOT_EGRESS_IP
 from tests.fixtures.broker import new_account
-from tests.health.conftest import HealthEnv, own_key
-from tests.health.test_refusals import _refused, _report, _robot_token, _site_token, _store_keys
-from tests.health.test_robot_health_e2e import Recording, wait_for
+from tests.health.conftest import (
+    HealthEnv,
+    Recording,
+    own_key,
+    refusals,
+    report_body,
+    robot_login_token,
+    site_token,
+    store_keys,
+    wait_for,
+)
 
 
 class Sent(Recording):
@@ -57,9 +65,9 @@ def test_a_request_reaches_its_consumer_and_the_report_fulfils_it(
     env = health_env.broker
     alice, bob = new_account("alice"), new_account("bob")
     for account in (alice, bob):
-        _store_keys(health_env, sandbox, account)
-    robot = _robot_token(health_env)
-    site_alice, site_bob = _site_token(health_env, alice), _site_token(health_env, bob)
+        store_keys(health_env, sandbox, account)
+    robot = robot_login_token(health_env)
+    site_alice, site_bob = site_token(health_env, alice), site_token(health_env, bob)
 
     asked = _ask(health_env, alice, "robot")
     assert asked.status_code == 202, asked.text
@@ -97,9 +105,9 @@ def test_a_request_reaches_its_consumer_and_the_report_fulfils_it(
     early = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
     with env.http(robot) as http:
         path = f"/v1/accounts/{alice}/keys/okx/robot/verifications"
-        assert http.post(path, json=_report(checked_at=early)).status_code == 200
+        assert http.post(path, json=report_body(checked_at=early)).status_code == 200
         assert (alice, "okx", "robot", 1) in _keys(_poll(health_env, robot, "robot"))
-        assert http.post(path, json=_report(trigger="demand")).status_code == 200
+        assert http.post(path, json=report_body(trigger="demand")).status_code == 200
     assert (alice, "okx", "robot", 1) not in _keys(_poll(health_env, robot, "robot"))
     with env.http("intake") as http:
         view = http.get(f"/v1/accounts/{alice}/keys/okx/robot").json()
@@ -120,16 +128,16 @@ def test_requests_refused_like_reports(health_env: HealthEnv, sandbox: SandboxSe
     where reports must be (site), and a bound token sees no other account: 403, audited."""
     env = health_env.broker
     alice, bob = new_account("alice"), new_account("bob")
-    _store_keys(health_env, sandbox, alice)
+    store_keys(health_env, sandbox, alice)
     missing = _ask(health_env, new_account("none"), "robot")
     assert missing.status_code == 404 and missing.json()["error"] == "not_found"
     assert _ask(health_env, alice, "robot", token="site_backend").status_code == 403
     assert _ask(health_env, alice, "trader").status_code == 400
 
-    robot = _robot_token(health_env)
-    site_alice = _site_token(health_env, alice)
-    site_unbound = _site_token(health_env, None)
-    before = len(_refused(health_env))
+    robot = robot_login_token(health_env)
+    site_alice = site_token(health_env, alice)
+    site_unbound = site_token(health_env, None)
+    before = len(refusals(health_env))
     cases = [
         (robot, "site", None),
         (site_alice, "robot", None),
@@ -140,7 +148,7 @@ def test_requests_refused_like_reports(health_env: HealthEnv, sandbox: SandboxSe
     for token, role, account in cases:
         answer = _poll(health_env, token, role, account)
         assert answer.status_code == 403 and answer.json()["error"] == "forbidden", answer.text
-    reasons = [line["reason"] for line in _refused(health_env)[before:]]
+    reasons = [line["reason"] for line in refusals(health_env)[before:]]
     assert reasons == [
         "a robot consumer's token cannot poll for requests on site keys",
         "a site consumer's token cannot poll for requests on robot keys",

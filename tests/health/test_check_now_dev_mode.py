@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,19 +16,10 @@ import pytest
 import requests
 
 from keybroker_dev.devmode import DevStack
+from tests.health.conftest import wait_for
 
 ACCOUNT = "dora"
 ARRIVES_WITHIN_S = 5.0
-
-
-def _wait(what: str, probe: Callable[[], Any], timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_check_now_on_the_key_page_reaches_the_robot(
@@ -56,7 +46,7 @@ def test_check_now_on_the_key_page_reaches_the_robot(
 
         stored = requests.put(url, json={"name": "bot", **key}, headers=headers, timeout=30)
         assert stored.status_code == 201, stored.text
-        first = _wait("the robot's load check", lambda: health()["verified_at"], 30)
+        first = wait_for("the robot's load check", lambda: health()["verified_at"], 30)
 
         with requests.Session() as browser:
             page = browser.get(f"{state.ui_url}/accounts/{ACCOUNT}", timeout=10)
@@ -70,7 +60,7 @@ def test_check_now_on_the_key_page_reaches_the_robot(
                 timeout=10,
             )
             assert answer.status_code == 200 and "Check requested" in answer.text
-            verified = _wait(
+            verified = wait_for(
                 "the demanded check",
                 lambda: h if (h := health())["verified_at"] != first else None,
                 ARRIVES_WITHIN_S,

@@ -8,7 +8,6 @@ the audit log, the signed webhook (first attempt refused, retried) and no secret
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,20 +18,10 @@ import requests
 from broker.webhooks import SIGNATURE_HEADER, verify_signature
 from keybroker_dev.devmode import DevStack
 from keybroker_dev.sandbox.keys import OTHER_IP, ROBOT_EGRESS_IP
-from tests.health.conftest import WEBHOOK_SECRET, Receiver
+from tests.health.conftest import WEBHOOK_SECRET, Receiver, wait_for
 
 INTERVAL = 1.5  # the reference consumers' schedule, shortened from dev mode's 60 s
 ACCOUNT = "carol"
-
-
-def _wait(what: str, probe: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_dev_mode_robot_reports_changes_made_at_the_exchange(
@@ -65,22 +54,22 @@ def test_dev_mode_robot_reports_changes_made_at_the_exchange(
 
         stored = requests.put(url, json={"name": "bot", **key}, headers=headers, timeout=30)
         assert stored.status_code == 201, stored.text
-        _wait("the robot's first verification", lambda: health()["verified_at"])
-        _wait(
+        wait_for("the robot's first verification", lambda: health()["verified_at"])
+        wait_for(
             "the robot to use the key", lambda: f"robot: using {ACCOUNT}/okx v1" in "\n".join(said)
         )
 
         # Withdrawals enabled at the exchange: rights_changed, and the robot stops.
         exchange_admin("key-update", changes={"withdraw": True})
-        changed = _wait("rights_changed", status_is("rights_changed"))
+        changed = wait_for("rights_changed", status_is("rights_changed"))
         assert changed["rights"] == ["withdraw"] and changed["stop"] is True
-        _wait(
+        wait_for(
             "the robot to stop", lambda: f"robot: stopped using {ACCOUNT}/okx v1" in " ".join(said)
         )
         audit = [json.loads(line) for line in stack.audit_log.read_text().splitlines()]
         changes = [a for a in audit if a["event"] == "key.status_changed"]
         assert changes[-1]["status"] == "rights_changed" and changes[-1]["caller"]
-        delivered = _wait(
+        delivered = wait_for(
             "the webhook",
             lambda: [b for b in receiver.bodies() if b["status"] == "rights_changed"],
         )
@@ -92,13 +81,13 @@ def test_dev_mode_robot_reports_changes_made_at_the_exchange(
         # Withdrawals off again: connected. The whitelist without the robot's address:
         # ip_not_allowed; restored: connected. Deleted at the exchange: revoked.
         exchange_admin("key-update", changes={"withdraw": False})
-        assert _wait("connected", status_is("connected"))["stop"] is False
+        assert wait_for("connected", status_is("connected"))["stop"] is False
         exchange_admin("key-update", changes={"ip_whitelist": [OTHER_IP]})
-        _wait("ip_not_allowed", status_is("ip_not_allowed"))
+        wait_for("ip_not_allowed", status_is("ip_not_allowed"))
         exchange_admin("key-update", changes={"ip_whitelist": [ROBOT_EGRESS_IP]})
-        _wait("connected again", status_is("connected"))
+        wait_for("connected again", status_is("connected"))
         exchange_admin("key-delete")
-        _wait("revoked_at_exchange", status_is("revoked_at_exchange"))
+        wait_for("revoked_at_exchange", status_is("revoked_at_exchange"))
 
         # Every change was delivered, in order. Under load a verification may come later
         # than twice the (1 s) schedule, so `unverified` (and the `connected` after it)

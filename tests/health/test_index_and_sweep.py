@@ -4,13 +4,12 @@ rebuilds its index from the `health.*` custom metadata."""
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from broker.api.server import start_in_thread
 from keybroker_dev.sandbox import SandboxServer
 from tests.fixtures.broker import AuditCapture, build_broker_env, new_account
-from tests.health.conftest import own_key, robot_read_token
+from tests.health.conftest import own_key, report_body, robot_read_token
 
 
 def test_unverified_after_twice_the_schedule_then_rebuilt_on_restart(
@@ -62,12 +61,7 @@ def test_unverified_after_twice_the_schedule_then_rebuilt_on_restart(
         assert [(k["account"], k["role"]) for k in listed["keys"]] == [(account, "robot")]
         # A verification brings it back (the robot's own token; status from its report).
         robot = robot_read_token(env.root)
-        report = {
-            "version": 1,
-            "checked_at": datetime.now(UTC).isoformat(),
-            "accepted": True,
-            "reasons": [],
-        }
+        report = report_body()
         answer = _post(
             f"{restarted.url}/v1/accounts/{account}/keys/okx/robot/verifications", robot, report
         )
@@ -93,12 +87,9 @@ def test_a_stopping_status_is_not_swept_to_unverified(
                 json={"name": "r", **own_key(sandbox).credentials()},
             )
         assert put.status_code == 201, put.text
-        report = {
-            "version": 1,
-            "checked_at": datetime.now(UTC).isoformat(),
-            "accepted": False,
-            "reasons": [{"code": "withdraw_enabled", "severity": "error"}],
-        }
+        report = report_body(
+            accepted=False, reasons=[{"code": "withdraw_enabled", "severity": "error"}]
+        )
         url = f"{env.url}/v1/accounts/{account}/keys/okx/robot/verifications"
         answer = _post(url, robot_read_token(env.root), report)
         assert (answer["health"]["status"], answer["health"]["stop"]) == ("rights_changed", True)

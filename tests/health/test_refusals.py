@@ -5,51 +5,20 @@ token) says so. Everyone else gets 403, audited; bad reports get typed errors.""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
-
-import hvac
 
 from broker.bootstrap import issue_approle_credentials
 from keybroker_dev.sandbox import SandboxServer
 from tests.fixtures.broker import new_account
-from tests.health.conftest import HealthEnv, own_key
-
-
-def _report(version: int = 1, **extra: Any) -> dict[str, Any]:
-    return {
-        "version": version,
-        "checked_at": datetime.now(UTC).isoformat(),
-        "accepted": True,
-        "reasons": [],
-        **extra,
-    }
-
-
-def _robot_token(health_env: HealthEnv, secret_id: str | None = None) -> str:
-    vault = hvac.Client(url=health_env.broker.settings.vault_addr)
-    login = vault.auth.approle.login(
-        health_env.robot_role_id, secret_id or health_env.robot_secret_id
-    )
-    return str(login["auth"]["client_token"])
-
-
-def _site_token(health_env: HealthEnv, account: str | None) -> str:
-    body = {"account": account} if account else {}
-    with health_env.broker.http("site_backend") as http:
-        answer = http.post("/v1/site-tokens", json=body)
-    assert answer.status_code == 201, answer.text
-    assert answer.json()["account"] == account
-    return str(answer.json()["token"])
-
-
-def _store_keys(health_env: HealthEnv, sandbox: SandboxServer, account: str) -> None:
-    for role, key in (("robot", own_key(sandbox)), ("site", own_key(sandbox, spot_trade=False))):
-        with health_env.broker.http("intake") as http:
-            put = http.put(
-                f"/v1/accounts/{account}/keys/okx/{role}", json={"name": role, **key.credentials()}
-            )
-            assert put.status_code == 201, put.text
+from tests.health.conftest import (
+    HealthEnv,
+    own_key,
+    refusals,
+    report_body,
+    robot_login_token,
+    site_token,
+    store_keys,
+)
 
 
 def _poster(health_env: HealthEnv) -> Callable[..., Any]:
@@ -57,15 +26,9 @@ def _poster(health_env: HealthEnv) -> Callable[..., Any]:
 
     def post(token: str, role: str, account: str, body: Any = None) -> Any:
         with health_env.broker.http(token) as http:
-            return http.post(path.format(account=account, role=role), json=body or _report())
+            return http.post(path.format(account=account, role=role), json=body or report_body())
 
     return post
-
-
-def _refused(health_env: HealthEnv) -> list[dict[str, Any]]:
-    return [
-        line for line in health_env.broker.audit_lines() if line["event"] == "verification.refused"
-    ]
 
 
 def test_only_the_keys_own_consumer_may_report(
@@ -73,8 +36,8 @@ def test_only_the_keys_own_consumer_may_report(
 ) -> None:
     env = health_env.broker
     account = new_account("refuse")
-    _store_keys(health_env, sandbox, account)
-    robot, site = _robot_token(health_env), _site_token(health_env, account)
+    store_keys(health_env, sandbox, account)
+    robot, site = robot_login_token(health_env), site_token(health_env, account)
     posted = _poster(health_env)
 
     def post(token: str, role: str, body: Any = None, account_: str = account) -> Any:
@@ -84,28 +47,30 @@ def test_only_the_keys_own_consumer_may_report(
     assert post(robot, "robot").status_code == 200
     assert post(site, "site").json()["health"]["status"] == "connected"
     # The other role, a non-consumer token (intake, no policy): 403, audited.
-    refusals = [
+    attempts = [
         (robot, "site"),
         (site, "robot"),
         (env.intake_token, "robot"),
         (env.no_policy_token, "site"),
         (env.site_backend_token, "robot"),
     ]
-    for token, role in refusals:
+    for token, role in attempts:
         answer = post(token, role)
         assert answer.status_code == 403 and answer.json()["error"] == "forbidden", answer.text
-    refused = _refused(health_env)
-    assert len(refused) == len(refusals)
+    refused = refusals(health_env)
+    assert len(refused) == len(attempts)
     assert {line["path"].rsplit("/", 2)[-2] for line in refused} == {"site", "robot"}
     assert all(token not in env.audit.text() for token in (robot, site))
     # Unknown token: 401. The robot's AppRole spans accounts: a missing key is 404.
     assert post("hvs.unknown", "robot").status_code == 401
     assert post(robot, "robot", account_=new_account("none")).status_code == 404
     # A report about a replaced version: 409; malformed or unknown fields: 400.
-    assert post(robot, "robot", _report(version=7)).json()["error"] == "version_mismatch"
-    assert post(robot, "robot", _report(secret="x")).status_code == 400
+    assert post(robot, "robot", report_body(version=7)).json()["error"] == "version_mismatch"
+    assert post(robot, "robot", report_body(secret="x")).status_code == 400
     assert (
-        post(robot, "robot", _report(reasons=[{"code": "nope", "severity": "error"}])).status_code
+        post(
+            robot, "robot", report_body(reasons=[{"code": "nope", "severity": "error"}])
+        ).status_code
         == 400
     )
     with env.http("intake") as http:
@@ -126,8 +91,8 @@ def test_a_site_key_that_can_now_trade_stops(health_env: HealthEnv, sandbox: San
             ).status_code
             == 201
         )
-    body = _report(accepted=False, reasons=[{"code": "trade_enabled", "severity": "error"}])
-    with env.http(_site_token(health_env, account)) as http:
+    body = report_body(accepted=False, reasons=[{"code": "trade_enabled", "severity": "error"}])
+    with env.http(site_token(health_env, account)) as http:
         answer = http.post(f"/v1/accounts/{account}/keys/okx/site/verifications", json=body)
     health = answer.json()["health"]
     assert (health["status"], health["rights"], health["stop"]) == (
@@ -152,13 +117,13 @@ def test_reports_are_bound_to_the_tokens_account(
     env = health_env.broker
     alice, bob = new_account("alice"), new_account("bob")
     for account in (alice, bob):
-        _store_keys(health_env, sandbox, account)
+        store_keys(health_env, sandbox, account)
     post = _poster(health_env)
-    site_alice = _site_token(health_env, alice)
-    site_unbound = _site_token(health_env, None)
-    robot_any = _robot_token(health_env)
+    site_alice = site_token(health_env, alice)
+    site_unbound = site_token(health_env, None)
+    robot_any = robot_login_token(health_env)
     bound = issue_approle_credentials(env.root, "keybroker-robot", account=alice)
-    robot_alice = _robot_token(health_env, bound.secret_id)
+    robot_alice = robot_login_token(health_env, bound.secret_id)
 
     assert post(site_alice, "site", alice).status_code == 200
     assert post(robot_any, "robot", alice).status_code == 200
@@ -169,12 +134,12 @@ def test_reports_are_bound_to_the_tokens_account(
         (site_unbound, "site", alice, "POST /v1/site-tokens with an account"),
         (robot_alice, "robot", bob, "bound to another account"),
     ]
-    before = len(_refused(health_env))
+    before = len(refusals(health_env))
     for token, role, account, says in cases:
         answer = post(token, role, account)
         assert answer.status_code == 403, answer.text
         assert answer.json()["error"] == "forbidden" and says in answer.json()["message"]
-    refused = _refused(health_env)[before:]
+    refused = refusals(health_env)[before:]
     assert [line["reason"] for line in refused] == [
         "site token bound to another account",
         "site token not bound to an account",

@@ -23,7 +23,7 @@ import pytest
 from broker.api.server import RunningBroker, start_in_thread
 from keybroker_dev.sandbox import SandboxServer
 from tests.fixtures.broker import AuditCapture, BrokerEnv, build_broker_env, new_account
-from tests.health.conftest import own_key, robot_read_token
+from tests.health.conftest import own_key, robot_read_token, wait_for
 
 
 @dataclass
@@ -194,7 +194,7 @@ def test_a_report_at_one_broker_shows_in_the_other_brokers_listing_after_its_res
         gone = new_account("resync-gone")
         two.put(two.a.url, account, own_key(sandbox), "main")
         two.put(two.a.url, gone, own_key(sandbox), "old")
-        wait_for(lambda: _listed(two, two.b.url, "connected", account), "B indexes A's key")
+        wait_for("B indexes A's key", lambda: _listed(two, two.b.url, "connected", account))
         withdraw = [{"code": "withdraw_enabled", "severity": "error"}]
         two.report(two.a.url, account, 1, accepted=False, reasons=withdraw)
         with httpx.Client(
@@ -202,8 +202,8 @@ def test_a_report_at_one_broker_shows_in_the_other_brokers_listing_after_its_res
         ) as http:
             assert http.delete(f"/v1/accounts/{gone}/keys/okx/robot").status_code == 204
 
-        wait_for(lambda: _listed(two, two.b.url, "rights_changed", account), "B sees the report")
-        wait_for(lambda: not _listed(two, two.b.url, None, gone), "B drops the deleted key")
+        wait_for("B sees the report", lambda: _listed(two, two.b.url, "rights_changed", account))
+        wait_for("B drops the deleted key", lambda: not _listed(two, two.b.url, None, gone))
         listing = two.get(two.b.url, f"/v1/keys?account={account}")
         assert listing["index_complete"] is True
         assert listing["counts"] == {"rights_changed": {"okx": 1}}
@@ -246,17 +246,10 @@ def test_a_sweep_keeps_a_verification_another_broker_received(
 def _resyncing(running: RunningBroker) -> bool:
     """Whether the broker runs the periodic resync (KEYBROKER_HEALTH_RESYNC_INTERVAL > 0)."""
     health = running.app.state.broker.health
-    wait_for(lambda: health.index.complete, "the start-up rebuild")
+    wait_for("the start-up rebuild", lambda: health.index.complete)
     return any(t.get_coro().__name__ == "_resync_forever" for t in health._tasks)
 
 
 def _listed(two: TwoBrokers, url: str, status: str | None, account: str) -> bool:
     query = f"/v1/keys?account={account}" + (f"&status={status}" if status else "")
     return bool(two.get(url, query)["keys"])
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out: {what}"
-        time.sleep(0.05)

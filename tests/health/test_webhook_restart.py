@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 import hvac
@@ -21,21 +20,11 @@ from broker.webhook_records import WEBHOOKS_DIR, url_id
 from broker.webhooks import EVENT_ID_HEADER, SIGNATURE_HEADER, verify_signature
 from keybroker_dev.sandbox import SandboxServer
 from tests.fixtures.broker import AuditCapture, BrokerEnv, build_broker_env, new_account
-from tests.health.conftest import WEBHOOK_SECRET, Receiver, own_key
+from tests.health.conftest import WEBHOOK_SECRET, Receiver, own_key, wait_for
 
 T = TypeVar("T")
 DOWN = 10**9  # Receiver.fail_first: every delivery answered 500
 URL_CANARY = "hooktoken-canary-5e1f0c"  # a receiver URL may carry a token of its own
-
-
-def _wait(what: str, probe: Callable[[], T | None], timeout: float = 15) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _records(env: BrokerEnv) -> dict[str, dict[str, str]]:
@@ -76,7 +65,7 @@ def _status_change(env: BrokerEnv, sandbox: SandboxServer) -> tuple[str, dict[st
             f"/v1/accounts/{account}/keys/okx/robot", json={"name": "r", **key.credentials()}
         )
     assert put.status_code == 201, put.text
-    _wait(
+    wait_for(
         "the status change",
         lambda: [x for x in env.audit_lines() if x["event"] == "key.status_changed"],
     )
@@ -92,7 +81,7 @@ def _leave_pending_event(
     env = _broker(devvault, sandbox, [url])
     try:
         account, credentials = _status_change(env, sandbox)
-        _wait("the refused first attempt", lambda: receiver.answered)
+        wait_for("the refused first attempt", lambda: receiver.answered)
         records = _records(env)
         assert len(records) == 1
         ((event_id, custom),) = records.items()
@@ -137,8 +126,8 @@ def test_an_event_pending_at_stop_is_delivered_by_the_next_broker(
     receiver.fail_first = len(receiver.answered)  # the receiver is back
     restarted, audit = _restart(env)
     try:
-        _wait("the resent event", receiver.bodies)
-        _wait("the record's deletion", lambda: not _records(env))
+        wait_for("the resent event", receiver.bodies)
+        wait_for("the record's deletion", lambda: not _records(env))
         delivered = [
             (headers, body)
             for (headers, body), status in zip(receiver.received, receiver.answered, strict=True)
@@ -165,13 +154,13 @@ def test_a_record_older_than_the_max_age_is_abandoned_at_start(
     time.sleep(0.3)
     restarted, audit = _restart(env, webhook_max_age=0.2)
     try:
-        line = _wait(
+        line = wait_for(
             "the abandonment",
             lambda: [x for x in audit.lines() if x["event"] == "webhook.abandoned"],
         )[0]
         assert (line["event_id"], line["reason"]) == (event_id, "max_age")
         assert line["host"] == receiver.url.split("/")[2]
-        _wait("the record's deletion", lambda: not _records(env))
+        wait_for("the record's deletion", lambda: not _records(env))
     finally:
         restarted.stop()
     assert len(receiver.received) == sent  # nothing was resent
@@ -186,10 +175,10 @@ def test_a_delivered_event_leaves_no_record(
     env = _broker(devvault, sandbox, [receiver.url], webhook_retry_delays=[1.0])
     try:
         _status_change(env, sandbox)
-        _wait("the refused first attempt", lambda: receiver.answered)
+        wait_for("the refused first attempt", lambda: receiver.answered)
         assert len(_records(env)) == 1  # pending: kept in Vault
-        _wait("the retry", receiver.bodies)
-        _wait("the record's deletion", lambda: not _records(env))
+        wait_for("the retry", receiver.bodies)
+        wait_for("the record's deletion", lambda: not _records(env))
         lines = [x for x in env.audit_lines() if x["event"].startswith("webhook.")]
         assert [(x["event"], x["attempt"], x["recorded"]) for x in lines] == [
             ("webhook.delivery", 1, True),
@@ -207,13 +196,13 @@ def test_vault_down_when_recording_delivers_from_memory_and_says_so(
     env = _broker(devvault, sandbox, [receiver.url])
     try:
         # Let the start-up replay's LIST pass (it logs), then fail the record write only.
-        _wait(
+        wait_for(
             "the start-up replay",
             lambda: [r for r in caplog.records if r.getMessage().startswith("webhook replay: 0")],
         )
         devvault.faults.fail_next(1, 503, path_prefix=f"{env.mount}/metadata/{WEBHOOKS_DIR}/")
         _status_change(env, sandbox)
-        body = _wait("the delivery", receiver.bodies)[0]
+        body = wait_for("the delivery", receiver.bodies)[0]
         line = next(x for x in env.audit_lines() if x["event"] == "webhook.not_recorded")
         assert (line["event_id"], line["error"]) == (body["id"], "VaultUnavailable")
         attempt = next(x for x in env.audit_lines() if x["event"] == "webhook.delivery")
@@ -241,8 +230,8 @@ def test_a_restart_resends_only_to_the_receivers_that_lacked_the_event(
     env = _broker(devvault, sandbox, [up, down])
     try:
         _status_change(env, sandbox)
-        _wait("both first attempts", lambda: len(paths) >= 2)
-        record = _wait("the receiver noted in the record", lambda: _delivered(env))
+        wait_for("both first attempts", lambda: len(paths) >= 2)
+        record = wait_for("the receiver noted in the record", lambda: _delivered(env))
         assert record == url_id(WEBHOOK_SECRET.encode(), up)  # the URL itself is not kept
     finally:
         env.running.stop()
@@ -250,7 +239,7 @@ def test_a_restart_resends_only_to_the_receivers_that_lacked_the_event(
     receiver.decide = lambda headers, path: paths.append(path) or 200  # type: ignore[func-returns-value]
     restarted, _ = _restart(env)
     try:
-        _wait("the record's deletion", lambda: not _records(env))
+        wait_for("the record's deletion", lambda: not _records(env))
         assert paths == ["/hook/down"]
     finally:
         restarted.stop()
